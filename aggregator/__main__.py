@@ -1,0 +1,3 @@
+from aggregator.cli import entry_point
+
+entry_point()

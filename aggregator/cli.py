@@ -1,0 +1,344 @@
+"""The ``aggregator`` command line (click). A thin layer over the modules.
+
+Exit codes: 0 success; 1 a command ran but something failed (a source, a
+check); 2 bad usage or a bad config file; 3 the database is busy or locked
+by a running daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from aggregator import __version__
+from aggregator.config import DEFAULT_CONFIG_PATH, Config, load_config
+from aggregator.errors import AggregatorError, ConfigError, StoreError
+from aggregator.fetch import Fetcher, Limits
+from aggregator.poll import PollOutcome, poll_source
+from aggregator.publish import Publisher
+from aggregator.store import Store, from_iso
+
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_LOCKED = 3
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, ensure_ascii=False)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def config_option(command: F) -> F:
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=DEFAULT_CONFIG_PATH,
+        envvar="AGGREGATOR_CONFIG",
+        show_default=True,
+        help="The sources config file (also AGGREGATOR_CONFIG).",
+    )(command)
+
+
+def _load(config_path: Path) -> Config:
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        click.echo(f"error: invalid config\n{exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def _open_store(config: Config) -> Store:
+    try:
+        return Store(config.settings.database)
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_LOCKED)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="aggregator")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="How much to log to stderr.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text or as one JSON object each.",
+)
+def main(log_level: str, log_format: str) -> None:
+    """Collect news feeds, deduplicate articles by share code, republish Atom feeds."""
+    setup_logging(log_level, log_format)
+
+
+@main.command()
+@config_option
+def run(config_path: Path) -> None:
+    """Run the daemon: poll every source on its schedule, publish, serve over HTTP.
+
+    Stops cleanly on Ctrl-C or SIGTERM; SIGHUP or editing the config file reloads it.
+    """
+    from aggregator.daemon import Daemon
+
+    def ready(daemon: Daemon) -> None:
+        assert daemon.server and daemon.publisher
+        click.echo(f"aggregator {__version__}: serving {daemon.server.url}/")
+        click.echo("Published feeds (more appear as sources are polled):")
+        for url in daemon.publisher.feed_urls():
+            click.echo(f"  {url}")
+
+    try:
+        daemon = Daemon(config_path, on_ready=ready)
+    except ConfigError as exc:
+        click.echo(f"error: invalid config\n{exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    try:
+        daemon.run_forever()
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_LOCKED)
+    except OSError as exc:
+        click.echo(f"error: cannot start: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+def _due(config: Config, store: Store, now: datetime) -> list[str]:
+    due = []
+    for source in config.enabled_sources:
+        state = store.source_state(source.id)
+        if state.disabled_reason:
+            continue
+        if state.next_poll_at is None or state.next_poll_at <= now:
+            due.append(source.id)
+    return due
+
+
+def _describe(outcome: PollOutcome) -> str:
+    if outcome.result == "ok":
+        return f"{outcome.new} new, {outcome.updated} updated, {outcome.added_source} also carried"
+    if outcome.result in ("error", "gone"):
+        return f"{outcome.result.upper()}: {outcome.error}"
+    return outcome.result.replace("_", " ")
+
+
+@main.command()
+@config_option
+@click.option("--all", "poll_all", is_flag=True, help="Poll every enabled source, due or not.")
+@click.option("--no-publish", is_flag=True, help="Store only; do not regenerate the feeds.")
+@click.argument("source_ids", nargs=-1)
+def poll(config_path: Path, poll_all: bool, no_publish: bool, source_ids: tuple[str, ...]) -> None:
+    """Poll the due sources once (or --all, or the SOURCE_IDS given), then publish."""
+    config = _load(config_path)
+    unknown = [s for s in source_ids if config.source(s) is None]
+    if unknown:
+        raise click.BadParameter(f"no such source: {', '.join(unknown)}", param_hint="SOURCE_IDS")
+    with _open_store(config) as store:
+        store.sync_sources(config.sources)
+        now = datetime.now(UTC)
+        chosen = list(source_ids) or (
+            [s.id for s in config.enabled_sources] if poll_all else _due(config, store, now)
+        )
+        failed = 0
+        changed = set()
+        with Fetcher(Limits.from_settings(config.settings), config.settings.user_agent) as fetcher:
+            for source_id in chosen:
+                source = config.source(source_id)
+                assert source is not None
+                outcome = poll_source(source, store, fetcher)
+                failed += outcome.result in ("error", "gone")
+                changed |= outcome.changed_feeds
+                click.echo(f"{source_id}: {_describe(outcome)}")
+        if not chosen:
+            click.echo("no source is due (use --all to poll every source)")
+        if not no_publish:
+            written = Publisher(config, store).publish(changed if changed else set())
+            click.echo(f"published {len(written)} changed file(s) in {config.settings.output_dir}")
+    sys.exit(EXIT_FAILED if failed else 0)
+
+
+@main.command()
+@config_option
+def publish(config_path: Path) -> None:
+    """Regenerate every published feed from the store (unchanged files are left alone)."""
+    config = _load(config_path)
+    with _open_store(config) as store:
+        store.sync_sources(config.sources)
+        publisher = Publisher(config, store)
+        started = time.perf_counter()
+        written = publisher.publish()
+        took = time.perf_counter() - started
+        click.echo(f"published {len(written)} changed file(s) in {took:.2f}s")
+        for url in publisher.feed_urls():
+            click.echo(f"  {url}")
+
+
+@main.group()
+def sources() -> None:
+    """Inspect the configured sources."""
+
+
+def _age(value: str | None, now: datetime) -> str:
+    when = from_iso(value)
+    if when is None:
+        return "-"
+    seconds = (when - now).total_seconds()
+    span = abs(seconds)
+    text = (
+        f"{span:.0f}s"
+        if span < 120
+        else f"{span / 60:.0f}m"
+        if span < 7200
+        else f"{span / 3600:.1f}h"
+    )
+    return f"in {text}" if seconds > 0 else f"{text} ago"
+
+
+def _source_table(config: Config, store: Store) -> list[dict[str, Any]]:
+    rows = {row["id"]: row for row in store.source_rows()}
+    table = []
+    for source in config.sources:
+        row = rows.get(source.id, {})
+        table.append(
+            {
+                "id": source.id,
+                "name": source.name,
+                "url": source.url,
+                "category": source.category,
+                "tags": list(source.tags),
+                "interval": source.interval,
+                "enabled": source.enabled,
+                "share_code_rule": source.share_code.name,
+                "last_poll_at": row.get("last_poll_at"),
+                "last_result": row.get("last_result"),
+                "last_http_status": row.get("last_http_status"),
+                "last_error": row.get("last_error"),
+                "error_count": row.get("error_count", 0),
+                "next_poll_at": row.get("next_poll_at"),
+                "moved_to": row.get("moved_to"),
+                "disabled_reason": row.get("disabled_reason"),
+                "entries": row.get("entry_count", 0),
+            }
+        )
+    return table
+
+
+def _print_table(table: list[dict[str, Any]]) -> None:
+    now = datetime.now(UTC)
+    for item in table:
+        state = "enabled" if item["enabled"] else "disabled in config"
+        if item["disabled_reason"]:
+            state = f"disabled: {item['disabled_reason']}"
+        click.echo(f"{item['id']}  {item['name']}  [{state}]")
+        click.echo(f"    url: {item['url']}")
+        if item["moved_to"]:
+            click.echo(f"    moved to: {item['moved_to']}")
+        click.echo(
+            f"    category: {item['category']}  tags: {', '.join(item['tags']) or '-'}"
+            f"  share code: {item['share_code_rule']}"
+        )
+        result = item["last_result"] or "never polled"
+        if item["last_http_status"]:
+            result += f" (HTTP {item['last_http_status']})"
+        click.echo(
+            f"    last poll: {_age(item['last_poll_at'], now)}  result: {result}"
+            f"  next poll: {_age(item['next_poll_at'], now)}  entries: {item['entries']}"
+        )
+        if item["error_count"]:
+            click.echo(
+                f"    errors in a row: {item['error_count']}  last error: {item['last_error']}"
+            )
+
+
+@sources.command("list")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def sources_list(config_path: Path, as_json: bool) -> None:
+    """List the sources with their last status and entry counts."""
+    config = _load(config_path)
+    with _open_store(config) as store:
+        table = _source_table(config, store)
+    if as_json:
+        click.echo(json.dumps(table, ensure_ascii=False, indent=2))
+    else:
+        _print_table(table)
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def status(config_path: Path, as_json: bool) -> None:
+    """Show each source's state from the database: last poll, result, next poll, errors."""
+    config = _load(config_path)
+    with _open_store(config) as store:
+        table = _source_table(config, store)
+        total = store.entry_count()
+    if as_json:
+        click.echo(json.dumps({"entries": total, "sources": table}, ensure_ascii=False, indent=2))
+        return
+    _print_table(table)
+    failing = sum(1 for item in table if item["error_count"])
+    click.echo(f"{len(table)} sources, {failing} failing, {total} entries stored")
+
+
+@main.group("config")
+def config_group() -> None:
+    """Work with the config file."""
+
+
+@config_group.command("check")
+@config_option
+def config_check(config_path: Path) -> None:
+    """Validate the config file and print every problem at once, with line numbers."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"{len(exc.problems)} problem(s) found", err=True)
+        sys.exit(EXIT_CONFIG)
+    click.echo(f"{config_path}: ok, {len(config.sources)} sources")
+
+
+def entry_point() -> None:
+    try:
+        main()
+    except AggregatorError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)

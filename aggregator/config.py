@@ -1,0 +1,549 @@
+"""Load and validate ``config/sources.toml`` into typed, immutable objects.
+
+Every problem found is reported at once, each with the file, the line, the
+key and (for sources) the source id. Loading never has side effects.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from aggregator import PROJECT_URL, __version__
+from aggregator.errors import ConfigError, ConfigProblem
+from aggregator.slugs import assign_slugs
+
+DEFAULT_CONFIG_PATH = Path("config/sources.toml")
+DEFAULT_USER_AGENT = f"aggregator/{__version__} (+{PROJECT_URL})"
+_SOURCE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+# Environment variables that override [settings] keys, so one file serves
+# development and production.
+ENV_OVERRIDES = {
+    "AGGREGATOR_DATABASE": "database",
+    "AGGREGATOR_OUTPUT_DIR": "output_dir",
+    "AGGREGATOR_BASE_URL": "base_url",
+    "AGGREGATOR_HOST": "host",
+    "AGGREGATOR_PORT": "port",
+}
+
+
+@dataclass(frozen=True)
+class ShareCodeRule:
+    """How to find an article's share code in its link: a query parameter or a regex."""
+
+    param: str | None = None
+    regex: str | None = None
+
+    @property
+    def name(self) -> str:
+        if self.param:
+            return f"param:{self.param}"
+        if self.regex:
+            return "regex"
+        return "none"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: Path
+    output_dir: Path
+    base_url: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    default_interval: float = 1800.0
+    feed_entries: int = 50
+    user_agent: str = DEFAULT_USER_AGENT
+    timezone: str = "Asia/Shanghai"
+    language: str = "zh-CN"
+    title: str = "aggregator"
+    author: str = "aggregator"
+    workers: int = 4
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    fetch_deadline: float = 60.0
+    max_body_bytes: int = 20 * 1024 * 1024
+    max_decompressed_bytes: int = 50 * 1024 * 1024
+    max_redirects: int = 5
+    publish_delay: float = 2.0
+
+
+@dataclass(frozen=True)
+class Source:
+    id: str
+    name: str
+    url: str
+    category: str
+    tags: tuple[str, ...] = ()
+    interval: float = 1800.0
+    enabled: bool = True
+    share_code: ShareCodeRule = ShareCodeRule()
+    timezone: str = "Asia/Shanghai"
+    headers: tuple[tuple[str, str], ...] = ()
+    allow_private: bool = False
+    attribution: str | None = None
+
+
+@dataclass(frozen=True)
+class Term:
+    """A category or tag: its display name, its slug, an optional description."""
+
+    name: str
+    slug: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    settings: Settings
+    sources: tuple[Source, ...]
+    categories: Mapping[str, Term] = field(default_factory=dict)  # by name
+    tags: Mapping[str, Term] = field(default_factory=dict)  # by name
+
+    def source(self, source_id: str) -> Source | None:
+        return next((s for s in self.sources if s.id == source_id), None)
+
+    @property
+    def enabled_sources(self) -> tuple[Source, ...]:
+        return tuple(s for s in self.sources if s.enabled)
+
+    def category_term(self, name: str) -> Term:
+        return self.categories.get(name) or Term(name, assign_slugs([name])[name])
+
+    def tag_term(self, name: str) -> Term:
+        return self.tags.get(name) or Term(name, assign_slugs([name])[name])
+
+
+# --- locating keys in the file ---------------------------------------------------
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\")\s*=")
+
+
+def locate_keys(text: str) -> dict[tuple[str | int, ...], int]:
+    """Map key paths such as ("sources", 2, "url") to their 1-based line numbers.
+
+    A deliberately small scanner: TOML's own parser does not report positions,
+    and one-line keys under plain and array-of-tables headers cover real files.
+    """
+    lines: dict[tuple[str | int, ...], int] = {}
+    counts: dict[str, int] = {}
+    prefix: tuple[str | int, ...] = ()
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            name = header.group(2).replace('"', "").replace("'", "")
+            if header.group(1) == "[[":
+                index = counts.get(name, 0)
+                counts[name] = index + 1
+                prefix = (name, index)
+            else:
+                prefix = tuple(name.split("."))
+            lines.setdefault(prefix, number)
+            continue
+        key = _KEY.match(line)
+        if key:
+            lines.setdefault((*prefix, key.group(1).strip('"')), number)
+    return lines
+
+
+class _Problems:
+    """Collects problems while validating, each located in the file."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = locate_keys(text)
+        self.items: list[ConfigProblem] = []
+
+    def add(self, where: tuple[str | int, ...], message: str, source_id: str | None = None) -> None:
+        line = None
+        for depth in range(len(where), 0, -1):
+            line = self.lines.get(where[:depth])
+            if line:
+                break
+        key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in where)
+        key = key.replace(".[", "[")
+        self.items.append(ConfigProblem(str(self.path), line, key, message, source_id))
+
+
+# --- value checkers: each returns the converted value or raises ValueError ----------
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from an int/float or a string like "90s", "30m", "2h", "1d"."""
+    if isinstance(value, bool):
+        raise ValueError('expected a duration such as 1800 or "30m"')
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError(f'expected a duration such as 1800 or "30m", got {value!r}')
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    return value
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"expected a positive number, got {value!r}")
+    return float(value)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _port(value: Any) -> int:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    port = _int(value)
+    if port > 65535:
+        raise ValueError(f"expected a port number up to 65535, got {value!r}")
+    return port
+
+
+def _http_url(value: Any) -> str:
+    url = _string(value).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"expected an absolute http(s) URL, got {value!r}")
+    return url
+
+
+def _timezone(value: Any) -> str:
+    name = _string(value)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}") from None
+    return name
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(t, str) and t.strip() for t in value):
+        raise ValueError(f"expected a list of tag names, got {value!r}")
+    return tuple(dict.fromkeys(t.strip() for t in value))
+
+
+def _headers(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError("expected a table of header names to string values")
+    return tuple(sorted(value.items()))
+
+
+def _share_code(value: Any) -> ShareCodeRule:
+    if not isinstance(value, dict):
+        raise ValueError('expected { param = "infoCode" } or { regex = "..." }')
+    unknown = set(value) - {"param", "regex"}
+    if unknown or len(value) != 1:
+        raise ValueError('expected exactly one of param or regex, e.g. { param = "infoCode" }')
+    if "param" in value:
+        return ShareCodeRule(param=_string(value["param"]))
+    pattern = _string(value["regex"])
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    if compiled.groups != 1:
+        raise ValueError("the regex must have exactly one group, the share code")
+    return ShareCodeRule(regex=pattern)
+
+
+Checker = Callable[[Any], Any]
+
+SETTINGS_KEYS: dict[str, Checker] = {
+    "database": _string,
+    "output_dir": _string,
+    "base_url": _http_url,
+    "host": _string,
+    "port": _port,
+    "default_interval": parse_duration,
+    "feed_entries": _int,
+    "user_agent": _string,
+    "timezone": _timezone,
+    "language": _string,
+    "title": _string,
+    "author": _string,
+    "workers": _int,
+    "connect_timeout": parse_duration,
+    "read_timeout": parse_duration,
+    "fetch_deadline": parse_duration,
+    "max_body_bytes": _int,
+    "max_decompressed_bytes": _int,
+    "max_redirects": _int,
+    "publish_delay": _float,
+}
+
+SOURCE_KEYS: dict[str, Checker] = {
+    "id": _string,
+    "name": _string,
+    "url": _string,
+    "category": _string,
+    "category_slug": _string,
+    "tags": _tags,
+    "interval": parse_duration,
+    "enabled": _bool,
+    "share_code": _share_code,
+    "timezone": _timezone,
+    "headers": _headers,
+    "allow_private": _bool,
+    "attribution": _string,
+}
+REQUIRED_SOURCE_KEYS = ("id", "name", "url", "category")
+TERM_KEYS: dict[str, Checker] = {"name": _string, "slug": _string, "description": str}
+TOP_LEVEL_KEYS = {"settings", "sources", "categories", "tags"}
+
+
+def _check_table(
+    table: Any,
+    checkers: Mapping[str, Checker],
+    where: tuple[str | int, ...],
+    problems: _Problems,
+    source_id: str | None = None,
+) -> dict[str, Any]:
+    """Run each key through its checker; unknown keys and bad values become problems."""
+    if not isinstance(table, dict):
+        problems.add(where, "expected a table", source_id)
+        return {}
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        checker = checkers.get(key)
+        if checker is None:
+            known = ", ".join(sorted(checkers))
+            problems.add((*where, key), f"unknown key (known keys: {known})", source_id)
+            continue
+        try:
+            values[key] = checker(raw)
+        except ValueError as exc:
+            problems.add((*where, key), str(exc), source_id)
+    return values
+
+
+def _resolve_path(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def _resolve_source_url(url: str, base: Path) -> str:
+    """file: URLs may be relative to the project; make them absolute."""
+    parts = urlsplit(url)
+    if parts.scheme != "file":
+        return url
+    path = parts.path if not parts.netloc else "/" + parts.netloc + parts.path
+    return (Path(path) if Path(path).is_absolute() else base / path).resolve().as_uri()
+
+
+def _check_source_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        if not parts.hostname:
+            raise ValueError(f"expected an absolute URL with a host, got {url!r}")
+        return
+    if parts.scheme != "file":
+        raise ValueError(f"expected an http, https or file URL, got {url!r}")
+
+
+def _project_root(config_path: Path) -> Path:
+    """Relative paths in the config are relative to the folder holding config/."""
+    folder = config_path.resolve().parent
+    return folder.parent if folder.name == "config" else folder
+
+
+def _settings(raw: Any, root: Path, env: Mapping[str, str], problems: _Problems) -> Settings:
+    table = dict(raw) if isinstance(raw, dict) else {}
+    for variable, key in ENV_OVERRIDES.items():
+        if variable in env:
+            table[key] = env[variable]
+    values = _check_table(table, SETTINGS_KEYS, ("settings",), problems)
+    port = values.get("port", 8080)
+    host = values.get("host", "127.0.0.1")
+    values["database"] = _resolve_path(root, values.get("database", "data/aggregator.db"))
+    values["output_dir"] = _resolve_path(root, values.get("output_dir", "feeds"))
+    values.setdefault("base_url", f"http://{host}:{port}")
+    return Settings(**values)
+
+
+def _terms(raw: Any, kind: str, problems: _Problems) -> dict[str, Term]:
+    terms: dict[str, Term] = {}
+    if raw is None:
+        return terms
+    if not isinstance(raw, list):
+        problems.add((kind,), f"expected [[{kind}]] tables")
+        return terms
+    for index, table in enumerate(raw):
+        values = _check_table(table, TERM_KEYS, (kind, index), problems)
+        if "name" not in values:
+            problems.add((kind, index), "missing required key 'name'")
+            continue
+        slug = values.get("slug")
+        if slug is not None and not _SLUG.match(slug):
+            problems.add((kind, index, "slug"), "a slug is lowercase ASCII letters, digits and -")
+            continue
+        terms[values["name"]] = Term(values["name"], slug or "", values.get("description", ""))
+    return terms
+
+
+def _source(
+    table: Any, index: int, settings: Settings, root: Path, problems: _Problems
+) -> tuple[Source, str | None] | None:
+    source_id = table.get("id") if isinstance(table, dict) else None
+    sid = source_id if isinstance(source_id, str) else None
+    values = _check_table(table, SOURCE_KEYS, ("sources", index), problems, sid)
+    missing = [k for k in REQUIRED_SOURCE_KEYS if k not in values and k not in (table or {})]
+    for key in missing:
+        problems.add(("sources", index), f"missing required key {key!r}", sid)
+    if "id" in values and not _SOURCE_ID.match(values["id"]):
+        problems.add(
+            ("sources", index, "id"), "an id is lowercase letters, digits, - and _ (max 64)", sid
+        )
+        return None
+    if "url" in values:
+        try:
+            _check_source_url(values["url"])
+            values["url"] = _resolve_source_url(values["url"], root)
+        except ValueError as exc:
+            problems.add(("sources", index, "url"), str(exc), sid)
+            return None
+    if missing or len(values) < len(REQUIRED_SOURCE_KEYS):
+        return None
+    values.setdefault("interval", settings.default_interval)
+    values.setdefault("timezone", settings.timezone)
+    category_slug = values.pop("category_slug", None)
+    try:
+        return Source(**values), category_slug
+    except TypeError:  # a required key had a bad value; already reported
+        return None
+
+
+def _taxonomy(
+    sources: list[tuple[Source, str | None]],
+    categories: dict[str, Term],
+    tags: dict[str, Term],
+    problems: _Problems,
+) -> tuple[dict[str, Term], dict[str, Term]]:
+    """Give every category and tag name a slug: pinned ones first, then derived."""
+    pinned_categories = {name: t.slug for name, t in categories.items() if t.slug}
+    for index, (source, slug) in enumerate(sources):
+        if slug is None:
+            continue
+        if not _SLUG.match(slug):
+            problems.add(
+                ("sources", index, "category_slug"),
+                "a slug is lowercase ASCII letters, digits and -",
+                source.id,
+            )
+            continue
+        existing = pinned_categories.setdefault(source.category, slug)
+        if existing != slug:
+            problems.add(
+                ("sources", index, "category_slug"),
+                f"category {source.category!r} already has slug {existing!r}",
+                source.id,
+            )
+    category_names = set(categories) | {s.category for s, _ in sources}
+    tag_names = set(tags) | {t for s, _ in sources for t in s.tags}
+    category_slugs = assign_slugs(category_names, pinned_categories)
+    tag_slugs = assign_slugs(tag_names, {n: t.slug for n, t in tags.items() if t.slug})
+    for kind, slugs in (("categories", category_slugs), ("tags", tag_slugs)):
+        seen: dict[str, str] = {}
+        for name, slug in sorted(slugs.items()):
+            if slug in seen:
+                problems.add((kind,), f"slug {slug!r} is used by both {seen[slug]!r} and {name!r}")
+            seen[slug] = name
+
+    def term(name: str, slug: str, defined: dict[str, Term]) -> Term:
+        description = defined[name].description if name in defined else ""
+        return Term(name, slug, description)
+
+    return (
+        {n: term(n, s, categories) for n, s in category_slugs.items()},
+        {n: term(n, s, tags) for n, s in tag_slugs.items()},
+    )
+
+
+def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Validate the text of a config file. Raises ConfigError with every problem."""
+    env = os.environ if env is None else env
+    problems = _Problems(path, text)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        line = int(match.group(1)) if match else None
+        raise ConfigError([ConfigProblem(str(path), line, "(syntax)", str(exc))]) from None
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            problems.add(
+                (key,), f"unknown top-level key (known: {', '.join(sorted(TOP_LEVEL_KEYS))})"
+            )
+    root = _project_root(path)
+    settings = _settings(data.get("settings", {}), root, env, problems)
+    raw_sources = data.get("sources", [])
+    if not isinstance(raw_sources, list):
+        problems.add(("sources",), "expected [[sources]] tables")
+        raw_sources = []
+    sources: list[tuple[Source, str | None]] = []
+    seen_ids: dict[str, int] = {}
+    for index, table in enumerate(raw_sources):
+        checked = _source(table, index, settings, root, problems)
+        if checked is None:
+            continue
+        source = checked[0]
+        if source.id in seen_ids:
+            problems.add(
+                ("sources", index, "id"),
+                f"duplicate id, already used by source number {seen_ids[source.id] + 1}",
+                source.id,
+            )
+            continue
+        seen_ids[source.id] = index
+        sources.append(checked)
+    categories = _terms(data.get("categories"), "categories", problems)
+    tags = _terms(data.get("tags"), "tags", problems)
+    category_terms, tag_terms = _taxonomy(sources, categories, tags, problems)
+    if problems.items:
+        raise ConfigError(problems.items)
+    return Config(path, settings, tuple(s for s, _ in sources), category_terms, tag_terms)
+
+
+def load_config(
+    path: Path | str = DEFAULT_CONFIG_PATH, env: Mapping[str, str] | None = None
+) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            [ConfigProblem(str(path), None, "(file)", exc.strerror or str(exc))]
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigProblem(str(path), None, "(file)", f"not UTF-8: {exc}")]) from None
+    return parse_config(text, path, env)

@@ -1,0 +1,76 @@
+"""Entry dates: parse what feeds send, keep them sane. Pure functions.
+
+Feeds send RFC 822, RFC 3339, and on Chinese sites things like
+``2021年12月24日 10:30`` or ``2021-12-24 10:30:00`` with no zone (which
+means the source's own zone). Nothing here raises on bad input.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+MIN_YEAR = 1990
+FUTURE_SLACK = timedelta(days=1)
+
+_CHINESE = re.compile(
+    r"(\d{4})\s*[年/.\-]\s*(\d{1,2})\s*[月/.\-]\s*(\d{1,2})\s*日?"
+    r"(?:\s*T?\s*(\d{1,2})\s*[:时点]\s*(\d{1,2})(?:\s*[:分]\s*(\d{1,2}))?\s*秒?)?"
+    r"\s*(Z|[+-]\d{2}:?\d{2})?\s*$"
+)
+
+
+def from_struct(value: time.struct_time | None) -> datetime | None:
+    """feedparser's *_parsed values are UTC struct_times."""
+    if value is None:
+        return None
+    try:
+        return datetime(*value[:6], tzinfo=UTC)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def parse_local(text: str, tz: str) -> datetime | None:
+    """Dates feedparser does not know, read in the source's time zone."""
+    match = _CHINESE.match((text or "").strip())
+    if not match:
+        return None
+    year, month, day, hour, minute, second, offset = match.groups()
+    try:
+        local = datetime(
+            int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0)
+        )
+    except ValueError:
+        return None
+    if offset:
+        sign = 1 if offset[0] == "+" else -1
+        digits = offset[1:].replace(":", "")
+        if offset == "Z":
+            return local.replace(tzinfo=UTC)
+        delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        return (local - sign * delta).replace(tzinfo=UTC)
+    return local.replace(tzinfo=ZoneInfo(tz)).astimezone(UTC)
+
+
+def sane(value: datetime | None, first_seen: datetime) -> datetime | None:
+    """Reject nonsense years; clamp dates in the future to when we first saw the entry."""
+    if value is None:
+        return None
+    if value.year < MIN_YEAR:
+        return None
+    if value > first_seen + FUTURE_SLACK:
+        return first_seen
+    return value
+
+
+def entry_date(raw: str | None, parsed: time.struct_time | None, tz: str) -> datetime | None:
+    """The best reading of one date field: feedparser's, unless it missed the zone or failed."""
+    if raw and _CHINESE.match(raw.strip()):
+        return parse_local(raw, tz)
+    return from_struct(parsed)
+
+
+def to_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,87 @@
+"""Deciding what an incoming entry means for the store. Pure functions.
+
+One article is one row, whatever source or guid it arrives under. Each source's
+own version of an entry is remembered by hash, so an entry is updated only when
+the source that carries it changes it: two sources with slightly different
+copies never make the entry flip-flop between them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+from aggregator.models import EntryRecord
+
+
+class Action(Enum):
+    NEW = "new"  # first time anyone has seen this share code
+    ADD_SOURCE = "add_source"  # known article, first time from this source
+    UPDATE = "update"  # this source changed its copy
+    UNCHANGED = "unchanged"  # nothing to write
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    code: str
+    updated: datetime
+    source_hashes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    updated: datetime | None = None  # the entry's new `updated`, for NEW and UPDATE
+
+
+def entry_hash(entry: EntryRecord) -> str:
+    """A fingerprint of everything a subscriber would see change."""
+    material = [
+        entry.title,
+        entry.link,
+        entry.content,
+        entry.summary,
+        entry.author,
+        list(entry.categories),
+        [[e.url, e.type, e.length] for e in entry.enclosures],
+        entry.published.isoformat() if entry.published else "",
+        entry.updated.isoformat() if entry.updated else "",
+    ]
+    encoded = json.dumps(material, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return hashlib.sha1(encoded).hexdigest()
+
+
+def first_per_code(entries: list[EntryRecord]) -> list[EntryRecord]:
+    """A feed listing one article twice (two guids, one code) counts it once: the first."""
+    seen: set[str] = set()
+    unique = []
+    for entry in entries:
+        if entry.code not in seen:
+            seen.add(entry.code)
+            unique.append(entry)
+    return unique
+
+
+def decide(
+    stored: StoredEntry | None,
+    source_id: str,
+    incoming: EntryRecord,
+    incoming_hash: str,
+    now: datetime,
+) -> Decision:
+    if stored is None:
+        return Decision(Action.NEW, incoming.updated or incoming.published or now)
+    previous = stored.source_hashes.get(source_id)
+    if previous is None:
+        return Decision(Action.ADD_SOURCE)
+    if previous == incoming_hash:
+        return Decision(Action.UNCHANGED)
+    # A real change: the feed's own date if it moved forward, else when we saw it.
+    claimed = incoming.updated
+    updated = (
+        claimed if claimed is not None and claimed > stored.updated else max(now, stored.updated)
+    )
+    return Decision(Action.UPDATE, updated)

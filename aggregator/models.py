@@ -1,0 +1,60 @@
+"""Plain data passed between the pipeline steps. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Enclosure:
+    url: str
+    type: str = ""
+    length: int = 0
+
+
+@dataclass(frozen=True)
+class EntryRecord:
+    """One entry as a feed gave it, normalised; the share code is set by sharecode."""
+
+    guid: str
+    title: str
+    link: str
+    published: datetime | None = None
+    updated: datetime | None = None
+    author: str = ""
+    summary: str = ""
+    content: str = ""
+    categories: tuple[str, ...] = ()
+    enclosures: tuple[Enclosure, ...] = ()
+    code: str = ""
+    code_rule: str = ""
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    version: str
+    title: str
+    link: str
+    feed_id: str
+    entries: tuple[EntryRecord, ...] = ()
+    ttl_minutes: int | None = None
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What a fetch brought back. body is None when the server said 304."""
+
+    url: str
+    status: int
+    body: bytes | None
+    content_type: str = ""
+    etag: str | None = None
+    last_modified: str | None = None
+    moved_to: str | None = None  # set when a permanent redirect was followed
+    max_age: float | None = None  # seconds, from Cache-Control / Expires
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def not_modified(self) -> bool:
+        return self.body is None

@@ -1,0 +1,194 @@
+"""Poll one source: fetch, parse, find share codes, store, decide the next poll.
+
+This is the pipeline for a single source, with I/O at the edges (fetcher,
+store) and decisions made by the pure modules. A failing source records its
+error and never raises into the caller, so one bad source stops nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from aggregator.config import Source
+from aggregator.errors import FetchError, ParseError
+from aggregator.fetch import Fetcher
+from aggregator.models import EntryRecord, ParsedFeed
+from aggregator.parse import parse_feed
+from aggregator.schedule import PollFacts, next_poll_at
+from aggregator.sharecode import share_code
+from aggregator.store import FeedKey, Store
+
+log = logging.getLogger("aggregator.poll")
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class PollOutcome:
+    source_id: str
+    result: str  # "ok", "not_modified", "unchanged", "error", "gone"
+    new: int = 0
+    updated: int = 0
+    added_source: int = 0
+    error: str = ""
+    http_status: int | None = None
+    next_poll: datetime | None = None
+    changed_feeds: set[FeedKey] = field(default_factory=set)
+    seconds: float = 0.0
+
+
+def with_share_codes(entries: Iterable[EntryRecord], source: Source) -> list[EntryRecord]:
+    coded = []
+    for entry in entries:
+        code, rule = share_code(entry, source.share_code)
+        coded.append(replace(entry, code=code, code_rule=rule))
+    return coded
+
+
+def extract(source: Source, body: bytes, url: str, content_type: str, now: datetime) -> ParsedFeed:
+    """Parse and give every entry its share code; no storing."""
+    feed = parse_feed(
+        body, url=url, content_type=content_type, timezone=source.timezone, seen_at=now
+    )
+    return replace(feed, entries=tuple(with_share_codes(feed.entries, source)))
+
+
+def poll_source(
+    source: Source,
+    store: Store,
+    fetcher: Fetcher,
+    *,
+    clock: Clock = utc_now,
+    rand: Callable[[], float] = random.random,
+) -> PollOutcome:
+    """Poll one source end to end. Never raises for the source's own failures."""
+    started = clock()
+    state = store.source_state(source.id)
+    url = state.moved_to or source.url
+    try:
+        fetched = fetcher.fetch(
+            url,
+            etag=state.etag,
+            last_modified=state.last_modified,
+            headers=source.headers,
+            allow_private=source.allow_private,
+            now=started,
+        )
+    except FetchError as exc:
+        return _failed(source, store, state.error_count, exc, started, rand())
+    validators = {
+        "etag": fetched.etag or state.etag,
+        "last_modified": fetched.last_modified or state.last_modified,
+    }
+    if fetched.moved_to:
+        validators["moved_to"] = fetched.moved_to
+        log.info("source %s moved permanently to %s", source.id, fetched.moved_to)
+    facts = PollFacts(source.interval, succeeded=True, max_age=fetched.max_age)
+    if fetched.body is None:
+        return _succeeded(source, store, "not_modified", validators, facts, started, rand(), 304)
+    body_hash = hashlib.sha1(fetched.body).hexdigest()
+    if body_hash == state.body_hash:
+        # Same bytes as last time although the server sent no validators.
+        return _succeeded(
+            source, store, "unchanged", validators, facts, started, rand(), fetched.status
+        )
+    try:
+        feed = extract(source, fetched.body, fetched.url, fetched.content_type, started)
+        ingested = store.ingest(source, feed, list(feed.entries), clock())
+    except ParseError as exc:
+        return _failed(source, store, state.error_count, exc, started, rand(), fetched.status)
+    except Exception as exc:  # a bug or a storage fault must not stop other sources
+        log.exception("source %s: unexpected error", source.id)
+        internal = ParseError(f"internal error {type(exc).__name__}: {exc}")
+        return _failed(source, store, state.error_count, internal, started, rand(), fetched.status)
+    facts = replace(facts, ttl_minutes=feed.ttl_minutes)
+    outcome = _succeeded(
+        source,
+        store,
+        "ok",
+        {**validators, "body_hash": body_hash},
+        facts,
+        started,
+        rand(),
+        fetched.status,
+    )
+    outcome.new, outcome.updated = ingested.new, ingested.updated
+    outcome.added_source = ingested.added_source
+    outcome.changed_feeds = ingested.changed_feeds
+    if ingested.changed:
+        log.info(
+            "source %s: %d new, %d updated, %d also here, %d unchanged",
+            source.id,
+            ingested.new,
+            ingested.updated,
+            ingested.added_source,
+            ingested.unchanged,
+        )
+    return outcome
+
+
+def _succeeded(
+    source: Source,
+    store: Store,
+    result: str,
+    validators: dict[str, str | None],
+    facts: PollFacts,
+    now: datetime,
+    rand: float,
+    status: int,
+) -> PollOutcome:
+    when = next_poll_at(now, facts, rand)
+    store.record_poll(
+        source.id,
+        last_poll_at=now,
+        last_success_at=now,
+        last_result=result,
+        last_http_status=status,
+        error_count=0,
+        next_poll_at=when,
+        **validators,
+    )
+    return PollOutcome(source.id, result, http_status=status, next_poll=when)
+
+
+def _failed(
+    source: Source,
+    store: Store,
+    previous_errors: int,
+    exc: FetchError | ParseError,
+    now: datetime,
+    rand: float,
+    status: int | None = None,
+) -> PollOutcome:
+    status = exc.status if isinstance(exc, FetchError) else status
+    retry_after = exc.retry_after if isinstance(exc, FetchError) else None
+    gone = isinstance(exc, FetchError) and exc.gone
+    message = str(exc) if isinstance(exc, FetchError) else f"not a usable feed: {exc}"
+    errors = previous_errors + 1
+    facts = PollFacts(source.interval, succeeded=False, error_count=errors, retry_after=retry_after)
+    when = next_poll_at(now, facts, rand)
+    extra = {"disabled_reason": f"410 Gone at {now:%Y-%m-%d %H:%M} UTC"} if gone else {}
+    store.record_poll(
+        source.id,
+        last_poll_at=now,
+        last_result="gone" if gone else "error",
+        last_http_status=status,
+        last_error=message,
+        last_error_at=now,
+        error_count=errors,
+        next_poll_at=when,
+        **extra,
+    )
+    log.warning("source %s failed (%d in a row): %s", source.id, errors, message)
+    return PollOutcome(
+        source.id, "gone" if gone else "error", error=message, http_status=status, next_poll=when
+    )

@@ -1,0 +1,114 @@
+"""One APScheduler (3.x) job per enabled source, reconciled with the config.
+
+Each job runs at most once at a time (max_instances=1), missed runs are
+coalesced, and after every poll the job is moved to the time the pure
+schedule module decided (backoff, Retry-After, Cache-Control), so the
+interval trigger is only the fallback rhythm.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
+from datetime import UTC, datetime
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from aggregator.config import Source
+from aggregator.schedule import first_poll_at, jitter
+
+log = logging.getLogger("aggregator.scheduler")
+
+
+class PollScheduler:
+    def __init__(
+        self,
+        run_poll: Callable[[str], datetime | None],
+        *,
+        workers: int = 4,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        """run_poll(source_id) polls one source and returns when to poll it next."""
+        self._run_poll = run_poll
+        self._clock = clock
+        self._rand = rand
+        self._intervals: dict[str, float] = {}
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=workers)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=UTC,
+        )
+
+    @property
+    def running(self) -> bool:
+        return bool(self.scheduler.running)
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=wait)
+
+    def job_ids(self) -> set[str]:
+        return {job.id for job in self.scheduler.get_jobs()}
+
+    def next_run(self, source_id: str) -> datetime | None:
+        job = self.scheduler.get_job(source_id)
+        return job.next_run_time if job else None
+
+    def sync(self, sources: Iterable[Source], stored_next: Mapping[str, datetime | None]) -> None:
+        """Make the jobs match the enabled sources: add new, drop removed, retime changed."""
+        wanted = {s.id: s for s in sources if s.enabled}
+        for job_id in self.job_ids() - set(wanted):
+            self._remove(job_id)
+            log.info("source %s: stopped polling (removed or disabled)", job_id)
+        now = self._clock()
+        due = [s for s in wanted.values() if not ((t := stored_next.get(s.id)) and t > now)]
+        for source in wanted.values():
+            if source.id not in self._intervals:
+                when = first_poll_at(
+                    now, stored_next.get(source.id), source.interval, self._rand(), len(due)
+                )
+                self._add(source, when)
+                log.info("source %s: first poll at %s", source.id, when.isoformat())
+            elif self._intervals[source.id] != source.interval:
+                self._intervals[source.id] = source.interval
+                self.scheduler.reschedule_job(source.id, trigger=self._trigger(source.interval))
+                log.info("source %s: interval now %ss", source.id, source.interval)
+
+    def _trigger(self, interval: float) -> IntervalTrigger:
+        return IntervalTrigger(seconds=interval, jitter=jitter(interval, 1.0) or None, timezone=UTC)
+
+    def _add(self, source: Source, when: datetime) -> None:
+        self._intervals[source.id] = source.interval
+        self.scheduler.add_job(
+            self._job,
+            trigger=self._trigger(source.interval),
+            args=[source.id],
+            id=source.id,
+            name=f"poll {source.id}",
+            next_run_time=when,
+            replace_existing=True,
+        )
+
+    def _remove(self, source_id: str) -> None:
+        self._intervals.pop(source_id, None)
+        with suppress(JobLookupError):
+            self.scheduler.remove_job(source_id)
+
+    def _job(self, source_id: str) -> None:
+        try:
+            when = self._run_poll(source_id)
+        except Exception:
+            log.exception("source %s: poll crashed", source_id)
+            return
+        if when is not None and source_id in self._intervals:
+            with suppress(JobLookupError):  # removed while it was polling
+                self.scheduler.modify_job(source_id, next_run_time=when)

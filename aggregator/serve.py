@@ -1,0 +1,193 @@
+"""Serve the output folder over HTTP with the caching feed readers rely on.
+
+Strong ETags (a hash of the bytes, so they survive restarts), Last-Modified,
+304 answers, gzip when asked, HEAD, the right content types, and paths that
+can never leave the folder. Extra dynamic routes (health, metrics) can be
+plugged in by the daemon.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+log = logging.getLogger("aggregator.serve")
+
+CONTENT_TYPES = {
+    ".xml": "application/atom+xml; charset=utf-8",
+    ".json": "application/feed+json; charset=utf-8",
+    ".opml": "text/x-opml; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".md": "text/markdown; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+}
+# A route returns (status, content type, body).
+Route = Callable[[], tuple[int, str, bytes]]
+
+
+@dataclass(frozen=True)
+class _Cached:
+    stamp: tuple[int, int]  # (mtime_ns, size) the entry was built from
+    body: bytes
+    gzipped: bytes
+    etag: str
+    last_modified: str
+
+
+class FileCache:
+    """Keeps each file's bytes, gzip form and ETag until the file changes."""
+
+    def __init__(self) -> None:
+        self._items: dict[Path, _Cached] = {}
+        self._lock = threading.Lock()
+
+    def get(self, path: Path) -> _Cached | None:
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            cached = self._items.get(path)
+        if cached and cached.stamp == stamp:
+            return cached
+        try:
+            body = path.read_bytes()
+        except OSError:
+            return None
+        cached = _Cached(
+            stamp,
+            body,
+            gzip.compress(body, compresslevel=6, mtime=0),
+            '"' + hashlib.sha256(body).hexdigest()[:32] + '"',
+            email.utils.formatdate(stat.st_mtime, usegmt=True),
+        )
+        with self._lock:
+            self._items[path] = cached
+        return cached
+
+
+def resolve_path(root: Path, url_path: str) -> Path | None:
+    """The file a URL path names inside root, or None if it would leave root."""
+    relative = unquote(urlsplit(url_path).path).lstrip("/")
+    if relative == "" or relative.endswith("/"):
+        relative += "index.html"
+    if "\x00" in relative:
+        return None
+    candidate = (root / relative).resolve()
+    if not candidate.is_relative_to(root.resolve()) or not candidate.is_file():
+        return None
+    return candidate
+
+
+def _not_modified(headers: object, cached: _Cached) -> bool:
+    get = headers.get  # type: ignore[attr-defined]
+    if_none_match = get("If-None-Match")
+    if if_none_match:
+        tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+        return "*" in tags or cached.etag in tags
+    if_modified_since = get("If-Modified-Since")
+    if if_modified_since:
+        try:
+            since = email.utils.parsedate_to_datetime(if_modified_since)
+            current = email.utils.parsedate_to_datetime(cached.last_modified)
+        except (TypeError, ValueError):
+            return False
+        return current <= since
+    return False
+
+
+class FeedServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        root: Path,
+        *,
+        max_age: int = 300,
+        routes: dict[str, Route] | None = None,
+    ) -> None:
+        self.root = root
+        self.max_age = max_age
+        self.routes = routes or {}
+        self.cache = FileCache()
+        super().__init__(address, _Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.serve_forever, name="feed-server", daemon=True)
+        thread.start()
+        return thread
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FeedServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def do_HEAD(self) -> None:
+        self._answer(send_body=False)
+
+    def do_GET(self) -> None:
+        self._answer(send_body=True)
+
+    def _answer(self, send_body: bool) -> None:
+        route = self.server.routes.get(urlsplit(self.path).path)
+        if route is not None:
+            status, content_type, body = route()
+            self._send(
+                status, {"Content-Type": content_type, "Cache-Control": "no-store"}, body, send_body
+            )
+            return
+        path = resolve_path(self.server.root, self.path)
+        cached = self.server.cache.get(path) if path else None
+        if path is None or cached is None:
+            self._send(
+                HTTPStatus.NOT_FOUND,
+                {"Content-Type": "text/plain; charset=utf-8"},
+                b"not found\n",
+                send_body,
+            )
+            return
+        headers = {
+            "ETag": cached.etag,
+            "Last-Modified": cached.last_modified,
+            "Cache-Control": f"public, max-age={self.server.max_age}",
+            "Vary": "Accept-Encoding",
+        }
+        if _not_modified(self.headers, cached):
+            self._send(HTTPStatus.NOT_MODIFIED, headers, b"", send_body=False)
+            return
+        headers["Content-Type"] = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
+        body = cached.body
+        if "gzip" in (self.headers.get("Accept-Encoding") or ""):
+            headers["Content-Encoding"] = "gzip"
+            body = cached.gzipped
+        self._send(HTTPStatus.OK, headers, body, send_body)
+
+    def _send(self, status: int, headers: dict[str, str], body: bytes, send_body: bool) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        if status != HTTPStatus.NOT_MODIFIED:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if send_body and status != HTTPStatus.NOT_MODIFIED:
+            self.wfile.write(body)

@@ -1,0 +1,86 @@
+"""Share codes: the stable identity of an article across sources and guids.
+
+A news-share link such as ``NewsShare.html?infoCode=NW202112242224484383``
+carries a code that survives re-publication under other guids. Pure functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from aggregator.config import ShareCodeRule
+from aggregator.models import EntryRecord
+
+_TRACKING_PARAMS = re.compile(r"^(utm_[a-z]+|fbclid|gclid|spm|from|share_token)$", re.IGNORECASE)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalize_url(url: str) -> str:
+    """A canonical spelling of a URL, so one article's links compare equal.
+
+    Lowercases scheme and host, drops default ports, fragments and tracking
+    parameters, sorts the query. Idempotent.
+    """
+    url = url.strip()
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return url
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if parts.port and parts.port != _DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{parts.port}"
+    query = sorted(
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if not _TRACKING_PARAMS.match(k)
+    )
+    return urlunsplit((scheme, host, parts.path or "/", urlencode(query), ""))
+
+
+def _query_value(url: str, param: str) -> str | None:
+    try:
+        pairs = parse_qsl(urlsplit(url).query, keep_blank_values=False)
+    except ValueError:
+        return None
+    exact = [v for k, v in pairs if k == param and v.strip()]
+    loose = [v for k, v in pairs if k.lower() == param.lower() and v.strip()]
+    found = exact or loose
+    return found[0].strip() if found else None
+
+
+def _by_rule(candidates: list[str], rule: ShareCodeRule) -> str | None:
+    for text in candidates:
+        if rule.param:
+            value = _query_value(text, rule.param)
+        elif rule.regex:
+            match = re.search(rule.regex, text)
+            value = match.group(1).strip() if match and match.group(1) else None
+        else:
+            return None
+        if value:
+            return value
+    return None
+
+
+def fallback_hash(title: str, date: str) -> str:
+    return hashlib.sha1(f"{title}\x00{date}".encode()).hexdigest()
+
+
+def share_code(entry: EntryRecord, rule: ShareCodeRule) -> tuple[str, str]:
+    """(code, which rule produced it) for one entry.
+
+    Order: the source's rule on the link then the guid; the guid; the
+    normalised link; a hash of title and date.
+    """
+    candidates = [c for c in (entry.link, entry.guid) if c]
+    code = _by_rule(candidates, rule)
+    if code:
+        return code, rule.name
+    if entry.guid.strip():
+        return "guid:" + entry.guid.strip(), "guid"
+    if entry.link.strip():
+        return "link:" + normalize_url(entry.link), "link"
+    date = entry.published or entry.updated
+    return "hash:" + fallback_hash(entry.title, date.isoformat() if date else ""), "hash"

@@ -1,0 +1,490 @@
+"""SQLite storage through sqlite-utils.
+
+WAL mode, one schema version in ``PRAGMA user_version`` with numbered
+migrations, and every write in one ``BEGIN IMMEDIATE`` transaction, so a
+kill -9 at any moment leaves either the whole poll or none of it.
+One connection per Store, shared by threads behind a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from aggregator.config import Source
+from aggregator.dedup import Action, StoredEntry, decide, entry_hash, first_per_code
+from aggregator.errors import StoreError
+from aggregator.models import Enclosure, EntryRecord, ParsedFeed
+
+FeedKey = tuple[str, str]  # ("all", ""), ("category", name), ("tag", name), ("source", id)
+
+
+def iso(value: datetime) -> str:
+    """Fixed-width UTC text, so stored times sort as strings."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_iso(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+# --- schema --------------------------------------------------------------------------
+
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE sources (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL DEFAULT '',
+            url TEXT NOT NULL DEFAULT '',
+            category TEXT NOT NULL DEFAULT '',
+            feed_title TEXT, feed_link TEXT, feed_id TEXT,
+            etag TEXT, last_modified TEXT, body_hash TEXT,
+            last_poll_at TEXT, last_success_at TEXT,
+            last_result TEXT, last_http_status INTEGER,
+            last_error TEXT, last_error_at TEXT,
+            error_count INTEGER NOT NULL DEFAULT 0,
+            next_poll_at TEXT, moved_to TEXT, disabled_reason TEXT
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE entries (
+            code TEXT PRIMARY KEY,
+            code_rule TEXT NOT NULL,
+            guid TEXT NOT NULL DEFAULT '',
+            title TEXT NOT NULL DEFAULT '',
+            link TEXT NOT NULL DEFAULT '',
+            published TEXT NOT NULL,
+            updated TEXT NOT NULL,
+            first_seen TEXT NOT NULL,
+            author TEXT NOT NULL DEFAULT '',
+            summary TEXT NOT NULL DEFAULT '',
+            content TEXT NOT NULL DEFAULT '',
+            categories TEXT NOT NULL DEFAULT '[]',
+            enclosures TEXT NOT NULL DEFAULT '[]',
+            source_id TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE entry_sources (
+            code TEXT NOT NULL REFERENCES entries(code) ON DELETE CASCADE,
+            source_id TEXT NOT NULL,
+            guid TEXT NOT NULL DEFAULT '',
+            entry_hash TEXT NOT NULL,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            PRIMARY KEY (code, source_id)
+        )"""
+    )
+    for kind in ("categories", "tags"):
+        db.execute(
+            f"""CREATE TABLE entry_{kind} (
+                code TEXT NOT NULL REFERENCES entries(code) ON DELETE CASCADE,
+                name TEXT NOT NULL,
+                PRIMARY KEY (code, name)
+            )"""
+        )
+        db.execute(f"CREATE INDEX entry_{kind}_name ON entry_{kind}(name, code)")
+    db.execute("CREATE INDEX entries_published ON entries(published DESC, code)")
+    db.execute("CREATE INDEX entry_sources_source ON entry_sources(source_id, code)")
+
+
+MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_migration_1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# --- plain results -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceState:
+    id: str
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    error_count: int = 0
+    next_poll_at: datetime | None = None
+    moved_to: str | None = None
+    disabled_reason: str | None = None
+
+
+@dataclass
+class IngestResult:
+    new: int = 0
+    updated: int = 0
+    added_source: int = 0
+    unchanged: int = 0
+    changed_feeds: set[FeedKey] = field(default_factory=set)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changed_feeds)
+
+
+@dataclass(frozen=True)
+class StoredArticle:
+    """An entry as the publisher needs it."""
+
+    code: str
+    title: str
+    link: str
+    published: datetime
+    updated: datetime
+    author: str
+    summary: str
+    content: str
+    categories: tuple[str, ...]
+    enclosures: tuple[Enclosure, ...]
+    source_id: str
+    tags: tuple[str, ...] = ()
+    entry_categories: tuple[str, ...] = ()
+
+
+class Store:
+    def __init__(self, path: Path | str, *, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=timeout, check_same_thread=False, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from None
+        self.db = sqlite_utils.Database(conn)
+        self._lock = threading.RLock()
+        conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: every commit survives a process kill; only an OS
+        # crash could lose the last transactions.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """One write transaction; rolled back whole on any exception."""
+        with self._lock:
+            conn = self.db.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.db.query(sql, params))
+
+    # --- schema ---
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        with self.transaction() as db:
+            version = self.schema_version
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"database {self.path} has schema {version}, newer than this program's "
+                    f"{SCHEMA_VERSION}: upgrade aggregator"
+                )
+            for number in range(version, SCHEMA_VERSION):
+                MIGRATIONS[number](db)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # --- sources ---
+
+    def sync_sources(self, sources: Iterable[Source]) -> None:
+        """Mirror the config's view of each source, keeping its fetch state."""
+        with self.transaction() as db:
+            for source in sources:
+                db.execute(
+                    """INSERT INTO sources (id, name, url, category) VALUES (?, ?, ?, ?)
+                       ON CONFLICT(id) DO UPDATE SET name = excluded.name,
+                         category = excluded.category,
+                         moved_to = CASE WHEN sources.url = excluded.url THEN sources.moved_to END,
+                         etag = CASE WHEN sources.url = excluded.url THEN sources.etag END,
+                         last_modified = CASE WHEN sources.url = excluded.url
+                                         THEN sources.last_modified END,
+                         disabled_reason = CASE WHEN sources.url = excluded.url
+                                           THEN sources.disabled_reason END,
+                         url = excluded.url""",
+                    [source.id, source.name, source.url, source.category],
+                )
+
+    def source_state(self, source_id: str) -> SourceState:
+        rows = self._query("SELECT * FROM sources WHERE id = ?", [source_id])
+        if not rows:
+            return SourceState(source_id)
+        row = rows[0]
+        return SourceState(
+            id=source_id,
+            etag=row["etag"],
+            last_modified=row["last_modified"],
+            body_hash=row["body_hash"],
+            error_count=row["error_count"],
+            next_poll_at=from_iso(row["next_poll_at"]),
+            moved_to=row["moved_to"],
+            disabled_reason=row["disabled_reason"],
+        )
+
+    def source_rows(self) -> list[dict[str, Any]]:
+        return self._query(
+            """SELECT s.*, (SELECT count(*) FROM entry_sources es WHERE es.source_id = s.id)
+                 AS entry_count
+               FROM sources s ORDER BY s.id"""
+        )
+
+    def record_poll(self, source_id: str, **values: Any) -> None:
+        """Store the outcome of a poll: validators, status, error, next poll time."""
+        columns = {k: iso(v) if isinstance(v, datetime) else v for k, v in values.items()}
+        assignments = ", ".join(f"{name} = :{name}" for name in columns)
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO sources (id) VALUES (?)", [source_id])
+            db.execute(
+                f"UPDATE sources SET {assignments} WHERE id = :id", {**columns, "id": source_id}
+            )
+
+    # --- entries ---
+
+    def _stored(self, db: sqlite_utils.Database, codes: list[str]) -> dict[str, StoredEntry]:
+        found: dict[str, StoredEntry] = {}
+        for start in range(0, len(codes), 500):
+            chunk = codes[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = db.execute(
+                f"""SELECT e.code, e.updated, es.source_id, es.entry_hash
+                    FROM entries e LEFT JOIN entry_sources es ON es.code = e.code
+                    WHERE e.code IN ({marks})""",
+                chunk,
+            ).fetchall()
+            for code, updated, source_id, hashed in rows:
+                stored = found.setdefault(
+                    code, StoredEntry(code, from_iso(updated) or datetime.now(UTC))
+                )
+                if source_id is not None:
+                    stored.source_hashes[source_id] = hashed
+        return found
+
+    def ingest(
+        self, source: Source, feed: ParsedFeed, entries: list[EntryRecord], now: datetime
+    ) -> IngestResult:
+        """Apply one poll's entries in one transaction; returns what changed."""
+        result = IngestResult()
+        unique = first_per_code(entries)
+        with self.transaction() as db:
+            stored = self._stored(db, [e.code for e in unique])
+            for entry in unique:
+                hashed = entry_hash(entry)
+                decision = decide(stored.get(entry.code), source.id, entry, hashed, now)
+                if decision.action is Action.UNCHANGED:
+                    result.unchanged += 1
+                    continue
+                if decision.action is Action.NEW:
+                    self._insert_entry(db, source, entry, decision.updated or now, now)
+                    result.new += 1
+                elif decision.action is Action.UPDATE:
+                    self._update_entry(db, entry, decision.updated or now)
+                    result.updated += 1
+                else:
+                    result.added_source += 1
+                self._link_source(db, source, entry, hashed, now)
+                result.changed_feeds |= self._feeds_of(db, entry.code)
+            db.execute(
+                "UPDATE sources SET feed_title = ?, feed_link = ?, feed_id = ? WHERE id = ?",
+                [feed.title, feed.link, feed.feed_id, source.id],
+            )
+        return result
+
+    def _insert_entry(
+        self,
+        db: sqlite_utils.Database,
+        source: Source,
+        entry: EntryRecord,
+        updated: datetime,
+        now: datetime,
+    ) -> None:
+        published = entry.published or entry.updated or now
+        db.execute(
+            """INSERT INTO entries (code, code_rule, guid, title, link, published, updated,
+                 first_seen, author, summary, content, categories, enclosures, source_id)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [
+                entry.code,
+                entry.code_rule,
+                entry.guid,
+                entry.title,
+                entry.link,
+                iso(published),
+                iso(max(updated, published)),
+                iso(now),
+                entry.author,
+                entry.summary,
+                entry.content,
+                _json_list(entry.categories),
+                _json_enclosures(entry.enclosures),
+                source.id,
+            ],
+        )
+
+    def _update_entry(
+        self, db: sqlite_utils.Database, entry: EntryRecord, updated: datetime
+    ) -> None:
+        db.execute(
+            """UPDATE entries SET title = ?, link = ?, updated = ?, author = ?, summary = ?,
+                 content = ?, categories = ?, enclosures = ?,
+                 published = COALESCE(?, published)
+               WHERE code = ?""",
+            [
+                entry.title,
+                entry.link,
+                iso(updated),
+                entry.author,
+                entry.summary,
+                entry.content,
+                _json_list(entry.categories),
+                _json_enclosures(entry.enclosures),
+                iso(entry.published) if entry.published else None,
+                entry.code,
+            ],
+        )
+
+    def _link_source(
+        self,
+        db: sqlite_utils.Database,
+        source: Source,
+        entry: EntryRecord,
+        hashed: str,
+        now: datetime,
+    ) -> None:
+        db.execute(
+            """INSERT INTO entry_sources (code, source_id, guid, entry_hash, first_seen, last_seen)
+               VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT(code, source_id) DO UPDATE SET guid = excluded.guid,
+                 entry_hash = excluded.entry_hash, last_seen = excluded.last_seen""",
+            [entry.code, source.id, entry.guid, hashed, iso(now), iso(now)],
+        )
+        db.conn.executemany(
+            "INSERT OR IGNORE INTO entry_categories (code, name) VALUES (?, ?)",
+            [(entry.code, source.category)],
+        )
+        db.conn.executemany(
+            "INSERT OR IGNORE INTO entry_tags (code, name) VALUES (?, ?)",
+            [(entry.code, tag) for tag in source.tags],
+        )
+
+    def _feeds_of(self, db: sqlite_utils.Database, code: str) -> set[FeedKey]:
+        keys: set[FeedKey] = {("all", "")}
+        for (name,) in db.execute("SELECT name FROM entry_categories WHERE code = ?", [code]):
+            keys.add(("category", name))
+        for (name,) in db.execute("SELECT name FROM entry_tags WHERE code = ?", [code]):
+            keys.add(("tag", name))
+        for (source_id,) in db.execute(
+            "SELECT source_id FROM entry_sources WHERE code = ?", [code]
+        ):
+            keys.add(("source", source_id))
+        return keys
+
+    # --- reading for publishing ---
+
+    def feed_keys(self) -> set[FeedKey]:
+        """Every feed that has at least one entry."""
+        keys: set[FeedKey] = {("all", "")}
+        for row in self._query("SELECT DISTINCT name FROM entry_categories"):
+            keys.add(("category", row["name"]))
+        for row in self._query("SELECT DISTINCT name FROM entry_tags"):
+            keys.add(("tag", row["name"]))
+        for row in self._query("SELECT DISTINCT source_id FROM entry_sources"):
+            keys.add(("source", row["source_id"]))
+        return keys
+
+    def articles(self, key: FeedKey, limit: int) -> list[StoredArticle]:
+        """The newest entries of one feed, newest first, ties broken by code."""
+        kind, name = key
+        filters = {
+            "all": ("", []),
+            "category": (
+                "WHERE e.code IN (SELECT code FROM entry_categories WHERE name = ?)",
+                [name],
+            ),
+            "tag": ("WHERE e.code IN (SELECT code FROM entry_tags WHERE name = ?)", [name]),
+            "source": (
+                "WHERE e.code IN (SELECT code FROM entry_sources WHERE source_id = ?)",
+                [name],
+            ),
+        }
+        where, params = filters[kind]
+        rows = self._query(
+            f"""SELECT e.*,
+                 (SELECT json_group_array(name) FROM (SELECT name FROM entry_tags t
+                    WHERE t.code = e.code ORDER BY name)) AS tag_names,
+                 (SELECT json_group_array(name) FROM (SELECT name FROM entry_categories c
+                    WHERE c.code = e.code ORDER BY name)) AS category_names
+               FROM entries e {where}
+               ORDER BY e.published DESC, e.code LIMIT ?""",
+            [*params, limit],
+        )
+        return [_article(row) for row in rows]
+
+    def entry_count(self) -> int:
+        return int(self._query("SELECT count(*) AS n FROM entries")[0]["n"])
+
+    def entry_sources(self, code: str) -> list[str]:
+        return [
+            r["source_id"]
+            for r in self._query(
+                "SELECT source_id FROM entry_sources WHERE code = ? ORDER BY source_id", [code]
+            )
+        ]
+
+
+def _json_list(values: Iterable[str]) -> str:
+    return json.dumps(list(values), ensure_ascii=False)
+
+
+def _json_enclosures(enclosures: Iterable[Enclosure]) -> str:
+    return json.dumps([[e.url, e.type, e.length] for e in enclosures], ensure_ascii=False)
+
+
+def _article(row: dict[str, Any]) -> StoredArticle:
+    published = from_iso(row["published"])
+    updated = from_iso(row["updated"])
+    assert published is not None and updated is not None
+    return StoredArticle(
+        code=row["code"],
+        title=row["title"],
+        link=row["link"],
+        published=published,
+        updated=updated,
+        author=row["author"],
+        summary=row["summary"],
+        content=row["content"],
+        categories=tuple(json.loads(row["categories"])),
+        enclosures=tuple(Enclosure(u, t, n) for u, t, n in json.loads(row["enclosures"])),
+        source_id=row["source_id"],
+        tags=tuple(json.loads(row["tag_names"])),
+        entry_categories=tuple(json.loads(row["category_names"])),
+    )
