@@ -28,6 +28,8 @@ def _stamp() -> str:
 
 
 def ensure_venv(extras: str = "dev") -> None:
+    if os.environ.get("AGGREGATOR_SKIP_INSTALL") == "1":
+        return  # the caller vouches for an environment that already has everything
     if not (BIN / "python").exists():
         print(f"creating virtualenv {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
