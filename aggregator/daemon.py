@@ -169,8 +169,10 @@ class Daemon:
     def _publish(self, keys: set[FeedKey]) -> None:
         assert self.publisher
         written = self.publisher.publish(keys)
-        if written:
-            log.info("published %d file(s)", len(written))
+        output = self.config.settings.output_dir
+        for path in written:
+            url = self.publisher.url_of(path.relative_to(output).as_posix())
+            log.info("published %s", url)
 
     # --- config reload ---
 
