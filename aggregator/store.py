@@ -314,8 +314,12 @@ class Store:
                 self._link_source(db, source, entry, hashed, now)
                 result.changed_feeds |= self._feeds_of(db, entry.code)
             db.execute(
-                "UPDATE sources SET feed_title = ?, feed_link = ?, feed_id = ? WHERE id = ?",
-                [feed.title, feed.link, feed.feed_id, source.id],
+                """INSERT INTO sources (id, name, url, category, feed_title, feed_link, feed_id)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(id) DO UPDATE SET feed_title = excluded.feed_title,
+                     feed_link = excluded.feed_link, feed_id = excluded.feed_id""",
+                [source.id, source.name, source.url, source.category, feed.title, feed.link,
+                 feed.feed_id],
             )
         return result
 
