@@ -219,15 +219,26 @@ def attribution_paragraph(text: str) -> str:
     return ATTRIBUTION.format(html.escape(text, quote=False))
 
 
-# The last <p> element of a fragment (no other <p> opens inside it), at its very end.
-_LAST_PARAGRAPH = re.compile(r"<p\b([^>]*)>(?:(?!<p\b).)*</p>\s*\Z", re.DOTALL)
 _EM_MEDIA = re.compile(r"""\bclass\s*=\s*["']?[^"'>]*\bem_media\b""")
+
+
+def _last_paragraph_tag(fragment: str) -> str:
+    """The opening tag of the <p> that ends the fragment, or "" when it ends otherwise."""
+    tail = fragment.rstrip()
+    if not tail.endswith("</p>"):
+        return ""
+    end = len(tail)
+    while (start := tail.rfind("<p", 0, end)) != -1:
+        after = tail[start + 2 : start + 3]
+        if after == ">" or after.isspace():
+            return tail[start : tail.find(">", start) + 1]
+        end = start
+    return ""
 
 
 def has_attribution(fragment: str) -> bool:
     """Whether the article already ends with an attribution (em_media) paragraph."""
-    match = _LAST_PARAGRAPH.search(fragment)
-    return bool(match and _EM_MEDIA.search(match.group(1)))
+    return bool(_EM_MEDIA.search(_last_paragraph_tag(fragment)))
 
 
 def with_attribution(fragment: str, text: str) -> str:
@@ -462,15 +473,24 @@ class PostWriter:
         """Write new and changed posts; leave unchanged files (and their mtimes) alone."""
         report = PostsReport()
         existing = self._existing()
+        owners: dict[str, str] = {}  # slug -> code, to catch codes that differ only in case
         # SQLite reads LIMIT -1 as "no limit": every entry gets its post.
         for article in self.store.articles(("all", ""), -1):
+            slug = post_slug(article.code)
+            if owners.setdefault(slug, article.code) != article.code:
+                log.warning(
+                    "posts: %r and %r share the slug %r; keeping the newer one's post",
+                    owners[slug],
+                    article.code,
+                    slug,
+                )
+                continue
             post = build_post(article, self.config)
             path = post_path(self.config, article, post)
             if write_if_changed(path, render_post(post).encode("utf-8")):
                 report.written.append(path)
             else:
                 report.unchanged += 1
-            slug = post_slug(article.code)
             for old in existing.pop(slug, []):
                 if old != path:  # the date moved: the post moves with it
                     self._remove_if_ours(old, slug, report)
@@ -502,7 +522,8 @@ def import_posts(folder: Path, config: Config, store: Store, now: datetime) -> I
     """
     report = ImportReport()
     articles: dict[str, StoredArticle] = {}
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+    paths = (p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    for path in sorted(paths):
         try:
             post = read_post(path.read_text(encoding="utf-8"), timezone=config.settings.timezone)
         except (OSError, UnicodeDecodeError, PostFormatError) as exc:

@@ -216,6 +216,36 @@ def test_any_tag_names_read_back(names: list[str]) -> None:
     assert got == names
 
 
+_names = st.text(min_size=1).filter(lambda t: t.strip() != "")
+_slugs = st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    title=st.text(),
+    categories=st.lists(_slugs, max_size=3),
+    tags=st.lists(_names, max_size=3),
+    code=st.text(),
+    seconds=st.integers(0, 4_000_000_000),
+    offset=st.integers(-12 * 60, 14 * 60),
+)
+def test_any_post_reads_back_as_written(
+    title: str, categories: list[str], tags: list[str], code: str, seconds: int, offset: int
+) -> None:
+    zone = timezone(timedelta(minutes=offset))
+    post = PostData(
+        title=title,
+        date=datetime.fromtimestamp(seconds, zone),
+        categories=tuple(categories),
+        tags=tuple(tags),
+        html="<p>正文</p>\n <p>二</p>",
+        link="http://finews.zning.xyz/html_News/NewsShare.html?infoCode=NW1",
+        footer="[返回](//x/category/a.html)｜[返回首页](//x/)",
+        code=code.strip(),
+    )
+    assert read_post(render_post(post)) == post
+
+
 # --- keeping the folder in step ------------------------------------------------------------
 
 
