@@ -23,6 +23,7 @@ from aggregator.config import DEFAULT_CONFIG_PATH, Config, load_config
 from aggregator.errors import AggregatorError, ConfigError, StoreError
 from aggregator.fetch import Fetcher, Limits
 from aggregator.poll import PollOutcome, poll_source
+from aggregator.posts import PostWriter, describe_posts
 from aggregator.publish import Publisher
 from aggregator.store import Store, from_iso
 
@@ -190,13 +191,21 @@ def poll(config_path: Path, poll_all: bool, no_publish: bool, source_ids: tuple[
         if not no_publish:
             written = Publisher(config, store).publish(changed if changed else set())
             click.echo(f"published {len(written)} changed file(s) in {config.settings.output_dir}")
+            if config.posts.enabled:
+                click.echo(describe_posts(PostWriter(config, store).sync(), config))
     sys.exit(EXIT_FAILED if failed else 0)
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @config_option
-def publish(config_path: Path) -> None:
-    """Regenerate every published feed from the store (unchanged files are left alone)."""
+@click.pass_context
+def publish(ctx: click.Context, config_path: Path) -> None:
+    """Regenerate every published feed (and posts, when enabled) from the store.
+
+    Unchanged files are left alone. `aggregator publish posts` writes only the posts.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     config = _load(config_path)
     with _open_store(config) as store:
         store.sync_sources(config.sources)
@@ -207,6 +216,8 @@ def publish(config_path: Path) -> None:
         click.echo(f"published {len(written)} changed file(s) in {took:.2f}s")
         for url in publisher.feed_urls():
             click.echo(f"  {url}")
+        if config.posts.enabled:
+            click.echo(describe_posts(PostWriter(config, store).sync(), config))
 
 
 @main.group()
@@ -342,3 +353,6 @@ def entry_point() -> None:
     except AggregatorError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
+
+
+from aggregator.commands import posts  # noqa: E402,F401

@@ -104,12 +104,34 @@ class Term:
 
 
 @dataclass(frozen=True)
+class PostsSettings:
+    """[publish.posts]: write each entry as a static-site (Jekyll) post.
+
+    The link templates take {site}, {tag}, {category} and {category_slug};
+    the file name takes {date} (the local publication date) and {slug}.
+    """
+
+    enabled: bool = False
+    output_dir: Path = Path("site/_posts")
+    site_url: str = ""  # "//host", "https://host/path" or "" for root-relative links
+    layout: str = "post"
+    filename: str = "{date}-{slug}.md"
+    back_text: str = "返回{tag}"
+    back_url: str = "{site}/category/{category_slug}.html"
+    home_text: str = "返回首页"
+    home_url: str = "{site}/"
+    separator: str = "｜"
+    remove_missing: bool = False  # delete the post of an entry no longer in the store
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     settings: Settings
     sources: tuple[Source, ...]
     categories: Mapping[str, Term] = field(default_factory=dict)  # by name
     tags: Mapping[str, Term] = field(default_factory=dict)  # by name
+    posts: PostsSettings = PostsSettings()
 
     def source(self, source_id: str) -> Source | None:
         return next((s for s in self.sources if s.id == source_id), None)
@@ -319,7 +341,60 @@ SOURCE_KEYS: dict[str, Checker] = {
 }
 REQUIRED_SOURCE_KEYS = ("id", "name", "url", "category")
 TERM_KEYS: dict[str, Checker] = {"name": _string, "slug": _string, "description": str}
-TOP_LEVEL_KEYS = {"settings", "sources", "categories", "tags"}
+TOP_LEVEL_KEYS = {"settings", "sources", "categories", "tags", "publish"}
+
+_LINK_FIELDS = {"site": "", "tag": "", "category": "", "category_slug": ""}
+
+
+def _template(fields: Mapping[str, str]) -> Checker:
+    """A str.format template that may use only the given placeholders."""
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {value!r}")
+        try:
+            value.format(**fields)
+        except (KeyError, IndexError, ValueError) as exc:
+            known = ", ".join("{" + name + "}" for name in fields)
+            raise ValueError(f"bad template {value!r} ({exc}); placeholders: {known}") from None
+        return value
+
+    return check
+
+
+def _site_url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    url = value.strip().rstrip("/")
+    parts = urlsplit(url)
+    relative = url == "" or (url.startswith("/") and not url.startswith("//"))
+    absolute = parts.scheme in ("http", "https", "") and bool(parts.netloc)
+    if not (relative or absolute) or re.search(r"[\s()<>]", url):
+        raise ValueError(f'expected "https://host", "//host" or a path like "/blog", got {value!r}')
+    return url
+
+
+def _post_filename(value: Any) -> str:
+    name: str = _template({"date": "2021-12-24", "slug": "x"})(value)
+    if name.count("{slug}") != 1 or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError('expected a file name with {slug} once, e.g. "{date}-{slug}.md"')
+    return name
+
+
+POSTS_KEYS: dict[str, Checker] = {
+    "enabled": _bool,
+    "output_dir": _string,
+    "site_url": _site_url,
+    "layout": _string,
+    "filename": _post_filename,
+    "back_text": _template(_LINK_FIELDS),
+    "back_url": _template(_LINK_FIELDS),
+    "home_text": _template(_LINK_FIELDS),
+    "home_url": _template(_LINK_FIELDS),
+    "separator": _template({}),
+    "remove_missing": _bool,
+}
+PUBLISH_KEYS: dict[str, Checker] = {"posts": lambda value: value}
 
 
 def _check_table(
@@ -389,6 +464,17 @@ def _settings(raw: Any, root: Path, env: Mapping[str, str], problems: _Problems)
     values["output_dir"] = _resolve_path(root, values.get("output_dir", "feeds"))
     values.setdefault("base_url", f"http://{host}:{port}")
     return Settings(**values)
+
+
+def _posts(raw: Any, root: Path, problems: _Problems) -> PostsSettings:
+    """[publish.posts]; writing a table switches posts on unless it says enabled = false."""
+    publish = _check_table(raw, PUBLISH_KEYS, ("publish",), problems)
+    if "posts" not in publish:
+        return PostsSettings()
+    values = _check_table(publish["posts"], POSTS_KEYS, ("publish", "posts"), problems)
+    values.setdefault("enabled", True)
+    values["output_dir"] = _resolve_path(root, values.get("output_dir", "site/_posts"))
+    return PostsSettings(**values)
 
 
 def _terms(raw: Any, kind: str, problems: _Problems) -> dict[str, Term]:
@@ -529,9 +615,10 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
     categories = _terms(data.get("categories"), "categories", problems)
     tags = _terms(data.get("tags"), "tags", problems)
     category_terms, tag_terms = _taxonomy(sources, categories, tags, problems)
+    posts = _posts(data.get("publish", {}), root, problems)
     if problems.items:
         raise ConfigError(problems.items)
-    return Config(path, settings, tuple(s for s, _ in sources), category_terms, tag_terms)
+    return Config(path, settings, tuple(s for s, _ in sources), category_terms, tag_terms, posts)
 
 
 def load_config(

@@ -23,6 +23,7 @@ from aggregator.config import Config, load_config
 from aggregator.errors import AggregatorError, ConfigError, StoreError
 from aggregator.fetch import Fetcher, Limits
 from aggregator.poll import poll_source
+from aggregator.posts import PostWriter
 from aggregator.publish import Publisher
 from aggregator.scheduler import PollScheduler
 from aggregator.serve import FeedServer
@@ -173,6 +174,11 @@ class Daemon:
         for path in written:
             url = self.publisher.url_of(path.relative_to(output).as_posix())
             log.info("published %s", url)
+        self._write_posts()
+
+    def _write_posts(self) -> None:
+        if self.config.posts.enabled and self.store:
+            PostWriter(self.config, self.store).sync()
 
     # --- config reload ---
 
@@ -232,6 +238,7 @@ class Daemon:
             raise
         settings.output_dir.mkdir(parents=True, exist_ok=True)
         self.publisher.publish()
+        self._write_posts()
         self.queue.start()
         self.scheduler.start()
         self._apply(self.config)

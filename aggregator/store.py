@@ -412,6 +412,59 @@ class Store:
             keys.add(("source", source_id))
         return keys
 
+    def import_articles(
+        self, articles: Iterable[StoredArticle], now: datetime, code_rule: str = "import"
+    ) -> tuple[int, int]:
+        """Store articles read from elsewhere (e.g. posts), in one transaction.
+
+        Returns (imported, skipped): a code already stored is left as it is.
+        The source link gets a hash no feed entry has, so the next poll of that
+        source replaces the imported copy with the live one.
+        """
+        imported = skipped = 0
+        with self.transaction() as db:
+            for article in articles:
+                if db.execute("SELECT 1 FROM entries WHERE code = ?", [article.code]).fetchone():
+                    skipped += 1
+                    continue
+                db.execute(
+                    """INSERT INTO entries (code, code_rule, guid, title, link, published,
+                         updated, first_seen, author, summary, content, categories,
+                         enclosures, source_id)
+                       VALUES (?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    [
+                        article.code,
+                        code_rule,
+                        article.title,
+                        article.link,
+                        iso(article.published),
+                        iso(max(article.updated, article.published)),
+                        iso(now),
+                        article.author,
+                        article.summary,
+                        article.content,
+                        _json_list(article.categories),
+                        _json_enclosures(article.enclosures),
+                        article.source_id,
+                    ],
+                )
+                if article.source_id:
+                    db.execute(
+                        """INSERT INTO entry_sources (code, source_id, guid, entry_hash,
+                             first_seen, last_seen) VALUES (?, ?, '', ?, ?, ?)""",
+                        [article.code, article.source_id, code_rule, iso(now), iso(now)],
+                    )
+                for kind, names in (
+                    ("categories", article.entry_categories),
+                    ("tags", article.tags),
+                ):
+                    db.conn.executemany(
+                        f"INSERT OR IGNORE INTO entry_{kind} (code, name) VALUES (?, ?)",
+                        [(article.code, name) for name in names],
+                    )
+                imported += 1
+        return imported, skipped
+
     # --- reading for publishing ---
 
     def feed_keys(self) -> set[FeedKey]:

@@ -6,7 +6,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-import nh3
+import lxml.html
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
@@ -69,15 +69,27 @@ HOSTILE_BITS = st.sampled_from(
 )
 
 
+def active_parts(html: str) -> list[str]:
+    """Elements and attributes that could run code or submit data, as a browser parses them."""
+    found = []
+    for element in lxml.html.fragments_fromstring(f"<div>{html}</div>"):
+        for node in element.iter():
+            if not isinstance(node.tag, str):
+                continue
+            if node.tag in ("script", "form", "iframe", "object", "embed", "style", "input"):
+                found.append(node.tag)
+            for name, value in node.attrib.items():
+                url = "".join(value.split()).lower()
+                if name.startswith("on") or url.startswith(("javascript:", "data:", "vbscript:")):
+                    found.append(f"{node.tag}@{name}")
+    return found
+
+
 @given(st.lists(st.one_of(HOSTILE_BITS, st.text(max_size=20)), max_size=12))
 def test_sanitizer_output_is_stable_and_inert(parts: list[str]) -> None:
     cleaned = clean_html("".join(parts))
-    lowered = cleaned.lower()
-    assert "<script" not in lowered and "<form" not in lowered and "<iframe" not in lowered
-    assert "javascript:" not in lowered
-    assert 'href="data:' not in lowered and 'src="data:' not in lowered
-    assert " onclick=" not in lowered and " onload=" not in lowered
-    assert nh3.clean(cleaned, tags=set(), attributes={}) is not None
+    if cleaned.strip():
+        assert active_parts(cleaned) == []
     assert clean_html(cleaned) == cleaned  # already clean: idempotent
 
 
