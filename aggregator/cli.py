@@ -188,7 +188,9 @@ def poll(config_path: Path, poll_all: bool, no_publish: bool, source_ids: tuple[
         if not chosen:
             click.echo("no source is due (use --all to poll every source)")
         if not no_publish:
-            written = Publisher(config, store).publish(changed if changed else set())
+            publisher = Publisher(config, store)
+            written = publisher.publish(changed if changed else set())
+            publisher.close()  # send any WebSub pings before exiting
             click.echo(f"published {len(written)} changed file(s) in {config.settings.output_dir}")
     sys.exit(EXIT_FAILED if failed else 0)
 
@@ -203,6 +205,7 @@ def publish(config_path: Path) -> None:
         publisher = Publisher(config, store)
         started = time.perf_counter()
         written = publisher.publish()
+        publisher.close()
         took = time.perf_counter() - started
         click.echo(f"published {len(written)} changed file(s) in {took:.2f}s")
         for url in publisher.feed_urls():
