@@ -402,7 +402,7 @@ class Publisher:
 
     def _pair(self, info: FeedInfo, paging: Paging, number: int) -> tuple[Document, Document]:
         start, stop = paging.page(number) if number else paging.current
-        entries = self._views(self.store.positioned_articles(info.key, start, stop))
+        entries = self.views(self.store.positioned_articles(info.key, start, stop))
         pairs = []
         for suffix, other in ((".xml", ".json"), (".json", ".xml")):
             current = info.path if suffix == ".xml" else info.json_path
@@ -430,13 +430,16 @@ class Publisher:
             )
         return pairs[0], pairs[1]
 
-    def _views(self, articles: list[StoredArticle]) -> tuple[EntryView, ...]:
+    def views(self, articles: list[StoredArticle]) -> tuple[EntryView, ...]:
+        """Articles as the renderers show them: cleaned, capped, with distinct updated."""
+        self._source_meta = self._source_meta or self._load_source_meta()
         shown = distinct_updated((a.code, a.updated) for a in articles)
         return tuple(self._view(a, shown[a.code]) for a in articles)
 
     def _view(self, article: StoredArticle, updated: datetime) -> EntryView:
         base = self.config.settings.base_url
-        title = _title(article.title) or _title(article.link) or article.code
+        link = _absolute(strip_control(article.link))
+        title = _title(article.title) or link or article.code
         content = clean_html(article.content or article.summary) or html.escape(title)
         categories = [
             Category(term.slug, term.name, f"{base}/category/")
@@ -448,7 +451,7 @@ class Publisher:
         return EntryView(
             id=entry_id(article.code),
             title=title,
-            link=_absolute(strip_control(article.link)),
+            link=link,
             published=article.published,
             updated=updated,
             author=_title(article.author),
@@ -489,7 +492,6 @@ class Publisher:
 
     def render(self, info: FeedInfo) -> bytes:
         """The current Atom document of a feed."""
-        self._source_meta = self._source_meta or self._load_source_meta()
         return render_atom(self._pair(info, self.paging(info.key), 0)[0], self.config)
 
     def feed_urls(self) -> list[str]:
