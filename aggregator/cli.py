@@ -197,14 +197,19 @@ def poll(config_path: Path, poll_all: bool, no_publish: bool, source_ids: tuple[
 
 @main.command()
 @config_option
-def publish(config_path: Path) -> None:
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Also rewrite old archive pages (after changing base_url or feed names).",
+)
+def publish(config_path: Path, rebuild: bool) -> None:
     """Regenerate every published feed from the store (unchanged files are left alone)."""
     config = _load(config_path)
     with _open_store(config) as store:
         store.sync_sources(config.sources)
         publisher = Publisher(config, store)
         started = time.perf_counter()
-        written = publisher.publish()
+        written = publisher.publish(rebuild=rebuild)
         publisher.close()
         took = time.perf_counter() - started
         click.echo(f"published {len(written)} changed file(s) in {took:.2f}s")

@@ -39,7 +39,8 @@ def render_json_feed(doc: Document, config: Config) -> bytes:
     if doc.archive_number:
         feed["_archive"] = {"page": doc.archive_number, "current_url": doc.current_url}
     feed["items"] = [_item(view) for view in doc.entries]
-    text = json.dumps(feed, ensure_ascii=False, indent=2) + "\n"
+    # Compact: the C encoder (indent would fall back to the slow pure-Python one).
+    text = json.dumps(feed, ensure_ascii=False, separators=(",", ":")) + "\n"
     return strip_control(text).encode("utf-8", "replace")
 
 

@@ -323,22 +323,23 @@ class Publisher:
     def url_of(self, path: str) -> str:
         return f"{self.config.settings.base_url}/{path}"
 
-    def publish(self, keys: Iterable[FeedKey] | None = None) -> list[Path]:
+    def publish(
+        self, keys: Iterable[FeedKey] | None = None, *, rebuild: bool = False
+    ) -> list[Path]:
         """Regenerate the given feeds (all when None); returns the files rewritten.
 
-        With keys, only the current documents of those feeds and their newest
-        archive pages are rendered; with None, everything is (a full check that
-        repairs missing files). Unchanged files are never rewritten.
+        Renders the current documents, the newest archive page and any missing
+        archive page; older archive pages are left alone unless rebuild is set.
+        Unchanged files are never rewritten.
         """
         all_keys = self.store.feed_keys()
-        full = keys is None
         wanted = all_keys if keys is None else (set(keys) & all_keys) | {("all", "")}
         self._source_meta = self._load_source_meta()
         written: list[Path] = []
         topics: list[str] = []
         for key in sorted(wanted):
             info = feed_info(self.config, key)
-            changed = self._publish_feed(info, full)
+            changed = self._publish_feed(info, rebuild)
             written += changed
             for path in (self.output / info.path, self.output / info.json_path):
                 if path in changed:
@@ -371,10 +372,10 @@ class Publisher:
         next_position = self.store.position_feed(key)
         return Paging(next_position, settings.feed_entries, settings.archive_entries)
 
-    def _publish_feed(self, info: FeedInfo, full: bool) -> list[Path]:
+    def _publish_feed(self, info: FeedInfo, rebuild: bool) -> list[Path]:
         paging = self.paging(info.key)
         written = []
-        for doc_atom, doc_json in self._documents(info, paging, full):
+        for doc_atom, doc_json in self._documents(info, paging, rebuild):
             for doc, data in (
                 (doc_atom, render_atom(doc_atom, self.config)),
                 (doc_json, render_json_feed(doc_json, self.config)),
@@ -385,19 +386,17 @@ class Publisher:
         return written
 
     def _documents(
-        self, info: FeedInfo, paging: Paging, full: bool
+        self, info: FeedInfo, paging: Paging, rebuild: bool
     ) -> Iterable[tuple[Document, Document]]:
         """(Atom, JSON) pairs: the current document, then the archive pages to render."""
         yield self._pair(info, paging, 0)
-        newest_written = next(
-            (
-                n
-                for n in range(paging.archived, 0, -1)
-                if (self.output / info.archive_path(n)).exists()
-            ),
-            0,
-        )
-        for number in pages_to_render(paging, [newest_written], full):
+        exists = [
+            n
+            for n in range(1, paging.archived + 1)
+            if (self.output / info.archive_path(n)).exists()
+            and (self.output / info.archive_path(n, ".json")).exists()
+        ]
+        for number in pages_to_render(paging, exists, rebuild):
             yield self._pair(info, paging, number)
 
     def _pair(self, info: FeedInfo, paging: Paging, number: int) -> tuple[Document, Document]:

@@ -94,10 +94,11 @@ def test_paging_keeps_at_least_n_current_and_archives_only_full_pages() -> None:
 
 def test_pages_to_render() -> None:
     paging = Paging(30, 5, 4)  # six archive pages
-    assert pages_to_render(paging, [], full=True) == [1, 2, 3, 4, 5, 6]
-    assert pages_to_render(paging, [], full=False) == [1, 2, 3, 4, 5, 6]
-    assert pages_to_render(paging, [5], full=False) == [5, 6]
-    assert pages_to_render(paging, [6], full=False) == [6]
+    assert pages_to_render(paging, [1, 2, 3, 4, 5, 6], rebuild=True) == [1, 2, 3, 4, 5, 6]
+    assert pages_to_render(paging, []) == [1, 2, 3, 4, 5, 6]
+    assert pages_to_render(paging, [1, 2, 3, 4, 5]) == [5, 6]
+    assert pages_to_render(paging, [1, 2, 3, 4, 5, 6]) == [6]
+    assert pages_to_render(paging, [1, 3, 4]) == [2, 4, 5, 6]  # missing ones are repaired
 
 
 def test_tied_updated_times_are_shown_distinct_and_stable() -> None:
@@ -324,6 +325,10 @@ def test_full_archive_pages_never_change(write_config: Any) -> None:
             s.publisher.publish(set(KEYS))
         s.publisher.publish()  # a full pass rewrites nothing old either
         after = s.files()
+        (s.out / "archive/all/2.xml").unlink()
+        assert [p.name for p in s.publisher.publish()] == ["2.xml"]  # repaired, same bytes
+        assert (s.out / "archive/all/2.xml").read_bytes() == after["archive/all/2.xml"]
+        assert s.publisher.publish(rebuild=True) == []
     for name, data in before.items():
         number = int(Path(name).stem)
         if number < newest:
