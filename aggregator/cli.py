@@ -189,7 +189,9 @@ def poll(config_path: Path, poll_all: bool, no_publish: bool, source_ids: tuple[
         if not chosen:
             click.echo("no source is due (use --all to poll every source)")
         if not no_publish:
-            written = Publisher(config, store).publish(changed if changed else set())
+            publisher = Publisher(config, store)
+            written = publisher.publish(changed if changed else set())
+            publisher.close()  # send any WebSub pings before exiting
             click.echo(f"published {len(written)} changed file(s) in {config.settings.output_dir}")
             if config.posts.enabled:
                 click.echo(describe_posts(PostWriter(config, store).sync(), config))
@@ -198,8 +200,13 @@ def poll(config_path: Path, poll_all: bool, no_publish: bool, source_ids: tuple[
 
 @main.group(invoke_without_command=True)
 @config_option
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Also rewrite old archive pages (after changing base_url or feed names).",
+)
 @click.pass_context
-def publish(ctx: click.Context, config_path: Path) -> None:
+def publish(ctx: click.Context, config_path: Path, rebuild: bool) -> None:
     """Regenerate every published feed (and posts, when enabled) from the store.
 
     Unchanged files are left alone. `aggregator publish posts` writes only the posts.
@@ -211,7 +218,8 @@ def publish(ctx: click.Context, config_path: Path) -> None:
         store.sync_sources(config.sources)
         publisher = Publisher(config, store)
         started = time.perf_counter()
-        written = publisher.publish()
+        written = publisher.publish(rebuild=rebuild)
+        publisher.close()
         took = time.perf_counter() - started
         click.echo(f"published {len(written)} changed file(s) in {took:.2f}s")
         for url in publisher.feed_urls():

@@ -76,6 +76,8 @@ class Settings:
     max_decompressed_bytes: int = 50 * 1024 * 1024
     max_redirects: int = 5
     publish_delay: float = 2.0
+    archive_entries: int = 50  # entries per RFC 5005 archive page; fixed once pages exist
+    hub: str = ""  # WebSub hub URL; empty means no hub links and no pings
 
 
 @dataclass(frozen=True)
@@ -322,6 +324,8 @@ SETTINGS_KEYS: dict[str, Checker] = {
     "max_decompressed_bytes": _int,
     "max_redirects": _int,
     "publish_delay": _float,
+    "archive_entries": _int,
+    "hub": _http_url,
 }
 
 SOURCE_KEYS: dict[str, Checker] = {

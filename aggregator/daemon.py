@@ -26,7 +26,7 @@ from aggregator.poll import poll_source
 from aggregator.posts import PostWriter
 from aggregator.publish import Publisher
 from aggregator.scheduler import PollScheduler
-from aggregator.serve import FeedServer
+from aggregator.serve import FeedServer, max_age_for
 from aggregator.store import FeedKey, Store
 
 log = logging.getLogger("aggregator.daemon")
@@ -207,6 +207,8 @@ class Daemon:
         assert self.store and self.scheduler and self.publisher
         self.config = config
         self.publisher.config = config
+        if self.server:
+            self.server.max_age = max_age_for(config)
         self.store.sync_sources(config.sources)
         stored = {s.id: self.store.source_state(s.id).next_poll_at for s in config.sources}
         self.scheduler.sync(config.sources, stored)
@@ -232,7 +234,10 @@ class Daemon:
             self.scheduler = PollScheduler(
                 self.poll_one, workers=settings.workers, clock=self.clock
             )
-            self.server = FeedServer((settings.host, settings.port), settings.output_dir)
+            max_age = max_age_for(self.config)
+            self.server = FeedServer(
+                (settings.host, settings.port), settings.output_dir, max_age=max_age
+            )
         except (OSError, AggregatorError):
             self.lock.release()
             raise
@@ -258,6 +263,8 @@ class Daemon:
                 log.warning("polls still running after %ss; stopping anyway", self.stop_timeout)
         if self.queue:
             self.queue.stop()
+        if self.publisher:
+            self.publisher.close()  # last WebSub pings (bounded wait)
         if self.server:
             self.server.shutdown()
             self.server.server_close()

@@ -100,7 +100,21 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX entry_sources_source ON entry_sources(source_id, code)")
 
 
-MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_migration_1,)
+def _migration_2(db: sqlite_utils.Database) -> None:
+    """Each feed numbers its entries in the order they joined it (RFC 5005 archive pages)."""
+    db.execute(
+        """CREATE TABLE feed_positions (
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            code TEXT NOT NULL REFERENCES entries(code) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (kind, name, code)
+        )"""
+    )
+    db.execute("CREATE UNIQUE INDEX feed_positions_seq ON feed_positions(kind, name, seq)")
+
+
+MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_migration_1, _migration_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -506,6 +520,62 @@ class Store:
         )
         return [_article(row) for row in rows]
 
+    # --- feed positions (stable archive pages) ---
+
+    def _unpositioned(self, db: sqlite_utils.Database, key: FeedKey) -> list[str]:
+        kind, name = key
+        members = _MEMBERS[kind]
+        rows = db.execute(
+            f"""SELECT e.code FROM entries e
+                LEFT JOIN feed_positions p ON p.kind = :kind AND p.name = :name AND p.code = e.code
+                WHERE p.code IS NULL {members}
+                ORDER BY e.published, e.code""",
+            {"kind": kind, "name": name},
+        ).fetchall()
+        return [code for (code,) in rows]
+
+    def position_feed(self, key: FeedKey) -> int:
+        """Number the feed's entries that have no position yet, oldest first.
+
+        Positions never change once given, so a page of positions is a stable
+        archive page. Returns the next free position (the feed's size if
+        nothing was ever removed).
+        """
+        kind, name = key
+        with self._lock:
+            if not self._unpositioned(self.db, key):
+                return self._next_position(key)
+            with self.transaction() as db:
+                codes = self._unpositioned(db, key)
+                start = self._next_position(key)
+                db.conn.executemany(
+                    "INSERT INTO feed_positions (kind, name, code, seq) VALUES (?, ?, ?, ?)",
+                    [(kind, name, code, start + i) for i, code in enumerate(codes)],
+                )
+            return start + len(codes)
+
+    def _next_position(self, key: FeedKey) -> int:
+        row = self._query(
+            "SELECT coalesce(max(seq) + 1, 0) AS n FROM feed_positions WHERE kind = ? AND name = ?",
+            list(key),
+        )
+        return int(row[0]["n"])
+
+    def positioned_articles(self, key: FeedKey, start: int, stop: int) -> list[StoredArticle]:
+        """The feed's entries with positions in [start, stop), newest position first."""
+        rows = self._query(
+            """SELECT e.*,
+                 (SELECT json_group_array(name) FROM (SELECT name FROM entry_tags t
+                    WHERE t.code = e.code ORDER BY name)) AS tag_names,
+                 (SELECT json_group_array(name) FROM (SELECT name FROM entry_categories c
+                    WHERE c.code = e.code ORDER BY name)) AS category_names
+               FROM feed_positions p JOIN entries e ON e.code = p.code
+               WHERE p.kind = ? AND p.name = ? AND p.seq >= ? AND p.seq < ?
+               ORDER BY p.seq DESC""",
+            [*key, start, stop],
+        )
+        return [_article(row) for row in rows]
+
     def entry_count(self) -> int:
         return int(self._query("SELECT count(*) AS n FROM entries")[0]["n"])
 
@@ -516,6 +586,15 @@ class Store:
                 "SELECT source_id FROM entry_sources WHERE code = ? ORDER BY source_id", [code]
             )
         ]
+
+
+# Which entries belong to a feed, as a condition on e.code (named parameter :name).
+_MEMBERS = {
+    "all": "",
+    "category": "AND e.code IN (SELECT code FROM entry_categories WHERE name = :name)",
+    "tag": "AND e.code IN (SELECT code FROM entry_tags WHERE name = :name)",
+    "source": "AND e.code IN (SELECT code FROM entry_sources WHERE source_id = :name)",
+}
 
 
 def _json_list(values: Iterable[str]) -> str:
