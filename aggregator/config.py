@@ -93,7 +93,7 @@ class Source:
     headers: tuple[tuple[str, str], ...] = ()
     allow_private: bool = False
     attribution: str | None = None
-    filters: EntryFilter = EntryFilter()
+    filters: EntryFilter = field(default_factory=EntryFilter)
     rules: tuple[Rule, ...] = ()  # the [[rules]] that apply to this source
 
 
