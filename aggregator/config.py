@@ -467,19 +467,20 @@ def _source(
     missing = [k for k in REQUIRED_SOURCE_KEYS if k not in values and k not in (table or {})]
     for key in missing:
         problems.add(("sources", index), f"missing required key {key!r}", sid)
+    bad = False  # keep checking, so every problem of the source is reported at once
     if "id" in values and not _SOURCE_ID.match(values["id"]):
         problems.add(
             ("sources", index, "id"), "an id is lowercase letters, digits, - and _ (max 64)", sid
         )
-        return None
+        bad = True
     if "url" in values:
         try:
             _check_source_url(values["url"])
             values["url"] = _resolve_source_url(values["url"], root)
         except ValueError as exc:
             problems.add(("sources", index, "url"), str(exc), sid)
-            return None
-    if missing or len(values) < len(REQUIRED_SOURCE_KEYS):
+            bad = True
+    if bad or missing or len(values) < len(REQUIRED_SOURCE_KEYS):
         return None
     values.setdefault("interval", settings.default_interval)
     values.setdefault("timezone", settings.timezone)

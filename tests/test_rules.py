@@ -73,7 +73,12 @@ def test_rule_never_repeats_the_sources_own_terms() -> None:
     [
         (EntryFilter(exclude_title=("广告",)), "【广告】买房", "", "exclude_title '广告'"),
         (EntryFilter(exclude_title=("广告",)), "交通新闻", "", None),
-        (EntryFilter(exclude_content=("推广",)), "t", "<p>本文为<b>推广</b></p>", "exclude_content"),
+        (
+            EntryFilter(exclude_content=("推广",)),
+            "t",
+            "<p>本文为<b>推广</b></p>",
+            "exclude_content",
+        ),
         (EntryFilter(include_title=("交通", "地铁")), "地铁开通", "", None),
         (EntryFilter(include_title=("交通",)), "供暖", "", "matches no include"),
         (EntryFilter(include_title=("交通",), include_content=("道路",)), "供暖", "道路结冰", None),
@@ -176,14 +181,20 @@ def test_rules_and_filters_apply_end_to_end(
         store.sync_sources(config.sources)
         outcome = poll_source(config.sources[0], store, fetcher, clock=clock)
         assert (outcome.result, outcome.new) == ("ok", 3)
-        tags = {r["code"]: r["tags"] for r in store._query(
-            "SELECT code, group_concat(name, ',') AS tags FROM "
-            "(SELECT * FROM entry_tags ORDER BY name) GROUP BY code"
-        )}
-        categories = {r["code"]: r["c"] for r in store._query(
-            "SELECT code, group_concat(name, ',') AS c FROM "
-            "(SELECT * FROM entry_categories ORDER BY name) GROUP BY code"
-        )}
+        tags = {
+            r["code"]: r["tags"]
+            for r in store._query(
+                "SELECT code, group_concat(name, ',') AS tags FROM "
+                "(SELECT * FROM entry_tags ORDER BY name) GROUP BY code"
+            )
+        }
+        categories = {
+            r["code"]: r["c"]
+            for r in store._query(
+                "SELECT code, group_concat(name, ',') AS c FROM "
+                "(SELECT * FROM entry_categories ORDER BY name) GROUP BY code"
+            )
+        }
         assert tags == {"NW1": "traffic,新闻", "NW2": "新闻", "NW4": "新闻"}
         assert categories == {"NW1": "三秦都市报", "NW2": "三秦都市报,城市", "NW4": "三秦都市报"}
         assert ("tag", "traffic") in outcome.changed_feeds

@@ -105,7 +105,9 @@ def test_edit_in_place_and_back_is_byte_identical() -> None:
     assert edited == TEXT.replace('interval = "5m"', 'interval = "10m"').replace(
         'name = "三秦都市报 · 要闻"', 'name = "要闻"'
     )
-    back = sourcefile.update_source(edited, "yaowen", {"interval": "5m", "name": "三秦都市报 · 要闻"})
+    back = sourcefile.update_source(
+        edited, "yaowen", {"interval": "5m", "name": "三秦都市报 · 要闻"}
+    )
     assert back == TEXT
 
 
