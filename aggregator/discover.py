@@ -8,8 +8,8 @@ yet taken. Pure functions; the fetching is done by the caller.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
-from urllib.parse import urljoin, urlsplit
+from collections.abc import Collection, Sequence
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import lxml.html
 from lxml import etree
@@ -73,3 +73,17 @@ def propose_id(name: str, url: str, taken: Collection[str]) -> str:
         candidate = base[: _ID_LIMIT - len(suffix)].rstrip("-") + suffix
         number += 1
     return candidate
+
+
+def suggest_share_param(links: Sequence[str]) -> str | None:
+    """A query parameter every link carries, with a different value each time:
+    likely the article's share code (``infoCode`` in NewsShare.html?infoCode=...)."""
+    if len(links) < 2:
+        return None
+    queries = [dict(parse_qsl(urlsplit(link).query)) for link in links]
+    common = set.intersection(*(set(query) for query in queries))
+    distinct = [
+        name for name in sorted(common) if len({query[name] for query in queries}) == len(queries)
+    ]
+    # The longest values are the likeliest codes (page numbers and ids are short).
+    return max(distinct, key=lambda n: sum(len(q[n]) for q in queries), default=None)

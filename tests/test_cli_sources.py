@@ -336,3 +336,12 @@ def test_the_cli_reads_the_environment(tmp_path: Path, monkeypatch: pytest.Monke
     code, output = run("sources", "list", "--json", "--config", str(path))
     assert code == 0, output
     assert (tmp_path / "elsewhere.db").exists()
+
+
+def test_check_suggests_a_share_code_rule(server: FeedServer, write_config: Any) -> None:
+    url = server.set("/feed.xml", rss(ITEMS))
+    path = write_config([{"id": "plain", "name": "P", "url": url, "category": "c"}])
+    code, output = run("sources", "check", "--config", str(path))
+    assert code == 0, output
+    assert "no share-code rule: codes come from guid, link or hash (guid: 3)" in output
+    assert "the links suggest --share-code-param infoCode" in output

@@ -34,7 +34,7 @@ from aggregator.cli import (
     sources,
 )
 from aggregator.config import SOURCE_KEYS, Config, ShareCodeRule, Source
-from aggregator.discover import feed_links, looks_like_html, propose_id
+from aggregator.discover import feed_links, looks_like_html, propose_id, suggest_share_param
 from aggregator.errors import ConfigError, FetchError, ParseError
 from aggregator.fetch import Fetcher, Limits
 from aggregator.models import EntryRecord, ParsedFeed
@@ -176,7 +176,9 @@ def share_code_summary(entries: Sequence[EntryRecord], rule: ShareCodeRule) -> s
         return "the feed has no entries yet"
     by_rule = sum(1 for e in entries if e.code_rule == rule.name)
     if rule.name == "none":
-        return "no share-code rule: entries are identified by guid, link or a hash"
+        hint = suggest_share_param([e.link for e in entries if e.link])
+        advice = f"; the links suggest --share-code-param {hint}" if hint else ""
+        return f"no share-code rule: entries are identified by guid, link or a hash{advice}"
     return f"share-code rule {rule.name} found a code in {by_rule} of {len(entries)} entries"
 
 
@@ -507,6 +509,7 @@ def check_source(fetcher: Fetcher, source: Source, limit: int, now: datetime) ->
         kept=sum(1 for c in checked if c["kept"]),
         configured_rule=source.share_code.name,
         share_code_rules=rules,
+        suggested_share_code_param=suggest_share_param([e.link for e in entries if e.link]),
         first=checked[:limit],
     )
     return report
@@ -524,12 +527,20 @@ def _print_check(report: dict[str, Any]) -> None:
     )
     configured = report["configured_rule"]
     hits = report["share_code_rules"].get(configured, 0)
-    colour = "green" if hits == report["entries"] else "yellow"
-    click.secho(
-        f"  share-code rule {configured}: {hits} of {report['entries']} entries "
-        f"(by rule: {rules or '-'})",
-        fg=colour,
-    )
+    if configured == "none":
+        click.echo(f"  no share-code rule: codes come from guid, link or hash ({rules or '-'})")
+        if report.get("suggested_share_code_param"):
+            click.secho(
+                f"  the links suggest --share-code-param {report['suggested_share_code_param']}",
+                fg="yellow",
+            )
+    else:
+        colour = "green" if hits == report["entries"] else "yellow"
+        click.secho(
+            f"  share-code rule {configured}: {hits} of {report['entries']} entries "
+            f"(by rule: {rules or '-'})",
+            fg=colour,
+        )
     for index, entry in enumerate(report["first"], start=1):
         click.echo(f"  {index}. {entry['title']}")
         click.echo(f"     link: {entry['link']}")
