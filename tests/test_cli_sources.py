@@ -345,3 +345,11 @@ def test_check_suggests_a_share_code_rule(server: FeedServer, write_config: Any)
     assert code == 0, output
     assert "no share-code rule: codes come from guid, link or hash (guid: 3)" in output
     assert "the links suggest --share-code-param infoCode" in output
+
+
+def test_required_keys_cannot_be_unset(tmp_path: Path) -> None:
+    path = tmp_path / "config" / "sources.toml"
+    path.parent.mkdir()
+    shutil.copy(COMMENTED, path)
+    code, output = run("sources", "edit", "yaowen", "--unset", "category", "--config", str(path))
+    assert code == 2 and "cannot be removed" in output

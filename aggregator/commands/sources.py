@@ -379,7 +379,7 @@ def sources_edit(
     if unknown:
         known = ", ".join(sorted(SOURCE_KEYS))
         fail(f"unknown key {', '.join(unknown)} (known keys: {known})", EXIT_CONFIG)
-    if changes.get("id", source_id) is None or "url" in unset or "name" in unset:
+    if set(unset) & {"id", "name", "url", "category"}:
         fail("id, name, url and category cannot be removed", EXIT_CONFIG)
     apply_edit(config_path, lambda text: sourcefile.update_source(text, source_id, changes))
     for key, value in changes.items():
