@@ -230,7 +230,7 @@ def publish(ctx: click.Context, config_path: Path, rebuild: bool) -> None:
 
 @main.group()
 def sources() -> None:
-    """Inspect the configured sources."""
+    """Add, remove, edit, list and check the sources in the config file."""
 
 
 def _age(value: str | None, now: datetime) -> str:
@@ -305,20 +305,6 @@ def _print_table(table: list[dict[str, Any]]) -> None:
             )
 
 
-@sources.command("list")
-@config_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def sources_list(config_path: Path, as_json: bool) -> None:
-    """List the sources with their last status and entry counts."""
-    config = _load(config_path)
-    with _open_store(config) as store:
-        table = _source_table(config, store)
-    if as_json:
-        click.echo(json.dumps(table, ensure_ascii=False, indent=2))
-    else:
-        _print_table(table)
-
-
 @main.command()
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -363,4 +349,6 @@ def entry_point() -> None:
         sys.exit(EXIT_FAILED)
 
 
-from aggregator.commands import posts  # noqa: E402,F401
+from aggregator.commands import opml as _opml  # noqa: E402,F401
+from aggregator.commands import posts as _posts  # noqa: E402,F401
+from aggregator.commands import sources as _sources  # noqa: E402,F401

@@ -10,7 +10,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aggregator import PROJECT_URL, __version__
 from aggregator.errors import ConfigError, ConfigProblem
+from aggregator.rules import EntryFilter, Rule
 from aggregator.slugs import assign_slugs
 
 DEFAULT_CONFIG_PATH = Path("config/sources.toml")
@@ -94,6 +95,8 @@ class Source:
     headers: tuple[tuple[str, str], ...] = ()
     allow_private: bool = False
     attribution: str | None = None
+    filters: EntryFilter = field(default_factory=EntryFilter)
+    rules: tuple[Rule, ...] = ()  # the [[rules]] that apply to this source
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,7 @@ class Config:
     categories: Mapping[str, Term] = field(default_factory=dict)  # by name
     tags: Mapping[str, Term] = field(default_factory=dict)  # by name
     posts: PostsSettings = PostsSettings()
+    rules: tuple[Rule, ...] = ()
 
     def source(self, source_id: str) -> Source | None:
         return next((s for s in self.sources if s.id == source_id), None)
@@ -277,6 +281,31 @@ def _tags(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(t.strip() for t in value))
 
 
+def _regex(pattern: Any) -> str:
+    text = _string(pattern)
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {text!r}: {exc}") from None
+    return text
+
+
+def _regexes(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"expected a regex or a list of regexes, got {value!r}")
+    return tuple(_regex(v) for v in value)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"expected a name or a list of names, got {value!r}")
+    return tuple(dict.fromkeys(_string(v).strip() for v in value))
+
+
 def _headers(value: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ValueError("expected a table of header names to string values")
@@ -342,10 +371,22 @@ SOURCE_KEYS: dict[str, Checker] = {
     "headers": _headers,
     "allow_private": _bool,
     "attribution": _string,
+    "include_title": _regexes,
+    "exclude_title": _regexes,
+    "include_content": _regexes,
+    "exclude_content": _regexes,
 }
+FILTER_KEYS = ("include_title", "exclude_title", "include_content", "exclude_content")
 REQUIRED_SOURCE_KEYS = ("id", "name", "url", "category")
 TERM_KEYS: dict[str, Checker] = {"name": _string, "slug": _string, "description": str}
-TOP_LEVEL_KEYS = {"settings", "sources", "categories", "tags", "publish"}
+RULE_KEYS: dict[str, Checker] = {
+    "match_category": _names,
+    "match_title": _regex,
+    "sources": _names,
+    "add_categories": _names,
+    "add_tags": _names,
+}
+TOP_LEVEL_KEYS = {"settings", "sources", "categories", "tags", "rules", "publish"}
 
 _LINK_FIELDS = {"site": "", "tag": "", "category": "", "category_slug": ""}
 
@@ -460,6 +501,12 @@ def _settings(raw: Any, root: Path, env: Mapping[str, str], problems: _Problems)
     table = dict(raw) if isinstance(raw, dict) else {}
     for variable, key in ENV_OVERRIDES.items():
         if variable in env:
+            try:
+                SETTINGS_KEYS[key](env[variable])
+            except ValueError as exc:
+                problems.add(("settings", key), f"{exc} (from the environment: {variable})")
+                table.pop(key, None)
+                continue
             table[key] = env[variable]
     values = _check_table(table, SETTINGS_KEYS, ("settings",), problems)
     port = values.get("port", 8080)
@@ -510,27 +557,52 @@ def _source(
     missing = [k for k in REQUIRED_SOURCE_KEYS if k not in values and k not in (table or {})]
     for key in missing:
         problems.add(("sources", index), f"missing required key {key!r}", sid)
+    bad = False  # keep checking, so every problem of the source is reported at once
     if "id" in values and not _SOURCE_ID.match(values["id"]):
         problems.add(
             ("sources", index, "id"), "an id is lowercase letters, digits, - and _ (max 64)", sid
         )
-        return None
+        bad = True
     if "url" in values:
         try:
             _check_source_url(values["url"])
             values["url"] = _resolve_source_url(values["url"], root)
         except ValueError as exc:
             problems.add(("sources", index, "url"), str(exc), sid)
-            return None
-    if missing or len(values) < len(REQUIRED_SOURCE_KEYS):
+            bad = True
+    if bad or missing or len(values) < len(REQUIRED_SOURCE_KEYS):
         return None
     values.setdefault("interval", settings.default_interval)
     values.setdefault("timezone", settings.timezone)
     category_slug = values.pop("category_slug", None)
+    values["filters"] = EntryFilter(**{k: values.pop(k) for k in FILTER_KEYS if k in values})
     try:
         return Source(**values), category_slug
     except TypeError:  # a required key had a bad value; already reported
         return None
+
+
+def _rules(raw: Any, source_ids: set[str], problems: _Problems) -> tuple[Rule, ...]:
+    """[[rules]]: each needs something to match and something to add."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.add(("rules",), "expected [[rules]] tables")
+        return ()
+    rules = []
+    for index, table in enumerate(raw):
+        values = _check_table(table, RULE_KEYS, ("rules", index), problems)
+        raw_keys = set(table) if isinstance(table, dict) else set()
+        if not raw_keys & {"match_category", "match_title"}:
+            problems.add(("rules", index), "a rule needs match_category or match_title")
+        if not raw_keys & {"add_categories", "add_tags"}:
+            problems.add(("rules", index), "a rule needs add_categories or add_tags")
+        unknown = [s for s in values.get("sources", ()) if s not in source_ids]
+        if unknown:
+            problems.add(("rules", index, "sources"), f"no such source: {', '.join(unknown)}")
+        if len(values) == len(raw_keys) and not unknown:
+            rules.append(Rule(index=index, **values))
+    return tuple(rules)
 
 
 def _taxonomy(
@@ -538,6 +610,7 @@ def _taxonomy(
     categories: dict[str, Term],
     tags: dict[str, Term],
     problems: _Problems,
+    rules: tuple[Rule, ...] = (),
 ) -> tuple[dict[str, Term], dict[str, Term]]:
     """Give every category and tag name a slug: pinned ones first, then derived."""
     pinned_categories = {name: t.slug for name, t in categories.items() if t.slug}
@@ -559,7 +632,9 @@ def _taxonomy(
                 source.id,
             )
     category_names = set(categories) | {s.category for s, _ in sources}
+    category_names |= {c for r in rules for c in r.add_categories}
     tag_names = set(tags) | {t for s, _ in sources for t in s.tags}
+    tag_names |= {t for r in rules for t in r.add_tags}
     category_slugs = assign_slugs(category_names, pinned_categories)
     tag_slugs = assign_slugs(tag_names, {n: t.slug for n, t in tags.items() if t.slug})
     for kind, slugs in (("categories", category_slugs), ("tags", tag_slugs)):
@@ -618,11 +693,18 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
         sources.append(checked)
     categories = _terms(data.get("categories"), "categories", problems)
     tags = _terms(data.get("tags"), "tags", problems)
-    category_terms, tag_terms = _taxonomy(sources, categories, tags, problems)
+    rules = _rules(data.get("rules"), set(seen_ids), problems)
+    category_terms, tag_terms = _taxonomy(sources, categories, tags, problems, rules)
     posts = _posts(data.get("publish", {}), root, problems)
     if problems.items:
         raise ConfigError(problems.items)
-    return Config(path, settings, tuple(s for s, _ in sources), category_terms, tag_terms, posts)
+    bound = tuple(
+        replace(s, rules=tuple(r for r in rules if not r.sources or s.id in r.sources))
+        for s, _ in sources
+    )
+    return Config(
+        path, settings, bound, category_terms, tag_terms, posts=posts, rules=rules
+    )
 
 
 def load_config(

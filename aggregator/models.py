@@ -29,6 +29,9 @@ class EntryRecord:
     enclosures: tuple[Enclosure, ...] = ()
     code: str = ""
     code_rule: str = ""
+    # Given by the config's mapping rules, stored besides the source's own.
+    extra_categories: tuple[str, ...] = ()
+    extra_tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

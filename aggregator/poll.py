@@ -19,6 +19,7 @@ from aggregator.errors import FetchError, ParseError
 from aggregator.fetch import Fetcher
 from aggregator.models import EntryRecord, ParsedFeed
 from aggregator.parse import parse_feed
+from aggregator.rules import prepare
 from aggregator.schedule import PollFacts, next_poll_at
 from aggregator.sharecode import share_code
 from aggregator.store import FeedKey, Store
@@ -103,7 +104,7 @@ def poll_source(
         )
     try:
         feed = extract(source, fetched.body, fetched.url, fetched.content_type, started)
-        ingested = store.ingest(source, feed, list(feed.entries), clock())
+        ingested = store.ingest(source, feed, prepare(feed.entries, source), clock())
     except ParseError as exc:
         return _failed(source, store, state.error_count, exc, started, rand(), fetched.status)
     except Exception as exc:  # a bug or a storage fault must not stop other sources

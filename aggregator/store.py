@@ -407,11 +407,11 @@ class Store:
         )
         db.conn.executemany(
             "INSERT OR IGNORE INTO entry_categories (code, name) VALUES (?, ?)",
-            [(entry.code, source.category)],
+            [(entry.code, c) for c in (source.category, *entry.extra_categories)],
         )
         db.conn.executemany(
             "INSERT OR IGNORE INTO entry_tags (code, name) VALUES (?, ?)",
-            [(entry.code, tag) for tag in source.tags],
+            [(entry.code, tag) for tag in (*source.tags, *entry.extra_tags)],
         )
 
     def _feeds_of(self, db: sqlite_utils.Database, code: str) -> set[FeedKey]:

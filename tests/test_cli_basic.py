@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,9 @@ def test_poll_publish_and_list(server: FeedServer, write_config: Any, tmp_path: 
     polled = runner.invoke(main, ["poll", "--all", "--config", str(config)])
     assert polled.exit_code == 0, polled.output
     assert "a: 2 new" in polled.output
-    listed = runner.invoke(main, ["sources", "list", "--config", str(config)])
-    assert "entries: 2" in listed.output and "result: ok (HTTP 200)" in listed.output
+    listed = runner.invoke(main, ["sources", "list", "--json", "--config", str(config)])
+    (row,) = json.loads(listed.output)
+    assert (row["entries"], row["last_result"], row["last_http_status"]) == (2, "ok", 200)
     published = runner.invoke(main, ["publish", "--config", str(config)])
     assert published.exit_code == 0
     assert "http://feeds.example.org/category/sanqin-dushibao.xml" in published.output
