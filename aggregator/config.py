@@ -76,6 +76,9 @@ class Settings:
     max_decompressed_bytes: int = 50 * 1024 * 1024
     max_redirects: int = 5
     publish_delay: float = 2.0
+    stop_timeout: float = 30.0  # seconds a stopping daemon waits for running polls
+    retain_for: float | None = None  # drop entries published longer ago (seconds); None: keep
+    retain_entries: int | None = None  # keep at most this many entries per source; None: all
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,8 @@ class Source:
     headers: tuple[tuple[str, str], ...] = ()
     allow_private: bool = False
     attribution: str | None = None
+    retain_for: float | None = None  # overrides settings.retain_for for this source
+    retain_entries: int | None = None  # overrides settings.retain_entries
 
 
 @dataclass(frozen=True)
@@ -300,6 +305,9 @@ SETTINGS_KEYS: dict[str, Checker] = {
     "max_decompressed_bytes": _int,
     "max_redirects": _int,
     "publish_delay": _float,
+    "stop_timeout": parse_duration,
+    "retain_for": parse_duration,
+    "retain_entries": _int,
 }
 
 SOURCE_KEYS: dict[str, Checker] = {
@@ -316,6 +324,8 @@ SOURCE_KEYS: dict[str, Checker] = {
     "headers": _headers,
     "allow_private": _bool,
     "attribution": _string,
+    "retain_for": parse_duration,
+    "retain_entries": _int,
 }
 REQUIRED_SOURCE_KEYS = ("id", "name", "url", "category")
 TERM_KEYS: dict[str, Checker] = {"name": _string, "slug": _string, "description": str}

@@ -24,6 +24,8 @@ from aggregator.schedule import first_poll_at, jitter
 
 log = logging.getLogger("aggregator.scheduler")
 
+HOUSEKEEPING_PREFIX = "@"  # never the start of a source id, so no clash
+
 
 class PollScheduler:
     def __init__(
@@ -49,24 +51,43 @@ class PollScheduler:
     def running(self) -> bool:
         return bool(self.scheduler.running)
 
-    def start(self) -> None:
-        self.scheduler.start()
+    def start(self, paused: bool = False) -> None:
+        """paused: jobs are scheduled but nothing runs until resume() (for inspection)."""
+        self.scheduler.start(paused=paused)
 
     def shutdown(self, wait: bool = True) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=wait)
 
     def job_ids(self) -> set[str]:
-        return {job.id for job in self.scheduler.get_jobs()}
+        """The sources that have a poll job."""
+        return {job.id for job in self.scheduler.get_jobs() if job.id in self._intervals}
+
+    def add_housekeeping(
+        self, name: str, func: Callable[[], object], interval: float, first: datetime
+    ) -> None:
+        """A periodic job that is not a source (retention): sync() leaves it alone."""
+        self.scheduler.add_job(
+            func,
+            trigger=IntervalTrigger(seconds=interval, timezone=UTC),
+            id=HOUSEKEEPING_PREFIX + name,
+            name=name,
+            next_run_time=first,
+            replace_existing=True,
+        )
 
     def next_run(self, source_id: str) -> datetime | None:
         job = self.scheduler.get_job(source_id)
         return job.next_run_time if job else None
 
+    def trigger_of(self, source_id: str) -> IntervalTrigger | None:
+        job = self.scheduler.get_job(source_id)
+        return job.trigger if job else None
+
     def sync(self, sources: Iterable[Source], stored_next: Mapping[str, datetime | None]) -> None:
         """Make the jobs match the enabled sources: add new, drop removed, retime changed."""
         wanted = {s.id: s for s in sources if s.enabled}
-        for job_id in self.job_ids() - set(wanted):
+        for job_id in set(self._intervals) - set(wanted):
             self._remove(job_id)
             log.info("source %s: stopped polling (removed or disabled)", job_id)
         now = self._clock()
@@ -79,8 +100,10 @@ class PollScheduler:
                 self._add(source, when)
                 log.info("source %s: first poll at %s", source.id, when.isoformat())
             elif self._intervals[source.id] != source.interval:
+                # The new rhythm applies from the next poll: the time already decided
+                # (which may be a backoff or a Retry-After) stays.
                 self._intervals[source.id] = source.interval
-                self.scheduler.reschedule_job(source.id, trigger=self._trigger(source.interval))
+                self.scheduler.modify_job(source.id, trigger=self._trigger(source.interval))
                 log.info("source %s: interval now %ss", source.id, source.interval)
 
     def _trigger(self, interval: float) -> IntervalTrigger:
