@@ -116,4 +116,3 @@ class TimedFetcher(Fetcher):
     def fetch(self, url: str, **kwargs: Any) -> FetchResult:
         with self._histogram.time():
             return super().fetch(url, **kwargs)
-

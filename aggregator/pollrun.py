@@ -72,9 +72,7 @@ def poll_interactive(
         show_pos=True,
         item_show_func=lambda source_id: source_id,
     ) as bar:
-        outcomes = poll_many(
-            sources, store, fetcher, workers, lambda o: bar.update(1, o.source_id)
-        )
+        outcomes = poll_many(sources, store, fetcher, workers, lambda o: bar.update(1, o.source_id))
     for outcome in outcomes:
         click.echo(line(outcome))
     return outcomes

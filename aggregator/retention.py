@@ -164,4 +164,3 @@ def _feeds_of(db: sqlite_utils.Database, codes: list[str]) -> set[FeedKey]:
             for (name,) in db.execute(sql.format(marks), chunk).fetchall():
                 keys.add((kind, name))
     return keys
-
