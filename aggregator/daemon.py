@@ -33,6 +33,9 @@ from aggregator.store import FeedKey, Store
 
 log = logging.getLogger("aggregator.daemon")
 
+# Settings bound at start (open database, bound socket, pool size, output folder).
+RESTART_SETTINGS = ("database", "output_dir", "host", "port", "workers")
+
 
 class DaemonLock:
     """One daemon per database: an exclusive lock on a file beside it."""
@@ -72,7 +75,7 @@ class PublishQueue:
 
     def __init__(self, publish: Callable[[set[FeedKey]], None], delay: float) -> None:
         self._publish = publish
-        self._delay = delay
+        self.delay = delay
         self._pending: set[FeedKey] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -96,7 +99,7 @@ class PublishQueue:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.wait()
-            self._stop.wait(self._delay)  # let a burst of polls accumulate
+            self._stop.wait(self.delay)  # let a burst of polls accumulate
             self._wake.clear()
             self.flush()
 
@@ -246,13 +249,14 @@ class Daemon:
                 " | ".join(str(p) for p in exc.problems),
             )
             return False
-        if config.settings.database != self.config.settings.database:
-            log.warning(
-                "changing the database needs a restart; keeping %s", self.config.settings.database
-            )
-            config = replace(
-                config, settings=replace(config.settings, database=self.config.settings.database)
-            )
+        kept = {}
+        for name in RESTART_SETTINGS:
+            old, new = getattr(self.config.settings, name), getattr(config.settings, name)
+            if old != new:
+                log.warning("changing %s needs a restart; keeping %s until then", name, old)
+                kept[name] = old
+        if kept:
+            config = replace(config, settings=replace(config.settings, **kept))
         self._apply(config)
         log.info("config reloaded: %d sources", len(config.sources))
         return True
@@ -261,6 +265,8 @@ class Daemon:
         assert self.store and self.scheduler and self.publisher
         self.config = config
         self.publisher.config = config
+        if self.queue:
+            self.queue.delay = config.settings.publish_delay
         self.store.sync_sources(config.sources)
         stored = {s.id: self.store.source_state(s.id).next_poll_at for s in config.sources}
         self.scheduler.sync(config.sources, stored)
@@ -315,16 +321,9 @@ class Daemon:
     def stop(self) -> None:
         """Stop new polls, let running ones finish (bounded), flush, close."""
         self.stopping.set()
-        if self.scheduler:
-            self.scheduler.scheduler.pause()
-            finisher = threading.Thread(
-                target=self.scheduler.shutdown, kwargs={"wait": True}, daemon=True
-            )
-            finisher.start()
-            finisher.join(self.stop_timeout)
-            if finisher.is_alive():
-                self.abandoned_polls = True
-                log.warning("polls still running after %ss; stopping anyway", self.stop_timeout)
+        if self.scheduler and not self.scheduler.shutdown(wait=True, timeout=self.stop_timeout):
+            self.abandoned_polls = True
+            log.warning("polls still running after %ss; stopping anyway", self.stop_timeout)
         if self.queue:
             self.queue.stop()
         if self.server:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -27,6 +26,10 @@ from prometheus_client.registry import Collector
 
 from aggregator.fetch import Fetcher
 from aggregator.models import FetchResult
+
+# The classic text format, which generate_latest writes and every Prometheus reads
+# (the library's CONTENT_TYPE_LATEST names a newer version in recent releases).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # Feed fetches: mostly well under a second, the slow tail up to the deadline.
 FETCH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -103,7 +106,7 @@ class Metrics:
 
     def render(self) -> tuple[int, str, bytes]:
         """The /metrics answer: (status, content type, body)."""
-        return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
+        return 200, CONTENT_TYPE, generate_latest(self.registry)
 
 
 class TimedFetcher(Fetcher):

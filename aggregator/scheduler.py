@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -41,6 +42,10 @@ class PollScheduler:
         self._clock = clock
         self._rand = rand
         self._intervals: dict[str, float] = {}
+        # Jobs in flight, counted here: APScheduler's shutdown(wait=True) holds its job
+        # store lock while it waits, so a finishing poll calling modify_job would deadlock.
+        self._running = 0
+        self._idle = threading.Condition()
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=workers)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -55,9 +60,36 @@ class PollScheduler:
         """paused: jobs are scheduled but nothing runs until resume() (for inspection)."""
         self.scheduler.start(paused=paused)
 
-    def shutdown(self, wait: bool = True) -> None:
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=wait)
+    def shutdown(self, wait: bool = True, timeout: float | None = None) -> bool:
+        """Stop starting jobs; with wait, let running ones finish (up to timeout seconds).
+
+        Returns True when no job is left running.
+        """
+        if not self.scheduler.running:
+            return self.wait_idle(0)
+        self.scheduler.pause()
+        idle = self.wait_idle(timeout if wait else 0)
+        # Nothing of ours calls into the scheduler once idle, so this cannot deadlock;
+        # a job still running past the bound is left to finish on its own thread.
+        self.scheduler.shutdown(wait=False)
+        return idle
+
+    def wait_idle(self, timeout: float | None) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._running == 0, timeout)
+
+    def _tracked(self, func: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            with self._idle:
+                self._running += 1
+            try:
+                func()
+            finally:
+                with self._idle:
+                    self._running -= 1
+                    self._idle.notify_all()
+
+        return run
 
     def job_ids(self) -> set[str]:
         """The sources that have a poll job."""
@@ -68,7 +100,7 @@ class PollScheduler:
     ) -> None:
         """A periodic job that is not a source (retention): sync() leaves it alone."""
         self.scheduler.add_job(
-            func,
+            self._tracked(func),
             trigger=IntervalTrigger(seconds=interval, timezone=UTC),
             id=HOUSEKEEPING_PREFIX + name,
             name=name,
@@ -127,6 +159,9 @@ class PollScheduler:
             self.scheduler.remove_job(source_id)
 
     def _job(self, source_id: str) -> None:
+        self._tracked(lambda: self._poll(source_id))()
+
+    def _poll(self, source_id: str) -> None:
         try:
             when = self._run_poll(source_id)
         except Exception:
