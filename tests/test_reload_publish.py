@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 from datetime import timedelta
 from typing import Any
 
@@ -156,13 +155,28 @@ def test_only_feeds_whose_entries_changed_are_regenerated(
         out = daemon.config.settings.output_dir
         a_feed = (out / "source/a.xml").stat().st_mtime_ns
         caplog.clear()
-        polled = threading.Event()
         server.set("/b.xml", rss([B2, B1]))
         wait_for(lambda: daemon.store.entry_count() == 3, what="b's new entry")
         wait_for(lambda: "published" in caplog.text, what="publish after b changed")
-        polled.set()
         lines = [r.getMessage() for r in caplog.records if "published" in r.getMessage()]
         assert len(lines) == 1
         assert lines[0].endswith("changed feeds: all, category/乙, source/b, tag/乙标签")
         assert (out / "source/a.xml").stat().st_mtime_ns == a_feed
         assert B2.title in (out / "source/b.xml").read_text(encoding="utf-8")
+
+
+def test_settings_bound_at_start_wait_for_a_restart(
+    server: FeedServer, write_config: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = server.set("/a.xml", rss([A1]))
+    path = write_config([src("a", a, interval=60)], **FAST)
+    with running(path) as daemon:
+        caplog.set_level(logging.INFO, logger="aggregator")
+        database = daemon.config.settings.database
+        rewrite(path, [src("a", a, interval=60)], publish_delay=0.2, port=9999, database="x.db")
+        wait_for(lambda: daemon.config.settings.publish_delay == 0.2, what="reload")
+        assert daemon.queue and daemon.queue.delay == 0.2  # applies live
+        assert daemon.config.settings.database == database  # needs a restart
+        assert daemon.config.settings.port == 8080
+        assert "changing port needs a restart; keeping 8080 until then" in caplog.text
+        assert "changing database needs a restart" in caplog.text

@@ -99,9 +99,7 @@ def test_jitter_and_backoff_bounds() -> None:
 # --- a real scheduler, paused, on an injected clock ------------------------------------
 
 
-def test_restart_keeps_stored_next_poll_and_spreads_due_sources(
-    paused: Any, clock: Clock
-) -> None:
+def test_restart_keeps_stored_next_poll_and_spreads_due_sources(paused: Any, clock: Clock) -> None:
     scheduler = paused(clock)
     stored = {"later": clock.now + timedelta(minutes=47)}
     sources = [source("later"), *(source(f"due-{n}") for n in range(8))]
@@ -171,9 +169,7 @@ def test_job_moves_to_the_time_the_poll_decided() -> None:
         scheduler.shutdown()
 
 
-def test_a_slow_source_is_never_polled_twice_at_once(
-    server: FeedServer, write_config: Any
-) -> None:
+def test_a_slow_source_is_never_polled_twice_at_once(server: FeedServer, write_config: Any) -> None:
     slow_a, slow_b = SlowFeed(rss([ITEM])), SlowFeed(rss([ITEM]))
     path = write_config(
         [
