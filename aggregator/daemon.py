@@ -26,7 +26,12 @@ from aggregator.fetch import Fetcher, Limits
 from aggregator.metrics import Metrics, StoreFacts, TimedFetcher
 from aggregator.poll import poll_source
 from aggregator.publish import Publisher
-from aggregator.retention import CLEANUP_INTERVAL, FIRST_CLEANUP_DELAY, cleanup
+from aggregator.retention import (
+    CLEANUP_INTERVAL,
+    FIRST_CLEANUP_DELAY,
+    cleanup,
+    publish_changed,
+)
 from aggregator.scheduler import PollScheduler
 from aggregator.serve import FeedServer
 from aggregator.store import FeedKey, Store
@@ -186,7 +191,7 @@ class Daemon:
 
     def _publish(self, keys: set[FeedKey]) -> None:
         assert self.publisher
-        written = self.publisher.publish(keys)
+        written = publish_changed(self.publisher, keys)
         self.metrics.published(len(written))
         if written:
             names = ", ".join(sorted(k[0] if k[0] == "all" else f"{k[0]}/{k[1]}" for k in keys))
@@ -304,7 +309,7 @@ class Daemon:
             self.lock.release()
             raise
         settings.output_dir.mkdir(parents=True, exist_ok=True)
-        self.publisher.publish()
+        self.metrics.published(len(self.publisher.publish()))
         self.queue.start()
         self.scheduler.start()
         self._apply(self.config)

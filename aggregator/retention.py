@@ -14,10 +14,13 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import sqlite_utils
 
 from aggregator.config import Config, Settings, Source
+from aggregator.files import write_if_changed
+from aggregator.publish import Publisher, feed_info
 from aggregator.store import FeedKey, Store, from_iso, iso
 
 log = logging.getLogger("aggregator.retention")
@@ -164,3 +167,15 @@ def _feeds_of(db: sqlite_utils.Database, codes: list[str]) -> set[FeedKey]:
             for (name,) in db.execute(sql.format(marks), chunk).fetchall():
                 keys.add((kind, name))
     return keys
+
+
+def publish_changed(publisher: Publisher, keys: set[FeedKey]) -> list[Path]:
+    """Publisher.publish(keys), except that a feed which lost its last entry (retention
+    removed them all) is rewritten empty instead of being left listing removed entries."""
+    written = publisher.publish(keys)
+    for key in sorted(keys - publisher.store.feed_keys()):
+        info = feed_info(publisher.config, key)
+        path = publisher.output / info.path
+        if path.exists() and write_if_changed(path, publisher.render(info)):
+            written.append(path)
+    return written

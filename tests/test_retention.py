@@ -14,6 +14,7 @@ from aggregator.fetch import Fetcher
 from aggregator.poll import poll_source
 from aggregator.retention import Candidate, Policy, cleanup, policy_for, to_drop
 from aggregator.store import SCHEMA_VERSION, Store
+from tests.atomcheck import assert_valid
 from tests.conftest import Clock
 from tests.daemonkit import running, wait_for
 from tests.feeds import Item, rss
@@ -198,7 +199,14 @@ def test_cleanup_command(server: FeedServer, write_config: Any, clock: Clock) ->
         store.sync_sources(config.sources)
         poll_source(config.sources[0], store, fetcher, clock=clock)
     runner = CliRunner()
+    assert runner.invoke(main, ["publish", "--config", str(path)]).exit_code == 0
+    feed = config.settings.output_dir / "source/a.xml"
+    assert feed.read_text(encoding="utf-8").count("<entry>") == 5
     dry = runner.invoke(main, ["cleanup", "--config", str(path), "--dry-run"])
     assert dry.exit_code == 0 and "would remove 5 entries" in dry.output  # all from 2021
     done = runner.invoke(main, ["cleanup", "--config", str(path)])
     assert done.exit_code == 0 and "removed 5 entries" in done.output
+    # The feed that lost every entry is emptied, not left listing removed entries.
+    emptied = feed.read_bytes()
+    assert b"<entry>" not in emptied
+    assert_valid(emptied)

@@ -9,7 +9,7 @@ import click
 
 from aggregator.cli import _load, _open_store, config_option, main
 from aggregator.publish import Publisher
-from aggregator.retention import cleanup
+from aggregator.retention import cleanup, publish_changed
 
 
 @main.command("cleanup")
@@ -25,5 +25,5 @@ def cleanup_command(config_path: Path, dry_run: bool, no_publish: bool) -> None:
         verb = "would remove" if dry_run else "removed"
         click.echo(f"{verb} {len(result.removed)} entries")
         if result.changed_feeds and not no_publish:
-            written = Publisher(config, store).publish(result.changed_feeds)
+            written = publish_changed(Publisher(config, store), result.changed_feeds)
             click.echo(f"published {len(written)} changed file(s)")
