@@ -282,7 +282,10 @@ class Daemon:
             if stamp != self._config_stamp or self._reload_requested.is_set():
                 self._config_stamp = stamp
                 self._reload_requested.clear()
-                self.reload()
+                try:
+                    self.reload()
+                except (sqlite3.Error, AggregatorError):  # keep watching for the next edit
+                    log.exception("config reload failed; keeping the last good config")
 
     # --- lifecycle ---
 
