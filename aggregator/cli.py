@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -22,10 +23,11 @@ from aggregator import __version__
 from aggregator.config import DEFAULT_CONFIG_PATH, Config, load_config
 from aggregator.errors import AggregatorError, ConfigError, StoreError
 from aggregator.fetch import Fetcher, Limits
-from aggregator.poll import PollOutcome, poll_source
+from aggregator.poll import PollOutcome
+from aggregator.pollrun import poll_interactive
 from aggregator.posts import PostWriter, describe_posts
 from aggregator.publish import Publisher
-from aggregator.store import Store, from_iso
+from aggregator.store import FeedKey, Store, from_iso
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -125,8 +127,12 @@ def run(config_path: Path) -> None:
         for url in daemon.publisher.feed_urls():
             click.echo(f"  {url}")
 
+    def new_feeds(urls: list[str]) -> None:
+        for url in urls:
+            click.echo(f"  {url}")
+
     try:
-        daemon = Daemon(config_path, on_ready=ready)
+        daemon = Daemon(config_path, on_ready=ready, on_new_feeds=new_feeds)
     except ConfigError as exc:
         click.echo(f"error: invalid config\n{exc}", err=True)
         sys.exit(EXIT_CONFIG)
@@ -138,6 +144,12 @@ def run(config_path: Path) -> None:
     except OSError as exc:
         click.echo(f"error: cannot start: {exc}", err=True)
         sys.exit(EXIT_FAILED)
+    if daemon.abandoned_polls:
+        # A poll stuck past the stop bound holds a worker thread Python would wait for;
+        # the database is closed and consistent, so leave now.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
 
 
 def _due(config: Config, store: Store, now: datetime) -> list[str]:
@@ -176,16 +188,13 @@ def poll(config_path: Path, poll_all: bool, no_publish: bool, source_ids: tuple[
         chosen = list(source_ids) or (
             [s.id for s in config.enabled_sources] if poll_all else _due(config, store, now)
         )
-        failed = 0
-        changed = set()
+        chosen_sources = [s for s in (config.source(i) for i in chosen) if s is not None]
         with Fetcher(Limits.from_settings(config.settings), config.settings.user_agent) as fetcher:
-            for source_id in chosen:
-                source = config.source(source_id)
-                assert source is not None
-                outcome = poll_source(source, store, fetcher)
-                failed += outcome.result in ("error", "gone")
-                changed |= outcome.changed_feeds
-                click.echo(f"{source_id}: {_describe(outcome)}")
+            outcomes = poll_interactive(
+                chosen_sources, store, fetcher, config.settings.workers, _describe
+            )
+        failed = sum(1 for o in outcomes if o.result in ("error", "gone"))
+        changed: set[FeedKey] = set().union(*(o.changed_feeds for o in outcomes))
         if not chosen:
             click.echo("no source is due (use --all to poll every source)")
         if not no_publish:
@@ -351,4 +360,5 @@ def entry_point() -> None:
 
 from aggregator.commands import opml as _opml  # noqa: E402,F401
 from aggregator.commands import posts as _posts  # noqa: E402,F401
+from aggregator.commands import retention  # noqa: E402,F401
 from aggregator.commands import sources as _sources  # noqa: E402,F401

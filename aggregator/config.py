@@ -79,6 +79,9 @@ class Settings:
     publish_delay: float = 2.0
     archive_entries: int = 50  # entries per RFC 5005 archive page; fixed once pages exist
     hub: str = ""  # WebSub hub URL; empty means no hub links and no pings
+    stop_timeout: float = 30.0  # seconds a stopping daemon waits for running polls
+    retain_for: float | None = None  # drop entries published longer ago (seconds); None: keep
+    retain_entries: int | None = None  # keep at most this many entries per source; None: all
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class Source:
     attribution: str | None = None
     filters: EntryFilter = field(default_factory=EntryFilter)
     rules: tuple[Rule, ...] = ()  # the [[rules]] that apply to this source
+    retain_for: float | None = None  # overrides settings.retain_for for this source
+    retain_entries: int | None = None  # overrides settings.retain_entries
 
 
 @dataclass(frozen=True)
@@ -355,6 +360,9 @@ SETTINGS_KEYS: dict[str, Checker] = {
     "publish_delay": _float,
     "archive_entries": _int,
     "hub": _http_url,
+    "stop_timeout": parse_duration,
+    "retain_for": parse_duration,
+    "retain_entries": _int,
 }
 
 SOURCE_KEYS: dict[str, Checker] = {
@@ -375,6 +383,8 @@ SOURCE_KEYS: dict[str, Checker] = {
     "exclude_title": _regexes,
     "include_content": _regexes,
     "exclude_content": _regexes,
+    "retain_for": parse_duration,
+    "retain_entries": _int,
 }
 FILTER_KEYS = ("include_title", "exclude_title", "include_content", "exclude_content")
 REQUIRED_SOURCE_KEYS = ("id", "name", "url", "category")

@@ -114,7 +114,25 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     db.execute("CREATE UNIQUE INDEX feed_positions_seq ON feed_positions(kind, name, seq)")
 
 
-MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_migration_1, _migration_2)
+def _migration_3(db: sqlite_utils.Database) -> None:
+    """Tombstones: share codes removed by retention, so a later poll never brings them back."""
+    db.execute(
+        """CREATE TABLE tombstones (
+            code TEXT PRIMARY KEY,
+            source_id TEXT NOT NULL DEFAULT '',
+            title TEXT NOT NULL DEFAULT '',
+            published TEXT,
+            removed_at TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT ''
+        )"""
+    )
+
+
+MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
+    _migration_1,
+    _migration_2,
+    _migration_3,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -139,6 +157,7 @@ class IngestResult:
     updated: int = 0
     added_source: int = 0
     unchanged: int = 0
+    tombstoned: int = 0  # entries skipped because retention removed them before
     changed_feeds: set[FeedKey] = field(default_factory=set)
 
     @property
@@ -303,6 +322,15 @@ class Store:
                     stored.source_hashes[source_id] = hashed
         return found
 
+    def _tombstoned(self, db: sqlite_utils.Database, codes: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(codes), 500):
+            chunk = codes[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = db.execute(f"SELECT code FROM tombstones WHERE code IN ({marks})", chunk)
+            found.update(code for (code,) in rows.fetchall())
+        return found
+
     def ingest(
         self, source: Source, feed: ParsedFeed, entries: list[EntryRecord], now: datetime
     ) -> IngestResult:
@@ -310,6 +338,10 @@ class Store:
         result = IngestResult()
         unique = first_per_code(entries)
         with self.transaction() as db:
+            removed = self._tombstoned(db, [e.code for e in unique])
+            if removed:
+                result.tombstoned = len(removed)
+                unique = [e for e in unique if e.code not in removed]
             stored = self._stored(db, [e.code for e in unique])
             for entry in unique:
                 hashed = entry_hash(entry)
