@@ -24,6 +24,7 @@ from aggregator.errors import AggregatorError, ConfigError, StoreError
 from aggregator.fetch import Fetcher, Limits
 from aggregator.poll import PollOutcome, poll_source
 from aggregator.publish import Publisher
+from aggregator.sandbox import ParseLimits
 from aggregator.store import Store, from_iso
 
 EXIT_FAILED = 1
@@ -181,7 +182,9 @@ def poll(config_path: Path, poll_all: bool, no_publish: bool, source_ids: tuple[
             for source_id in chosen:
                 source = config.source(source_id)
                 assert source is not None
-                outcome = poll_source(source, store, fetcher)
+                outcome = poll_source(
+                    source, store, fetcher, limits=ParseLimits.from_settings(config.settings)
+                )
                 failed += outcome.result in ("error", "gone")
                 changed |= outcome.changed_feeds
                 click.echo(f"{source_id}: {_describe(outcome)}")

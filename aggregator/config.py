@@ -76,6 +76,14 @@ class Settings:
     max_decompressed_bytes: int = 50 * 1024 * 1024
     max_redirects: int = 5
     publish_delay: float = 2.0
+    per_host_limit: int = 4
+    parse_timeout: float = 60.0
+    parse_memory_limit: int = 512 * 1024 * 1024
+    parse_inline_max_bytes: int = 1024 * 1024
+    max_entries: int = 2000
+    max_title_length: int = 1000
+    max_summary_length: int = 100_000
+    max_content_length: int = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -213,6 +221,12 @@ def _float(value: Any) -> float:
     return float(value)
 
 
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a whole number, 0 or more, got {value!r}")
+    return value
+
+
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"expected true or false, got {value!r}")
@@ -300,6 +314,14 @@ SETTINGS_KEYS: dict[str, Checker] = {
     "max_decompressed_bytes": _int,
     "max_redirects": _int,
     "publish_delay": _float,
+    "per_host_limit": _int,
+    "parse_timeout": parse_duration,
+    "parse_memory_limit": _int,
+    "parse_inline_max_bytes": _count,
+    "max_entries": _int,
+    "max_title_length": _int,
+    "max_summary_length": _int,
+    "max_content_length": _int,
 }
 
 SOURCE_KEYS: dict[str, Checker] = {

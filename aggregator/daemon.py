@@ -24,6 +24,7 @@ from aggregator.errors import AggregatorError, ConfigError, StoreError
 from aggregator.fetch import Fetcher, Limits
 from aggregator.poll import poll_source
 from aggregator.publish import Publisher
+from aggregator.sandbox import ParseLimits
 from aggregator.scheduler import PollScheduler
 from aggregator.serve import FeedServer
 from aggregator.store import FeedKey, Store
@@ -162,7 +163,8 @@ class Daemon:
                 self.store.source_state(source_id).disabled_reason,
             )
             return None
-        outcome = poll_source(source, self.store, self.fetcher, clock=self.clock)
+        limits = ParseLimits.from_settings(self.config.settings)
+        outcome = poll_source(source, self.store, self.fetcher, clock=self.clock, limits=limits)
         self.queue.add(outcome.changed_feeds)
         return outcome.next_poll
 

@@ -56,6 +56,7 @@ class Limits:
             max_body_bytes=settings.max_body_bytes,
             max_decompressed_bytes=settings.max_decompressed_bytes,
             max_redirects=settings.max_redirects,
+            per_host=settings.per_host_limit,
         )
 
 

@@ -100,7 +100,13 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX entry_sources_source ON entry_sources(source_id, code)")
 
 
-MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_migration_1,)
+def _migration_2(db: sqlite_utils.Database) -> None:
+    # The feed's own polling hints (<ttl>, skipHours/skipDays, sy:updatePeriod),
+    # kept so a 304 answer still honours them.
+    db.execute("ALTER TABLE sources ADD COLUMN poll_hints TEXT")
+
+
+MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_migration_1, _migration_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -117,6 +123,7 @@ class SourceState:
     next_poll_at: datetime | None = None
     moved_to: str | None = None
     disabled_reason: str | None = None
+    poll_hints: str | None = None  # JSON, see poll.py
 
 
 @dataclass
@@ -249,6 +256,7 @@ class Store:
             next_poll_at=from_iso(row["next_poll_at"]),
             moved_to=row["moved_to"],
             disabled_reason=row["disabled_reason"],
+            poll_hints=row.get("poll_hints"),
         )
 
     def source_rows(self) -> list[dict[str, Any]]:
