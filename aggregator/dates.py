@@ -38,6 +38,8 @@ def parse_local(text: str, tz: str) -> datetime | None:
     if not match:
         return None
     year, month, day, hour, minute, second, offset = match.groups()
+    if int(year) < MIN_YEAR:
+        return None
     try:
         local = datetime(
             int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0)

@@ -131,10 +131,15 @@ def clean_html(fragment: str, max_length: int | None = None, base: str = "") -> 
     if not fragment:
         return ""
     cleaned = _nh3(strip_control(fragment), base)
-    if max_length is not None and len(cleaned) > max_length:
-        # Cut on text, then sanitize again so no tag is left half open.
-        cleaned = _nh3(cleaned[:max_length], base)
-    return cleaned
+    if max_length is None:
+        return cleaned
+    whole, cut = cleaned, max_length
+    while len(cleaned) > max_length and cut > 0:
+        # Cut, then sanitize again so no tag is left half open; the closing
+        # tags put back may overshoot, so cut shorter until it fits.
+        cleaned = _nh3(whole[:cut], base)
+        cut -= max(len(cleaned) - max_length, 1)
+    return cleaned if len(cleaned) <= max_length else ""
 
 
 def plain_text(fragment: str, max_length: int | None = None) -> str:
