@@ -377,7 +377,7 @@ class Fetcher:
 
 # --- bounded content decoding ----------------------------------------------------------
 
-STEP = 64 * 1024  # decompressed bytes produced per step
+STEP = 64 * 1024  # decompressed bytes produced per step (brotli's steps may be a little more)
 
 
 class _Zlib:
@@ -414,9 +414,11 @@ class _Brotli:
         self._decompressor = brotli.Decompressor()
 
     def decode(self, data: bytes) -> Iterator[bytes]:
-        yield self._decompressor.process(data, output_buffer_limit=STEP)
-        while not self._decompressor.can_accept_more_data():
-            yield self._decompressor.process(b"", output_buffer_limit=STEP)
+        # The limit is a soft one (the buffer grows in blocks): steps of up to ~1.5 STEP.
+        piece = self._decompressor.process(data, output_buffer_limit=STEP)
+        while piece:
+            yield piece
+            piece = self._decompressor.process(b"", output_buffer_limit=STEP)
 
     def flush(self) -> Iterator[bytes]:
         return iter(())

@@ -187,7 +187,8 @@ CASES = [
     Case("declared length over the cap", lambda s: length_lie(b"", 10 << 30), "byte cap"),
     Case("body shorter than its length", lambda s: length_lie(rss(STORED), 100_000), "peer"),
     Case("length longer, then silence", lambda s: length_lie(b"<rss", 5000, 30), "timed out"),
-    Case("body longer than its length", lambda s: length_lie(rss(STORED), 200), "truncated"),
+    # Held open after sending: closing with bytes unread could reset the client first.
+    Case("body longer than its length", lambda s: length_lie(rss(STORED), 200, 5), "truncated"),
     Case("redirect loop", _redirect_loop, "more than 5 redirects"),
     Case("15-hop redirect chain", _chain, "more than 5 redirects"),
     Case("billion laughs", lambda s: respond(document(LAUGHS, "&lol9;")), "refers to other"),
