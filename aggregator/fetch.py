@@ -132,7 +132,10 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 
 
 def _transport() -> httpx.HTTPTransport:
-    transport = httpx.HTTPTransport(retries=0)
+    # No keep-alive: a server that sends more than its Content-Length would
+    # otherwise leave bytes on a pooled connection, read as the next source's
+    # answer. Polls are minutes apart, so reuse would rarely help anyway.
+    transport = httpx.HTTPTransport(retries=0, limits=httpx.Limits(max_keepalive_connections=0))
     pool = transport._pool  # httpx builds an httpcore pool; we wrap its sockets
     pool._network_backend = _DeadlineBackend(pool._network_backend)
     return transport
@@ -257,13 +260,22 @@ class Fetcher:
             request_headers["If-None-Match"] = etag
         if last_modified:
             request_headers["If-Modified-Since"] = last_modified
-        with _deadline_of(self.limits.deadline):
+        with _deadline_of(self.limits.deadline) as deadline:
             try:
                 return self._follow(url, request_headers, allow_private, now)
             except httpx.TimeoutException as exc:
-                raise FetchError(f"timed out: {exc or type(exc).__name__}") from None
+                raise FetchError(self._timeout_message(exc, deadline)) from None
             except httpx.HTTPError as exc:
                 raise FetchError(f"{type(exc).__name__}: {exc}") from None
+
+    def _timeout_message(self, exc: httpx.TimeoutException, deadline: float) -> str:
+        if time.monotonic() >= deadline - 0.05:
+            return f"timed out: the fetch took longer than its {self.limits.deadline:g} s deadline"
+        waited = {
+            httpx.ConnectTimeout: f"no connection within {self.limits.connect_timeout:g} s",
+            httpx.ReadTimeout: f"no data for {self.limits.read_timeout:g} s",
+        }.get(type(exc), type(exc).__name__)
+        return f"timed out: {waited}"
 
     def _slot(self, url: str) -> threading.BoundedSemaphore:
         host = (urlsplit(url).hostname or "").lower()

@@ -59,7 +59,7 @@ class ParseLimits:
 class WorkerReport:
     feed: ParsedFeed | None
     error: str | None
-    max_rss_kib: int  # the worker's peak resident size, for measurements
+    max_rss_kib: int  # the worker's peak resident size, for measurements (0: unknown)
 
 
 def _address_space() -> int:
@@ -79,6 +79,18 @@ def _limit_self(memory: int, timeout: float) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
 
 
+def _peak_rss_kib() -> int:
+    """This process's own peak RSS (VmHWM: unlike ru_maxrss, it starts afresh at exec)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _work(job: tuple[Prepared, str, str, datetime, ParseLimits]) -> WorkerReport:
     """Runs in the worker process."""
     prepared, url, timezone, seen_at, limits = job
@@ -95,7 +107,7 @@ def _work(job: tuple[Prepared, str, str, datetime, ParseLimits]) -> WorkerReport
         error = str(exc)
     except Exception as exc:  # a parser bug: report it, never hang the parent
         error = f"the parser failed: {type(exc).__name__}: {exc}"
-    return WorkerReport(feed, error, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return WorkerReport(feed, error, _peak_rss_kib())
 
 
 def _worker_main() -> None:

@@ -182,9 +182,14 @@ def _doctype(scan: _Scanner) -> list[tuple[str, str]]:
 
 
 def _check_expansion(entities: list[tuple[str, str]], body: str) -> None:
+    """One pass over the body; stops as soon as the bound is passed."""
+    sizes = {name: len(value) for name, value in entities if value}
+    if not sizes:
+        return
+    references = re.compile("&(" + "|".join(re.escape(n) for n in sizes) + ");")
     total = 0
-    for name, value in entities:
-        total += body.count(f"&{name};") * len(value)
+    for match in references.finditer(body):
+        total += sizes[match.group(1)]
         if total > MAX_EXPANSION:
             raise ParseError(
                 f"refused: entity references would expand to more than {MAX_EXPANSION} characters"

@@ -19,7 +19,15 @@ from aggregator.poll import poll_source
 from aggregator.store import Store
 from tests.conftest import Clock
 from tests.feeds import Item, rss
-from tests.hostile import HostileServer, bomb, compressed, concurrency_probe, redirect, respond
+from tests.hostile import (
+    HostileServer,
+    bomb,
+    compressed,
+    concurrency_probe,
+    length_lie,
+    redirect,
+    respond,
+)
 
 FEED = rss([Item("NW202112240300260001", "凝神聚力保畅通")])
 
@@ -187,3 +195,13 @@ def test_bad_encodings_are_fetch_errors() -> None:
         list(BoundedDecoder("gzip").decode(b"not gzip at all"))
     with pytest.raises(FetchError, match="cannot decode"):
         list(BoundedDecoder("br").decode(b"\xff" * 64))
+
+
+def test_extra_bytes_after_a_response_never_reach_the_next_fetch(hostile: HostileServer) -> None:
+    """A body longer than its Content-Length, connection held open: with keep-alive the
+    surplus would be read as the next source's answer. Every fetch has its own connection."""
+    hostile.routes["/lie"] = length_lie(FEED, 200, then_hold=5)
+    hostile.routes["/next"] = respond(FEED)
+    with Fetcher(Limits(deadline=3)) as fetcher:
+        assert fetcher.fetch(hostile.url("/lie")).body == FEED[:200]
+        assert fetcher.fetch(hostile.url("/next")).body == FEED
