@@ -6,6 +6,7 @@ import gzip
 import threading
 import zlib
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import brotli
@@ -205,3 +206,74 @@ def test_extra_bytes_after_a_response_never_reach_the_next_fetch(hostile: Hostil
     with Fetcher(Limits(deadline=3)) as fetcher:
         assert fetcher.fetch(hostile.url("/lie")).body == FEED[:200]
         assert fetcher.fetch(hostile.url("/next")).body == FEED
+
+
+def _one_source(write_config: Any, url: str, interval: str = "30m") -> Any:
+    config = load_config(
+        write_config([{"id": "s", "name": "s", "url": url, "category": "c", "interval": interval}])
+    )
+    return config.sources[0], config.settings.database
+
+
+def test_cache_control_is_a_clamped_lower_bound(
+    hostile: HostileServer, write_config: Any, clock: Clock
+) -> None:
+    source, database = _one_source(write_config, hostile.url("/f.xml"))
+    with Store(database) as store, Fetcher() as fetcher:
+        hostile.routes["/f.xml"] = respond(FEED, headers={"Cache-Control": "max-age=7200"})
+        outcome = poll_source(source, store, fetcher, clock=clock, rand=lambda: 0.0)
+        assert outcome.next_poll == clock.now + timedelta(hours=2)
+        clock.advance(7200)
+        hostile.routes["/f.xml"] = respond(FEED, headers={"Cache-Control": "max-age=9999999"})
+        outcome = poll_source(source, store, fetcher, clock=clock, rand=lambda: 0.0)
+        assert outcome.next_poll == clock.now + timedelta(hours=24)  # clamped
+
+
+def test_feed_hints_are_kept_for_304_answers(
+    hostile: HostileServer, write_config: Any, clock: Clock
+) -> None:
+    hour = clock.now.hour
+    skipped = "".join(f"<hour>{(hour + h) % 24}</hour>" for h in range(3, 6))
+    body = rss(
+        [Item("NW202112240300260001", "凝神聚力保畅通")],
+        extra_channel=f"<ttl>180</ttl><skipHours>{skipped}</skipHours>",
+    )
+    source, database = _one_source(write_config, hostile.url("/f.xml"))
+
+    def answer(conn: Any, request: Any) -> None:
+        if request.headers.get("if-none-match") == '"v1"':
+            respond(b"", status=304, headers={"ETag": '"v1"'})(conn, request)
+        else:
+            respond(body, headers={"ETag": '"v1"'})(conn, request)
+
+    hostile.routes["/f.xml"] = answer
+    with Store(database) as store, Fetcher() as fetcher:
+        for result in ("ok", "not_modified"):
+            outcome = poll_source(source, store, fetcher, clock=clock, rand=lambda: 0.0)
+            assert outcome.result == result
+            assert outcome.next_poll is not None
+            # <ttl> 180 makes it 3 h; hours +3..+5 are skipped, so +6 h.
+            assert outcome.next_poll == clock.now + timedelta(hours=6)
+            clock.advance(60)
+
+
+def test_errors_back_off_and_success_resets(
+    hostile: HostileServer, write_config: Any, clock: Clock
+) -> None:
+    source, database = _one_source(write_config, hostile.url("/f.xml"), "10m")
+    with Store(database) as store, Fetcher() as fetcher:
+        hostile.routes["/f.xml"] = respond(b"oops", status=500, content_type="text/plain")
+        delays = []
+        for _ in range(4):
+            outcome = poll_source(source, store, fetcher, clock=clock, rand=lambda: 0.0)
+            assert outcome.next_poll is not None
+            delays.append((outcome.next_poll - clock.now).total_seconds())
+            clock.advance(delays[-1])
+        assert delays == [450, 900, 1800, 3600]
+        row = store.source_rows()[0]
+        assert (row["error_count"], row["last_http_status"]) == (4, 500)
+        assert "HTTP 500" in row["last_error"]
+        hostile.routes["/f.xml"] = respond(FEED)
+        outcome = poll_source(source, store, fetcher, clock=clock, rand=lambda: 0.0)
+        assert outcome.next_poll == clock.now + timedelta(minutes=10)
+        assert store.source_rows()[0]["error_count"] == 0
