@@ -79,7 +79,7 @@ class Settings:
     per_host_limit: int = 4
     parse_timeout: float = 60.0
     parse_memory_limit: int = 512 * 1024 * 1024
-    parse_inline_max_bytes: int = 1024 * 1024
+    parse_inline_max_bytes: int = 128 * 1024
     max_entries: int = 2000
     max_title_length: int = 1000
     max_summary_length: int = 100_000

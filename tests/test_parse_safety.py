@@ -201,6 +201,15 @@ def test_a_document_with_a_dtd_is_parsed_in_a_worker() -> None:
     assert same == report.feed
 
 
+def test_a_parse_that_runs_away_is_stopped_by_the_time_limit() -> None:
+    """No entity at all: 50 000 attributes on one element make feedparser quadratic
+    (about 40 s). Too big to parse in-process, it is killed at the limit."""
+    attributes = " ".join(f'a{n}="1"' for n in range(50_000))
+    body = rss(f"<item {attributes}><title>x</title></item>").encode()
+    with pytest.raises(ParseError, match="took longer than 1 s"):
+        parse_limited(body, seen_at=SEEN, limits=ParseLimits(timeout=1.0))
+
+
 def test_small_plain_documents_stay_in_process() -> None:
     prepared = prepare(rss(item()).encode("utf-8"))
     assert not needs_worker(prepared, ParseLimits())
