@@ -27,6 +27,7 @@ from aggregator.poll import PollOutcome
 from aggregator.pollrun import poll_interactive
 from aggregator.posts import PostWriter, describe_posts
 from aggregator.publish import Publisher
+from aggregator.sandbox import ParseLimits
 from aggregator.store import FeedKey, Store, from_iso
 
 EXIT_FAILED = 1
@@ -191,7 +192,12 @@ def poll(config_path: Path, poll_all: bool, no_publish: bool, source_ids: tuple[
         chosen_sources = [s for s in (config.source(i) for i in chosen) if s is not None]
         with Fetcher(Limits.from_settings(config.settings), config.settings.user_agent) as fetcher:
             outcomes = poll_interactive(
-                chosen_sources, store, fetcher, config.settings.workers, _describe
+                chosen_sources,
+                store,
+                fetcher,
+                config.settings.workers,
+                _describe,
+                ParseLimits.from_settings(config.settings),
             )
         failed = sum(1 for o in outcomes if o.result in ("error", "gone"))
         changed: set[FeedKey] = set().union(*(o.changed_feeds for o in outcomes))

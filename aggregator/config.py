@@ -82,6 +82,14 @@ class Settings:
     stop_timeout: float = 30.0  # seconds a stopping daemon waits for running polls
     retain_for: float | None = None  # drop entries published longer ago (seconds); None: keep
     retain_entries: int | None = None  # keep at most this many entries per source; None: all
+    per_host_limit: int = 4
+    parse_timeout: float = 60.0
+    parse_memory_limit: int = 512 * 1024 * 1024
+    parse_inline_max_bytes: int = 128 * 1024
+    max_entries: int = 2000
+    max_title_length: int = 1000
+    max_summary_length: int = 100_000
+    max_content_length: int = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -246,6 +254,12 @@ def _float(value: Any) -> float:
     return float(value)
 
 
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a whole number, 0 or more, got {value!r}")
+    return value
+
+
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"expected true or false, got {value!r}")
@@ -363,6 +377,14 @@ SETTINGS_KEYS: dict[str, Checker] = {
     "stop_timeout": parse_duration,
     "retain_for": parse_duration,
     "retain_entries": _int,
+    "per_host_limit": _int,
+    "parse_timeout": parse_duration,
+    "parse_memory_limit": _int,
+    "parse_inline_max_bytes": _count,
+    "max_entries": _int,
+    "max_title_length": _int,
+    "max_summary_length": _int,
+    "max_content_length": _int,
 }
 
 SOURCE_KEYS: dict[str, Checker] = {
@@ -712,9 +734,7 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
         replace(s, rules=tuple(r for r in rules if not r.sources or s.id in r.sources))
         for s, _ in sources
     )
-    return Config(
-        path, settings, bound, category_terms, tag_terms, posts=posts, rules=rules
-    )
+    return Config(path, settings, bound, category_terms, tag_terms, posts=posts, rules=rules)
 
 
 def load_config(

@@ -33,6 +33,7 @@ from aggregator.retention import (
     cleanup,
     publish_changed,
 )
+from aggregator.sandbox import ParseLimits
 from aggregator.scheduler import PollScheduler
 from aggregator.serve import FeedServer, max_age_for
 from aggregator.store import FeedKey, Store
@@ -182,7 +183,8 @@ class Daemon:
         if disabled:
             log.debug("source %s: disabled (%s); not polling", source_id, disabled)
             return None
-        outcome = poll_source(source, self.store, self.fetcher, clock=self.clock)
+        limits = ParseLimits.from_settings(self.config.settings)
+        outcome = poll_source(source, self.store, self.fetcher, clock=self.clock, limits=limits)
         self.metrics.poll_done(source_id, outcome.result)
         log.debug(
             "source %s: polled (%s), next poll at %s",

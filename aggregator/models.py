@@ -42,6 +42,9 @@ class ParsedFeed:
     feed_id: str
     entries: tuple[EntryRecord, ...] = ()
     ttl_minutes: int | None = None
+    skip_hours: tuple[int, ...] = ()  # RSS <skipHours>, hours 0-23 UTC
+    skip_days: tuple[int, ...] = ()  # RSS <skipDays>, 0 = Monday
+    update_period: float | None = None  # seconds, from sy:updatePeriod / updateFrequency
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import click
 from aggregator.config import Source
 from aggregator.fetch import Fetcher
 from aggregator.poll import PollOutcome, poll_source
+from aggregator.sandbox import ParseLimits
 from aggregator.store import Store
 
 PROGRESS_MIN_SOURCES = 5  # fewer finish before a bar would tell anything
@@ -32,6 +33,7 @@ def poll_many(
     fetcher: Fetcher,
     workers: int,
     on_done: Callable[[PollOutcome], None] = lambda outcome: None,
+    limits: ParseLimits | None = None,
 ) -> list[PollOutcome]:
     """Poll each source once, at most `workers` at a time.
 
@@ -43,7 +45,9 @@ def poll_many(
         return []
     by_id: dict[str, PollOutcome] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(sources)))) as pool:
-        futures = [pool.submit(poll_source, source, store, fetcher) for source in sources]
+        futures = [
+            pool.submit(poll_source, source, store, fetcher, limits=limits) for source in sources
+        ]
         for future in as_completed(futures):
             outcome = future.result()
             by_id[outcome.source_id] = outcome
@@ -57,6 +61,7 @@ def poll_interactive(
     fetcher: Fetcher,
     workers: int,
     describe: Callable[[PollOutcome], str],
+    limits: ParseLimits | None = None,
 ) -> list[PollOutcome]:
     """poll_many with output: a line per source, or a bar on a terminal then the lines."""
 
@@ -64,7 +69,7 @@ def poll_interactive(
         return f"{outcome.source_id}: {describe(outcome)}"
 
     if not wants_progress(sys.stderr.isatty(), len(sources)):
-        return poll_many(sources, store, fetcher, workers, lambda o: click.echo(line(o)))
+        return poll_many(sources, store, fetcher, workers, lambda o: click.echo(line(o)), limits)
     with click.progressbar(
         length=len(sources),
         label=f"polling {len(sources)} sources",
@@ -72,7 +77,9 @@ def poll_interactive(
         show_pos=True,
         item_show_func=lambda source_id: source_id,
     ) as bar:
-        outcomes = poll_many(sources, store, fetcher, workers, lambda o: bar.update(1, o.source_id))
+        outcomes = poll_many(
+            sources, store, fetcher, workers, lambda o: bar.update(1, o.source_id), limits
+        )
     for outcome in outcomes:
         click.echo(line(outcome))
     return outcomes

@@ -128,10 +128,17 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_4(db: sqlite_utils.Database) -> None:
+    # The feed's own polling hints (<ttl>, skipHours/skipDays, sy:updatePeriod),
+    # kept so a 304 answer still honours them.
+    db.execute("ALTER TABLE sources ADD COLUMN poll_hints TEXT")
+
+
 MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_1,
     _migration_2,
     _migration_3,
+    _migration_4,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -149,6 +156,7 @@ class SourceState:
     next_poll_at: datetime | None = None
     moved_to: str | None = None
     disabled_reason: str | None = None
+    poll_hints: str | None = None  # JSON, see poll.py
 
 
 @dataclass
@@ -282,6 +290,7 @@ class Store:
             next_poll_at=from_iso(row["next_poll_at"]),
             moved_to=row["moved_to"],
             disabled_reason=row["disabled_reason"],
+            poll_hints=row.get("poll_hints"),
         )
 
     def source_rows(self) -> list[dict[str, Any]]:
@@ -364,8 +373,15 @@ class Store:
                    VALUES (?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT(id) DO UPDATE SET feed_title = excluded.feed_title,
                      feed_link = excluded.feed_link, feed_id = excluded.feed_id""",
-                [source.id, source.name, source.url, source.category, feed.title, feed.link,
-                 feed.feed_id],
+                [
+                    source.id,
+                    source.name,
+                    source.url,
+                    source.category,
+                    feed.title,
+                    feed.link,
+                    feed.feed_id,
+                ],
             )
         return result
 

@@ -142,10 +142,11 @@ def test_an_old_database_gains_the_tombstone_table(tmp_path: Any) -> None:
     with Store(database):
         pass
     with sqlite3.connect(database) as conn:
-        conn.execute("DROP TABLE tombstones")
+        conn.execute("DROP TABLE tombstones")  # as it was before migrations 3 and 4
+        conn.execute("ALTER TABLE sources DROP COLUMN poll_hints")
         conn.execute("PRAGMA user_version = 2")
     with Store(database) as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
         assert "tombstones" in store.db.table_names()
 
 

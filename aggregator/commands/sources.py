@@ -456,6 +456,8 @@ def sources_list(config_path: Path, as_json: bool) -> None:
             )
         if item["disabled_reason"]:
             click.secho(f"{item['id']}: stopped: {item['disabled_reason']}", fg="red")
+        if item["moved_to"]:
+            click.secho(f"{item['id']}: moved to: {item['moved_to']}", fg="yellow")
 
 
 def _interval(seconds: float) -> str:
