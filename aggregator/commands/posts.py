@@ -9,7 +9,15 @@ from pathlib import Path
 
 import click
 
-from aggregator.cli import EXIT_CONFIG, EXIT_FAILED, _load, _open_store, main, publish
+from aggregator.cli import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    _load,
+    _open_store,
+    config_option,
+    main,
+    publish,
+)
 from aggregator.config import DEFAULT_CONFIG_PATH
 from aggregator.posts import PostWriter, describe_posts, import_posts
 
@@ -55,15 +63,7 @@ def publish_posts(ctx: click.Context, config_path: Path | None) -> None:
 
 
 @main.command("import-posts")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFAULT_CONFIG_PATH,
-    envvar="AGGREGATOR_CONFIG",
-    show_default=True,
-    help="The sources config file (also AGGREGATOR_CONFIG).",
-)
+@config_option
 @click.argument("folder", type=click.Path(path_type=Path, file_okay=False, exists=True))
 def import_posts_command(config_path: Path, folder: Path) -> None:
     """Import an existing site's posts (its _posts/ FOLDER) into the store.
