@@ -32,8 +32,10 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
-            + ["--disable-pip-version-check", "-q", f"feedparser=={args.version}", "-d", temp],
+            [
+                *(sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"),
+                *("--disable-pip-version-check", "-q", f"feedparser=={args.version}", "-d", temp),
+            ],
             check=True,
         )
         archive = next(Path(temp).glob("feedparser-*.tar.gz"))

@@ -1,4 +1,4 @@
-""""Database is locked" never reaches a user: CLI commands while the daemon writes.
+""" "Database is locked" never reaches a user: CLI commands while the daemon writes.
 
 The daemon runs as a process, polling sources whose feeds change all the time
 (every poll a store transaction, every batch a publish); meanwhile `status`,

@@ -22,8 +22,13 @@ SOURCES = ("a", "b", "c")
 
 
 def source(source_id: str) -> Source:
-    return Source(source_id, source_id, f"http://{source_id}.example.cn/feed", f"cat-{source_id}",
-                  (f"tag-{source_id}",))
+    return Source(
+        source_id,
+        source_id,
+        f"http://{source_id}.example.cn/feed",
+        f"cat-{source_id}",
+        (f"tag-{source_id}",),
+    )
 
 
 def copy(code: int, version: int) -> EntryRecord:
@@ -64,7 +69,9 @@ def fingerprint(path: Path) -> dict[str, Any]:
         conn.close()
 
 
-def run_polls(folder: Path, name: str, feeds: dict[str, list[EntryRecord]], order: list[str]) -> Path:
+def run_polls(
+    folder: Path, name: str, feeds: dict[str, list[EntryRecord]], order: list[str]
+) -> Path:
     path = folder / f"{name}.db"
     with Store(path) as store:
         for source_id in order:

@@ -72,7 +72,10 @@ def run_corpus(folder: Path, write_config: Any) -> tuple[int, int, list[str]]:
                 continue
             # Many documents share guids and links (http://example.com/...): one code
             # space per document, so every document's entries are published.
-            entries = [replace(e, code=f"{path.relative_to(folder).as_posix()}:{e.code}") for e in feed.entries]
+            entries = [
+                replace(e, code=f"{path.relative_to(folder).as_posix()}:{e.code}")
+                for e in feed.entries
+            ]
             try:
                 store.ingest(source, feed, prepare(entries, source), NOW)
             except Exception as exc:  # what this test is for: nothing may escape
@@ -99,6 +102,6 @@ def test_vendored_feedparser_documents(write_config: Any) -> None:
     reason="run scripts/feedparser_tests.py to fetch all of feedparser's documents",
 )
 def test_all_feedparser_documents(write_config: Any) -> None:
-    read, unreadable, found = run_corpus(CORPUS / "feedparser-full", write_config)
+    read, _, found = run_corpus(CORPUS / "feedparser-full", write_config)
     assert read > 1000
     assert found == []

@@ -43,7 +43,9 @@ def test_normalize_url_never_raises_and_is_idempotent(url: str) -> None:
 
 @settings(max_examples=300)
 @given(st.one_of(st.text(max_size=30), URLISH), st.text(max_size=30), st.text(max_size=20), RULES)
-def test_every_entry_gets_a_stable_code(link: str, guid: str, title: str, rule: ShareCodeRule) -> None:
+def test_every_entry_gets_a_stable_code(
+    link: str, guid: str, title: str, rule: ShareCodeRule
+) -> None:
     entry = EntryRecord(guid=guid, title=title, link=link)
     code, how = share_code(entry, rule)
     assert code and how
@@ -54,8 +56,10 @@ def test_every_entry_gets_a_stable_code(link: str, guid: str, title: str, rule: 
 def test_the_rule_reads_the_link_first_then_the_guid_then_falls_back(
     in_link: str, in_guid: str, kind: str, noise: str
 ) -> None:
-    rule = ShareCodeRule(param="infoCode") if kind == "param" else ShareCodeRule(
-        regex=r"infoCode=(NW\d+)"
+    rule = (
+        ShareCodeRule(param="infoCode")
+        if kind == "param"
+        else ShareCodeRule(regex=r"infoCode=(NW\d+)")
     )
     share = "http://x.cn/NewsShare.html?infoCode="
     both = EntryRecord(guid=share + in_guid, title=noise, link=share + in_link)
@@ -81,7 +85,7 @@ def test_after_success_never_before_the_interval_and_never_beyond_the_caps(
 
 
 @given(
-    st.one_of(st.none(), st.integers(-10**6, 10**6)),
+    st.one_of(st.none(), st.integers(-(10**6), 10**6)),
     st.floats(min_value=1, max_value=10**6),
     st.floats(min_value=0, max_value=0.999),
     st.integers(0, 10**4),
@@ -99,8 +103,13 @@ def test_first_poll_is_never_in_the_past_and_keeps_a_decided_future(
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.one_of(st.text(max_size=20), URLISH), st.text(max_size=10)),
-                min_size=1, max_size=5))
+@given(
+    st.lists(
+        st.tuples(st.one_of(st.text(max_size=20), URLISH), st.text(max_size=10)),
+        min_size=1,
+        max_size=5,
+    )
+)
 def test_no_entry_link_makes_a_feed_unreadable(items: list[tuple[str, str]]) -> None:
     """A link with a bad port once made the share code raise, failing the whole poll."""
     body = "".join(

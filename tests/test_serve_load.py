@@ -99,8 +99,17 @@ def test_hundreds_of_subscribers_while_the_daemon_republishes(
     items = [Item(f"NW{n:06d}", f"第{n}条 凝神聚力保畅通") for n in range(30)]
     url = server.set("/feed.xml", rss(items))
     path = write_config(
-        [{"id": "s", "name": "源", "url": url, "category": "交通", "interval": 0.2,
-          "allow_private": True, "share_code": {"param": "infoCode"}}],
+        [
+            {
+                "id": "s",
+                "name": "源",
+                "url": url,
+                "category": "交通",
+                "interval": 0.2,
+                "allow_private": True,
+                "share_code": {"param": "infoCode"},
+            }
+        ],
         publish_delay=0.05,
     )
     with running(path) as daemon:

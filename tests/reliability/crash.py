@@ -43,8 +43,8 @@ from tests.reliability.kit import (
     ROOT,
     TAGS,
     DaemonProcess,
-    QuietServer,
     Outlet,
+    QuietServer,
     World,
     WorldFeeds,
     files_of,
@@ -185,13 +185,23 @@ def rebuild(config: Path, folder: Path) -> dict[str, bytes]:
     )
     text = text.replace(str(config.parent / "data"), str(copy / "data"))
     (copy / "data").mkdir(parents=True)
-    with closing(sqlite3.connect(config.parent / "data" / "aggregator.db")) as source:
-        with closing(sqlite3.connect(copy / "data" / "aggregator.db")) as target:
-            source.backup(target)
+    with (
+        closing(sqlite3.connect(config.parent / "data" / "aggregator.db")) as source,
+        closing(sqlite3.connect(copy / "data" / "aggregator.db")) as target,
+    ):
+        source.backup(target)  # the database with its WAL, as one consistent copy
     (copy / "sources.toml").write_text(text, encoding="utf-8")
     subprocess.run(
-        [sys.executable, "-m", "aggregator", "--log-level", "warning", "publish"]
-        + ["--config", str(copy / "sources.toml")],
+        [
+            sys.executable,
+            "-m",
+            "aggregator",
+            "--log-level",
+            "warning",
+            "publish",
+            "--config",
+            str(copy / "sources.toml"),
+        ],
         cwd=ROOT,
         check=True,
         capture_output=True,

@@ -276,7 +276,9 @@ class WorldFeeds:
             return answers[-1] if answers else None
 
 
-def _send(handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes) -> int:
+def _send(
+    handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes
+) -> int:
     handler.send_response(status)
     for name, value in headers.items():
         handler.send_header(name, value)
@@ -347,8 +349,16 @@ class DaemonProcess:
     def start(self) -> None:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "aggregator", "--log-level", "warning", "run"]
-            + ["--config", str(self.config)],
+            [
+                sys.executable,
+                "-m",
+                "aggregator",
+                "--log-level",
+                "warning",
+                "run",
+                "--config",
+                str(self.config),
+            ],
             cwd=ROOT,
             stdout=self._log,
             stderr=self._log,

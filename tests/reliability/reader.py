@@ -37,9 +37,7 @@ def check_document(relative: str, data: bytes) -> str | None:
     return None
 
 
-def walk_links(
-    data: bytes, base_url: str, rels: tuple[str, ...] = ("prev-archive",)
-) -> list[str]:
+def walk_links(data: bytes, base_url: str, rels: tuple[str, ...] = ("prev-archive",)) -> list[str]:
     """Relative paths of the documents a feed's links of these kinds name.
 
     While the daemon writes, only prev-archive must always resolve: a page is
@@ -55,7 +53,9 @@ def walk_links(
             href = link.get("href", "")
             if href.startswith(base_url + "/"):
                 target = href.removeprefix(base_url + "/")
-                found.append(target + "index.html" if target.endswith("/") or not target else target)
+                found.append(
+                    target + "index.html" if target.endswith("/") or not target else target
+                )
     return found
 
 

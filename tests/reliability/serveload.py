@@ -149,16 +149,22 @@ def main() -> int:
     results: dict[str, Any] = {"all_xml_bytes": size, "connections": args.connections}
     port = free_port()
     ours = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from pathlib import Path; "
-         "from aggregator.serve import FeedServer; "
-         "FeedServer(('127.0.0.1', int(sys.argv[1])), Path(sys.argv[2])).serve_forever()",
-         str(port), str(output)],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; "
+            "from aggregator.serve import FeedServer; "
+            "FeedServer(('127.0.0.1', int(sys.argv[1])), Path(sys.argv[2])).serve_forever()",
+            str(port),
+            str(output),
+        ],
         cwd=ROOT,
     )
     try:
         wait_up(f"http://127.0.0.1:{port}/all.xml")
-        results["aggregator.serve"] = measure(f"http://127.0.0.1:{port}", args.seconds,
-                                              args.connections)
+        results["aggregator.serve"] = measure(
+            f"http://127.0.0.1:{port}", args.seconds, args.connections
+        )
     finally:
         ours.send_signal(signal.SIGTERM)
         ours.wait(10)

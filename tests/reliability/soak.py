@@ -22,6 +22,7 @@ It also reports how far apart each source's polls were against its interval.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import shutil
@@ -182,9 +183,7 @@ class Newsroom(threading.Thread):
             outlet.mode = "ok"
 
 
-def settle(
-    daemon: DaemonProcess, world: World, feeds: WorldFeeds, timeout: float
-) -> list[str]:
+def settle(daemon: DaemonProcess, world: World, feeds: WorldFeeds, timeout: float) -> list[str]:
     """Wait until every source has answered a poll with its feed since the news stopped."""
     since = time.monotonic()
     deadline = since + timeout
@@ -206,7 +205,7 @@ def poll_gaps(feeds: WorldFeeds, world: World) -> dict[str, float]:
     ratios = []
     for outlet in world.outlets.values():
         answers = feeds.answered.get(outlet.path, [])
-        for (t0, s0), (t1, _) in zip(answers, answers[1:], strict=False):
+        for (t0, s0), (t1, _) in itertools.pairwise(answers):
             if s0 in (200, 304):
                 ratios.append((t1 - t0) / outlet.interval)
     if not ratios:
