@@ -23,6 +23,7 @@ from typing import IO
 from aggregator.config import Config, load_config
 from aggregator.errors import AggregatorError, ConfigError, StoreError
 from aggregator.fetch import Fetcher, Limits
+from aggregator.files import remove_stale_temps
 from aggregator.metrics import Metrics, StoreFacts, TimedFetcher
 from aggregator.poll import poll_source
 from aggregator.posts import PostWriter
@@ -335,6 +336,8 @@ class Daemon:
             self.lock.release()
             raise
         settings.output_dir.mkdir(parents=True, exist_ok=True)
+        if removed := remove_stale_temps(settings.output_dir):
+            log.info("removed %d temp file(s) left by a killed writer", removed)
         self.metrics.published(len(self.publisher.publish()))
         self._announced.update(self.publisher.feed_urls())
         self._write_posts()

@@ -388,16 +388,19 @@ class Publisher:
     def _documents(
         self, info: FeedInfo, paging: Paging, rebuild: bool
     ) -> Iterable[tuple[Document, Document]]:
-        """(Atom, JSON) pairs: the current document, then the archive pages to render."""
-        yield self._pair(info, paging, 0)
+        """(Atom, JSON) pairs: new archive pages (oldest first), then the pages rewritten,
+        then the current document. A page is on disk before any link to it, so a reader
+        (or a crash) never finds a prev-archive link leading nowhere."""
         exists = [
             n
             for n in range(1, paging.archived + 1)
             if (self.output / info.archive_path(n)).exists()
             and (self.output / info.archive_path(n, ".json")).exists()
         ]
-        for number in pages_to_render(paging, exists, rebuild):
+        pages = pages_to_render(paging, exists, rebuild)
+        for number in [n for n in pages if n not in exists] + [n for n in pages if n in exists]:
             yield self._pair(info, paging, number)
+        yield self._pair(info, paging, 0)
 
     def _pair(self, info: FeedInfo, paging: Paging, number: int) -> tuple[Document, Document]:
         start, stop = paging.page(number) if number else paging.current

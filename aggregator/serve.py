@@ -12,6 +12,8 @@ import email.utils
 import gzip
 import hashlib
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +41,7 @@ Route = Callable[[], tuple[int, str, bytes]]
 
 @dataclass(frozen=True)
 class _Cached:
-    stamp: tuple[int, int]  # (mtime_ns, size) the entry was built from
+    stamp: tuple[int, int, int]  # (inode, mtime_ns, size) of the file it was read from
     body: bytes
     gzipped: bytes
     etag: str
@@ -60,18 +62,22 @@ class FileCache:
 
     def get(self, path: Path) -> _Cached | None:
         try:
-            stat = path.stat()
+            stamp = _stamp(path.stat())
         except OSError:
             return None
-        stamp = (stat.st_mtime_ns, stat.st_size)
         with self._lock:
             cached = self._items.get(path)
         if cached and cached.stamp == stamp:
             return cached
         try:
-            body = path.read_bytes()
+            # Stamp and bytes from one open file: a replacement landing in between
+            # cannot pair the new bytes with the old file's stamp or date.
+            with path.open("rb") as handle:
+                stat = os.fstat(handle.fileno())
+                body = handle.read()
         except OSError:
             return None
+        stamp = _stamp(stat)
         cached = _Cached(
             stamp,
             body,
@@ -82,6 +88,13 @@ class FileCache:
         with self._lock:
             self._items[path] = cached
         return cached
+
+
+def _stamp(stat: os.stat_result) -> tuple[int, int, int]:
+    """What identifies one version of a published file. Files are replaced by rename,
+    so each version is a new inode: two versions of equal size written within one
+    timestamp tick (a few milliseconds) still differ."""
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
 def max_age_for(config: Config) -> int:
@@ -147,6 +160,9 @@ def _not_modified(headers: object, cached: _Cached) -> bool:
 class FeedServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver listens with a backlog of 5: a burst of subscribers (every reader
+    # polling on the hour) would have its connections dropped and retried seconds later.
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(
         self,

@@ -364,10 +364,11 @@ class Store:
                 elif decision.action is Action.UPDATE:
                     self._update_entry(db, entry, decision.updated or now)
                     result.updated += 1
-                else:
+                elif decision.action is Action.ADD_SOURCE:
                     result.added_source += 1
                 self._link_source(db, source, entry, hashed, now)
-                result.changed_feeds |= self._feeds_of(db, entry.code)
+                if decision.action is not Action.SAME_COPY:  # which shows nothing new
+                    result.changed_feeds |= self._feeds_of(db, entry.code)
             db.execute(
                 """INSERT INTO sources (id, name, url, category, feed_title, feed_link, feed_id)
                    VALUES (?, ?, ?, ?, ?, ?, ?)
