@@ -268,7 +268,7 @@ def run(
             if log:
                 print(
                     f"kill {number + 1}/{kills}: {len(after)} entries, "
-                    f"{len(reader.seen)} files, moment {list(report.phases.items())[-1][0]}",
+                    f"{len(reader.seen)} files, killed during: {doing}",
                     file=log,
                     flush=True,
                 )
