@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("AGGREGATOR_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-LINTED = ["aggregator", "tests", "bench", "dev.py"]
+LINTED = ["aggregator", "tests", "bench", "scripts", "dev.py"]
 
 
 def _stamp() -> str:
