@@ -14,6 +14,7 @@ from typing import Any
 
 import feedparser
 
+from aggregator import fastparse
 from aggregator.dates import entry_date, sane
 from aggregator.errors import ParseError
 from aggregator.models import Enclosure, EntryRecord, ParsedFeed
@@ -80,10 +81,22 @@ def parse_feed(
     content_type: str = "",
     timezone: str = "Asia/Shanghai",
     seen_at: datetime,
+    fast: bool = True,
 ) -> ParsedFeed:
     """Parse one feed document. Raises ParseError when it is not a feed."""
     if not body.strip():
         raise ParseError("the body is empty")
+    if fast:  # well-formed RSS/Atom through lxml; anything else through feedparser
+        quick = fastparse.parse_fast(
+            body,
+            url=url,
+            content_type=content_type,
+            timezone=timezone,
+            seen_at=seen_at,
+            build=_entry,
+        )
+        if quick is not None:
+            return quick
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
