@@ -22,7 +22,8 @@ from aggregator import __version__
 from aggregator.config import DEFAULT_CONFIG_PATH, Config, load_config
 from aggregator.errors import AggregatorError, ConfigError, StoreError
 from aggregator.fetch import Fetcher, Limits
-from aggregator.poll import PollOutcome, poll_source
+from aggregator.poll import PollOutcome
+from aggregator.pollmany import poll_many
 from aggregator.publish import Publisher
 from aggregator.store import Store, from_iso
 
@@ -178,13 +179,11 @@ def poll(config_path: Path, poll_all: bool, no_publish: bool, source_ids: tuple[
         failed = 0
         changed = set()
         with Fetcher(Limits.from_settings(config.settings), config.settings.user_agent) as fetcher:
-            for source_id in chosen:
-                source = config.source(source_id)
-                assert source is not None
-                outcome = poll_source(source, store, fetcher)
+            sources = [s for s in config.sources if s.id in set(chosen)]
+            for outcome in poll_many(sources, store, fetcher, workers=config.settings.workers):
                 failed += outcome.result in ("error", "gone")
                 changed |= outcome.changed_feeds
-                click.echo(f"{source_id}: {_describe(outcome)}")
+                click.echo(f"{outcome.source_id}: {_describe(outcome)}")
         if not chosen:
             click.echo("no source is due (use --all to poll every source)")
         if not no_publish:

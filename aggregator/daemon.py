@@ -22,7 +22,7 @@ from typing import IO
 from aggregator.config import Config, load_config
 from aggregator.errors import AggregatorError, ConfigError, StoreError
 from aggregator.fetch import Fetcher, Limits
-from aggregator.poll import poll_source
+from aggregator.pollmany import poll_one
 from aggregator.publish import Publisher
 from aggregator.scheduler import PollScheduler
 from aggregator.serve import FeedServer
@@ -162,7 +162,7 @@ class Daemon:
                 self.store.source_state(source_id).disabled_reason,
             )
             return None
-        outcome = poll_source(source, self.store, self.fetcher, clock=self.clock)
+        outcome = poll_one(source, self.store, self.fetcher, clock=self.clock)
         self.queue.add(outcome.changed_feeds)
         return outcome.next_poll
 

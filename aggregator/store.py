@@ -100,7 +100,12 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX entry_sources_source ON entry_sources(source_id, code)")
 
 
-MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_migration_1,)
+def _migration_2(db: sqlite_utils.Database) -> None:
+    """A digest of each source's raw entry XML, so unchanged entries skip all work."""
+    db.execute("ALTER TABLE entry_sources ADD COLUMN raw_hash TEXT")
+
+
+MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_migration_1, _migration_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -448,6 +453,14 @@ class Store:
             [*params, limit],
         )
         return [_article(row) for row in rows]
+
+    def raw_digests(self, source_id: str) -> dict[str, str]:
+        """raw_hash -> share code of the entries this source carries (see pollmany)."""
+        rows = self._query(
+            "SELECT raw_hash, code FROM entry_sources WHERE source_id = ? AND raw_hash IS NOT NULL",
+            [source_id],
+        )
+        return {row["raw_hash"]: row["code"] for row in rows}
 
     def entry_count(self) -> int:
         return int(self._query("SELECT count(*) AS n FROM entries")[0]["n"])
