@@ -73,6 +73,7 @@ _ATTRIBUTE = re.compile(
     r"\s*([a-zA-Z_][-:.a-zA-Z_0-9]*)[$]?(\s*=\s*"
     r"""('[^']*'|"[^"]*"|[][\-a-zA-Z0-9./,:;+*%?!&$\(\)_#=~'"@]*))?"""
 )
+_SIMPLE_ATTRIBUTE = re.compile(r'\s+([a-zA-Z_][-:.a-zA-Z_0-9]*)="([^"<>&\s]*)"\Z')
 RELATIVE_URIS = frozenset(RelativeURIResolver.relative_uris)
 _LINK_ENTITY = re.compile(r"&([A-Za-z0-9_]+);")
 _C1 = re.compile("[\x80-\x9f]")
@@ -161,6 +162,13 @@ def _rewrite_tag(match: re.Match[str], base: str) -> str:
     """One start tag as feedparser's resolver writes it: attribute names lower-cased,
     duplicates collapsed, rel/type lower-cased, URLs made absolute, sorted."""
     tag = match.group(1).lower()
+    single = _SIMPLE_ATTRIBUTE.match(match.group(2))
+    if single:  # one plain attribute, the common case: unchanged unless it is a URL
+        name = single.group(1).lower()
+        if name not in ("rel", "type") and (
+            (tag, name) not in RELATIVE_URIS or _PLAIN_URL.match(single.group(2))
+        ):
+            return match.group(0)
     attributes = _tag_attributes(match.group(2))
     if attributes is None:
         raise Unsupported("a start tag the fast path cannot read")
