@@ -21,7 +21,7 @@ from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from aggregator import PROJECT_URL, __version__
-from aggregator.config import Config
+from aggregator.config import Config, Term
 from aggregator.files import write_if_changed
 from aggregator.sanitize import strip_control
 from aggregator.store import FeedKey, Store, StoredArticle
@@ -109,12 +109,44 @@ def _text(value: str) -> str:
     return strip_control(value)
 
 
+class _Lookup:
+    """Per-config memo of what publishing asks the config again and again: a term's
+    slug (jieba + pinyin), a source by id, a feed's path and title, the index page."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.sources = {s.id: s for s in config.sources}
+        self.terms: dict[tuple[str, str], Term] = {}
+        self.infos: dict[FeedKey, FeedInfo] = {}
+        self.index: tuple[tuple[FeedKey, ...], bytes] | None = None
+
+    def term(self, kind: str, name: str) -> Term:
+        found = self.terms.get((kind, name))
+        if found is None:
+            lookup = self.config.category_term if kind == "category" else self.config.tag_term
+            found = self.terms[(kind, name)] = lookup(name)
+        return found
+
+    def info(self, key: FeedKey) -> FeedInfo:
+        found = self.infos.get(key)
+        if found is None:
+            found = self.infos[key] = feed_info(self.config, key)
+        return found
+
+
 class Publisher:
     def __init__(self, config: Config, store: Store) -> None:
         self.config = config
         self.store = store
         self.output = config.settings.output_dir
         self._source_meta: dict[str, dict[str, str]] = {}
+        self._memo = _Lookup(config)
+
+    @property
+    def _lookup(self) -> _Lookup:
+        if self._memo.config is not self.config:  # the daemon swaps in a reloaded config
+            self._memo = _Lookup(self.config)
+        return self._memo
 
     def url_of(self, path: str) -> str:
         return f"{self.config.settings.base_url}/{path}"
@@ -126,19 +158,27 @@ class Publisher:
         self._source_meta = self._load_source_meta()
         written = []
         for key in sorted(wanted):
-            info = feed_info(self.config, key)
+            info = self._lookup.info(key)
             path = self.output / info.path
             if write_if_changed(path, self.render(info)):
                 written.append(path)
         index = self.output / "index.html"
-        if write_if_changed(index, self.render_index(sorted(all_keys))):
+        if write_if_changed(index, self._index(tuple(sorted(all_keys)))):
             written.append(index)
         return written
 
+    def _index(self, keys: tuple[FeedKey, ...]) -> bytes:
+        """The index page, rendered again only when the set of feeds changed."""
+        lookup = self._lookup
+        if lookup.index is None or lookup.index[0] != keys:
+            lookup.index = (keys, self.render_index(list(keys)))
+        return lookup.index[1]
+
     def _load_source_meta(self) -> dict[str, dict[str, str]]:
         meta = {}
+        sources = self._lookup.sources
         for row in self.store.source_rows():
-            source = self.config.source(row["id"])
+            source = sources.get(row["id"])
             link = row["feed_link"] or ""
             meta[row["id"]] = {
                 "title": row["feed_title"] or (source.name if source else row["name"]) or row["id"],
@@ -183,10 +223,10 @@ class Publisher:
         entry.content(_text(article.content or article.summary or article.title), type="html")
         scheme = self.config.settings.base_url
         for name in article.entry_categories:
-            term = self.config.category_term(name)
+            term = self._lookup.term("category", name)
             entry.category(term=term.slug, label=term.name, scheme=f"{scheme}/category/")
         for name in article.tags:
-            term = self.config.tag_term(name)
+            term = self._lookup.term("tag", name)
             entry.category(term=term.slug, label=term.name, scheme=f"{scheme}/tag/")
         extension = entry.aggsource
         extension.enclosures = [(e.url, e.type, e.length) for e in article.enclosures]
@@ -196,7 +236,7 @@ class Publisher:
 
     def render_index(self, keys: list[FeedKey]) -> bytes:
         settings = self.config.settings
-        infos = [feed_info(self.config, key) for key in keys]
+        infos = [self._lookup.info(key) for key in keys]
         heading = {"all": "All", "category": "Categories", "tag": "Tags", "source": "Sources"}
         links = "\n".join(
             f'<link rel="alternate" type="application/atom+xml" title="{html.escape(i.title)}" '
