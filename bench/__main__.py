@@ -318,7 +318,7 @@ NOTES = [
     "  skip, lxml fast path with feedparser fallback, nh3, share codes, dedup, batched",
     "  ingest. Threads in flight and parser processes are given per row in bench/__main__.py.",
     "- reader: `make_reader()` on a fresh database, `add_feed()` for every feed, then",
-    "  `update_feeds(workers=8)` (the one-changed-feed row: `update_feed()` of that feed).",
+    "  `update_feeds(workers=8, scheduled=False)` (the one-changed-feed row: `update_feed()`).",
     "- peak RSS is the run's own `ru_maxrss`; the cycles row polls the whole set 10 more",
     "  times after the first poll, with one new entry in 10% of the feeds each cycle, and",
     "  reports VmRSS growth from the first cycle to the last.",

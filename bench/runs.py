@@ -102,7 +102,9 @@ class Reader:
             self.reader.add_feed(url)
 
     def poll(self, sources: list[Any] | None = None) -> int:
-        self.reader.update_feeds(workers=self.params["workers"])
+        # scheduled=False: poll every feed now, as our side does (reader 3.x otherwise
+        # skips feeds not yet due, e.g. everything right after a first poll).
+        self.reader.update_feeds(workers=self.params["workers"], scheduled=False)
         return len(self.urls)
 
     def poll_first(self) -> None:
