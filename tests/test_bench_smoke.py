@@ -26,7 +26,8 @@ def test_quick_bench_produces_rows(tmp_path: Path) -> None:
     text = report.read_text(encoding="utf-8")
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     names = " ".join(rows)
-    for expected in ("first poll", "all 304", "50 ms latency", "one changed feed", "RSS", "publish"):
-        assert expected in names
+    expected = ("first poll", "all 304", "50 ms latency", "one changed feed", "RSS", "publish")
+    for name in expected:
+        assert name in names
     assert "entries/s" in names and "feeds/s" in names
     assert "python3 dev.py bench --quick --no-reader" in text
