@@ -36,7 +36,8 @@ def iso(value: datetime) -> str:
 def from_iso(value: str | None) -> datetime | None:
     if not value:
         return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    # fromisoformat reads our fixed-width form (with its Z) ~20x faster than strptime.
+    return datetime.fromisoformat(value).astimezone(UTC)
 
 
 # --- schema --------------------------------------------------------------------------
@@ -429,19 +430,12 @@ class Store:
     def articles(self, key: FeedKey, limit: int) -> list[StoredArticle]:
         """The newest entries of one feed, newest first, ties broken by code."""
         kind, name = key
-        filters = {
-            "all": ("", []),
-            "category": (
-                "WHERE e.code IN (SELECT code FROM entry_categories WHERE name = ?)",
-                [name],
-            ),
-            "tag": ("WHERE e.code IN (SELECT code FROM entry_tags WHERE name = ?)", [name]),
-            "source": (
-                "WHERE e.code IN (SELECT code FROM entry_sources WHERE source_id = ?)",
-                [name],
-            ),
+        members = {
+            "category": ("entry_categories", "name"),
+            "tag": ("entry_tags", "name"),
+            "source": ("entry_sources", "source_id"),
         }
-        where, params = filters[kind]
+        where, params = ("", []) if kind == "all" else self._membership(*members[kind], name)
         rows = self._query(
             f"""SELECT e.*,
                  (SELECT json_group_array(name) FROM (SELECT name FROM entry_tags t
@@ -461,6 +455,17 @@ class Store:
             [source_id],
         )
         return {row["raw_hash"]: row["code"] for row in rows}
+
+    def _membership(self, table: str, column: str, name: str) -> tuple[str, list[Any]]:
+        """How to pick one feed's entries: a big feed by walking entries newest first
+        (EXISTS, stops at the LIMIT), a small one by its list of codes (IN)."""
+        count = self._query(f"SELECT count(*) AS n FROM {table} WHERE {column} = ?", [name])
+        if count[0]["n"] > 1000:
+            return (
+                f"WHERE EXISTS (SELECT 1 FROM {table} m WHERE m.code = e.code AND m.{column} = ?)",
+                [name],
+            )
+        return f"WHERE e.code IN (SELECT code FROM {table} WHERE {column} = ?)", [name]
 
     def entry_count(self) -> int:
         return int(self._query("SELECT count(*) AS n FROM entries")[0]["n"])
