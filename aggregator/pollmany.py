@@ -57,6 +57,7 @@ class Prepared:
     feed: ParsedFeed
     keys: tuple[str, ...]  # raw digest per entry of feed.entries ("" from feedparser)
     skipped: int  # entries recognised by their raw digest
+    hashes: tuple[str, ...] = ()  # dedup.entry_hash per entry, computed here off the I/O side
 
 
 def source_context(source: Source) -> bytes:
@@ -80,7 +81,8 @@ def prepare(
     raw = fastparse.read(body, url=url, content_type=content_type)
     if raw is None:  # not for the fast path: feedparser, every entry processed
         feed = extract(source, body, url, content_type, now)
-        return Prepared(feed, ("",) * len(feed.entries), 0)
+        hashes = tuple(entry_hash(e) for e in feed.entries)
+        return Prepared(feed, ("",) * len(feed.entries), 0, hashes)
     context = source_context(source)
     taken: set[str] = set()  # codes seen so far: the first entry per code wins
     entries: list[EntryRecord] = []
@@ -100,7 +102,8 @@ def prepare(
         taken.add(code)
         entries.append(replace(entry, code=code, code_rule=rule))
         keys.append(key)
-    return Prepared(fastparse.feed_of(raw, tuple(entries), url), tuple(keys), skipped)
+    hashes = tuple(entry_hash(e) for e in entries)
+    return Prepared(fastparse.feed_of(raw, tuple(entries), url), tuple(keys), skipped, hashes)
 
 
 Preparer = Callable[[Source, bytes, str, str, datetime, dict[str, str]], Prepared]
@@ -144,8 +147,8 @@ def ingest(store: Store, source: Source, prepared: Prepared, now: datetime) -> I
     touched: list[str] = []
     with store.transaction() as db:
         stored = store._stored(db, [e.code for e in entries])
-        for entry, key in zip(entries, prepared.keys, strict=True):
-            hashed = entry_hash(entry)
+        hashes = prepared.hashes or tuple(entry_hash(e) for e in entries)
+        for entry, key, hashed in zip(entries, prepared.keys, hashes, strict=True):
             decision = decide(stored.get(entry.code), source.id, entry, hashed, now)
             if decision.action is Action.UNCHANGED:
                 result.unchanged += 1
