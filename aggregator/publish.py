@@ -177,14 +177,14 @@ class Publisher:
     def _load_source_meta(self) -> dict[str, dict[str, str]]:
         meta = {}
         sources = self._lookup.sources
-        for row in self.store.source_rows():
-            source = sources.get(row["id"])
-            link = row["feed_link"] or ""
-            meta[row["id"]] = {
-                "title": row["feed_title"] or (source.name if source else row["name"]) or row["id"],
-                "id": row["feed_id"] or link or (source.url if source else row["url"]),
+        for source_id, name, url, feed_title, feed_link, feed_id in self.store.source_feed_rows():
+            source = sources.get(source_id)
+            link = feed_link or ""
+            meta[source_id] = {
+                "title": feed_title or (source.name if source else name) or source_id,
+                "id": feed_id or link or (source.url if source else url),
                 "link": link,
-                "name": source.name if source else row["name"],
+                "name": source.name if source else name,
             }
         return meta
 
