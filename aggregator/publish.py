@@ -22,7 +22,7 @@ from lxml import etree
 
 from aggregator import PROJECT_URL, __version__
 from aggregator.config import Config, Term
-from aggregator.files import write_if_changed
+from aggregator.files import sync_dirs, write_if_changed
 from aggregator.sanitize import strip_control
 from aggregator.store import FeedKey, Store, StoredArticle
 
@@ -160,11 +160,12 @@ class Publisher:
         for key in sorted(wanted):
             info = self._lookup.info(key)
             path = self.output / info.path
-            if write_if_changed(path, self.render(info)):
+            if write_if_changed(path, self.render(info), sync_dir=False):
                 written.append(path)
         index = self.output / "index.html"
-        if write_if_changed(index, self._index(tuple(sorted(all_keys)))):
+        if write_if_changed(index, self._index(tuple(sorted(all_keys))), sync_dir=False):
             written.append(index)
+        sync_dirs(written)  # one fsync per folder, not per file
         return written
 
     def _index(self, keys: tuple[FeedKey, ...]) -> bytes:
