@@ -704,5 +704,8 @@ def parse_fast(
     raw = read(body, url=url, content_type=content_type)
     if raw is None:
         return None
-    entries = tuple(normalise(e, raw, timezone, seen_at, build) for e in raw.entries)
+    try:
+        entries = tuple(normalise(e, raw, timezone, seen_at, build) for e in raw.entries)
+    except Unsupported:  # markup the fast path cannot mirror: feedparser reads it all
+        return None
     return feed_of(raw, entries, url)

@@ -79,10 +79,20 @@ def prepare(
     known maps the raw digests this source delivered before to their share codes.
     """
     raw = fastparse.read(body, url=url, content_type=content_type)
-    if raw is None:  # not for the fast path: feedparser, every entry processed
-        feed = extract(source, body, url, content_type, now)
-        hashes = tuple(entry_hash(e) for e in feed.entries)
-        return Prepared(feed, ("",) * len(feed.entries), 0, hashes)
+    if raw is not None:
+        try:
+            return _prepare_fast(source, raw, url, now, known)
+        except fastparse.Unsupported:
+            pass  # an entry's markup the fast path cannot mirror
+    # Not for the fast path: feedparser, every entry processed.
+    feed = extract(source, body, url, content_type, now)
+    hashes = tuple(entry_hash(e) for e in feed.entries)
+    return Prepared(feed, ("",) * len(feed.entries), 0, hashes)
+
+
+def _prepare_fast(
+    source: Source, raw: fastparse.RawFeed, url: str, now: datetime, known: dict[str, str]
+) -> Prepared:
     context = source_context(source)
     taken: set[str] = set()  # codes seen so far: the first entry per code wins
     entries: list[EntryRecord] = []
