@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -23,9 +24,11 @@ from aggregator.config import DEFAULT_CONFIG_PATH, Config, load_config
 from aggregator.errors import AggregatorError, ConfigError, StoreError
 from aggregator.fetch import Fetcher, Limits
 from aggregator.poll import PollOutcome
-from aggregator.pollmany import poll_many
+from aggregator.pollrun import poll_interactive
+from aggregator.posts import PostWriter, describe_posts
 from aggregator.publish import Publisher
-from aggregator.store import Store, from_iso
+from aggregator.sandbox import ParseLimits
+from aggregator.store import FeedKey, Store, from_iso
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -125,8 +128,12 @@ def run(config_path: Path) -> None:
         for url in daemon.publisher.feed_urls():
             click.echo(f"  {url}")
 
+    def new_feeds(urls: list[str]) -> None:
+        for url in urls:
+            click.echo(f"  {url}")
+
     try:
-        daemon = Daemon(config_path, on_ready=ready)
+        daemon = Daemon(config_path, on_ready=ready, on_new_feeds=new_feeds)
     except ConfigError as exc:
         click.echo(f"error: invalid config\n{exc}", err=True)
         sys.exit(EXIT_CONFIG)
@@ -138,6 +145,12 @@ def run(config_path: Path) -> None:
     except OSError as exc:
         click.echo(f"error: cannot start: {exc}", err=True)
         sys.exit(EXIT_FAILED)
+    if daemon.abandoned_polls:
+        # A poll stuck past the stop bound holds a worker thread Python would wait for;
+        # the database is closed and consistent, so leave now.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
 
 
 def _due(config: Config, store: Store, now: datetime) -> list[str]:
@@ -176,41 +189,63 @@ def poll(config_path: Path, poll_all: bool, no_publish: bool, source_ids: tuple[
         chosen = list(source_ids) or (
             [s.id for s in config.enabled_sources] if poll_all else _due(config, store, now)
         )
-        failed = 0
-        changed = set()
+        chosen_sources = [s for s in (config.source(i) for i in chosen) if s is not None]
         with Fetcher(Limits.from_settings(config.settings), config.settings.user_agent) as fetcher:
-            sources = [s for s in config.sources if s.id in set(chosen)]
-            for outcome in poll_many(sources, store, fetcher, workers=config.settings.workers):
-                failed += outcome.result in ("error", "gone")
-                changed |= outcome.changed_feeds
-                click.echo(f"{outcome.source_id}: {_describe(outcome)}")
+            outcomes = poll_interactive(
+                chosen_sources,
+                store,
+                fetcher,
+                config.settings.workers,
+                _describe,
+                ParseLimits.from_settings(config.settings),
+            )
+        failed = sum(1 for o in outcomes if o.result in ("error", "gone"))
+        changed: set[FeedKey] = set().union(*(o.changed_feeds for o in outcomes))
         if not chosen:
             click.echo("no source is due (use --all to poll every source)")
         if not no_publish:
-            written = Publisher(config, store).publish(changed if changed else set())
+            publisher = Publisher(config, store)
+            written = publisher.publish(changed if changed else set())
+            publisher.close()  # send any WebSub pings before exiting
             click.echo(f"published {len(written)} changed file(s) in {config.settings.output_dir}")
+            if config.posts.enabled:
+                click.echo(describe_posts(PostWriter(config, store).sync(), config))
     sys.exit(EXIT_FAILED if failed else 0)
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @config_option
-def publish(config_path: Path) -> None:
-    """Regenerate every published feed from the store (unchanged files are left alone)."""
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Also rewrite old archive pages (after changing base_url or feed names).",
+)
+@click.pass_context
+def publish(ctx: click.Context, config_path: Path, rebuild: bool) -> None:
+    """Regenerate every published feed (and posts, when enabled) from the store.
+
+    Unchanged files are left alone. `aggregator publish posts` writes only the posts.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     config = _load(config_path)
     with _open_store(config) as store:
         store.sync_sources(config.sources)
         publisher = Publisher(config, store)
         started = time.perf_counter()
-        written = publisher.publish()
+        written = publisher.publish(rebuild=rebuild)
+        publisher.close()
         took = time.perf_counter() - started
         click.echo(f"published {len(written)} changed file(s) in {took:.2f}s")
         for url in publisher.feed_urls():
             click.echo(f"  {url}")
+        if config.posts.enabled:
+            click.echo(describe_posts(PostWriter(config, store).sync(), config))
 
 
 @main.group()
 def sources() -> None:
-    """Inspect the configured sources."""
+    """Add, remove, edit, list and check the sources in the config file."""
 
 
 def _age(value: str | None, now: datetime) -> str:
@@ -285,20 +320,6 @@ def _print_table(table: list[dict[str, Any]]) -> None:
             )
 
 
-@sources.command("list")
-@config_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def sources_list(config_path: Path, as_json: bool) -> None:
-    """List the sources with their last status and entry counts."""
-    config = _load(config_path)
-    with _open_store(config) as store:
-        table = _source_table(config, store)
-    if as_json:
-        click.echo(json.dumps(table, ensure_ascii=False, indent=2))
-    else:
-        _print_table(table)
-
-
 @main.command()
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -341,3 +362,9 @@ def entry_point() -> None:
     except AggregatorError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
+
+
+from aggregator.commands import opml as _opml  # noqa: E402,F401
+from aggregator.commands import posts as _posts  # noqa: E402,F401
+from aggregator.commands import retention  # noqa: E402,F401
+from aggregator.commands import sources as _sources  # noqa: E402,F401

@@ -10,7 +10,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aggregator import PROJECT_URL, __version__
 from aggregator.errors import ConfigError, ConfigProblem
+from aggregator.rules import EntryFilter, Rule
 from aggregator.slugs import assign_slugs
 
 DEFAULT_CONFIG_PATH = Path("config/sources.toml")
@@ -76,6 +77,19 @@ class Settings:
     max_decompressed_bytes: int = 50 * 1024 * 1024
     max_redirects: int = 5
     publish_delay: float = 2.0
+    archive_entries: int = 50  # entries per RFC 5005 archive page; fixed once pages exist
+    hub: str = ""  # WebSub hub URL; empty means no hub links and no pings
+    stop_timeout: float = 30.0  # seconds a stopping daemon waits for running polls
+    retain_for: float | None = None  # drop entries published longer ago (seconds); None: keep
+    retain_entries: int | None = None  # keep at most this many entries per source; None: all
+    per_host_limit: int = 4
+    parse_timeout: float = 60.0
+    parse_memory_limit: int = 512 * 1024 * 1024
+    parse_inline_max_bytes: int = 128 * 1024
+    max_entries: int = 2000
+    max_title_length: int = 1000
+    max_summary_length: int = 100_000
+    max_content_length: int = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,10 @@ class Source:
     headers: tuple[tuple[str, str], ...] = ()
     allow_private: bool = False
     attribution: str | None = None
+    filters: EntryFilter = field(default_factory=EntryFilter)
+    rules: tuple[Rule, ...] = ()  # the [[rules]] that apply to this source
+    retain_for: float | None = None  # overrides settings.retain_for for this source
+    retain_entries: int | None = None  # overrides settings.retain_entries
 
 
 @dataclass(frozen=True)
@@ -104,12 +122,35 @@ class Term:
 
 
 @dataclass(frozen=True)
+class PostsSettings:
+    """[publish.posts]: write each entry as a static-site (Jekyll) post.
+
+    The link templates take {site}, {tag}, {category} and {category_slug};
+    the file name takes {date} (the local publication date) and {slug}.
+    """
+
+    enabled: bool = False
+    output_dir: Path = Path("site/_posts")
+    site_url: str = ""  # "//host", "https://host/path" or "" for root-relative links
+    layout: str = "post"
+    filename: str = "{date}-{slug}.md"
+    back_text: str = "返回{tag}"
+    back_url: str = "{site}/category/{category_slug}.html"
+    home_text: str = "返回首页"
+    home_url: str = "{site}/"
+    separator: str = "｜"
+    remove_missing: bool = False  # delete the post of an entry no longer in the store
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     settings: Settings
     sources: tuple[Source, ...]
     categories: Mapping[str, Term] = field(default_factory=dict)  # by name
     tags: Mapping[str, Term] = field(default_factory=dict)  # by name
+    posts: PostsSettings = PostsSettings()
+    rules: tuple[Rule, ...] = ()
 
     def source(self, source_id: str) -> Source | None:
         return next((s for s in self.sources if s.id == source_id), None)
@@ -213,6 +254,12 @@ def _float(value: Any) -> float:
     return float(value)
 
 
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a whole number, 0 or more, got {value!r}")
+    return value
+
+
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"expected true or false, got {value!r}")
@@ -251,6 +298,31 @@ def _tags(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(t, str) and t.strip() for t in value):
         raise ValueError(f"expected a list of tag names, got {value!r}")
     return tuple(dict.fromkeys(t.strip() for t in value))
+
+
+def _regex(pattern: Any) -> str:
+    text = _string(pattern)
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {text!r}: {exc}") from None
+    return text
+
+
+def _regexes(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"expected a regex or a list of regexes, got {value!r}")
+    return tuple(_regex(v) for v in value)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"expected a name or a list of names, got {value!r}")
+    return tuple(dict.fromkeys(_string(v).strip() for v in value))
 
 
 def _headers(value: Any) -> tuple[tuple[str, str], ...]:
@@ -300,6 +372,19 @@ SETTINGS_KEYS: dict[str, Checker] = {
     "max_decompressed_bytes": _int,
     "max_redirects": _int,
     "publish_delay": _float,
+    "archive_entries": _int,
+    "hub": _http_url,
+    "stop_timeout": parse_duration,
+    "retain_for": parse_duration,
+    "retain_entries": _int,
+    "per_host_limit": _int,
+    "parse_timeout": parse_duration,
+    "parse_memory_limit": _int,
+    "parse_inline_max_bytes": _count,
+    "max_entries": _int,
+    "max_title_length": _int,
+    "max_summary_length": _int,
+    "max_content_length": _int,
 }
 
 SOURCE_KEYS: dict[str, Checker] = {
@@ -316,10 +401,77 @@ SOURCE_KEYS: dict[str, Checker] = {
     "headers": _headers,
     "allow_private": _bool,
     "attribution": _string,
+    "include_title": _regexes,
+    "exclude_title": _regexes,
+    "include_content": _regexes,
+    "exclude_content": _regexes,
+    "retain_for": parse_duration,
+    "retain_entries": _int,
 }
+FILTER_KEYS = ("include_title", "exclude_title", "include_content", "exclude_content")
 REQUIRED_SOURCE_KEYS = ("id", "name", "url", "category")
 TERM_KEYS: dict[str, Checker] = {"name": _string, "slug": _string, "description": str}
-TOP_LEVEL_KEYS = {"settings", "sources", "categories", "tags"}
+RULE_KEYS: dict[str, Checker] = {
+    "match_category": _names,
+    "match_title": _regex,
+    "sources": _names,
+    "add_categories": _names,
+    "add_tags": _names,
+}
+TOP_LEVEL_KEYS = {"settings", "sources", "categories", "tags", "rules", "publish"}
+
+_LINK_FIELDS = {"site": "", "tag": "", "category": "", "category_slug": ""}
+
+
+def _template(fields: Mapping[str, str]) -> Checker:
+    """A str.format template that may use only the given placeholders."""
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {value!r}")
+        try:
+            value.format(**fields)
+        except (KeyError, IndexError, ValueError) as exc:
+            known = ", ".join("{" + name + "}" for name in fields)
+            raise ValueError(f"bad template {value!r} ({exc}); placeholders: {known}") from None
+        return value
+
+    return check
+
+
+def _site_url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    url = value.strip().rstrip("/")
+    parts = urlsplit(url)
+    relative = url == "" or (url.startswith("/") and not url.startswith("//"))
+    absolute = parts.scheme in ("http", "https", "") and bool(parts.netloc)
+    if not (relative or absolute) or re.search(r"[\s()<>]", url):
+        raise ValueError(f'expected "https://host", "//host" or a path like "/blog", got {value!r}')
+    return url
+
+
+def _post_filename(value: Any) -> str:
+    name: str = _template({"date": "2021-12-24", "slug": "x"})(value)
+    if name.count("{slug}") != 1 or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError('expected a file name with {slug} once, e.g. "{date}-{slug}.md"')
+    return name
+
+
+POSTS_KEYS: dict[str, Checker] = {
+    "enabled": _bool,
+    "output_dir": _string,
+    "site_url": _site_url,
+    "layout": _string,
+    "filename": _post_filename,
+    "back_text": _template(_LINK_FIELDS),
+    "back_url": _template(_LINK_FIELDS),
+    "home_text": _template(_LINK_FIELDS),
+    "home_url": _template(_LINK_FIELDS),
+    "separator": _template({}),
+    "remove_missing": _bool,
+}
+PUBLISH_KEYS: dict[str, Checker] = {"posts": lambda value: value}
 
 
 def _check_table(
@@ -381,6 +533,12 @@ def _settings(raw: Any, root: Path, env: Mapping[str, str], problems: _Problems)
     table = dict(raw) if isinstance(raw, dict) else {}
     for variable, key in ENV_OVERRIDES.items():
         if variable in env:
+            try:
+                SETTINGS_KEYS[key](env[variable])
+            except ValueError as exc:
+                problems.add(("settings", key), f"{exc} (from the environment: {variable})")
+                table.pop(key, None)
+                continue
             table[key] = env[variable]
     values = _check_table(table, SETTINGS_KEYS, ("settings",), problems)
     port = values.get("port", 8080)
@@ -389,6 +547,17 @@ def _settings(raw: Any, root: Path, env: Mapping[str, str], problems: _Problems)
     values["output_dir"] = _resolve_path(root, values.get("output_dir", "feeds"))
     values.setdefault("base_url", f"http://{host}:{port}")
     return Settings(**values)
+
+
+def _posts(raw: Any, root: Path, problems: _Problems) -> PostsSettings:
+    """[publish.posts]; writing a table switches posts on unless it says enabled = false."""
+    publish = _check_table(raw, PUBLISH_KEYS, ("publish",), problems)
+    if "posts" not in publish:
+        return PostsSettings()
+    values = _check_table(publish["posts"], POSTS_KEYS, ("publish", "posts"), problems)
+    values.setdefault("enabled", True)
+    values["output_dir"] = _resolve_path(root, values.get("output_dir", "site/_posts"))
+    return PostsSettings(**values)
 
 
 def _terms(raw: Any, kind: str, problems: _Problems) -> dict[str, Term]:
@@ -420,27 +589,52 @@ def _source(
     missing = [k for k in REQUIRED_SOURCE_KEYS if k not in values and k not in (table or {})]
     for key in missing:
         problems.add(("sources", index), f"missing required key {key!r}", sid)
+    bad = False  # keep checking, so every problem of the source is reported at once
     if "id" in values and not _SOURCE_ID.match(values["id"]):
         problems.add(
             ("sources", index, "id"), "an id is lowercase letters, digits, - and _ (max 64)", sid
         )
-        return None
+        bad = True
     if "url" in values:
         try:
             _check_source_url(values["url"])
             values["url"] = _resolve_source_url(values["url"], root)
         except ValueError as exc:
             problems.add(("sources", index, "url"), str(exc), sid)
-            return None
-    if missing or len(values) < len(REQUIRED_SOURCE_KEYS):
+            bad = True
+    if bad or missing or len(values) < len(REQUIRED_SOURCE_KEYS):
         return None
     values.setdefault("interval", settings.default_interval)
     values.setdefault("timezone", settings.timezone)
     category_slug = values.pop("category_slug", None)
+    values["filters"] = EntryFilter(**{k: values.pop(k) for k in FILTER_KEYS if k in values})
     try:
         return Source(**values), category_slug
     except TypeError:  # a required key had a bad value; already reported
         return None
+
+
+def _rules(raw: Any, source_ids: set[str], problems: _Problems) -> tuple[Rule, ...]:
+    """[[rules]]: each needs something to match and something to add."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.add(("rules",), "expected [[rules]] tables")
+        return ()
+    rules = []
+    for index, table in enumerate(raw):
+        values = _check_table(table, RULE_KEYS, ("rules", index), problems)
+        raw_keys = set(table) if isinstance(table, dict) else set()
+        if not raw_keys & {"match_category", "match_title"}:
+            problems.add(("rules", index), "a rule needs match_category or match_title")
+        if not raw_keys & {"add_categories", "add_tags"}:
+            problems.add(("rules", index), "a rule needs add_categories or add_tags")
+        unknown = [s for s in values.get("sources", ()) if s not in source_ids]
+        if unknown:
+            problems.add(("rules", index, "sources"), f"no such source: {', '.join(unknown)}")
+        if len(values) == len(raw_keys) and not unknown:
+            rules.append(Rule(index=index, **values))
+    return tuple(rules)
 
 
 def _taxonomy(
@@ -448,6 +642,7 @@ def _taxonomy(
     categories: dict[str, Term],
     tags: dict[str, Term],
     problems: _Problems,
+    rules: tuple[Rule, ...] = (),
 ) -> tuple[dict[str, Term], dict[str, Term]]:
     """Give every category and tag name a slug: pinned ones first, then derived."""
     pinned_categories = {name: t.slug for name, t in categories.items() if t.slug}
@@ -469,7 +664,9 @@ def _taxonomy(
                 source.id,
             )
     category_names = set(categories) | {s.category for s, _ in sources}
+    category_names |= {c for r in rules for c in r.add_categories}
     tag_names = set(tags) | {t for s, _ in sources for t in s.tags}
+    tag_names |= {t for r in rules for t in r.add_tags}
     category_slugs = assign_slugs(category_names, pinned_categories)
     tag_slugs = assign_slugs(tag_names, {n: t.slug for n, t in tags.items() if t.slug})
     for kind, slugs in (("categories", category_slugs), ("tags", tag_slugs)):
@@ -528,10 +725,16 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
         sources.append(checked)
     categories = _terms(data.get("categories"), "categories", problems)
     tags = _terms(data.get("tags"), "tags", problems)
-    category_terms, tag_terms = _taxonomy(sources, categories, tags, problems)
+    rules = _rules(data.get("rules"), set(seen_ids), problems)
+    category_terms, tag_terms = _taxonomy(sources, categories, tags, problems, rules)
+    posts = _posts(data.get("publish", {}), root, problems)
     if problems.items:
         raise ConfigError(problems.items)
-    return Config(path, settings, tuple(s for s, _ in sources), category_terms, tag_terms)
+    bound = tuple(
+        replace(s, rules=tuple(r for r in rules if not r.sources or s.id in r.sources))
+        for s, _ in sources
+    )
+    return Config(path, settings, bound, category_terms, tag_terms, posts=posts, rules=rules)
 
 
 def load_config(

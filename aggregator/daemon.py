@@ -11,10 +11,11 @@ import fcntl
 import logging
 import os
 import signal
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -22,13 +23,26 @@ from typing import IO
 from aggregator.config import Config, load_config
 from aggregator.errors import AggregatorError, ConfigError, StoreError
 from aggregator.fetch import Fetcher, Limits
-from aggregator.pollmany import poll_one
+from aggregator.files import remove_stale_temps
+from aggregator.metrics import Metrics, StoreFacts, TimedFetcher
+from aggregator.poll import poll_source
+from aggregator.posts import PostWriter
 from aggregator.publish import Publisher
+from aggregator.retention import (
+    CLEANUP_INTERVAL,
+    FIRST_CLEANUP_DELAY,
+    cleanup,
+    publish_changed,
+)
+from aggregator.sandbox import ParseLimits
 from aggregator.scheduler import PollScheduler
-from aggregator.serve import FeedServer
+from aggregator.serve import FeedServer, max_age_for
 from aggregator.store import FeedKey, Store
 
 log = logging.getLogger("aggregator.daemon")
+
+# Settings bound at start (open database, bound socket, pool size, output folder).
+RESTART_SETTINGS = ("database", "output_dir", "host", "port", "workers")
 
 
 class DaemonLock:
@@ -69,7 +83,7 @@ class PublishQueue:
 
     def __init__(self, publish: Callable[[set[FeedKey]], None], delay: float) -> None:
         self._publish = publish
-        self._delay = delay
+        self.delay = delay
         self._pending: set[FeedKey] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -93,7 +107,7 @@ class PublishQueue:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.wait()
-            self._stop.wait(self._delay)  # let a burst of polls accumulate
+            self._stop.wait(self.delay)  # let a burst of polls accumulate
             self._wake.clear()
             self.flush()
 
@@ -121,15 +135,25 @@ class Daemon:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         watch_interval: float = 1.0,
-        stop_timeout: float = 30.0,
+        stop_timeout: float | None = None,
         on_ready: Callable[[Daemon], None] | None = None,
+        on_new_feeds: Callable[[list[str]], None] | None = None,
+        port: int | None = None,
     ) -> None:
+        """stop_timeout defaults to settings.stop_timeout; port overrides settings.port
+        (0 picks a free one, for tests)."""
         self.config_path = config_path
         self.config: Config = load_config(config_path)
         self.clock = clock
         self.watch_interval = watch_interval
-        self.stop_timeout = stop_timeout
+        self.stop_timeout = (
+            stop_timeout if stop_timeout is not None else self.config.settings.stop_timeout
+        )
         self.on_ready = on_ready
+        self.on_new_feeds = on_new_feeds
+        self._announced: set[str] = set()
+        self.port = port
+        self.abandoned_polls = False  # set when stop() gave up waiting for running polls
         self.lock = DaemonLock(self.config.settings.database)
         self.stopping = threading.Event()
         self._reload_requested = threading.Event()
@@ -140,6 +164,7 @@ class Daemon:
         self.scheduler: PollScheduler | None = None
         self.publisher: Publisher | None = None
         self.queue: PublishQueue | None = None
+        self.metrics = Metrics(self._store_facts)
 
     def _stamp(self) -> tuple[int, int] | None:
         try:
@@ -155,22 +180,84 @@ class Daemon:
         if source is None or not source.enabled or self.stopping.is_set():
             return None
         assert self.store and self.fetcher and self.queue
-        if self.store.source_state(source_id).disabled_reason:
-            log.info(
-                "source %s is disabled (%s); not polling",
-                source_id,
-                self.store.source_state(source_id).disabled_reason,
-            )
+        disabled = self.store.source_state(source_id).disabled_reason
+        if disabled:
+            log.debug("source %s: disabled (%s); not polling", source_id, disabled)
             return None
-        outcome = poll_one(source, self.store, self.fetcher, clock=self.clock)
+        limits = ParseLimits.from_settings(self.config.settings)
+        outcome = poll_source(source, self.store, self.fetcher, clock=self.clock, limits=limits)
+        self.metrics.poll_done(source_id, outcome.result)
+        log.debug(
+            "source %s: polled (%s), next poll at %s",
+            source_id,
+            outcome.result,
+            outcome.next_poll.isoformat() if outcome.next_poll else "-",
+        )
         self.queue.add(outcome.changed_feeds)
         return outcome.next_poll
 
     def _publish(self, keys: set[FeedKey]) -> None:
         assert self.publisher
-        written = self.publisher.publish(keys)
+        written = publish_changed(self.publisher, keys)
+        self.metrics.published(len(written))
         if written:
-            log.info("published %d file(s)", len(written))
+            names = ", ".join(sorted(k[0] if k[0] == "all" else f"{k[0]}/{k[1]}" for k in keys))
+            log.info("published %d file(s) for changed feeds: %s", len(written), names)
+        self._announce_new_feeds()
+        self._write_posts()
+
+    def _announce_new_feeds(self) -> None:
+        """Tell the operator the URL of each feed the first time it exists."""
+        assert self.publisher
+        fresh = [url for url in self.publisher.feed_urls() if url not in self._announced]
+        self._announced.update(fresh)
+        if fresh and self.on_new_feeds:
+            self.on_new_feeds(fresh)
+
+    def _write_posts(self) -> None:
+        if self.config.posts.enabled and self.store:
+            PostWriter(self.config, self.store).sync()
+
+    def cleanup(self) -> None:
+        """The daily retention job: drop entries over the limits, republish their feeds."""
+        assert self.store and self.queue
+        try:
+            result = cleanup(self.store, self.config, self.clock())
+        except (sqlite3.Error, AggregatorError):
+            log.exception("retention cleanup failed; will retry tomorrow")
+            return
+        self.metrics.retention_removed.inc(len(result.removed))
+        self.queue.add(result.changed_feeds)
+
+    # --- health and metrics ---
+
+    def _store_facts(self) -> StoreFacts | None:
+        if self.store is None:
+            return None
+        try:
+            rows = self.store.source_rows()
+            entries = self.store.entry_count()
+        except (sqlite3.Error, AggregatorError):
+            return None
+        enabled = {s.id for s in self.config.enabled_sources}
+        failing = sum(1 for r in rows if r["id"] in enabled and r["error_count"])
+        return StoreFacts(entries, len(enabled), failing)
+
+    def health(self) -> tuple[int, str, bytes]:
+        """/healthz: 200 while the scheduler runs and the database answers, else 503."""
+        problems = []
+        if self.stopping.is_set():
+            problems.append("stopping")
+        if self.scheduler is None or not self.scheduler.running:
+            problems.append("scheduler not running")
+        try:
+            assert self.store is not None
+            self.store.entry_count()
+        except (AssertionError, sqlite3.Error, AggregatorError) as exc:
+            problems.append(f"database does not answer: {exc or type(exc).__name__}")
+        if problems:
+            return 503, "text/plain; charset=utf-8", ("; ".join(problems) + "\n").encode()
+        return 200, "text/plain; charset=utf-8", b"ok\n"
 
     # --- config reload ---
 
@@ -182,15 +269,20 @@ class Daemon:
         try:
             config = load_config(self.config_path)
         except ConfigError as exc:
-            log.error("config reload rejected, keeping the last good config:\n%s", exc)
+            # One line per event: the problems joined, each with file:line and key.
+            log.error(
+                "config reload rejected, keeping the last good config: %s",
+                " | ".join(str(p) for p in exc.problems),
+            )
             return False
-        if config.settings.database != self.config.settings.database:
-            log.warning(
-                "changing the database needs a restart; keeping %s", self.config.settings.database
-            )
-            config = replace(
-                config, settings=replace(config.settings, database=self.config.settings.database)
-            )
+        kept = {}
+        for name in RESTART_SETTINGS:
+            old, new = getattr(self.config.settings, name), getattr(config.settings, name)
+            if old != new:
+                log.warning("changing %s needs a restart; keeping %s until then", name, old)
+                kept[name] = old
+        if kept:
+            config = replace(config, settings=replace(config.settings, **kept))
         self._apply(config)
         log.info("config reloaded: %d sources", len(config.sources))
         return True
@@ -199,6 +291,10 @@ class Daemon:
         assert self.store and self.scheduler and self.publisher
         self.config = config
         self.publisher.config = config
+        if self.server:
+            self.server.max_age = max_age_for(config)
+        if self.queue:
+            self.queue.delay = config.settings.publish_delay
         self.store.sync_sources(config.sources)
         stored = {s.id: self.store.source_state(s.id).next_poll_at for s in config.sources}
         self.scheduler.sync(config.sources, stored)
@@ -209,7 +305,10 @@ class Daemon:
             if stamp != self._config_stamp or self._reload_requested.is_set():
                 self._config_stamp = stamp
                 self._reload_requested.clear()
-                self.reload()
+                try:
+                    self.reload()
+                except (sqlite3.Error, AggregatorError):  # keep watching for the next edit
+                    log.exception("config reload failed; keeping the last good config")
 
     # --- lifecycle ---
 
@@ -218,21 +317,39 @@ class Daemon:
         self.lock.acquire()
         try:
             self.store = Store(settings.database)
-            self.fetcher = Fetcher(Limits.from_settings(settings), settings.user_agent)
+            self.fetcher = TimedFetcher(
+                self.metrics.fetch_seconds, Limits.from_settings(settings), settings.user_agent
+            )
             self.publisher = Publisher(self.config, self.store)
             self.queue = PublishQueue(self._publish, settings.publish_delay)
             self.scheduler = PollScheduler(
                 self.poll_one, workers=settings.workers, clock=self.clock
             )
-            self.server = FeedServer((settings.host, settings.port), settings.output_dir)
+            port = settings.port if self.port is None else self.port
+            self.server = FeedServer(
+                (settings.host, port),
+                settings.output_dir,
+                max_age=max_age_for(self.config),
+                routes={"/healthz": self.health, "/metrics": self.metrics.render},
+            )
         except (OSError, AggregatorError):
             self.lock.release()
             raise
         settings.output_dir.mkdir(parents=True, exist_ok=True)
-        self.publisher.publish()
+        if removed := remove_stale_temps(settings.output_dir):
+            log.info("removed %d temp file(s) left by a killed writer", removed)
+        self.metrics.published(len(self.publisher.publish()))
+        self._announced.update(self.publisher.feed_urls())
+        self._write_posts()
         self.queue.start()
         self.scheduler.start()
         self._apply(self.config)
+        self.scheduler.add_housekeeping(
+            "retention",
+            self.cleanup,
+            CLEANUP_INTERVAL,
+            datetime.now(UTC) + timedelta(seconds=FIRST_CLEANUP_DELAY),
+        )
         self.server.start()
         threading.Thread(target=self._watch, name="config-watch", daemon=True).start()
         log.info("serving %s on %s", settings.output_dir, self.server.url)
@@ -240,15 +357,13 @@ class Daemon:
     def stop(self) -> None:
         """Stop new polls, let running ones finish (bounded), flush, close."""
         self.stopping.set()
-        if self.scheduler:
-            self.scheduler.scheduler.pause()
-            finisher = threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True})
-            finisher.start()
-            finisher.join(self.stop_timeout)
-            if finisher.is_alive():
-                log.warning("polls still running after %ss; stopping anyway", self.stop_timeout)
+        if self.scheduler and not self.scheduler.shutdown(wait=True, timeout=self.stop_timeout):
+            self.abandoned_polls = True
+            log.warning("polls still running after %ss; stopping anyway", self.stop_timeout)
         if self.queue:
             self.queue.stop()
+        if self.publisher:
+            self.publisher.close()  # last WebSub pings (bounded wait)
         if self.server:
             self.server.shutdown()
             self.server.server_close()

@@ -17,7 +17,7 @@ FUTURE_SLACK = timedelta(days=1)
 
 _CHINESE = re.compile(
     r"(\d{4})\s*[年/.\-]\s*(\d{1,2})\s*[月/.\-]\s*(\d{1,2})\s*日?"
-    r"(?:\s*T?\s*(\d{1,2})\s*[:时点]\s*(\d{1,2})(?:\s*[:分]\s*(\d{1,2}))?\s*秒?)?"
+    r"(?:\s*T?\s*(\d{1,2})\s*[:时点]\s*(\d{1,2})\s*分?(?:\s*:?\s*(\d{1,2})(?:\.\d+)?\s*秒?)?)?"
     r"\s*(Z|[+-]\d{2}:?\d{2})?\s*$"
 )
 
@@ -38,6 +38,8 @@ def parse_local(text: str, tz: str) -> datetime | None:
     if not match:
         return None
     year, month, day, hour, minute, second, offset = match.groups()
+    if int(year) < MIN_YEAR:
+        return None
     try:
         local = datetime(
             int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0)
@@ -54,14 +56,20 @@ def parse_local(text: str, tz: str) -> datetime | None:
     return local.replace(tzinfo=ZoneInfo(tz)).astimezone(UTC)
 
 
-def sane(value: datetime | None, first_seen: datetime) -> datetime | None:
-    """Reject nonsense years; clamp dates in the future to when we first saw the entry."""
+def sane(value: datetime | None, seen_at: datetime) -> datetime | None:
+    """A date we can believe, or None.
+
+    Nonsense years and dates well in the future (more than a day past the
+    poll) give None: the store then uses the time the entry was first seen,
+    and keeps it on later polls, so a future date is clamped to first-seen
+    time rather than to each poll's time.
+    """
     if value is None:
         return None
     if value.year < MIN_YEAR:
         return None
-    if value > first_seen + FUTURE_SLACK:
-        return first_seen
+    if value > seen_at + FUTURE_SLACK:
+        return None
     return value
 
 

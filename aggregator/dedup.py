@@ -21,6 +21,7 @@ class Action(Enum):
     NEW = "new"  # first time anyone has seen this share code
     ADD_SOURCE = "add_source"  # known article, first time from this source
     UPDATE = "update"  # this source changed its copy
+    SAME_COPY = "same_copy"  # this source caught up with a copy another source brought
     UNCHANGED = "unchanged"  # nothing to write
 
 
@@ -75,13 +76,18 @@ def decide(
     if stored is None:
         return Decision(Action.NEW, incoming.updated or incoming.published or now)
     previous = stored.source_hashes.get(source_id)
-    if previous is None:
-        return Decision(Action.ADD_SOURCE)
     if previous == incoming_hash:
         return Decision(Action.UNCHANGED)
-    # A real change: the feed's own date if it moved forward, else when we saw it.
     claimed = incoming.updated
-    updated = (
-        claimed if claimed is not None and claimed > stored.updated else max(now, stored.updated)
-    )
-    return Decision(Action.UPDATE, updated)
+    newer = claimed is not None and claimed > stored.updated
+    # A copy some carrier already brought is no news: the entry has it or a later one.
+    # Applying it again would date the entry "now", or roll it back to an older copy.
+    known = incoming_hash in stored.source_hashes.values()
+    if previous is None and (known or not newer):
+        return Decision(Action.ADD_SOURCE)
+    if known:
+        return Decision(Action.SAME_COPY)
+    # A real change (or a new carrier whose copy claims to be newer than the entry):
+    # the feed's own date if it moved forward, else when we saw it. Claimed dates only
+    # ever move the entry forward, so two differing copies never flip-flop.
+    return Decision(Action.UPDATE, claimed if newer else max(now, stored.updated))

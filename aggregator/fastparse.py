@@ -38,8 +38,7 @@ from feedparser.mixin import _FeedParserMixin
 from feedparser.urls import RelativeURIResolver, _urljoin, make_safe_absolute_uri
 from lxml import etree
 
-from aggregator.models import EntryRecord, ParsedFeed
-from aggregator.sanitize import absolute_http_url, plain_text, strip_control
+from aggregator.models import EntryRecord
 
 # Bump when the fast path's output for the same bytes changes: stored raw digests
 # from an older version then no longer match, and entries are processed again.
@@ -102,6 +101,7 @@ class RawFeed:
     ttl: str
     base: str  # feedparser's base URI: the document's URL
     entries: tuple[RawEntry, ...]
+    syndication: tuple[tuple[str, str], ...] = ()  # sy:updatePeriod/updateFrequency as read
 
 
 # --- text as feedparser's pop() leaves it ----------------------------------------------
@@ -193,6 +193,8 @@ def normalise_tags(markup: str, base: str) -> str:
 def _markup(text: str, ctype: str, base: str, *, guess: bool) -> str:
     """A title, summary or content value: feedparser resolves relative URIs in it when
     it is HTML (RSS text that looks like HTML counts as HTML)."""
+    if "<>" in text:  # an SGML empty tag: feedparser's sgmllib has its own reading of it
+        raise Unsupported("empty tag")
     if guess and ctype == "text/plain" and _looks_like_html(text):
         ctype = "text/html"
     if ctype in HTML_TYPES and text:
@@ -505,6 +507,7 @@ def _rss20(root: etree._Element, base: str) -> RawFeed:
     title = link = ttl = ""
     seen: set[str] = set()
     items = []
+    sy: list[tuple[str, str]] = []
     for child in channel:
         namespace, local = _name(child)
         if namespace == "" and local == "item":
@@ -525,17 +528,20 @@ def _rss20(root: etree._Element, base: str) -> RawFeed:
                 ttl = _finish(_text(child))
         elif namespace == ATOM and local == "link":
             link = _channel_link(child, base, link)
-        elif (namespace == "" and local in _CHANNEL_IGNORED) or namespace == SY:
+        elif namespace == SY:
+            sy.append((local, _finish(_text(child))))
+        elif namespace == "" and local in _CHANNEL_IGNORED:
             continue
         else:
             raise Unsupported(f"channel element {{{namespace}}}{local}")
-    return RawFeed("rss20", title, link, "", ttl, base, tuple(items))
+    return RawFeed("rss20", title, link, "", ttl, base, tuple(items), tuple(sy))
 
 
 def _rss10(root: etree._Element, base: str) -> RawFeed:
     title = link = ""
     items = []
     channels = 0
+    sy: list[tuple[str, str]] = []
     for child in root:
         namespace, local = _name(child)
         if namespace == RSS10 and local == "item":
@@ -550,9 +556,9 @@ def _rss10(root: etree._Element, base: str) -> RawFeed:
                     value = _text(part)
                     link = _finish(_join(base, value) if value else "")
                     link = _LINK_ENTITY.sub(r"&\g<1>", link)
-                elif (part_ns == RSS10 and part_local in ("description", "items", "image")) or (
-                    part_ns in (SY,)
-                ):
+                elif part_ns == SY:
+                    sy.append((part_local, _finish(_text(part))))
+                elif part_ns == RSS10 and part_local in ("description", "items", "image"):
                     continue
                 else:
                     raise Unsupported(f"channel element {{{part_ns}}}{part_local}")
@@ -562,7 +568,7 @@ def _rss10(root: etree._Element, base: str) -> RawFeed:
             raise Unsupported(f"RDF element {{{namespace}}}{local}")
     if channels != 1:
         raise Unsupported("not exactly one channel")
-    return RawFeed("rss10", title, link, "", "", base, tuple(items))
+    return RawFeed("rss10", title, link, "", "", base, tuple(items), tuple(sy))
 
 
 def _atom(root: etree._Element, base: str) -> RawFeed:
@@ -676,36 +682,25 @@ def normalise(
     return build(feedparser_entry(raw.fields, feed.base), base, timezone, seen_at)
 
 
-def feed_of(raw: RawFeed, entries: tuple[EntryRecord, ...], url: str) -> ParsedFeed:
-    """The feed-level fields, as parse.parse_feed derives them."""
-    base = url if url.startswith(("http://", "https://")) else ""
-    link = absolute_http_url(raw.link, base)
-    ttl = raw.ttl.strip()
-    return ParsedFeed(
-        version=raw.version,
-        title=plain_text(raw.title, 1000),
-        link=link,
-        feed_id=strip_control(raw.feed_id or link or url).strip(),
-        entries=entries,
-        ttl_minutes=int(ttl) if ttl.isdigit() else None,
-    )
-
-
 def parse_fast(
-    body: bytes,
+    data: bytes,
     *,
     url: str,
     content_type: str,
     timezone: str,
     seen_at: datetime,
     build: EntryBuilder,
-) -> ParsedFeed | None:
-    """The whole feed through the fast path, or None to let feedparser read it."""
-    raw = read(body, url=url, content_type=content_type)
+    max_entries: int,
+) -> tuple[RawFeed, tuple[EntryRecord, ...]] | None:
+    """The feed's raw fields and its first max_entries entries normalised, or None to
+    let feedparser read the whole document."""
+    raw = read(data, url=url, content_type=content_type)
     if raw is None:
         return None
     try:
-        entries = tuple(normalise(e, raw, timezone, seen_at, build) for e in raw.entries)
+        entries = tuple(
+            normalise(e, raw, timezone, seen_at, build) for e in raw.entries[:max_entries]
+        )
     except Unsupported:  # markup the fast path cannot mirror: feedparser reads it all
         return None
-    return feed_of(raw, entries, url)
+    return raw, entries

@@ -13,6 +13,7 @@ import ipaddress
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
+import brotli
 import httpcore
 import httpx
 
@@ -56,12 +58,24 @@ class Limits:
             max_body_bytes=settings.max_body_bytes,
             max_decompressed_bytes=settings.max_decompressed_bytes,
             max_redirects=settings.max_redirects,
+            per_host=settings.per_host_limit,
         )
 
 
 # --- the total deadline, enforced on every socket read -------------------------------
 
 _deadline = threading.local()
+
+
+def _left(timeout: float | None, error: type[Exception]) -> float | None:
+    """A socket operation's timeout, shrunk to what is left of the fetch's deadline."""
+    at: float | None = getattr(_deadline, "at", None)
+    if at is None:
+        return timeout
+    left = at - time.monotonic()
+    if left <= 0:
+        raise error("total fetch deadline exceeded")
+    return left if timeout is None else min(timeout, left)
 
 
 class _DeadlineStream(httpcore.NetworkStream):
@@ -72,16 +86,10 @@ class _DeadlineStream(httpcore.NetworkStream):
         self._inner = inner
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        at = getattr(_deadline, "at", None)
-        if at is not None:
-            left = at - time.monotonic()
-            if left <= 0:
-                raise httpcore.ReadTimeout("total fetch deadline exceeded")
-            timeout = left if timeout is None else min(timeout, left)
-        return self._inner.read(max_bytes, timeout)
+        return self._inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, timeout)
+        self._inner.write(buffer, _left(timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
         self._inner.close()
@@ -110,6 +118,7 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
+        timeout = _left(timeout, httpcore.ConnectTimeout)
         stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
         return _DeadlineStream(stream)
 
@@ -123,7 +132,10 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 
 
 def _transport() -> httpx.HTTPTransport:
-    transport = httpx.HTTPTransport(retries=0)
+    # No keep-alive: a server that sends more than its Content-Length would
+    # otherwise leave bytes on a pooled connection, read as the next source's
+    # answer. Polls are minutes apart, so reuse would rarely help anyway.
+    transport = httpx.HTTPTransport(retries=0, limits=httpx.Limits(max_keepalive_connections=0))
     pool = transport._pool  # httpx builds an httpcore pool; we wrap its sockets
     pool._network_backend = _DeadlineBackend(pool._network_backend)
     return transport
@@ -248,13 +260,22 @@ class Fetcher:
             request_headers["If-None-Match"] = etag
         if last_modified:
             request_headers["If-Modified-Since"] = last_modified
-        with _deadline_of(self.limits.deadline):
+        with _deadline_of(self.limits.deadline) as deadline:
             try:
                 return self._follow(url, request_headers, allow_private, now)
             except httpx.TimeoutException as exc:
-                raise FetchError(f"timed out: {exc or type(exc).__name__}") from None
+                raise FetchError(self._timeout_message(exc, deadline)) from None
             except httpx.HTTPError as exc:
                 raise FetchError(f"{type(exc).__name__}: {exc}") from None
+
+    def _timeout_message(self, exc: httpx.TimeoutException, deadline: float) -> str:
+        if time.monotonic() >= deadline - 0.05:
+            return f"timed out: the fetch took longer than its {self.limits.deadline:g} s deadline"
+        waited = {
+            httpx.ConnectTimeout: f"no connection within {self.limits.connect_timeout:g} s",
+            httpx.ReadTimeout: f"no data for {self.limits.read_timeout:g} s",
+        }.get(type(exc), type(exc).__name__)
+        return f"timed out: {waited}"
 
     def _slot(self, url: str) -> threading.BoundedSemaphore:
         host = (urlsplit(url).hostname or "").lower()
@@ -340,21 +361,136 @@ class Fetcher:
             raise FetchError(
                 f"body of {declared} bytes is over the {limits.max_body_bytes} byte cap"
             )
+        decoder = BoundedDecoder(response.headers.get("content-encoding", ""))
         chunks: list[bytes] = []
         size = 0
-        try:
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if response.num_bytes_downloaded > limits.max_body_bytes:
-                    raise FetchError(f"body is over the {limits.max_body_bytes} byte cap")
+        received = 0
+        # Raw bytes, decoded here in bounded steps: httpx's own decoders would
+        # inflate a whole chunk at once, and one brotli chunk can be gigabytes.
+        for raw in response.iter_raw():
+            received += len(raw)
+            if received > limits.max_body_bytes:
+                raise FetchError(f"body is over the {limits.max_body_bytes} byte cap")
+            for piece in decoder.decode(raw):
+                size += len(piece)
                 if size > limits.max_decompressed_bytes:
                     raise FetchError(
                         f"decompressed body is over the {limits.max_decompressed_bytes} byte cap"
                     )
-                chunks.append(chunk)
-        except httpx.DecodingError as exc:
-            raise FetchError(f"cannot decode the body: {exc}") from None
+                chunks.append(piece)
+        for piece in decoder.flush():
+            size += len(piece)
+            if size > limits.max_decompressed_bytes:
+                raise FetchError(
+                    f"decompressed body is over the {limits.max_decompressed_bytes} byte cap"
+                )
+            chunks.append(piece)
         return b"".join(chunks)
+
+
+# --- bounded content decoding ----------------------------------------------------------
+
+STEP = 64 * 1024  # decompressed bytes produced per step (brotli's steps may be a little more)
+
+
+class _Zlib:
+    def __init__(self, wbits: int) -> None:
+        self._wbits = wbits
+        self._inflate = zlib.decompressobj(wbits)
+        self._started = False
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        if not self._started and self._wbits == zlib.MAX_WBITS and data:
+            self._started = True
+            try:  # "deflate" is meant to be zlib-wrapped; many servers send it raw
+                first = self._inflate.decompress(data, STEP)
+            except zlib.error:
+                self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+                first = self._inflate.decompress(data, STEP)
+            yield first
+            data = self._inflate.unconsumed_tail
+        while data:
+            yield self._inflate.decompress(data, STEP)
+            data = self._inflate.unconsumed_tail
+
+    def flush(self) -> Iterator[bytes]:
+        while True:
+            piece = self._inflate.decompress(b"", STEP)
+            if not piece:
+                break
+            yield piece
+        yield self._inflate.flush()
+
+
+class _Brotli:
+    def __init__(self) -> None:
+        self._decompressor = brotli.Decompressor()
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        # The limit is a soft one (the buffer grows in blocks): steps of up to ~1.5 STEP.
+        piece = self._decompressor.process(data, output_buffer_limit=STEP)
+        while piece:
+            yield piece
+            piece = self._decompressor.process(b"", output_buffer_limit=STEP)
+
+    def flush(self) -> Iterator[bytes]:
+        return iter(())
+
+
+class _Identity:
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        yield data
+
+    def flush(self) -> Iterator[bytes]:
+        return iter(())
+
+
+_Step = _Zlib | _Brotli | _Identity
+
+
+def _step(coding: str) -> _Step:
+    if coding in ("gzip", "x-gzip"):
+        return _Zlib(zlib.MAX_WBITS | 16)
+    if coding == "deflate":
+        return _Zlib(zlib.MAX_WBITS)
+    if coding == "br":
+        return _Brotli()
+    if coding in ("identity", ""):
+        return _Identity()
+    raise FetchError(f"unsupported Content-Encoding {coding!r}")
+
+
+class BoundedDecoder:
+    """Undoes a Content-Encoding chain ("gzip", "br", "deflate, gzip"...), never
+    producing more than STEP bytes per step, so a bomb is stopped by the
+    caller's cap before it can fill memory."""
+
+    def __init__(self, content_encoding: str) -> None:
+        codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
+        # Applied in the order listed, so undone in reverse.
+        self._steps = [_step(c) for c in reversed(codings)]
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        return self._run(0, data)
+
+    def _run(self, index: int, data: bytes) -> Iterator[bytes]:
+        if index == len(self._steps):
+            if data:
+                yield data
+            return
+        try:
+            for piece in self._steps[index].decode(data):
+                yield from self._run(index + 1, piece)
+        except (zlib.error, brotli.error) as exc:
+            raise FetchError(f"cannot decode the body: {exc}") from None
+
+    def flush(self) -> Iterator[bytes]:
+        for index, step in enumerate(self._steps):
+            try:
+                for piece in step.flush():
+                    yield from self._run(index + 1, piece)
+            except (zlib.error, brotli.error) as exc:
+                raise FetchError(f"cannot decode the body: {exc}") from None
 
 
 def _leaves_public_space(first_url: str, target: str) -> bool:

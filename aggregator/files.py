@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
+
+STALE_AFTER = 3600.0  # a temp file without a known writer older than this is litter
 
 
 def write_if_changed(path: Path, data: bytes, *, sync_dir: bool = True) -> bool:
@@ -20,7 +23,10 @@ def write_if_changed(path: Path, data: bytes, *, sync_dir: bool = True) -> bool:
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The writer's pid in the name tells a later start whose temp file it was.
+    fd, temp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -52,3 +58,39 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _writer_gone(temp: Path, now: float) -> bool:
+    """Whether no running process can still be writing this temp file."""
+    parts = temp.name.rsplit(".", 3)  # "." + name, pid, random, "tmp"
+    if len(parts) == 4 and parts[1].isdigit():
+        pid = int(parts[1])
+        if pid == os.getpid():
+            return True  # a process that had our pid before us, long dead
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False  # alive, someone else's
+        return False
+    try:
+        return now - temp.stat().st_mtime > STALE_AFTER
+    except FileNotFoundError:
+        return False
+
+
+def remove_stale_temps(folder: Path) -> int:
+    """Delete the temp files killed writers left behind (.<name>.<pid>.<random>.tmp).
+
+    A process killed between creating its temp file and renaming it leaves
+    the temp file; nobody serves it (a dot file) but it would pile up.
+    Returns how many were removed.
+    """
+    removed = 0
+    now = time.time()
+    for temp in folder.rglob(".*.tmp"):
+        if temp.is_file() and _writer_gone(temp, now):
+            temp.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -29,6 +29,9 @@ class EntryRecord:
     enclosures: tuple[Enclosure, ...] = ()
     code: str = ""
     code_rule: str = ""
+    # Given by the config's mapping rules, stored besides the source's own.
+    extra_categories: tuple[str, ...] = ()
+    extra_tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,9 @@ class ParsedFeed:
     feed_id: str
     entries: tuple[EntryRecord, ...] = ()
     ttl_minutes: int | None = None
+    skip_hours: tuple[int, ...] = ()  # RSS <skipHours>, hours 0-23 UTC
+    skip_days: tuple[int, ...] = ()  # RSS <skipDays>, 0 = Monday
+    update_period: float | None = None  # seconds, from sy:updatePeriod / updateFrequency
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,20 @@
 """Turn feed bytes into normalised entries.
 
-feedparser reads the bytes (never a URL), told the response's content type and
-location so it can pick the right charset and resolve relative links. What it
-returns is then made safe: sanitized HTML, plain-text titles, absolute http(s)
-URLs, sane dates.
+Two steps. ``prepare`` decodes the bytes by our own charset precedence
+(encoding.py), removes XML-illegal characters, screens the DOCTYPE against
+entity attacks (xmlguard.py) and refuses what is plainly not a whole feed (an
+HTML page, a document cut off before its root closes). The result is UTF-8
+with a matching declaration, so feedparser's own charset guessing never
+runs. ``parse_prepared`` then runs feedparser on those bytes and makes what
+it returns safe: sanitized HTML, plain-text titles, absolute http(s) URLs,
+sane dates, fields cut to their limits.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,13 +22,76 @@ import feedparser
 
 from aggregator import fastparse
 from aggregator.dates import entry_date, sane
+from aggregator.encoding import decode
 from aggregator.errors import ParseError
 from aggregator.models import Enclosure, EntryRecord, ParsedFeed
 from aggregator.sanitize import absolute_http_url, clean_html, plain_text, strip_control
+from aggregator.xmlguard import is_complete, screen
 
 MAX_TITLE = 1000
 MAX_CONTENT = 1_000_000
 MAX_SUMMARY = 100_000
+MAX_ENTRIES = 2000
+MAX_GUID = 2000
+MAX_NAME = 200
+
+_XML_DECLARATION = re.compile(r"\s*<\?xml(?:\s[^>]*)?\?>")
+_SKIP_HOURS = re.compile(rb"<skipHours\b[^>]*>(.*?)</skipHours\s*>", re.S)
+_SKIP_DAYS = re.compile(rb"<skipDays\b[^>]*>(.*?)</skipDays\s*>", re.S)
+_HOUR = re.compile(rb"<hour\b[^>]*>\s*(\d{1,2})\s*</hour\s*>")
+_DAY = re.compile(rb"<day\b[^>]*>\s*([A-Za-z]+)\s*</day\s*>")
+DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+UPDATE_PERIODS = {
+    "hourly": 3600.0,
+    "daily": 86400.0,
+    "weekly": 7 * 86400.0,
+    "monthly": 30 * 86400.0,
+    "yearly": 365 * 86400.0,
+}
+
+
+@dataclass(frozen=True)
+class FieldLimits:
+    """How long stored fields may be, and how many entries one poll takes."""
+
+    title: int = MAX_TITLE
+    summary: int = MAX_SUMMARY
+    content: int = MAX_CONTENT
+    entries: int = MAX_ENTRIES
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A document made safe to hand to an XML parser."""
+
+    data: bytes  # UTF-8, with an XML declaration saying so
+    encoding: str  # the encoding the original bytes were read in
+    root: str
+    has_dtd: bool  # a (screened) internal DTD with entities is left in
+
+
+def prepare(body: bytes, content_type: str = "") -> Prepared:
+    """Decode, clean and screen a document. Raises ParseError when it is not
+    a whole feed or when its DTD is hostile."""
+    if not body.strip():
+        raise ParseError("the body is empty")
+    decoded = decode(body, content_type)
+    text = strip_control(decoded.text).lstrip("\ufeff")
+    if not text.strip():
+        raise ParseError("the body is empty")
+    declaration = _XML_DECLARATION.match(text)
+    if declaration:
+        text = text[declaration.end() :]
+    screened = screen(text)
+    root = screened.root
+    if root is None:
+        raise ParseError("not a feed: the body does not start with an XML element")
+    if root.lower() == "html":
+        raise ParseError("not a feed: an HTML page")
+    if not is_complete(screened.text, root):
+        raise ParseError(f"truncated document: the closing </{root}> is missing")
+    data = ('<?xml version="1.0" encoding="utf-8"?>\n' + screened.text).encode("utf-8")
+    return Prepared(data, decoded.encoding, root, screened.has_dtd)
 
 
 def _content_html(entry: Mapping[str, Any]) -> str:
@@ -44,13 +113,17 @@ def _enclosures(entry: Mapping[str, Any], base: str) -> tuple[Enclosure, ...]:
         found.setdefault(
             url,
             Enclosure(
-                url, plain_text(enclosure.get("type") or ""), int(length) if length.isdigit() else 0
+                url,
+                plain_text(enclosure.get("type") or "", MAX_NAME),
+                int(length) if length.isdigit() and len(length) < 19 else 0,
             ),
         )
     return tuple(found.values())
 
 
-def _entry(raw: dict[str, Any], base: str, tz: str, seen_at: datetime) -> EntryRecord:
+def _entry(
+    raw: dict[str, Any], base: str, tz: str, seen_at: datetime, limits: FieldLimits
+) -> EntryRecord:
     link = absolute_http_url(raw.get("link") or "", base)
     content = _content_html(raw)
     summary = str(raw.get("summary") or "")
@@ -60,17 +133,132 @@ def _entry(raw: dict[str, Any], base: str, tz: str, seen_at: datetime) -> EntryR
     author = raw.get("author") or (raw.get("author_detail") or {}).get("name") or ""
     terms = (t.get("term") or t.get("label") or "" for t in raw.get("tags") or [])
     return EntryRecord(
-        guid=strip_control(str(raw.get("id") or "")).strip(),
-        title=plain_text(str(raw.get("title") or ""), MAX_TITLE),
+        guid=strip_control(str(raw.get("id") or "")).strip()[:MAX_GUID],
+        title=plain_text(str(raw.get("title") or ""), limits.title),
         link=link,
         published=sane(published, seen_at),
         updated=sane(updated, seen_at),
-        author=plain_text(author, 200),
+        author=plain_text(str(author), MAX_NAME),
         # RSS often has only <description>: then it is the content, not a summary.
-        summary=clean_html(summary, MAX_SUMMARY) if content and summary != content else "",
-        content=clean_html(content or summary, MAX_CONTENT),
-        categories=tuple(dict.fromkeys(c for c in (plain_text(t, 200) for t in terms) if c)),
+        summary=clean_html(summary, limits.summary, base) if content and summary != content else "",
+        content=clean_html(content or summary, limits.content, base),
+        categories=tuple(
+            dict.fromkeys(c for c in (plain_text(str(t), MAX_NAME) for t in terms) if c)
+        ),
         enclosures=_enclosures(raw, base),
+    )
+
+
+def _skip_hours(data: bytes) -> tuple[int, ...]:
+    match = _SKIP_HOURS.search(data)
+    if not match:
+        return ()
+    hours = {int(h) % 24 for h in _HOUR.findall(match.group(1)) if int(h) <= 24}
+    return tuple(sorted(hours))
+
+
+def _skip_days(data: bytes) -> tuple[int, ...]:
+    match = _SKIP_DAYS.search(data)
+    if not match:
+        return ()
+    names = (d.decode("ascii").lower() for d in _DAY.findall(match.group(1)))
+    return tuple(sorted({DAYS.index(n) for n in names if n in DAYS}))
+
+
+def _update_period(feed: Mapping[str, Any]) -> float | None:
+    """sy:updatePeriod / sy:updateFrequency as seconds between updates."""
+    period = UPDATE_PERIODS.get(str(feed.get("sy_updateperiod") or "").strip().lower())
+    if period is None:
+        return None
+    frequency = str(feed.get("sy_updatefrequency") or "1").strip()
+    times = int(frequency) if frequency.isdigit() and 0 < int(frequency) < 100_000 else 1
+    return period / times
+
+
+def parse_prepared(
+    prepared: Prepared,
+    *,
+    url: str = "",
+    timezone: str = "Asia/Shanghai",
+    seen_at: datetime,
+    limits: FieldLimits | None = None,
+    fast: bool = True,
+) -> ParsedFeed:
+    """Read a prepared document and normalise what it finds: through lxml (the fast
+    path) when it is well-formed RSS/Atom without a DTD, else through feedparser."""
+    limits = limits or FieldLimits()
+    if fast and not prepared.has_dtd:
+        quick = parse_fast(prepared, url=url, timezone=timezone, seen_at=seen_at, limits=limits)
+        if quick is not None:
+            return quick
+    headers = {"content-location": url, "content-type": "application/xml; charset=utf-8"}
+    parsed = feedparser.parse(
+        prepared.data, response_headers=headers, sanitize_html=False, resolve_relative_uris=True
+    )
+    if not parsed.get("version"):
+        # feedparser's bozo flag alone does not tell an HTML page from a feed.
+        reason = parsed.get("bozo_exception")
+        raise ParseError(f"not a feed{': ' + str(reason) if reason else ''}")
+    feed = parsed.get("feed", {})
+    base = url if url.startswith(("http://", "https://")) else ""
+    link = absolute_http_url(feed.get("link") or "", base)
+    ttl = str(feed.get("ttl") or "").strip()
+    raw_entries = parsed.get("entries", [])[: limits.entries]
+    entries = tuple(_entry(e, base, timezone, seen_at, limits) for e in raw_entries)
+    return ParsedFeed(
+        version=str(parsed.get("version")),
+        title=plain_text(feed.get("title") or "", limits.title),
+        link=link,
+        feed_id=strip_control(str(feed.get("id") or link or url)).strip()[:MAX_GUID],
+        entries=entries,
+        ttl_minutes=int(ttl) if ttl.isdigit() and len(ttl) < 9 else None,
+        skip_hours=_skip_hours(prepared.data),
+        skip_days=_skip_days(prepared.data),
+        update_period=_update_period(feed),
+    )
+
+
+def parse_fast(
+    prepared: Prepared, *, url: str, timezone: str, seen_at: datetime, limits: FieldLimits
+) -> ParsedFeed | None:
+    """The fast path alone: None when it declines the document (feedparser must read it).
+
+    It reads prepared.data, whose encoding prepare() has already decided, so both
+    paths see the same text. lxml is set up not to resolve entities, not to touch
+    the network and to keep its size limits, so any size may be read in-process.
+    """
+    if prepared.has_dtd:
+        return None
+
+    def build(raw: dict[str, Any], base: str, tz: str, seen: datetime) -> EntryRecord:
+        return _entry(raw, base, tz, seen, limits)
+
+    found = fastparse.parse_fast(
+        prepared.data,
+        url=url,
+        content_type="application/xml; charset=utf-8",
+        timezone=timezone,
+        seen_at=seen_at,
+        build=build,
+        max_entries=limits.entries,
+    )
+    if found is None:
+        return None
+    raw, entries = found
+    base = url if url.startswith(("http://", "https://")) else ""
+    link = absolute_http_url(raw.link, base)
+    ttl = raw.ttl.strip()
+    syndication = {f"sy_{k.lower()}": v for k, v in raw.syndication}
+    return ParsedFeed(
+        version=raw.version,
+        title=plain_text(raw.title, limits.title),
+        link=link,
+        feed_id=strip_control(raw.feed_id or link or url).strip()[:MAX_GUID],
+        entries=entries,
+        ttl_minutes=int(ttl) if ttl.isdigit() and len(ttl) < 9 else None,
+        skip_hours=_skip_hours(prepared.data),
+        skip_days=_skip_days(prepared.data),
+        update_period=_update_period(syndication),
     )
 
 
@@ -81,42 +269,15 @@ def parse_feed(
     content_type: str = "",
     timezone: str = "Asia/Shanghai",
     seen_at: datetime,
+    limits: FieldLimits | None = None,
     fast: bool = True,
 ) -> ParsedFeed:
     """Parse one feed document. Raises ParseError when it is not a feed."""
-    if not body.strip():
-        raise ParseError("the body is empty")
-    if fast:  # well-formed RSS/Atom through lxml; anything else through feedparser
-        quick = fastparse.parse_fast(
-            body,
-            url=url,
-            content_type=content_type,
-            timezone=timezone,
-            seen_at=seen_at,
-            build=_entry,
-        )
-        if quick is not None:
-            return quick
-    headers = {"content-location": url}
-    if content_type:
-        headers["content-type"] = content_type
-    parsed = feedparser.parse(
-        body, response_headers=headers, sanitize_html=False, resolve_relative_uris=True
-    )
-    if not parsed.get("version"):
-        # feedparser's bozo flag alone does not tell an HTML page from a feed.
-        reason = parsed.get("bozo_exception")
-        raise ParseError(f"not a feed{': ' + str(reason) if reason else ''}")
-    feed = parsed.get("feed", {})
-    base = url if url.startswith(("http://", "https://")) else ""
-    link = absolute_http_url(feed.get("link") or "", base)
-    ttl = str(feed.get("ttl") or "").strip()
-    entries = tuple(_entry(e, base, timezone, seen_at) for e in parsed.get("entries", []))
-    return ParsedFeed(
-        version=str(parsed.get("version")),
-        title=plain_text(feed.get("title") or "", MAX_TITLE),
-        link=link,
-        feed_id=strip_control(str(feed.get("id") or link or url)).strip(),
-        entries=entries,
-        ttl_minutes=int(ttl) if ttl.isdigit() else None,
+    return parse_prepared(
+        prepare(body, content_type),
+        url=url,
+        timezone=timezone,
+        seen_at=seen_at,
+        limits=limits,
+        fast=fast,
     )

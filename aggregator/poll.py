@@ -8,6 +8,7 @@ error and never raises into the caller, so one bad source stops nothing else.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 from collections.abc import Callable, Iterable
@@ -18,10 +19,11 @@ from aggregator.config import Source
 from aggregator.errors import FetchError, ParseError
 from aggregator.fetch import Fetcher
 from aggregator.models import EntryRecord, ParsedFeed
-from aggregator.parse import parse_feed
+from aggregator.rules import prepare
+from aggregator.sandbox import ParseLimits, parse_limited
 from aggregator.schedule import PollFacts, next_poll_at
 from aggregator.sharecode import share_code
-from aggregator.store import FeedKey, Store
+from aggregator.store import FeedKey, IngestResult, SourceState, Store
 
 log = logging.getLogger("aggregator.poll")
 
@@ -54,12 +56,69 @@ def with_share_codes(entries: Iterable[EntryRecord], source: Source) -> list[Ent
     return coded
 
 
-def extract(source: Source, body: bytes, url: str, content_type: str, now: datetime) -> ParsedFeed:
-    """Parse and give every entry its share code; no storing."""
-    feed = parse_feed(
-        body, url=url, content_type=content_type, timezone=source.timezone, seen_at=now
+def extract(
+    source: Source,
+    body: bytes,
+    url: str,
+    content_type: str,
+    now: datetime,
+    limits: ParseLimits | None = None,
+) -> ParsedFeed:
+    """Parse (under the time and memory limits) and give every entry its share code;
+    no storing."""
+    feed = parse_limited(
+        body,
+        url=url,
+        content_type=content_type,
+        timezone=source.timezone,
+        seen_at=now,
+        limits=limits,
     )
     return replace(feed, entries=tuple(with_share_codes(feed.entries, source)))
+
+
+def parse_and_store(
+    source: Source,
+    store: Store,
+    body: bytes,
+    url: str,
+    content_type: str,
+    now: datetime,
+    limits: ParseLimits | None = None,
+    stored_at: datetime | None = None,
+) -> tuple[ParsedFeed, IngestResult]:
+    """A fetched body into the store: parse, share codes, the source's rules, ingest
+    (which never brings back a tombstoned code). Raises ParseError."""
+    feed = extract(source, body, url, content_type, now, limits)
+    return feed, store.ingest(source, feed, prepare(feed.entries, source), stored_at or now)
+
+
+def hints_json(feed: ParsedFeed) -> str:
+    """The feed's own polling hints, stored so a later 304 still honours them."""
+    return json.dumps(
+        {
+            "ttl_minutes": feed.ttl_minutes,
+            "update_period": feed.update_period,
+            "skip_hours": list(feed.skip_hours),
+            "skip_days": list(feed.skip_days),
+        }
+    )
+
+
+def with_hints(facts: PollFacts, hints: str | None) -> PollFacts:
+    try:
+        values = json.loads(hints) if hints else {}
+    except ValueError:
+        values = {}
+    if not isinstance(values, dict):
+        return facts
+    return replace(
+        facts,
+        ttl_minutes=values.get("ttl_minutes"),
+        update_period=values.get("update_period"),
+        skip_hours=frozenset(values.get("skip_hours") or ()),
+        skip_days=frozenset(values.get("skip_days") or ()),
+    )
 
 
 def poll_source(
@@ -69,8 +128,12 @@ def poll_source(
     *,
     clock: Clock = utc_now,
     rand: Callable[[], float] = random.random,
+    limits: ParseLimits | None = None,
 ) -> PollOutcome:
-    """Poll one source end to end. Never raises for the source's own failures."""
+    """Poll one source end to end. Never raises for the source's own failures.
+
+    A failed fetch or parse stores nothing but the error: the source's entries
+    stay as they were."""
     started = clock()
     state = store.source_state(source.id)
     url = state.moved_to or source.url
@@ -84,7 +147,7 @@ def poll_source(
             now=started,
         )
     except FetchError as exc:
-        return _failed(source, store, state.error_count, exc, started, rand())
+        return _failed(source, store, state, exc, started, rand())
     validators = {
         "etag": fetched.etag or state.etag,
         "last_modified": fetched.last_modified or state.last_modified,
@@ -92,7 +155,9 @@ def poll_source(
     if fetched.moved_to:
         validators["moved_to"] = fetched.moved_to
         log.info("source %s moved permanently to %s", source.id, fetched.moved_to)
-    facts = PollFacts(source.interval, succeeded=True, max_age=fetched.max_age)
+    facts = with_hints(
+        PollFacts(source.interval, succeeded=True, max_age=fetched.max_age), state.poll_hints
+    )
     if fetched.body is None:
         return _succeeded(source, store, "not_modified", validators, facts, started, rand(), 304)
     body_hash = hashlib.sha1(fetched.body).hexdigest()
@@ -102,20 +167,30 @@ def poll_source(
             source, store, "unchanged", validators, facts, started, rand(), fetched.status
         )
     try:
-        feed = extract(source, fetched.body, fetched.url, fetched.content_type, started)
-        ingested = store.ingest(source, feed, list(feed.entries), clock())
+        feed, ingested = parse_and_store(
+            source,
+            store,
+            fetched.body,
+            fetched.url,
+            fetched.content_type,
+            started,
+            limits,
+            stored_at=clock(),
+        )
     except ParseError as exc:
-        return _failed(source, store, state.error_count, exc, started, rand(), fetched.status)
+        moved = {"moved_to": fetched.moved_to} if fetched.moved_to else {}
+        return _failed(source, store, state, exc, started, rand(), fetched.status, moved)
     except Exception as exc:  # a bug or a storage fault must not stop other sources
         log.exception("source %s: unexpected error", source.id)
         internal = ParseError(f"internal error {type(exc).__name__}: {exc}")
-        return _failed(source, store, state.error_count, internal, started, rand(), fetched.status)
-    facts = replace(facts, ttl_minutes=feed.ttl_minutes)
+        return _failed(source, store, state, internal, started, rand(), fetched.status)
+    hints = hints_json(feed)
+    facts = with_hints(facts, hints)
     outcome = _succeeded(
         source,
         store,
         "ok",
-        {**validators, "body_hash": body_hash},
+        {**validators, "body_hash": body_hash, "poll_hints": hints},
         facts,
         started,
         rand(),
@@ -163,20 +238,23 @@ def _succeeded(
 def _failed(
     source: Source,
     store: Store,
-    previous_errors: int,
+    state: SourceState,
     exc: FetchError | ParseError,
     now: datetime,
     rand: float,
     status: int | None = None,
+    extra: dict[str, str] | None = None,
 ) -> PollOutcome:
     status = exc.status if isinstance(exc, FetchError) else status
     retry_after = exc.retry_after if isinstance(exc, FetchError) else None
     gone = isinstance(exc, FetchError) and exc.gone
     message = str(exc) if isinstance(exc, FetchError) else f"not a usable feed: {exc}"
-    errors = previous_errors + 1
+    errors = state.error_count + 1
     facts = PollFacts(source.interval, succeeded=False, error_count=errors, retry_after=retry_after)
-    when = next_poll_at(now, facts, rand)
-    extra = {"disabled_reason": f"410 Gone at {now:%Y-%m-%d %H:%M} UTC"} if gone else {}
+    when = next_poll_at(now, with_hints(facts, state.poll_hints), rand)
+    extra = dict(extra or {})
+    if gone:
+        extra["disabled_reason"] = f"410 Gone at {now:%Y-%m-%d %H:%M} UTC"
     store.record_poll(
         source.id,
         last_poll_at=now,

@@ -1,14 +1,18 @@
 """Make text from untrusted feeds safe to store and republish. Pure functions.
 
 HTML goes through an allow-list sanitizer (nh3): no scripts, no event
-handlers, no forms, only http(s) and mailto URLs. Every string loses the
-control characters XML cannot carry.
+handlers, no forms, only absolute http(s) (and mailto) URLs, resolved
+against the feed's base; no attribute at all may carry a javascript:,
+vbscript: or data: value. Every string loses the control characters XML
+cannot carry.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import re
+from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
 import nh3
@@ -85,38 +89,64 @@ ALLOWED_ATTRIBUTES = {
     "q": {"cite"},
 }
 URL_SCHEMES = {"http", "https", "mailto"}
+URL_ATTRIBUTES = {"href", "src", "cite", "poster"}
+MAX_URL = 4096
+# Browsers ignore whitespace and controls inside a scheme ("java\tscript:").
+_SQUEEZE = re.compile(r"[\s\x00-\x1f]+")
+_DANGEROUS_SCHEMES = ("javascript:", "vbscript:", "data:", "file:")
 
 
 def strip_control(text: str) -> str:
     return _XML_ILLEGAL.sub("", text)
 
 
-# Built once: nh3.clean() rebuilds its sanitizer from these sets on every call,
-# which costs as much as the sanitizing itself.
-_CLEANER = nh3.Cleaner(
-    tags=ALLOWED_TAGS,
-    attributes=ALLOWED_ATTRIBUTES,
-    url_schemes=URL_SCHEMES,
-    link_rel="noopener noreferrer",
-    strip_comments=True,
-)
-_RECUT_CLEANER = nh3.Cleaner(
-    tags=ALLOWED_TAGS,
-    attributes=ALLOWED_ATTRIBUTES,
-    url_schemes=URL_SCHEMES,
-    link_rel="noopener noreferrer",
-)
+def _attribute_filter(base: str) -> Callable[[str, str, str], str | None]:
+    def check(tag: str, name: str, value: str) -> str | None:
+        if _SQUEEZE.sub("", value).lower().startswith(_DANGEROUS_SCHEMES):
+            return None
+        if name in URL_ATTRIBUTES:
+            if name == "href" and value.strip().lower().startswith("mailto:"):
+                return value.strip()
+            return absolute_http_url(value, base) or None
+        return value
+
+    return check
 
 
-def clean_html(fragment: str, max_length: int | None = None) -> str:
-    """Allow-list sanitize an HTML fragment."""
+@functools.lru_cache(maxsize=128)
+def _cleaner(base: str, strip_comments: bool) -> nh3.Cleaner:
+    """One sanitizer per base URL, built once: nh3.clean() rebuilds its sanitizer from
+    the allow-lists on every call, which costs as much as the sanitizing itself.
+    A poll cleans every entry of a feed against the same base, so few are alive."""
+    return nh3.Cleaner(
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        attribute_filter=_attribute_filter(base),
+        url_schemes=URL_SCHEMES,
+        link_rel="noopener noreferrer",
+        strip_comments=strip_comments,
+    )
+
+
+def _nh3(fragment: str, base: str, strip_comments: bool = True) -> str:
+    return str(_cleaner(base, strip_comments).clean(fragment))
+
+
+def clean_html(fragment: str, max_length: int | None = None, base: str = "") -> str:
+    """Allow-list sanitize an HTML fragment; relative URLs are resolved against base
+    (and dropped when they cannot be made absolute http(s))."""
     if not fragment:
         return ""
-    cleaned = str(_CLEANER.clean(strip_control(fragment)))
-    if max_length is not None and len(cleaned) > max_length:
-        # Cut on text, then sanitize again so no tag is left half open.
-        cleaned = str(_RECUT_CLEANER.clean(cleaned[:max_length]))
-    return cleaned
+    cleaned = _nh3(strip_control(fragment), base)
+    if max_length is None:
+        return cleaned
+    whole, cut = cleaned, max_length
+    while len(cleaned) > max_length and cut > 0:
+        # Cut, then sanitize again so no tag is left half open; the closing
+        # tags put back may overshoot, so cut shorter until it fits.
+        cleaned = _nh3(whole[:cut], base)
+        cut -= max(len(cleaned) - max_length, 1)
+    return cleaned if len(cleaned) <= max_length else ""
 
 
 def plain_text(fragment: str, max_length: int | None = None) -> str:
@@ -131,14 +161,14 @@ def plain_text(fragment: str, max_length: int | None = None) -> str:
 def absolute_http_url(url: str, base: str = "") -> str:
     """An absolute http(s) URL, or "" when the value cannot be one."""
     url = strip_control((url or "").strip())
-    if not url:
+    if not url or len(url) > MAX_URL:
         return ""
-    if base:
-        try:
+    try:
+        if base:
             url = urljoin(base, url)
-        except ValueError:
-            return ""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. a broken IPv6 literal
+        return ""
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return ""
     return url

@@ -1,16 +1,17 @@
 """When to poll a source next. Pure functions over plain values.
 
 On success: the source's interval, never earlier than the server's freshness
-lifetime (Cache-Control / Expires) or the feed's <ttl>, each clamped to a
-sane range. On failure: exponential backoff from the interval, capped, and
-never earlier than Retry-After. A little random jitter spreads sources that
-share an interval.
+lifetime (Cache-Control / Expires), the feed's <ttl> or its sy:updatePeriod,
+each clamped to a sane range. On failure: exponential backoff from the
+interval, capped, and never earlier than Retry-After. A little random jitter
+spreads sources that share an interval. Either way the time found is then
+moved out of the feed's <skipHours> / <skipDays>, which only ever delays.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 MAX_BACKOFF = 24 * 3600.0
 MAX_HINT = 24 * 3600.0  # a server's max-age or ttl never pushes a poll further than this
@@ -29,6 +30,9 @@ class PollFacts:
     retry_after: float | None = None
     max_age: float | None = None
     ttl_minutes: int | None = None
+    update_period: float | None = None  # seconds, from sy:updatePeriod / updateFrequency
+    skip_hours: frozenset[int] = frozenset()  # UTC hours 0-23 not to poll in
+    skip_days: frozenset[int] = frozenset()  # UTC weekdays not to poll on, 0 = Monday
 
 
 def jitter(interval: float, rand: float) -> float:
@@ -44,6 +48,8 @@ def delay_after(facts: PollFacts, rand: float) -> float:
             delay = max(delay, min(facts.max_age, MAX_HINT))
         if facts.ttl_minutes is not None:
             delay = max(delay, min(facts.ttl_minutes * 60.0, MAX_HINT))
+        if facts.update_period is not None:
+            delay = max(delay, min(facts.update_period, MAX_HINT))
         return delay + jitter(facts.interval, rand)
     exponent = max(0, facts.error_count - 1)
     backoff = min(facts.interval * (2.0 ** min(exponent, 32)), MAX_BACKOFF)
@@ -54,8 +60,31 @@ def delay_after(facts: PollFacts, rand: float) -> float:
     return delay
 
 
+def outside_skips(
+    when: datetime, skip_hours: frozenset[int], skip_days: frozenset[int]
+) -> datetime:
+    """The first time at or after `when` outside the skipped UTC hours and days.
+
+    A moved time keeps its minutes and seconds within the first allowed hour,
+    so sources that share a skip list stay spread. A feed that skips every
+    hour or every day is ignored rather than obeyed: it would never be polled.
+    """
+    hours = {h for h in skip_hours if 0 <= h <= 23}
+    days = {d for d in skip_days if 0 <= d <= 6}
+    if len(hours) == 24 or len(days) == 7 or not (hours or days):
+        return when
+    utc = when.astimezone(UTC)
+    hour = utc.replace(minute=0, second=0, microsecond=0)
+    for step in range(24 * 8):
+        if hour.hour not in hours and hour.weekday() not in days:
+            return when if step == 0 else hour + (utc - utc.replace(minute=0, second=0))
+        hour += timedelta(hours=1)
+    return when  # pragma: no cover - an allowed hour always comes within a week
+
+
 def next_poll_at(now: datetime, facts: PollFacts, rand: float) -> datetime:
-    return now + timedelta(seconds=delay_after(facts, rand))
+    when = now + timedelta(seconds=delay_after(facts, rand))
+    return outside_skips(when, facts.skip_hours, facts.skip_days)
 
 
 START_SPACING = 0.5  # seconds between sources that are due at start, on average

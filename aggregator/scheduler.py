@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ from aggregator.config import Source
 from aggregator.schedule import first_poll_at, jitter
 
 log = logging.getLogger("aggregator.scheduler")
+
+HOUSEKEEPING_PREFIX = "@"  # never the start of a source id, so no clash
 
 
 class PollScheduler:
@@ -39,6 +42,10 @@ class PollScheduler:
         self._clock = clock
         self._rand = rand
         self._intervals: dict[str, float] = {}
+        # Jobs in flight, counted here: APScheduler's shutdown(wait=True) holds its job
+        # store lock while it waits, so a finishing poll calling modify_job would deadlock.
+        self._running = 0
+        self._idle = threading.Condition()
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=workers)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -49,24 +56,70 @@ class PollScheduler:
     def running(self) -> bool:
         return bool(self.scheduler.running)
 
-    def start(self) -> None:
-        self.scheduler.start()
+    def start(self, paused: bool = False) -> None:
+        """paused: jobs are scheduled but nothing runs until resume() (for inspection)."""
+        self.scheduler.start(paused=paused)
 
-    def shutdown(self, wait: bool = True) -> None:
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=wait)
+    def shutdown(self, wait: bool = True, timeout: float | None = None) -> bool:
+        """Stop starting jobs; with wait, let running ones finish (up to timeout seconds).
+
+        Returns True when no job is left running.
+        """
+        if not self.scheduler.running:
+            return self.wait_idle(0)
+        self.scheduler.pause()
+        idle = self.wait_idle(timeout if wait else 0)
+        # Nothing of ours calls into the scheduler once idle, so this cannot deadlock;
+        # a job still running past the bound is left to finish on its own thread.
+        self.scheduler.shutdown(wait=False)
+        return idle
+
+    def wait_idle(self, timeout: float | None) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._running == 0, timeout)
+
+    def _tracked(self, func: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            with self._idle:
+                self._running += 1
+            try:
+                func()
+            finally:
+                with self._idle:
+                    self._running -= 1
+                    self._idle.notify_all()
+
+        return run
 
     def job_ids(self) -> set[str]:
-        return {job.id for job in self.scheduler.get_jobs()}
+        """The sources that have a poll job."""
+        return {job.id for job in self.scheduler.get_jobs() if job.id in self._intervals}
+
+    def add_housekeeping(
+        self, name: str, func: Callable[[], object], interval: float, first: datetime
+    ) -> None:
+        """A periodic job that is not a source (retention): sync() leaves it alone."""
+        self.scheduler.add_job(
+            self._tracked(func),
+            trigger=IntervalTrigger(seconds=interval, timezone=UTC),
+            id=HOUSEKEEPING_PREFIX + name,
+            name=name,
+            next_run_time=first,
+            replace_existing=True,
+        )
 
     def next_run(self, source_id: str) -> datetime | None:
         job = self.scheduler.get_job(source_id)
         return job.next_run_time if job else None
 
+    def trigger_of(self, source_id: str) -> IntervalTrigger | None:
+        job = self.scheduler.get_job(source_id)
+        return job.trigger if job else None
+
     def sync(self, sources: Iterable[Source], stored_next: Mapping[str, datetime | None]) -> None:
         """Make the jobs match the enabled sources: add new, drop removed, retime changed."""
         wanted = {s.id: s for s in sources if s.enabled}
-        for job_id in self.job_ids() - set(wanted):
+        for job_id in set(self._intervals) - set(wanted):
             self._remove(job_id)
             log.info("source %s: stopped polling (removed or disabled)", job_id)
         now = self._clock()
@@ -79,8 +132,10 @@ class PollScheduler:
                 self._add(source, when)
                 log.info("source %s: first poll at %s", source.id, when.isoformat())
             elif self._intervals[source.id] != source.interval:
+                # The new rhythm applies from the next poll: the time already decided
+                # (which may be a backoff or a Retry-After) stays.
                 self._intervals[source.id] = source.interval
-                self.scheduler.reschedule_job(source.id, trigger=self._trigger(source.interval))
+                self.scheduler.modify_job(source.id, trigger=self._trigger(source.interval))
                 log.info("source %s: interval now %ss", source.id, source.interval)
 
     def _trigger(self, interval: float) -> IntervalTrigger:
@@ -104,6 +159,9 @@ class PollScheduler:
             self.scheduler.remove_job(source_id)
 
     def _job(self, source_id: str) -> None:
+        self._tracked(lambda: self._poll(source_id))()
+
+    def _poll(self, source_id: str) -> None:
         try:
             when = self._run_poll(source_id)
         except Exception:

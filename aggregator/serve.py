@@ -12,6 +12,8 @@ import email.utils
 import gzip
 import hashlib
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from aggregator.config import Config
 
 log = logging.getLogger("aggregator.serve")
 
@@ -30,17 +34,23 @@ CONTENT_TYPES = {
     ".md": "text/markdown; charset=utf-8",
     ".txt": "text/plain; charset=utf-8",
 }
+MIN_MAX_AGE = 60
 # A route returns (status, content type, body).
 Route = Callable[[], tuple[int, str, bytes]]
 
 
 @dataclass(frozen=True)
 class _Cached:
-    stamp: tuple[int, int]  # (mtime_ns, size) the entry was built from
+    stamp: tuple[int, int, int]  # (inode, mtime_ns, size) of the file it was read from
     body: bytes
     gzipped: bytes
     etag: str
     last_modified: str
+
+    @property
+    def gzip_etag(self) -> str:
+        # A strong ETag names one representation: the gzip bytes get their own.
+        return self.etag[:-1] + '-gz"'
 
 
 class FileCache:
@@ -52,18 +62,22 @@ class FileCache:
 
     def get(self, path: Path) -> _Cached | None:
         try:
-            stat = path.stat()
+            stamp = _stamp(path.stat())
         except OSError:
             return None
-        stamp = (stat.st_mtime_ns, stat.st_size)
         with self._lock:
             cached = self._items.get(path)
         if cached and cached.stamp == stamp:
             return cached
         try:
-            body = path.read_bytes()
+            # Stamp and bytes from one open file: a replacement landing in between
+            # cannot pair the new bytes with the old file's stamp or date.
+            with path.open("rb") as handle:
+                stat = os.fstat(handle.fileno())
+                body = handle.read()
         except OSError:
             return None
+        stamp = _stamp(stat)
         cached = _Cached(
             stamp,
             body,
@@ -76,12 +90,49 @@ class FileCache:
         return cached
 
 
+def _stamp(stat: os.stat_result) -> tuple[int, int, int]:
+    """What identifies one version of a published file. Files are replaced by rename,
+    so each version is a new inode: two versions of equal size written within one
+    timestamp tick (a few milliseconds) still differ."""
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+def max_age_for(config: Config) -> int:
+    """Cache lifetime of published files: the shortest poll interval of any source.
+
+    Nothing published can change faster than the sources are polled, so a
+    reader (or a proxy) gains nothing by asking more often.
+    """
+    intervals = [s.interval for s in config.enabled_sources] or [config.settings.default_interval]
+    return max(MIN_MAX_AGE, int(min(intervals)))
+
+
+def accepts_gzip(header: str | None) -> bool:
+    """Whether an Accept-Encoding header allows gzip (q=0 refuses it)."""
+    for part in (header or "").split(","):
+        name, _, params = part.strip().partition(";")
+        if name.strip().lower() not in ("gzip", "x-gzip", "*"):
+            continue
+        quality = params.strip().lower().removeprefix("q=").strip() if params else "1"
+        try:
+            return float(quality or "1") > 0
+        except ValueError:
+            return False
+    return False
+
+
 def resolve_path(root: Path, url_path: str) -> Path | None:
-    """The file a URL path names inside root, or None if it would leave root."""
+    """The file a URL path names inside root, or None if it would leave root.
+
+    Decoded once; dot files (half-written temp files among them) are never
+    served; symlinks are followed only while they stay inside root.
+    """
     relative = unquote(urlsplit(url_path).path).lstrip("/")
     if relative == "" or relative.endswith("/"):
         relative += "index.html"
-    if "\x00" in relative:
+    if "\x00" in relative or "\\" in relative:
+        return None
+    if any(part.startswith(".") for part in relative.split("/")):
         return None
     candidate = (root / relative).resolve()
     if not candidate.is_relative_to(root.resolve()) or not candidate.is_file():
@@ -94,7 +145,7 @@ def _not_modified(headers: object, cached: _Cached) -> bool:
     if_none_match = get("If-None-Match")
     if if_none_match:
         tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
-        return "*" in tags or cached.etag in tags
+        return "*" in tags or cached.etag in tags or cached.gzip_etag in tags
     if_modified_since = get("If-Modified-Since")
     if if_modified_since:
         try:
@@ -109,6 +160,9 @@ def _not_modified(headers: object, cached: _Cached) -> bool:
 class FeedServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver listens with a backlog of 5: a burst of subscribers (every reader
+    # polling on the hour) would have its connections dropped and retried seconds later.
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(
         self,
@@ -172,12 +226,15 @@ class _Handler(BaseHTTPRequestHandler):
             "Cache-Control": f"public, max-age={self.server.max_age}",
             "Vary": "Accept-Encoding",
         }
+        gzipped = accepts_gzip(self.headers.get("Accept-Encoding"))
+        if gzipped:
+            headers["ETag"] = cached.gzip_etag
         if _not_modified(self.headers, cached):
             self._send(HTTPStatus.NOT_MODIFIED, headers, b"", send_body=False)
             return
         headers["Content-Type"] = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
         body = cached.body
-        if "gzip" in (self.headers.get("Accept-Encoding") or ""):
+        if gzipped:
             headers["Content-Encoding"] = "gzip"
             body = cached.gzipped
         self._send(HTTPStatus.OK, headers, body, send_body)

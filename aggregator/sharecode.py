@@ -17,26 +17,39 @@ _TRACKING_PARAMS = re.compile(r"^(utm_[a-z]+|fbclid|gclid|spm|from|share_token)$
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+_EDGE_JUNK = re.compile(r"^[\x00-\x20]+|[\x00-\x20]+$")
+_TAB_NEWLINE = re.compile(r"[\t\n\r]")
+
+
+def _clean(url: str) -> str:
+    """As browsers do (WHATWG URL): drop tabs and newlines, trim controls and spaces."""
+    return _EDGE_JUNK.sub("", _TAB_NEWLINE.sub("", url))
+
+
 def normalize_url(url: str) -> str:
     """A canonical spelling of a URL, so one article's links compare equal.
 
     Lowercases scheme and host, drops default ports, fragments and tracking
     parameters, sorts the query. Idempotent.
     """
-    url = url.strip()
-    parts = urlsplit(url)
+    url = _clean(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a bad port or IPv6 literal: no canonical form, keep the text
+        return url
     if not parts.scheme or not parts.netloc:
         return url
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
-    if parts.port and parts.port != _DEFAULT_PORTS.get(scheme):
-        host = f"{host}:{parts.port}"
+    if port and port != _DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{port}"
     query = sorted(
         (k, v)
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
         if not _TRACKING_PARAMS.match(k)
     )
-    return urlunsplit((scheme, host, parts.path or "/", urlencode(query), ""))
+    return _clean(urlunsplit((scheme, host, parts.path or "/", urlencode(query), "")))
 
 
 def _query_value(url: str, param: str) -> str | None:

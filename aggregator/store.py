@@ -102,11 +102,45 @@ def _migration_1(db: sqlite_utils.Database) -> None:
 
 
 def _migration_2(db: sqlite_utils.Database) -> None:
-    """A digest of each source's raw entry XML, so unchanged entries skip all work."""
-    db.execute("ALTER TABLE entry_sources ADD COLUMN raw_hash TEXT")
+    """Each feed numbers its entries in the order they joined it (RFC 5005 archive pages)."""
+    db.execute(
+        """CREATE TABLE feed_positions (
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            code TEXT NOT NULL REFERENCES entries(code) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (kind, name, code)
+        )"""
+    )
+    db.execute("CREATE UNIQUE INDEX feed_positions_seq ON feed_positions(kind, name, seq)")
 
 
-MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_migration_1, _migration_2)
+def _migration_3(db: sqlite_utils.Database) -> None:
+    """Tombstones: share codes removed by retention, so a later poll never brings them back."""
+    db.execute(
+        """CREATE TABLE tombstones (
+            code TEXT PRIMARY KEY,
+            source_id TEXT NOT NULL DEFAULT '',
+            title TEXT NOT NULL DEFAULT '',
+            published TEXT,
+            removed_at TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT ''
+        )"""
+    )
+
+
+def _migration_4(db: sqlite_utils.Database) -> None:
+    # The feed's own polling hints (<ttl>, skipHours/skipDays, sy:updatePeriod),
+    # kept so a 304 answer still honours them.
+    db.execute("ALTER TABLE sources ADD COLUMN poll_hints TEXT")
+
+
+MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
+    _migration_1,
+    _migration_2,
+    _migration_3,
+    _migration_4,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -123,6 +157,7 @@ class SourceState:
     next_poll_at: datetime | None = None
     moved_to: str | None = None
     disabled_reason: str | None = None
+    poll_hints: str | None = None  # JSON, see poll.py
 
 
 @dataclass
@@ -131,6 +166,7 @@ class IngestResult:
     updated: int = 0
     added_source: int = 0
     unchanged: int = 0
+    tombstoned: int = 0  # entries skipped because retention removed them before
     changed_feeds: set[FeedKey] = field(default_factory=set)
 
     @property
@@ -255,6 +291,7 @@ class Store:
             next_poll_at=from_iso(row["next_poll_at"]),
             moved_to=row["moved_to"],
             disabled_reason=row["disabled_reason"],
+            poll_hints=row.get("poll_hints"),
         )
 
     def source_rows(self) -> list[dict[str, Any]]:
@@ -305,6 +342,15 @@ class Store:
                     stored.source_hashes[source_id] = hashed
         return found
 
+    def _tombstoned(self, db: sqlite_utils.Database, codes: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(codes), 500):
+            chunk = codes[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = db.execute(f"SELECT code FROM tombstones WHERE code IN ({marks})", chunk)
+            found.update(code for (code,) in rows.fetchall())
+        return found
+
     def ingest(
         self, source: Source, feed: ParsedFeed, entries: list[EntryRecord], now: datetime
     ) -> IngestResult:
@@ -312,6 +358,10 @@ class Store:
         result = IngestResult()
         unique = first_per_code(entries)
         with self.transaction() as db:
+            removed = self._tombstoned(db, [e.code for e in unique])
+            if removed:
+                result.tombstoned = len(removed)
+                unique = [e for e in unique if e.code not in removed]
             stored = self._stored(db, [e.code for e in unique])
             for entry in unique:
                 hashed = entry_hash(entry)
@@ -325,13 +375,25 @@ class Store:
                 elif decision.action is Action.UPDATE:
                     self._update_entry(db, entry, decision.updated or now)
                     result.updated += 1
-                else:
+                elif decision.action is Action.ADD_SOURCE:
                     result.added_source += 1
                 self._link_source(db, source, entry, hashed, now)
-                result.changed_feeds |= self._feeds_of(db, entry.code)
+                if decision.action is not Action.SAME_COPY:  # which shows nothing new
+                    result.changed_feeds |= self._feeds_of(db, entry.code)
             db.execute(
-                "UPDATE sources SET feed_title = ?, feed_link = ?, feed_id = ? WHERE id = ?",
-                [feed.title, feed.link, feed.feed_id, source.id],
+                """INSERT INTO sources (id, name, url, category, feed_title, feed_link, feed_id)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(id) DO UPDATE SET feed_title = excluded.feed_title,
+                     feed_link = excluded.feed_link, feed_id = excluded.feed_id""",
+                [
+                    source.id,
+                    source.name,
+                    source.url,
+                    source.category,
+                    feed.title,
+                    feed.link,
+                    feed.feed_id,
+                ],
             )
         return result
 
@@ -405,11 +467,11 @@ class Store:
         )
         db.conn.executemany(
             "INSERT OR IGNORE INTO entry_categories (code, name) VALUES (?, ?)",
-            [(entry.code, source.category)],
+            [(entry.code, c) for c in (source.category, *entry.extra_categories)],
         )
         db.conn.executemany(
             "INSERT OR IGNORE INTO entry_tags (code, name) VALUES (?, ?)",
-            [(entry.code, tag) for tag in source.tags],
+            [(entry.code, tag) for tag in (*source.tags, *entry.extra_tags)],
         )
 
     def _feeds_of(self, db: sqlite_utils.Database, code: str) -> set[FeedKey]:
@@ -423,6 +485,59 @@ class Store:
         ):
             keys.add(("source", source_id))
         return keys
+
+    def import_articles(
+        self, articles: Iterable[StoredArticle], now: datetime, code_rule: str = "import"
+    ) -> tuple[int, int]:
+        """Store articles read from elsewhere (e.g. posts), in one transaction.
+
+        Returns (imported, skipped): a code already stored is left as it is.
+        The source link gets a hash no feed entry has, so the next poll of that
+        source replaces the imported copy with the live one.
+        """
+        imported = skipped = 0
+        with self.transaction() as db:
+            for article in articles:
+                if db.execute("SELECT 1 FROM entries WHERE code = ?", [article.code]).fetchone():
+                    skipped += 1
+                    continue
+                db.execute(
+                    """INSERT INTO entries (code, code_rule, guid, title, link, published,
+                         updated, first_seen, author, summary, content, categories,
+                         enclosures, source_id)
+                       VALUES (?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    [
+                        article.code,
+                        code_rule,
+                        article.title,
+                        article.link,
+                        iso(article.published),
+                        iso(max(article.updated, article.published)),
+                        iso(now),
+                        article.author,
+                        article.summary,
+                        article.content,
+                        _json_list(article.categories),
+                        _json_enclosures(article.enclosures),
+                        article.source_id,
+                    ],
+                )
+                if article.source_id:
+                    db.execute(
+                        """INSERT INTO entry_sources (code, source_id, guid, entry_hash,
+                             first_seen, last_seen) VALUES (?, ?, '', ?, ?, ?)""",
+                        [article.code, article.source_id, code_rule, iso(now), iso(now)],
+                    )
+                for kind, names in (
+                    ("categories", article.entry_categories),
+                    ("tags", article.tags),
+                ):
+                    db.conn.executemany(
+                        f"INSERT OR IGNORE INTO entry_{kind} (code, name) VALUES (?, ?)",
+                        [(article.code, name) for name in names],
+                    )
+                imported += 1
+        return imported, skipped
 
     # --- reading for publishing ---
 
@@ -458,14 +573,6 @@ class Store:
         )
         return [_article(row) for row in rows]
 
-    def raw_digests(self, source_id: str) -> dict[str, str]:
-        """raw_hash -> share code of the entries this source carries (see pollmany)."""
-        rows = self._query(
-            "SELECT raw_hash, code FROM entry_sources WHERE source_id = ? AND raw_hash IS NOT NULL",
-            [source_id],
-        )
-        return {row["raw_hash"]: row["code"] for row in rows}
-
     def _membership(self, table: str, column: str, name: str) -> tuple[str, list[Any]]:
         """How to pick one feed's entries: a big feed by walking entries newest first
         (EXISTS, stops at the LIMIT), a small one by its list of codes (IN)."""
@@ -477,6 +584,62 @@ class Store:
             )
         return f"WHERE e.code IN (SELECT code FROM {table} WHERE {column} = ?)", [name]
 
+    # --- feed positions (stable archive pages) ---
+
+    def _unpositioned(self, db: sqlite_utils.Database, key: FeedKey) -> list[str]:
+        kind, name = key
+        members = _MEMBERS[kind]
+        rows = db.execute(
+            f"""SELECT e.code FROM entries e
+                LEFT JOIN feed_positions p ON p.kind = :kind AND p.name = :name AND p.code = e.code
+                WHERE p.code IS NULL {members}
+                ORDER BY e.published, e.code""",
+            {"kind": kind, "name": name},
+        ).fetchall()
+        return [code for (code,) in rows]
+
+    def position_feed(self, key: FeedKey) -> int:
+        """Number the feed's entries that have no position yet, oldest first.
+
+        Positions never change once given, so a page of positions is a stable
+        archive page. Returns the next free position (the feed's size if
+        nothing was ever removed).
+        """
+        kind, name = key
+        with self._lock:
+            if not self._unpositioned(self.db, key):
+                return self._next_position(key)
+            with self.transaction() as db:
+                codes = self._unpositioned(db, key)
+                start = self._next_position(key)
+                db.conn.executemany(
+                    "INSERT INTO feed_positions (kind, name, code, seq) VALUES (?, ?, ?, ?)",
+                    [(kind, name, code, start + i) for i, code in enumerate(codes)],
+                )
+            return start + len(codes)
+
+    def _next_position(self, key: FeedKey) -> int:
+        row = self._query(
+            "SELECT coalesce(max(seq) + 1, 0) AS n FROM feed_positions WHERE kind = ? AND name = ?",
+            list(key),
+        )
+        return int(row[0]["n"])
+
+    def positioned_articles(self, key: FeedKey, start: int, stop: int) -> list[StoredArticle]:
+        """The feed's entries with positions in [start, stop), newest position first."""
+        rows = self._query(
+            """SELECT e.*,
+                 (SELECT json_group_array(name) FROM (SELECT name FROM entry_tags t
+                    WHERE t.code = e.code ORDER BY name)) AS tag_names,
+                 (SELECT json_group_array(name) FROM (SELECT name FROM entry_categories c
+                    WHERE c.code = e.code ORDER BY name)) AS category_names
+               FROM feed_positions p JOIN entries e ON e.code = p.code
+               WHERE p.kind = ? AND p.name = ? AND p.seq >= ? AND p.seq < ?
+               ORDER BY p.seq DESC""",
+            [*key, start, stop],
+        )
+        return [_article(row) for row in rows]
+
     def entry_count(self) -> int:
         return int(self._query("SELECT count(*) AS n FROM entries")[0]["n"])
 
@@ -487,6 +650,15 @@ class Store:
                 "SELECT source_id FROM entry_sources WHERE code = ? ORDER BY source_id", [code]
             )
         ]
+
+
+# Which entries belong to a feed, as a condition on e.code (named parameter :name).
+_MEMBERS = {
+    "all": "",
+    "category": "AND e.code IN (SELECT code FROM entry_categories WHERE name = :name)",
+    "tag": "AND e.code IN (SELECT code FROM entry_tags WHERE name = :name)",
+    "source": "AND e.code IN (SELECT code FROM entry_sources WHERE source_id = :name)",
+}
 
 
 def _json_list(values: Iterable[str]) -> str:

@@ -1,7 +1,7 @@
 """Publishing: a full rebuild against feedgen alone, and an incremental publish.
 
-The store is filled through the real ingest path (pollmany.prepare + ingest, no
-HTTP). "feedgen alone" renders the very same documents from articles already in
+The store is filled through the real ingest path (poll.parse_and_store, the
+poll path without HTTP). "feedgen alone" renders the very same documents from articles already in
 memory: our Publisher.render with the store replaced by a dictionary, so the
 difference between the two is what the store, the file writes and the index cost.
 """
@@ -15,20 +15,27 @@ from pathlib import Path
 from typing import Any
 
 from aggregator.config import Config, load_config
-from aggregator.pollmany import ingest, prepare
+from aggregator.poll import parse_and_store
 from aggregator.publish import Publisher, feed_info
 from aggregator.store import FeedKey, Store, StoredArticle
 from bench.corpus import Corpus
 
 
 class Preloaded:
-    """Just enough of Store for Publisher.render: articles from memory."""
+    """Just enough of Store for Publisher.render: each feed's current page from memory."""
 
-    def __init__(self, articles: dict[FeedKey, list[StoredArticle]]) -> None:
-        self._articles = articles
+    def __init__(self, store: Store, publisher: Publisher, keys: list[FeedKey]) -> None:
+        self._next = {k: store.position_feed(k) for k in keys}
+        self._pages: dict[tuple[FeedKey, int, int], list[StoredArticle]] = {}
+        for key in keys:
+            start, stop = publisher.paging(key).current
+            self._pages[(key, start, stop)] = store.positioned_articles(key, start, stop)
 
-    def articles(self, key: FeedKey, limit: int) -> list[StoredArticle]:
-        return self._articles[key][:limit]
+    def position_feed(self, key: FeedKey) -> int:
+        return self._next[key]
+
+    def positioned_articles(self, key: FeedKey, start: int, stop: int) -> list[StoredArticle]:
+        return self._pages[(key, start, stop)]
 
 
 def _config(folder: Path, feeds: int, output: str) -> Config:
@@ -58,8 +65,7 @@ def _config(folder: Path, feeds: int, output: str) -> Config:
 
 def _fill(config: Config, store: Store, corpus: Corpus, now: datetime) -> None:
     for source, feed in zip(config.sources, corpus.feeds, strict=True):
-        body = corpus.render(feed)
-        ingest(store, source, prepare(source, body, source.url, feed.content_type, now, {}), now)
+        parse_and_store(source, store, corpus.render(feed), source.url, feed.content_type, now)
 
 
 def measure(params: dict[str, Any], folder: Path) -> dict[str, Any]:
@@ -78,8 +84,8 @@ def measure(params: dict[str, Any], folder: Path) -> dict[str, Any]:
             full.append(time.perf_counter() - started)
 
             keys = sorted(store.feed_keys())
-            preloaded = Preloaded({k: store.articles(k, 50) for k in keys})
             stub = Publisher(config, store)
+            preloaded = Preloaded(store, stub, keys)
             stub._source_meta = stub._load_source_meta()
             stub.store = preloaded  # type: ignore[assignment]
             infos = [feed_info(config, k) for k in keys]
@@ -94,10 +100,8 @@ def measure(params: dict[str, Any], folder: Path) -> dict[str, Any]:
             corpus.add_entry(corpus.feeds[0])
             source, feed = config.sources[0], corpus.feeds[0]
             body = corpus.render(feed)
-            prepared = prepare(
-                source, body, source.url, feed.content_type, now, store.raw_digests(source.id)
-            )
-            changed = ingest(store, source, prepared, now).changed_feeds
+            _, ingested = parse_and_store(source, store, body, source.url, feed.content_type, now)
+            changed = ingested.changed_feeds
             started = time.perf_counter()
             publisher.publish(changed)
             incremental.append(time.perf_counter() - started)

@@ -1,6 +1,6 @@
 """One measured run, in a fresh process: ``python -m bench.runs SIDE SCENARIO JSON``.
 
-SIDE is "ours" (aggregator's real poll path, pollmany.poll_many) or "reader"
+SIDE is "ours" (aggregator's real poll path, pollrun.poll_many over poll.poll_source) or "reader"
 (lemon24/reader, update_feeds). It prints one JSON line with the timing and the
 process's memory, so every run starts cold and peak RSS belongs to that run alone.
 """
@@ -68,15 +68,17 @@ class Ours:
         self.store.sync_sources(self.sources)
         self.fetcher = Fetcher(Limits(per_host=4))
 
-    def poll(self, sources: list[Any] | None = None, processes: int | None = None) -> int:
-        from aggregator.pollmany import poll_many
+    def poll(self, sources: list[Any] | None = None) -> int:
+        from aggregator.pollrun import poll_many
+        from aggregator.sandbox import ParseLimits
 
+        # The path of `aggregator poll` and the daemon: poll_source on a thread pool.
         outcomes = poll_many(
             sources or self.sources,
             self.store,
             self.fetcher,
-            workers=self.params["workers"],
-            processes=self.params.get("processes", 0) if processes is None else processes,
+            self.params["workers"],
+            limits=ParseLimits(),
         )
         failed = [o for o in outcomes if o.result in ("error", "gone")]
         if failed:
@@ -84,7 +86,7 @@ class Ours:
         return len(outcomes)
 
     def poll_first(self) -> None:
-        self.poll(self.sources[:1], processes=0)  # one feed: no pool to start
+        self.poll(self.sources[:1])
 
 
 # --- reader's side -----------------------------------------------------------------------

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 A = "{http://www.w3.org/2005/Atom}"
+FH = "{http://purl.org/syndication/history/1.0}"
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
@@ -71,6 +73,57 @@ def problems(data: bytes) -> list[str]:
             found.append(f"entry {ids[-1]} has no atom:source")
     if len(ids) != len(set(ids)):
         found.append("duplicate entry ids")
+    found.extend(validator_problems(root))
+    return found
+
+
+def _canonical(value: str) -> bool:
+    parts = urlsplit(value)
+    if parts.scheme == "urn" and value.lower().startswith("urn:uuid:"):
+        return value == value.lower()
+    return parts.scheme == parts.scheme.lower() and parts.netloc == parts.netloc.lower()
+
+
+def validator_problems(root: etree._Element) -> list[str]:
+    """What the W3C feed validator warns about, beyond the schema and RFC 4287 prose."""
+    found: list[str] = []
+    if not root.get(XML_LANG):
+        found.append("no xml:lang on the feed")
+    seen: set[tuple[str | None, str | None, str | None]] = set()
+    for link in root.findall(f"{A}link"):
+        rel = link.get("rel", "alternate")
+        if rel != "alternate":
+            continue
+        key = (rel, link.get("type"), link.get("hreflang"))
+        if key in seen:
+            found.append(f"two alternate links of type {key[1]!r}")
+        seen.add(key)
+    for element in root.iter(f"{A}id"):
+        if not _canonical((element.text or "").strip()):
+            found.append(f"id is not canonical: {element.text!r}")
+    updated = [e.findtext(f"{A}updated") for e in root.findall(f"{A}entry")]
+    if len(updated) != len(set(updated)):
+        found.append("two entries with the same atom:updated (DuplicateUpdated)")
+    for entry in root.findall(f"{A}entry"):
+        name = entry.findtext(f"{A}id")
+        source = entry.find(f"{A}source")
+        if source is not None:
+            for child in ("id", "title", "updated"):
+                if source.find(f"{A}{child}") is None:
+                    found.append(f"entry {name}: atom:source has no {child}")
+        for link in entry.findall(f"{A}link"):
+            length = link.get("length") or ""
+            if link.get("rel") == "enclosure" and not (link.get("type") and length.isdigit()):
+                found.append(f"entry {name}: enclosure without type and length")
+        for category in entry.findall(f"{A}category"):
+            if not (category.get("term") and category.get("label") and category.get("scheme")):
+                found.append(f"entry {name}: category without term, label and scheme")
+    rels = [link.get("rel") for link in root.findall(f"{A}link")]
+    if root.find(f"{FH}archive") is not None:
+        if "current" not in rels:
+            found.append("archive document without a current link")
+    elif "current" in rels:
+        found.append("current link in a document that is not an archive")
     return found
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aggregator.config import ShareCodeRule, Source
-from aggregator.pollmany import ingest, prepare
+from aggregator.poll import parse_and_store
 from aggregator.store import Store, from_iso, iso
 from bench.corpus import Corpus
 
@@ -28,8 +28,7 @@ def test_big_and_small_feeds_list_their_newest_entries(tmp_path: Path) -> None:
         ]
         store.sync_sources(sources)
         for source, feed in zip(sources, corpus.feeds, strict=True):
-            body = corpus.render(feed)
-            ingest(store, source, prepare(source, body, source.url, "", now, {}), now)
+            parse_and_store(source, store, corpus.render(feed), source.url, "", now)
         rows = store.db.execute(
             """SELECT e.code, e.published, c.name, es.source_id FROM entries e
                JOIN entry_categories c ON c.code = e.code

@@ -1,0 +1,29 @@
+"""`aggregator cleanup`: apply the retention limits now (the daemon does it daily)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from aggregator.cli import _load, _open_store, config_option, main
+from aggregator.publish import Publisher
+from aggregator.retention import cleanup, publish_changed
+
+
+@main.command("cleanup")
+@config_option
+@click.option("--dry-run", is_flag=True, help="Only say how many entries would be removed.")
+@click.option("--no-publish", is_flag=True, help="Do not regenerate the feeds afterwards.")
+def cleanup_command(config_path: Path, dry_run: bool, no_publish: bool) -> None:
+    """Remove entries beyond retain_for / retain_entries; they never come back."""
+    config = _load(config_path)
+    with _open_store(config) as store:
+        store.sync_sources(config.sources)
+        result = cleanup(store, config, datetime.now(UTC), dry_run=dry_run)
+        verb = "would remove" if dry_run else "removed"
+        click.echo(f"{verb} {len(result.removed)} entries")
+        if result.changed_feeds and not no_publish:
+            written = publish_changed(Publisher(config, store), result.changed_feeds)
+            click.echo(f"published {len(written)} changed file(s)")

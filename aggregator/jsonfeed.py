@@ -1,0 +1,76 @@
+"""JSON Feed 1.1 (https://jsonfeed.org/version/1.1) versions of the published feeds.
+
+The same documents as the Atom files, entry for entry: the current document
+links to the newest archive page with ``next_url``, and each archive page to
+the next older one, so a JSON reader can backfill too. Deterministic bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from aggregator.config import Config
+from aggregator.sanitize import plain_text, strip_control
+
+if TYPE_CHECKING:
+    from aggregator.publish import Document, EntryView
+
+VERSION = "https://jsonfeed.org/version/1.1"
+SUMMARY_LENGTH = 500
+
+
+def render_json_feed(doc: Document, config: Config) -> bytes:
+    settings = config.settings
+    feed: dict[str, Any] = {
+        "version": VERSION,
+        "title": doc.info.title,
+        "home_page_url": settings.base_url + "/",
+        "feed_url": doc.self_url,
+        "description": doc.subtitle,
+        "language": settings.language,
+        "authors": [{"name": settings.author}],
+    }
+    if doc.hub:
+        feed["hubs"] = [{"type": "WebSub", "url": doc.hub}]
+    # JSON Feed pages go from newer to older through next_url.
+    if doc.prev_archive:
+        feed["next_url"] = doc.prev_archive
+    if doc.archive_number:
+        feed["_archive"] = {"page": doc.archive_number, "current_url": doc.current_url}
+    feed["items"] = [_item(view) for view in doc.entries]
+    # Compact: the C encoder (indent would fall back to the slow pure-Python one).
+    text = json.dumps(feed, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return strip_control(text).encode("utf-8", "replace")
+
+
+def _item(view: EntryView) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": view.id}
+    if view.link:
+        item["url"] = view.link
+    item["title"] = view.title
+    item["content_html"] = view.content
+    if view.summary:
+        item["summary"] = plain_text(view.summary, SUMMARY_LENGTH)
+    item["date_published"] = view.published.isoformat()
+    item["date_modified"] = view.updated.isoformat()
+    author = view.author or (view.source.author if view.source else "")
+    if author:
+        item["authors"] = [{"name": author}]
+    tags = list(dict.fromkeys(c.label for c in view.categories))
+    if tags:
+        item["tags"] = tags
+    if view.enclosures:
+        item["attachments"] = [
+            {"url": url, "mime_type": mime or "application/octet-stream"}
+            | ({"size_in_bytes": length} if length > 0 else {})
+            for url, mime, length in view.enclosures
+        ]
+    if view.source:
+        source = {"id": view.source.id, "title": view.source.title}
+        if view.source.link:
+            source["home_page_url"] = view.source.link
+        if view.source.feed_url:
+            source["feed_url"] = view.source.feed_url
+        item["_source"] = source
+    return item

@@ -1,0 +1,145 @@
+"""Config loading: typed values, and one clear message per mistake with file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aggregator.config import load_config, parse_config
+from aggregator.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GOOD = """\
+[settings]
+base_url = "https://news.example.org/feeds"
+port = 9000
+default_interval = "45m"
+
+[[sources]]
+id = "sanqin"
+name = "三秦都市报"
+url = "https://finews.example.cn/rss.xml"
+category = "三秦都市报"
+category_slug = "sanqindushibao"
+tags = ["三秦都市报新闻"]
+interval = "10m"
+share_code = { param = "infoCode" }
+
+[[sources]]
+id = "local"
+name = "Local"
+url = "file:samples/x.xml"
+category = "Other"
+enabled = false
+share_code = { regex = "/c/(\\\\d+)\\\\.html" }
+"""
+
+
+def problems_of(text: str, tmp_path: Path) -> list[str]:
+    path = tmp_path / "config" / "sources.toml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    return [str(p) for p in caught.value.problems]
+
+
+def test_bundled_config_is_valid() -> None:
+    config = load_config(ROOT / "config" / "sources.toml", env={})
+    assert len(config.sources) >= 2
+    assert all(s.url.startswith("file:") for s in config.sources)
+    assert config.settings.port == 8080
+    assert config.category_term("三秦都市报").slug == "sanqindushibao"
+    assert config.tag_term("三秦都市报新闻").slug == "sanqin-dushibao-xinwen"
+
+
+def test_good_config_is_typed(tmp_path: Path) -> None:
+    path = tmp_path / "config" / "sources.toml"
+    path.parent.mkdir()
+    path.write_text(GOOD, encoding="utf-8")
+    config = load_config(path, env={})
+    assert config.settings.base_url == "https://news.example.org/feeds"
+    assert config.settings.default_interval == 2700
+    assert config.settings.database == tmp_path / "data" / "aggregator.db"
+    sanqin, local = config.sources
+    assert sanqin.interval == 600 and sanqin.tags == ("三秦都市报新闻",)
+    assert sanqin.share_code.param == "infoCode"
+    assert local.interval == 2700 and not local.enabled
+    assert local.url == (tmp_path / "samples" / "x.xml").as_uri()
+    assert local.share_code.regex == r"/c/(\d+)\.html"
+
+
+def test_env_overrides_settings(tmp_path: Path) -> None:
+    env = {
+        "AGGREGATOR_PORT": "9100",
+        "AGGREGATOR_BASE_URL": "https://prod.example.org",
+        "AGGREGATOR_DATABASE": "/srv/agg.db",
+    }
+    config = parse_config(GOOD, tmp_path / "config" / "sources.toml", env)
+    assert config.settings.port == 9100
+    assert config.settings.base_url == "https://prod.example.org"
+    assert config.settings.database == Path("/srv/agg.db")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            'interval = "10m"',
+            'interval = "soon"',
+            ":13: sources[0].interval (source 'sanqin'): expected a duration",
+        ),
+        (
+            'interval = "10m"',
+            'intervall = "10m"',
+            ":13: sources[0].intervall (source 'sanqin'): unknown key",
+        ),
+        (
+            'tags = ["三秦都市报新闻"]',
+            "tags = 5",
+            ":12: sources[0].tags (source 'sanqin'): expected a list",
+        ),
+        (
+            'url = "https://finews.example.cn/rss.xml"',
+            'url = "ftp://x/y"',
+            ":9: sources[0].url (source 'sanqin'): expected an http, https or file URL",
+        ),
+        (
+            'name = "三秦都市报"\n',
+            "",
+            ":6: sources[0] (source 'sanqin'): missing required key 'name'",
+        ),
+        ('id = "local"', 'id = "sanqin"', ":17: sources[1].id (source 'sanqin'): duplicate id"),
+        ("port = 9000", "port = 99999", ":3: settings.port: expected a port number"),
+        (
+            'share_code = { param = "infoCode" }',
+            'share_code = { regex = "no group" }',
+            ":14: sources[0].share_code (source 'sanqin'): the regex must have exactly one group",
+        ),
+    ],
+)
+def test_mistakes_name_file_line_key_and_source(
+    old: str, new: str, expected: str, tmp_path: Path
+) -> None:
+    assert old in GOOD
+    found = problems_of(GOOD.replace(old, new, 1), tmp_path)
+    assert len(found) == 1, found
+    assert found[0].startswith(str(tmp_path / "config" / "sources.toml"))
+    assert expected in found[0]
+
+
+def test_syntax_error_names_the_line(tmp_path: Path) -> None:
+    found = problems_of(GOOD.replace("port = 9000", "port = = 9000"), tmp_path)
+    assert len(found) == 1
+    assert ":3: (syntax)" in found[0]
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = GOOD.replace('interval = "10m"', 'interval = "x"').replace("port = 9000", "port = -1")
+    text = text.replace("enabled = false", 'enabled = "no"')
+    found = problems_of(text, tmp_path)
+    assert len(found) == 3
+    keys = [f.split(": ")[1].split(" (")[0] for f in found]
+    assert keys == ["settings.port", "sources[0].interval", "sources[1].enabled"]

@@ -1,0 +1,115 @@
+"""What the crash, soak and load harnesses found, pinned down as small tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+
+import aggregator.publish
+from aggregator.files import remove_stale_temps, write_if_changed
+from aggregator.serve import FeedServer
+from tests.daemonkit import running
+from tests.publishing import A, record, site
+
+
+def test_a_page_is_written_before_any_document_linking_to_it(
+    write_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill between two writes must never leave a prev-archive link to a missing page."""
+    order: list[Path] = []
+    created: set[Path] = set()
+
+    def recording(path: Path, data: bytes) -> bool:
+        order.append(path)
+        if not path.exists():
+            created.add(path)
+        return write_if_changed(path, data)
+
+    monkeypatch.setattr(aggregator.publish, "write_if_changed", recording)
+    with site(write_config, feed_entries=3, archive_entries=2) as s:
+        for first in (0, 7, 9, 30):  # the first publish, then growing by one and several pages
+            s.add("yaowen", *[record(n) for n in range(first, first + 7)])
+            order.clear()
+            created.clear()
+            s.publisher.publish()
+            assert any("archive" in str(p) for p in order)
+            for position, path in enumerate(order):
+                if path.suffix != ".xml":
+                    continue
+                root = etree.fromstring(path.read_bytes())
+                for link in root.findall(f"{A}link"):
+                    if link.get("rel") == "prev-archive":
+                        target = s.out / link.get("href", "").removeprefix(
+                            s.config.settings.base_url + "/"
+                        )
+                        assert target.exists()
+                        if target in created:  # new in this publish: on disk first
+                            assert order.index(target) < position, (path, target)
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_temp_files_of_killed_writers_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / "tag").mkdir()
+        dead = tmp_path / "tag" / f".x.xml.{_dead_pid()}.abc123de.tmp"
+        mine = tmp_path / f".all.xml.{os.getpid()}.zz9_x1y2.tmp"  # a pid reused by us
+        writing = tmp_path / f".all.json.{live.pid}.q1w2e3r4.tmp"
+        old = tmp_path / ".all.xml.k3j4h5g6.tmp"  # no pid (older versions): by age
+        fresh = tmp_path / ".all.json.k3j4h5g7.tmp"
+        other = tmp_path / ".keep"
+        for path in (dead, mine, writing, old, fresh, other):
+            path.write_bytes(b"<feed")
+        os.utime(old, (time.time() - 7200, time.time() - 7200))
+        assert remove_stale_temps(tmp_path) == 3
+        assert sorted(p.name for p in tmp_path.rglob(".*")) == sorted(
+            p.name for p in (writing, fresh, other)
+        )
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_the_daemon_clears_temp_files_left_by_a_kill(write_config: Any) -> None:
+    path = write_config([])
+    output = path.parent.parent / "feeds"
+    output.mkdir(parents=True)
+    left = output / f".all.xml.{_dead_pid()}.a1b2c3d4.tmp"
+    left.write_bytes(b"<?xml version='1.0'?><feed")
+    with running(path):
+        assert not left.exists()
+        assert (output / "all.xml").exists()
+
+
+def test_a_same_size_rewrite_within_one_clock_tick_is_served(tmp_path: Path) -> None:
+    """Files are stamped by (mtime, size) to a few milliseconds: a feed rewritten with
+    as many bytes within one tick was once served stale until its next change."""
+    feed = tmp_path / "all.xml"
+    write_if_changed(feed, b"<feed>version 1</feed>")
+    server = FeedServer(("127.0.0.1", 0), tmp_path)
+    server.start()
+    try:
+        url = f"{server.url}/all.xml"
+        with urllib.request.urlopen(url) as answer:
+            assert answer.read() == b"<feed>version 1</feed>"
+        stamp = feed.stat().st_mtime_ns
+        write_if_changed(feed, b"<feed>version 2</feed>")
+        os.utime(feed, ns=(stamp, stamp))  # the same tick, as a fast rewrite gets
+        with urllib.request.urlopen(url) as answer:
+            assert answer.read() == b"<feed>version 2</feed>"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,141 @@
+"""Dedup on a real Store: the order sources are polled in never changes what is stored."""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aggregator.config import Source
+from aggregator.dedup import Action, StoredEntry, decide, entry_hash
+from aggregator.models import EntryRecord, ParsedFeed
+from aggregator.store import Store
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+BASE = datetime(2025, 6, 1, tzinfo=UTC)
+SOURCES = ("a", "b", "c")
+
+
+def source(source_id: str) -> Source:
+    return Source(
+        source_id,
+        source_id,
+        f"http://{source_id}.example.cn/feed",
+        f"cat-{source_id}",
+        (f"tag-{source_id}",),
+    )
+
+
+def copy(code: int, version: int) -> EntryRecord:
+    """Version v of an article: same version, same bytes and the same claimed date."""
+    return EntryRecord(
+        guid=f"g{code}",
+        title=f"标题 {code} v{version}",
+        link=f"http://x.cn/NewsShare.html?infoCode=NW{code}",
+        published=BASE + timedelta(days=code),
+        updated=BASE + timedelta(days=code, hours=version),
+        content=f"<p>正文 {code} v{version}</p>",
+        code=f"NW{code}",
+        code_rule="param:infoCode",
+    )
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    """Everything stored, except which carrier came first (that is what order means)."""
+    conn = sqlite3.connect(path)
+    try:
+        return {
+            "entries": conn.execute(
+                """SELECT code, code_rule, guid, title, link, published, updated, first_seen,
+                          author, summary, content, categories, enclosures
+                   FROM entries ORDER BY code"""
+            ).fetchall(),
+            "carriers": conn.execute(
+                "SELECT code, source_id, entry_hash FROM entry_sources ORDER BY 1, 2"
+            ).fetchall(),
+            "categories": conn.execute("SELECT * FROM entry_categories ORDER BY 1, 2").fetchall(),
+            "tags": conn.execute("SELECT * FROM entry_tags ORDER BY 1, 2").fetchall(),
+            "first_carrier_carries": conn.execute(
+                """SELECT count(*) FROM entries e WHERE NOT EXISTS (SELECT 1 FROM entry_sources
+                   s WHERE s.code = e.code AND s.source_id = e.source_id)"""
+            ).fetchone(),
+        }
+    finally:
+        conn.close()
+
+
+def run_polls(
+    folder: Path, name: str, feeds: dict[str, list[EntryRecord]], order: list[str]
+) -> Path:
+    path = folder / f"{name}.db"
+    with Store(path) as store:
+        for source_id in order:
+            feed = ParsedFeed("rss20", source_id, "", "")
+            store.ingest(source(source_id), feed, feeds[source_id], NOW)
+    return path
+
+
+# Which version of which article each source lists (None: does not list it).
+carried = st.dictionaries(
+    st.sampled_from(SOURCES),
+    st.lists(st.tuples(st.integers(0, 4), st.integers(0, 2)), max_size=6),
+    min_size=2,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(carried, st.data())
+def test_any_interleaving_of_polls_gives_the_same_store(
+    listing: dict[str, list[tuple[int, int]]], data: st.DataObject
+) -> None:
+    feeds = {s: [copy(code, version) for code, version in items] for s, items in listing.items()}
+    polls = [s for s in sorted(feeds) for _ in range(2)]  # each source polled twice
+    order = data.draw(st.permutations(polls))
+    with tempfile.TemporaryDirectory() as temp:
+        folder = Path(temp)
+        expected = fingerprint(run_polls(folder, "sorted", feeds, polls))
+        assert fingerprint(run_polls(folder, "shuffled", feeds, order)) == expected
+        # And the entry shows the newest copy any source lists (each feed lists its
+        # first copy of an article: a feed listing one code twice counts it once).
+        newest: dict[str, int] = {}
+        for items in listing.values():
+            firsts: dict[int, int] = {}
+            for code, version in items:
+                firsts.setdefault(code, version)
+            for code, version in firsts.items():
+                newest[f"NW{code}"] = max(newest.get(f"NW{code}", 0), version)
+        titles = {row[0]: row[3] for row in expected["entries"]}
+        assert titles == {code: f"标题 {code[2:]} v{v}" for code, v in newest.items()}
+
+
+def test_a_second_carrier_catching_up_with_an_edit_changes_nothing() -> None:
+    """A and B carry the article; A's edit is applied; when B shows the same edit,
+    the entry must not be re-dated to 'now' (subscribers would see a phantom update)."""
+    v1, v2 = copy(1, 0), copy(1, 1)
+    stored = StoredEntry("NW1", v2.updated or NOW, {"a": entry_hash(v2), "b": entry_hash(v1)})
+    assert decide(stored, "b", v2, entry_hash(v2), NOW).action is Action.SAME_COPY
+    with tempfile.TemporaryDirectory() as temp:
+        path = Path(temp) / "s.db"
+        with Store(path) as store:
+            feed = ParsedFeed("rss20", "t", "", "")
+            for source_id, entry in (("a", v1), ("b", v1), ("a", v2)):
+                store.ingest(source(source_id), feed, [entry], NOW)
+            caught_up = store.ingest(source("b"), feed, [v2], NOW + timedelta(days=1))
+            assert not caught_up.changed
+            row = next(iter(store.db.query("SELECT updated, title FROM entries")))
+        assert row == {"updated": "2025-06-02T01:00:00.000000Z", "title": "标题 1 v1"}
+
+
+def test_a_new_carrier_with_a_newer_copy_updates_the_entry() -> None:
+    """A stopped listing the article before it was edited; B lists the edited copy."""
+    v1, v2 = copy(1, 0), copy(1, 1)
+    stored = StoredEntry("NW1", v1.updated or NOW, {"a": entry_hash(v1)})
+    decision = decide(stored, "b", v2, entry_hash(v2), NOW)
+    assert decision.action is Action.UPDATE and decision.updated == v2.updated
+    older = decide(StoredEntry("NW1", v2.updated or NOW, {"a": "x"}), "b", v1, "y", NOW)
+    assert older.action is Action.ADD_SOURCE  # an older copy never rolls the entry back

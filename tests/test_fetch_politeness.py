@@ -1,0 +1,279 @@
+"""What a server sees of us, and the fetcher's own defences, on real sockets."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import zlib
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import brotli
+import pytest
+
+from aggregator import PROJECT_URL
+from aggregator.config import load_config
+from aggregator.errors import FetchError
+from aggregator.fetch import STEP, BoundedDecoder, Fetcher, Limits, _leaves_public_space
+from aggregator.poll import poll_source
+from aggregator.store import Store
+from tests.conftest import Clock
+from tests.feeds import Item, rss
+from tests.hostile import (
+    HostileServer,
+    bomb,
+    compressed,
+    concurrency_probe,
+    length_lie,
+    redirect,
+    respond,
+)
+
+FEED = rss([Item("NW202112240300260001", "凝神聚力保畅通")])
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileServer]:
+    with HostileServer(lifetime=60) as server:
+        yield server
+
+
+def test_request_headers_user_agent_accept_and_per_source_headers(
+    hostile: HostileServer, write_config: Any, clock: Clock
+) -> None:
+    hostile.routes["/feed.xml"] = respond(
+        FEED, headers={"ETag": '"v1"', "Last-Modified": "Fri, 24 Dec 2021 03:00:26 GMT"}
+    )
+    config = load_config(
+        write_config(
+            [
+                {
+                    "id": "s",
+                    "name": "s",
+                    "url": hostile.url("/feed.xml"),
+                    "category": "c",
+                    "headers": {"X-Api-Key": "k-123", "Referer": "http://finews.example.cn/"},
+                }
+            ],
+            per_host_limit=3,
+        )
+    )
+    limits = Limits.from_settings(config.settings)
+    assert limits.per_host == 3
+    with Store(config.settings.database) as store, Fetcher(limits) as fetcher:
+        source = config.sources[0]
+        assert poll_source(source, store, fetcher, clock=clock).result == "ok"
+        clock.advance(3600)
+        poll_source(source, store, fetcher, clock=clock)
+    sent = hostile.last_headers("/feed.xml")
+    assert PROJECT_URL in sent["user-agent"] and sent["user-agent"].startswith("aggregator/")
+    for media_type in ("application/atom+xml", "application/rss+xml", "application/xml"):
+        assert media_type in sent["accept"]
+    assert {"gzip", "deflate", "br"} <= {e.strip() for e in sent["accept-encoding"].split(",")}
+    assert sent["x-api-key"] == "k-123"
+    assert sent["referer"] == "http://finews.example.cn/"
+    # The second poll is conditional.
+    assert sent["if-none-match"] == '"v1"'
+    assert sent["if-modified-since"] == "Fri, 24 Dec 2021 03:00:26 GMT"
+
+
+def test_per_host_limit_caps_concurrent_requests(hostile: HostileServer) -> None:
+    seen: list[int] = []
+    lock = threading.Lock()
+    probe = concurrency_probe(FEED, 0.3, seen, lock)  # one counter for all six paths
+    for n in range(6):
+        hostile.routes[f"/f{n}.xml"] = probe
+    errors: list[Exception] = []
+    with Fetcher(Limits(per_host=2)) as fetcher:
+
+        def fetch(n: int) -> None:
+            try:
+                fetcher.fetch(hostile.url(f"/f{n}.xml"))
+            except Exception as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=fetch, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not errors
+    assert len(seen) == 6
+    assert max(seen) == 2  # parallel, but never more than two at once on one host
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+def test_compressed_feeds_are_decoded(hostile: HostileServer, encoding: str) -> None:
+    packed = {
+        "gzip": gzip.compress(FEED),
+        "deflate": zlib.compress(FEED),
+        "br": brotli.compress(FEED),
+    }[encoding]
+    hostile.routes["/c.xml"] = compressed(packed, encoding)
+    with Fetcher() as fetcher:
+        assert fetcher.fetch(hostile.url("/c.xml")).body == FEED
+
+
+def test_redirects_to_other_schemes_are_refused(hostile: HostileServer) -> None:
+    hostile.routes["/to-file"] = redirect("file:///etc/passwd")
+    hostile.routes["/to-ftp"] = redirect("ftp://127.0.0.1/feed.xml", 302)
+    with Fetcher() as fetcher:
+        for path in ("/to-file", "/to-ftp"):
+            with pytest.raises(FetchError, match="only http and https"):
+                fetcher.fetch(hostile.url(path))
+
+
+def test_a_source_on_loopback_may_redirect_on_loopback(hostile: HostileServer) -> None:
+    """Sources configured on private addresses are the operator's choice."""
+    hostile.routes["/a"] = redirect(hostile.url("/b"), 302)
+    hostile.routes["/b"] = respond(FEED)
+    with Fetcher() as fetcher:
+        assert fetcher.fetch(hostile.url("/a")).body == FEED
+
+
+@pytest.mark.parametrize(
+    ("first", "target", "refused"),
+    [
+        ("http://93.184.216.34/feed", "http://127.0.0.1/admin", True),
+        ("http://93.184.216.34/feed", "http://10.0.0.5/", True),
+        ("http://93.184.216.34/feed", "http://192.168.1.1/", True),
+        ("http://93.184.216.34/feed", "http://169.254.169.254/latest/meta-data/", True),
+        ("http://93.184.216.34/feed", "http://[::1]:8080/", True),
+        ("http://93.184.216.34/feed", "http://[fe80::1]/", True),
+        ("http://93.184.216.34/feed", "http://1.1.1.1/feed", False),
+        ("http://127.0.0.1:8080/feed", "http://127.0.0.1:9090/feed", False),
+        ("http://10.0.0.1/feed", "http://192.168.0.1/feed", False),
+    ],
+)
+def test_public_to_private_redirects_are_recognised(first: str, target: str, refused: bool) -> None:
+    assert _leaves_public_space(first, target) is refused
+
+
+# --- bounded decoding -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "pack"),
+    [
+        ("gzip", gzip.compress),
+        ("x-gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("deflate", lambda d: zlib.compress(d)[2:-4]),  # raw deflate, as some servers send
+        ("br", brotli.compress),
+        ("gzip, br", lambda d: brotli.compress(gzip.compress(d))),
+        ("identity", lambda d: d),
+        ("", lambda d: d),
+    ],
+)
+def test_bounded_decoder_round_trips(header: str, pack: Any) -> None:
+    data = FEED * 300
+    packed = pack(data)
+    decoder = BoundedDecoder(header)
+    pieces = []
+    for start in range(0, len(packed), 1000):  # in network-sized chunks
+        pieces += list(decoder.decode(packed[start : start + 1000]))
+    pieces += list(decoder.flush())
+    assert b"".join(pieces) == data
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+def test_bomb_comes_out_in_small_steps(encoding: str) -> None:
+    decoder = BoundedDecoder(encoding)
+    produced = 0
+    for piece in decoder.decode(bomb(encoding)[:4096]):
+        assert len(piece) <= 2 * STEP
+        produced += len(piece)
+        if produced > 10 * STEP:
+            break  # the caller would stop here: the cap is checked between steps
+    assert produced > 0
+
+
+def test_bad_encodings_are_fetch_errors() -> None:
+    with pytest.raises(FetchError, match="unsupported Content-Encoding"):
+        BoundedDecoder("zstd")
+    with pytest.raises(FetchError, match="cannot decode"):
+        list(BoundedDecoder("gzip").decode(b"not gzip at all"))
+    with pytest.raises(FetchError, match="cannot decode"):
+        list(BoundedDecoder("br").decode(b"\xff" * 64))
+
+
+def test_extra_bytes_after_a_response_never_reach_the_next_fetch(hostile: HostileServer) -> None:
+    """A body longer than its Content-Length, connection held open: with keep-alive the
+    surplus would be read as the next source's answer. Every fetch has its own connection."""
+    hostile.routes["/lie"] = length_lie(FEED, 200, then_hold=5)
+    hostile.routes["/next"] = respond(FEED)
+    with Fetcher(Limits(deadline=3)) as fetcher:
+        assert fetcher.fetch(hostile.url("/lie")).body == FEED[:200]
+        assert fetcher.fetch(hostile.url("/next")).body == FEED
+
+
+def _one_source(write_config: Any, url: str, interval: str = "30m") -> Any:
+    config = load_config(
+        write_config([{"id": "s", "name": "s", "url": url, "category": "c", "interval": interval}])
+    )
+    return config.sources[0], config.settings.database
+
+
+def test_cache_control_is_a_clamped_lower_bound(
+    hostile: HostileServer, write_config: Any, clock: Clock
+) -> None:
+    source, database = _one_source(write_config, hostile.url("/f.xml"))
+    with Store(database) as store, Fetcher() as fetcher:
+        hostile.routes["/f.xml"] = respond(FEED, headers={"Cache-Control": "max-age=7200"})
+        outcome = poll_source(source, store, fetcher, clock=clock, rand=lambda: 0.0)
+        assert outcome.next_poll == clock.now + timedelta(hours=2)
+        clock.advance(7200)
+        hostile.routes["/f.xml"] = respond(FEED, headers={"Cache-Control": "max-age=9999999"})
+        outcome = poll_source(source, store, fetcher, clock=clock, rand=lambda: 0.0)
+        assert outcome.next_poll == clock.now + timedelta(hours=24)  # clamped
+
+
+def test_feed_hints_are_kept_for_304_answers(
+    hostile: HostileServer, write_config: Any, clock: Clock
+) -> None:
+    hour = clock.now.hour
+    skipped = "".join(f"<hour>{(hour + h) % 24}</hour>" for h in range(3, 6))
+    body = rss(
+        [Item("NW202112240300260001", "凝神聚力保畅通")],
+        extra_channel=f"<ttl>180</ttl><skipHours>{skipped}</skipHours>",
+    )
+    source, database = _one_source(write_config, hostile.url("/f.xml"))
+
+    def answer(conn: Any, request: Any) -> None:
+        if request.headers.get("if-none-match") == '"v1"':
+            respond(b"", status=304, headers={"ETag": '"v1"'})(conn, request)
+        else:
+            respond(body, headers={"ETag": '"v1"'})(conn, request)
+
+    hostile.routes["/f.xml"] = answer
+    with Store(database) as store, Fetcher() as fetcher:
+        for result in ("ok", "not_modified"):
+            outcome = poll_source(source, store, fetcher, clock=clock, rand=lambda: 0.0)
+            assert outcome.result == result
+            assert outcome.next_poll is not None
+            # <ttl> 180 makes it 3 h; hours +3..+5 are skipped, so +6 h.
+            assert outcome.next_poll == clock.now + timedelta(hours=6)
+            clock.advance(60)
+
+
+def test_errors_back_off_and_success_resets(
+    hostile: HostileServer, write_config: Any, clock: Clock
+) -> None:
+    source, database = _one_source(write_config, hostile.url("/f.xml"), "10m")
+    with Store(database) as store, Fetcher() as fetcher:
+        hostile.routes["/f.xml"] = respond(b"oops", status=500, content_type="text/plain")
+        delays = []
+        for _ in range(4):
+            outcome = poll_source(source, store, fetcher, clock=clock, rand=lambda: 0.0)
+            assert outcome.next_poll is not None
+            delays.append((outcome.next_poll - clock.now).total_seconds())
+            clock.advance(delays[-1])
+        assert delays == [450, 900, 1800, 3600]
+        row = store.source_rows()[0]
+        assert (row["error_count"], row["last_http_status"]) == (4, 500)
+        assert "HTTP 500" in row["last_error"]
+        hostile.routes["/f.xml"] = respond(FEED)
+        outcome = poll_source(source, store, fetcher, clock=clock, rand=lambda: 0.0)
+        assert outcome.next_poll == clock.now + timedelta(minutes=10)
+        assert store.source_rows()[0]["error_count"] == 0

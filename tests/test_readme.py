@@ -1,0 +1,102 @@
+"""The README's first two commands work from a fresh copy of the project."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import feedparser
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```(?:sh|bash|console)?\n(.*?)```", text, re.S)
+    assert block, "the README opens with a code block of commands"
+    return [line.split("#")[0].strip() for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_readme_opens_with_run_and_test_commands() -> None:
+    commands = readme_commands()
+    assert commands[:2] == ["python3 dev.py run", "python3 dev.py test"]
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "python3 dev.py test" in ci
+
+
+def fresh_copy(target: Path) -> Path:
+    """The files a clone would have: tracked ones, plus new ones git does not ignore."""
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).write_bytes(source.read_bytes())
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_run_command_serves_the_sample_feeds(tmp_path: Path) -> None:
+    project = fresh_copy(tmp_path / "clone")
+    port = free_port()
+    env = {
+        **os.environ,
+        "AGGREGATOR_VENV": sys.prefix,  # this environment already has everything installed,
+        "AGGREGATOR_SKIP_INSTALL": "1",  # so no download happens inside the test
+        "AGGREGATOR_PORT": str(port),
+        "AGGREGATOR_BASE_URL": f"http://127.0.0.1:{port}",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "dev.py", "run"],
+        cwd=project,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        feed = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/tag/sanqin-dushibao-xinwen.xml")
+            except httpx.TransportError:
+                response = None
+            if response is not None and response.status_code == 200:
+                feed = feedparser.parse(response.content)
+                break
+            time.sleep(0.3)
+        assert feed is not None, "the daemon never served the tag feed"
+        assert feed.feed.title == "三秦都市报新闻"
+        assert len(feed.entries) == 4  # five items in two samples, one shared
+        index = httpx.get(f"http://127.0.0.1:{port}/").text
+        assert 'rel="alternate" type="application/atom+xml"' in index
+    finally:
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert f"serving http://127.0.0.1:{port}/" in output
+    assert (project / "feeds" / "all.xml").exists()
+    assert (project / "data" / "aggregator.db").exists()
