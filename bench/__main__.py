@@ -304,6 +304,8 @@ def write_report(path: Path, lines: list[str], command: str, notes: list[str]) -
         "",
         *lines,
         "",
+        f"Load average when finished: {', '.join(f'{x:.2f}' for x in os.getloadavg())}.",
+        "",
         *notes,
         "",
     ]
