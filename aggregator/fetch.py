@@ -318,6 +318,7 @@ class Fetcher:
         status = response.status_code
         flat_headers = {k.lower(): v for k, v in response.headers.items()}
         if status == 304:
+            response.read()  # no body, but reading the end lets the connection be reused
             return FetchResult(
                 url,
                 status,

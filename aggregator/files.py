@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 STALE_AFTER = 3600.0  # a temp file without a known writer older than this is litter
 
 
-def write_if_changed(path: Path, data: bytes) -> bool:
+def write_if_changed(path: Path, data: bytes, *, sync_dir: bool = True) -> bool:
     """Write data to path atomically unless it already holds exactly that.
 
     Returns True when the file was (re)written. Temp file in the same folder,
@@ -36,8 +37,16 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if sync_dir:
+        _fsync_dir(path.parent)
     return True
+
+
+def sync_dirs(paths: Iterable[Path]) -> None:
+    """Make the renames of files written with sync_dir=False durable: one fsync per
+    folder instead of one per file."""
+    for folder in sorted({p.parent for p in paths}):
+        _fsync_dir(folder)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -23,7 +23,7 @@ from aggregator.rules import prepare
 from aggregator.sandbox import ParseLimits, parse_limited
 from aggregator.schedule import PollFacts, next_poll_at
 from aggregator.sharecode import share_code
-from aggregator.store import FeedKey, SourceState, Store
+from aggregator.store import FeedKey, IngestResult, SourceState, Store
 
 log = logging.getLogger("aggregator.poll")
 
@@ -75,6 +75,22 @@ def extract(
         limits=limits,
     )
     return replace(feed, entries=tuple(with_share_codes(feed.entries, source)))
+
+
+def parse_and_store(
+    source: Source,
+    store: Store,
+    body: bytes,
+    url: str,
+    content_type: str,
+    now: datetime,
+    limits: ParseLimits | None = None,
+    stored_at: datetime | None = None,
+) -> tuple[ParsedFeed, IngestResult]:
+    """A fetched body into the store: parse, share codes, the source's rules, ingest
+    (which never brings back a tombstoned code). Raises ParseError."""
+    feed = extract(source, body, url, content_type, now, limits)
+    return feed, store.ingest(source, feed, prepare(feed.entries, source), stored_at or now)
 
 
 def hints_json(feed: ParsedFeed) -> str:
@@ -151,8 +167,16 @@ def poll_source(
             source, store, "unchanged", validators, facts, started, rand(), fetched.status
         )
     try:
-        feed = extract(source, fetched.body, fetched.url, fetched.content_type, started, limits)
-        ingested = store.ingest(source, feed, prepare(feed.entries, source), clock())
+        feed, ingested = parse_and_store(
+            source,
+            store,
+            fetched.body,
+            fetched.url,
+            fetched.content_type,
+            started,
+            limits,
+            stored_at=clock(),
+        )
     except ParseError as exc:
         moved = {"moved_to": fetched.moved_to} if fetched.moved_to else {}
         return _failed(source, store, state, exc, started, rand(), fetched.status, moved)

@@ -15,7 +15,7 @@ import click
 
 from aggregator.config import Source
 from aggregator.fetch import Fetcher
-from aggregator.poll import PollOutcome, poll_source
+from aggregator.poll import Clock, PollOutcome, poll_source, utc_now
 from aggregator.sandbox import ParseLimits
 from aggregator.store import Store
 
@@ -34,6 +34,7 @@ def poll_many(
     workers: int,
     on_done: Callable[[PollOutcome], None] = lambda outcome: None,
     limits: ParseLimits | None = None,
+    clock: Clock = utc_now,
 ) -> list[PollOutcome]:
     """Poll each source once, at most `workers` at a time.
 
@@ -46,7 +47,8 @@ def poll_many(
     by_id: dict[str, PollOutcome] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(sources)))) as pool:
         futures = [
-            pool.submit(poll_source, source, store, fetcher, limits=limits) for source in sources
+            pool.submit(poll_source, source, store, fetcher, limits=limits, clock=clock)
+            for source in sources
         ]
         for future in as_completed(futures):
             outcome = future.result()

@@ -27,9 +27,9 @@ from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from aggregator import PROJECT_URL, __version__
-from aggregator.config import Config
+from aggregator.config import Config, Term
 from aggregator.feedpages import Paging, distinct_updated, pages_to_render
-from aggregator.files import write_if_changed
+from aggregator.files import sync_dirs, write_if_changed
 from aggregator.jsonfeed import render_json_feed
 from aggregator.listing import render_index, render_opml
 from aggregator.sanitize import clean_html, strip_control
@@ -315,6 +315,19 @@ class Publisher:
         self.store = store
         self.notifier = notifier
         self._source_meta: dict[str, SourceView] = {}
+        # Term lookups (jieba + pinyin for names without a pinned slug) per config:
+        # every entry of every feed asks again for the same few names.
+        self._terms: tuple[Config, dict[tuple[str, str], Term]] = (config, {})
+
+    def _term(self, kind: str, name: str) -> Term:
+        if self._terms[0] is not self.config:  # the daemon swaps in a reloaded config
+            self._terms = (self.config, {})
+        memo = self._terms[1]
+        found = memo.get((kind, name))
+        if found is None:
+            lookup = self.config.category_term if kind == "category" else self.config.tag_term
+            found = memo[(kind, name)] = lookup(name)
+        return found
 
     @property
     def output(self) -> Path:
@@ -349,8 +362,9 @@ class Publisher:
             ("index.html", render_index(self.config, infos, self.url_of)),
             ("feeds.opml", render_opml(self.config, infos, self.url_of)),
         ):
-            if write_if_changed(self.output / name, data):
+            if write_if_changed(self.output / name, data, sync_dir=False):
                 written.append(self.output / name)
+        sync_dirs(written)  # one fsync per folder, not per file; before any hub ping
         self._announce(topics)
         return written
 
@@ -381,7 +395,9 @@ class Publisher:
                 (doc_json, render_json_feed(doc_json, self.config)),
             ):
                 path = self.output / doc.self_url.removeprefix(self.url_of(""))
-                if write_if_changed(path, data):
+                # An archive page is made durable at once, before the documents that
+                # link to it; the rest wait for publish()'s one fsync per folder.
+                if write_if_changed(path, data, sync_dir=bool(doc.archive_number)):
                     written.append(path)
         return written
 
@@ -445,10 +461,10 @@ class Publisher:
         content = clean_html(article.content or article.summary) or html.escape(title)
         categories = [
             Category(term.slug, term.name, f"{base}/category/")
-            for term in (self.config.category_term(n) for n in article.entry_categories)
+            for term in (self._term("category", n) for n in article.entry_categories)
         ] + [
             Category(term.slug, term.name, f"{base}/tag/")
-            for term in (self.config.tag_term(n) for n in article.tags)
+            for term in (self._term("tag", n) for n in article.tags)
         ]
         return EntryView(
             id=entry_id(article.code),

@@ -28,7 +28,7 @@ from pathlib import Path
 from aggregator.config import Settings
 from aggregator.errors import ParseError
 from aggregator.models import ParsedFeed
-from aggregator.parse import FieldLimits, Prepared, parse_prepared, prepare
+from aggregator.parse import FieldLimits, Prepared, parse_fast, parse_prepared, prepare
 
 MIB = 1024 * 1024
 
@@ -100,8 +100,8 @@ def _work(job: tuple[Prepared, str, str, datetime, ParseLimits]) -> WorkerReport
     feed: ParsedFeed | None = None
     error: str | None = None
     try:
-        feed = parse_prepared(
-            prepared, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields
+        feed = parse_prepared(  # the fast path declined already, in the parent
+            prepared, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields, fast=False
         )
     except MemoryError:
         feed = None
@@ -194,9 +194,14 @@ def parse_limited(
     """parse_feed, with a time and memory limit where the document could need one."""
     limits = limits or ParseLimits()
     prepared = prepare(body, content_type)
+    # A well-formed document without a DTD goes through lxml in-process, whatever its
+    # size: lxml neither expands entities nor lifts its own limits.
+    quick = parse_fast(prepared, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields)
+    if quick is not None:
+        return quick
     if not needs_worker(prepared, limits):
         return parse_prepared(
-            prepared, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields
+            prepared, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields, fast=False
         )
     report = run_in_worker(prepared, url=url, timezone=timezone, seen_at=seen_at, limits=limits)
     if report.feed is None:

@@ -36,7 +36,8 @@ def iso(value: datetime) -> str:
 def from_iso(value: str | None) -> datetime | None:
     if not value:
         return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    # fromisoformat reads our fixed-width form (with its Z) ~20x faster than strptime.
+    return datetime.fromisoformat(value).astimezone(UTC)
 
 
 # --- schema --------------------------------------------------------------------------
@@ -300,6 +301,16 @@ class Store:
                FROM sources s ORDER BY s.id"""
         )
 
+    def source_feed_rows(self) -> list[tuple[str, str, str, str | None, str | None, str | None]]:
+        """(id, name, url, feed_title, feed_link, feed_id) of every source: what the
+        publisher needs, without source_rows()' per-source entry count."""
+        with self._lock:
+            return list(
+                self.db.execute(
+                    "SELECT id, name, url, feed_title, feed_link, feed_id FROM sources ORDER BY id"
+                ).fetchall()
+            )
+
     def record_poll(self, source_id: str, **values: Any) -> None:
         """Store the outcome of a poll: validators, status, error, next poll time."""
         columns = {k: iso(v) if isinstance(v, datetime) else v for k, v in values.items()}
@@ -544,19 +555,12 @@ class Store:
     def articles(self, key: FeedKey, limit: int) -> list[StoredArticle]:
         """The newest entries of one feed, newest first, ties broken by code."""
         kind, name = key
-        filters = {
-            "all": ("", []),
-            "category": (
-                "WHERE e.code IN (SELECT code FROM entry_categories WHERE name = ?)",
-                [name],
-            ),
-            "tag": ("WHERE e.code IN (SELECT code FROM entry_tags WHERE name = ?)", [name]),
-            "source": (
-                "WHERE e.code IN (SELECT code FROM entry_sources WHERE source_id = ?)",
-                [name],
-            ),
+        members = {
+            "category": ("entry_categories", "name"),
+            "tag": ("entry_tags", "name"),
+            "source": ("entry_sources", "source_id"),
         }
-        where, params = filters[kind]
+        where, params = ("", []) if kind == "all" else self._membership(*members[kind], name)
         rows = self._query(
             f"""SELECT e.*,
                  (SELECT json_group_array(name) FROM (SELECT name FROM entry_tags t
@@ -568,6 +572,17 @@ class Store:
             [*params, limit],
         )
         return [_article(row) for row in rows]
+
+    def _membership(self, table: str, column: str, name: str) -> tuple[str, list[Any]]:
+        """How to pick one feed's entries: a big feed by walking entries newest first
+        (EXISTS, stops at the LIMIT), a small one by its list of codes (IN)."""
+        count = self._query(f"SELECT count(*) AS n FROM {table} WHERE {column} = ?", [name])
+        if count[0]["n"] > 1000:
+            return (
+                f"WHERE EXISTS (SELECT 1 FROM {table} m WHERE m.code = e.code AND m.{column} = ?)",
+                [name],
+            )
+        return f"WHERE e.code IN (SELECT code FROM {table} WHERE {column} = ?)", [name]
 
     # --- feed positions (stable archive pages) ---
 

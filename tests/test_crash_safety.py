@@ -30,11 +30,11 @@ def test_a_page_is_written_before_any_document_linking_to_it(
     order: list[Path] = []
     created: set[Path] = set()
 
-    def recording(path: Path, data: bytes) -> bool:
+    def recording(path: Path, data: bytes, *, sync_dir: bool = True) -> bool:
         order.append(path)
         if not path.exists():
             created.add(path)
-        return write_if_changed(path, data)
+        return write_if_changed(path, data, sync_dir=sync_dir)
 
     monkeypatch.setattr(aggregator.publish, "write_if_changed", recording)
     with site(write_config, feed_entries=3, archive_entries=2) as s:

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from aggregator.cli import main
 from aggregator.config import Config, load_config
 from aggregator.fetch import Fetcher, Limits
+from aggregator.parse import FieldLimits
 from aggregator.poll import PollOutcome, poll_source
 from aggregator.publish import Publisher
 from aggregator.sandbox import ParseLimits
@@ -86,9 +87,11 @@ LAUGHS = (
 QUADRATIC = '<!DOCTYPE rss [\n<!ENTITY a "' + "A" * 50_000 + '">\n]>'
 
 
-def many_entries(count: int) -> bytes:
+def many_entries(count: int, version: str = "2.0") -> bytes:
+    """A big feed. RSS 2.0 is read by the lxml fast path in-process whatever its size;
+    RSS 0.91 is left to feedparser, so it runs in a worker under the parse limits."""
     items = "".join(f"<item><guid>g{n}</guid><title>t{n}</title></item>" for n in range(count))
-    return f'<rss version="2.0"><channel><title>big</title>{items}</channel></rss>'.encode()
+    return f'<rss version="{version}"><channel><title>big</title>{items}</channel></rss>'.encode()
 
 
 @dataclass
@@ -241,14 +244,14 @@ CASES = [
     Case("truncated document", lambda s: respond(rss(STORED)[:-40]), "truncated document"),
     Case(
         "100 000 entries, over the parse time limit",
-        lambda s: respond(many_entries(100_000)),
+        lambda s: respond(many_entries(100_000, "0.91")),
         "the parse took longer than 2 s",
         limits=BIG,
         parse_limits=ParseLimits(timeout=2.0),
     ),
     Case(
         "100 000 entries, over the parse memory limit",
-        lambda s: respond(many_entries(100_000)),
+        lambda s: respond(many_entries(100_000, "0.91")),
         "memory limit",
         limits=BIG,
         parse_limits=ParseLimits(timeout=60.0, memory=24 << 20),
@@ -297,6 +300,16 @@ def test_external_dtd_is_never_fetched(scene: Scene) -> None:
     assert outcome.result == "ok"
     assert scene.server.hits("/evil.dtd") == 0
     assert "外部 DTD" in {a.title for a in scene.entries("victim")}
+
+
+def test_a_huge_well_formed_feed_is_read_in_process_and_capped(scene: Scene) -> None:
+    """No DTD: lxml reads it in-process (no entity expansion, its own size limits kept),
+    and only the first max_entries entries are normalised and stored."""
+    scene.server.routes[VICTIM] = respond(many_entries(100_000))
+    capped = ParseLimits(fields=FieldLimits(entries=50), timeout=2.0, memory=24 << 20)
+    outcome, _ = scene.poll(BIG, capped)["victim"]
+    assert (outcome.result, outcome.new) == ("ok", 50), outcome
+    assert {"t0", "t49"} <= {a.title for a in scene.entries("victim")}
 
 
 def test_small_internal_entities_still_work(scene: Scene) -> None:

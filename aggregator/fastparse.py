@@ -1,0 +1,706 @@
+"""A fast path for well-formed RSS 2.0, RSS 1.0 and Atom 1.0: lxml instead of feedparser.
+
+feedparser spends most of its time in its SAX handlers and in re-parsing every
+content element to resolve relative URIs. For the common, well-formed feed this
+module reads the tree with lxml and rebuilds exactly the entry dictionaries
+feedparser would have built, then hands them to the same normalisation as the
+slow path (parse._entry: nh3 sanitizing, plain-text titles, absolute URLs, dates
+in the source's zone). Where feedparser's own rules matter (character encoding,
+URI joining, date formats, relative URIs inside HTML) its functions are called,
+so the two paths cannot drift apart; tests/test_fastparse_diff.py proves they
+agree on every feed in the test corpus.
+
+Anything this reader does not accept cleanly -- a DTD or entity declaration, an
+XML error, xml:base, an element it does not know, an unusual content type, a
+repeated single-valued element -- makes it answer None, and the caller falls back
+to feedparser. Hostile input never gets further than lxml's parser, which is told
+not to resolve entities, not to touch the network and not to lift its size limits.
+
+Each entry also carries a digest of its raw XML, so a poll can recognise entries
+it has already stored and skip all the expensive work on them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import html
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from feedparser.datetimes import _parse_date
+from feedparser.encodings import convert_to_utf8
+from feedparser.html import _cp1252
+from feedparser.mixin import _FeedParserMixin
+from feedparser.urls import RelativeURIResolver, _urljoin, make_safe_absolute_uri
+from lxml import etree
+
+from aggregator.models import EntryRecord
+
+# Bump when the fast path's output for the same bytes changes: stored raw digests
+# from an older version then no longer match, and entries are processed again.
+FAST_VERSION = "1"
+
+ATOM = "http://www.w3.org/2005/Atom"
+RSS10 = "http://purl.org/rss/1.0/"
+RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+CONTENT = "http://purl.org/rss/1.0/modules/content/"
+DC = "http://purl.org/dc/elements/1.1/"
+DCTERMS = "http://purl.org/dc/terms/"
+SY = "http://purl.org/rss/1.0/modules/syndication/"
+WFW = "http://wellformedweb.org/CommentAPI/"
+SLASH = "http://purl.org/rss/1.0/modules/slash/"
+
+HTML_TYPES = {"text/html", "application/xhtml+xml"}
+
+_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    huge_tree=False,
+    load_dtd=False,
+    remove_comments=True,
+    remove_pis=True,
+    recover=False,
+)
+_DOCTYPE = re.compile(rb"<!DOCTYPE|<!ENTITY", re.IGNORECASE)
+_BASE_ATTR = re.compile(rb"[\s:]base\s*=", re.IGNORECASE)
+_START_TAG = re.compile(r"<([a-zA-Z][-_.:a-zA-Z0-9]*)(\s[^<>]*?)(\s*/?)>")
+_ATTRIBUTE = re.compile(
+    r"\s*([a-zA-Z_][-:.a-zA-Z_0-9]*)[$]?(\s*=\s*"
+    r"""('[^']*'|"[^"]*"|[][\-a-zA-Z0-9./,:;+*%?!&$\(\)_#=~'"@]*))?"""
+)
+_SIMPLE_ATTRIBUTE = re.compile(r'\s+([a-zA-Z_][-:.a-zA-Z_0-9]*)="([^"<>&\s]*)"\Z')
+RELATIVE_URIS = frozenset(RelativeURIResolver.relative_uris)
+_LINK_ENTITY = re.compile(r"&([A-Za-z0-9_]+);")
+_C1 = re.compile("[\x80-\x9f]")
+# An absolute http(s) URL that urljoin gives back unchanged, whatever the base.
+_PLAIN_URL = re.compile(r"https?://[^/?#\s;\\]+(?:/[^?#\s;\\]*)?(?:\?[^#\s\\]+)?\Z")
+
+
+class Unsupported(Exception):
+    """This document is not for the fast path; feedparser reads it instead."""
+
+
+@dataclass(frozen=True)
+class RawEntry:
+    """One entry as read from the tree, before the expensive normalisation."""
+
+    fields: dict[str, Any]
+    digest: str  # sha1 of the entry's raw XML, the fast path's version and the base URL
+
+
+@dataclass(frozen=True)
+class RawFeed:
+    version: str
+    title: str
+    link: str
+    feed_id: str
+    ttl: str
+    base: str  # feedparser's base URI: the document's URL
+    entries: tuple[RawEntry, ...]
+    syndication: tuple[tuple[str, str], ...] = ()  # sy:updatePeriod/updateFrequency as read
+
+
+# --- text as feedparser's pop() leaves it ----------------------------------------------
+
+
+def _looks_like_html(text: str) -> bool:
+    return bool(_FeedParserMixin.looks_like_html(text))
+
+
+def _finish(text: str) -> str:
+    """feedparser's last touches on every value: undo UTF-8 read as Latin-1, map C1
+    controls to their windows-1252 characters."""
+    if not text.isascii():
+        with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
+            text = text.encode("iso-8859-1").decode("utf-8")
+        if _C1.search(text):
+            text = text.translate(_cp1252)
+    return text
+
+
+def _join(base: str, value: str) -> str:
+    """feedparser's _urljoin, without the cost for URLs that are already absolute."""
+    return value if _PLAIN_URL.match(value) and "/." not in value else str(_urljoin(base, value))
+
+
+def _safe_join(base: str, value: str) -> str:
+    """feedparser's make_safe_absolute_uri, likewise."""
+    if base and _PLAIN_URL.match(value) and "/." not in value:
+        return value
+    return str(make_safe_absolute_uri(base, value))
+
+
+def _tag_attributes(text: str) -> list[tuple[str, str]] | None:
+    """A start tag's attributes as sgmllib reads them, or None when unsure."""
+    found = []
+    position = 0
+    while position < len(text):
+        match = _ATTRIBUTE.match(text, position)
+        if not match or match.end() == position:
+            break
+        name, rest, value = match.group(1, 2, 3)
+        if not rest:
+            value = name
+        else:
+            if value[:1] in ("'", '"'):
+                if len(value) < 2 or value[-1] != value[0]:
+                    return None  # a quote left open: '>' inside a value
+                value = value[1:-1]
+            value = html.unescape(value)
+        found.append((name.lower(), value))
+        position = match.end()
+    if text[position:].strip(" \t\r\n/"):
+        return None
+    return found
+
+
+def _rewrite_tag(match: re.Match[str], base: str) -> str:
+    """One start tag as feedparser's resolver writes it: attribute names lower-cased,
+    duplicates collapsed, rel/type lower-cased, URLs made absolute, sorted."""
+    tag = match.group(1).lower()
+    single = _SIMPLE_ATTRIBUTE.match(match.group(2))
+    if single:  # one plain attribute, the common case: unchanged unless it is a URL
+        name = single.group(1).lower()
+        if name not in ("rel", "type") and (
+            (tag, name) not in RELATIVE_URIS or _PLAIN_URL.match(single.group(2))
+        ):
+            return match.group(0)
+    attributes = _tag_attributes(match.group(2))
+    if attributes is None:
+        raise Unsupported("a start tag the fast path cannot read")
+    fixed = []
+    for key, value in dict(attributes).items():
+        if key in ("rel", "type"):
+            value = value.lower()
+        elif base and (tag, key) in RELATIVE_URIS:
+            value = _safe_join(base, value.strip()) or value
+        fixed.append((key, value))
+    fixed.sort()
+    text = "".join(f' {k}="{html.escape(v, quote=True)}"' for k, v in fixed)
+    return f"<{match.group(1)}{text}{match.group(3)}>"
+
+
+def normalise_tags(markup: str, base: str) -> str:
+    """What feedparser's relative-URI pass changes in an HTML fragment that nh3 still
+    sees afterwards; only start tags with attributes are rewritten."""
+    return _START_TAG.sub(lambda m: _rewrite_tag(m, base), markup)
+
+
+def _markup(text: str, ctype: str, base: str, *, guess: bool) -> str:
+    """A title, summary or content value: feedparser resolves relative URIs in it when
+    it is HTML (RSS text that looks like HTML counts as HTML)."""
+    if "<>" in text:  # an SGML empty tag: feedparser's sgmllib has its own reading of it
+        raise Unsupported("empty tag")
+    if guess and ctype == "text/plain" and _looks_like_html(text):
+        ctype = "text/html"
+    if ctype in HTML_TYPES and text:
+        text = normalise_tags(text, base)
+    return _finish(text)
+
+
+def _map_type(value: str) -> str:
+    value = value.lower()
+    return {
+        "text": "text/plain",
+        "plain": "text/plain",
+        "html": "text/html",
+        "xhtml": "application/xhtml+xml",
+    }.get(value, value)
+
+
+# --- reading the tree ------------------------------------------------------------------
+
+
+def _text(element: etree._Element) -> str:
+    if len(element):
+        raise Unsupported("markup inside a text element")
+    return (element.text or "").strip()
+
+
+def _attrs(element: etree._Element) -> dict[str, str]:
+    """Attributes as feedparser sees them: lower-case names, lower-case rel and type."""
+    found: dict[str, str] = {}
+    for name, value in element.attrib.items():
+        key = str(name)
+        if key.startswith("{"):
+            continue  # namespaced (xml:lang, rdf:about): none of the attributes we read
+        key = key.lower()
+        text = str(value)
+        found[key] = text.lower() if key in ("rel", "type") else text
+    return found
+
+
+def _name(element: etree._Element) -> tuple[str, str]:
+    tag = element.tag
+    if not isinstance(tag, str):
+        raise Unsupported("unexpected node")
+    if tag[0] == "{":
+        namespace, _, local = tag[1:].partition("}")
+        return namespace, local.lower()
+    return "", tag.lower()
+
+
+class _Entry:
+    """Accumulates one entry the way feedparser's handlers would."""
+
+    SINGLE = frozenset(
+        {"title", "link", "id", "summary", "content", "published", "updated", "rss_author"}
+    )
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.raw: dict[str, Any] = {}
+        self.seen: set[str] = set()
+        self.tags: list[dict[str, str | None]] = []
+        self.links: list[dict[str, str]] = []
+
+    def once(self, key: str) -> None:
+        if key in self.seen:
+            raise Unsupported(f"repeated {key}")
+        self.seen.add(key)
+
+    def add_tag(self, term: str | None, scheme: str | None, label: str | None) -> None:
+        if not term and not scheme and not label:
+            return
+        value = {"term": term, "scheme": scheme, "label": label}
+        if value not in self.tags:
+            self.tags.append(value)
+
+    def category(self, element: etree._Element) -> None:
+        attrs = _attrs(element)
+        self.add_tag(
+            attrs.get("term"), attrs.get("scheme", attrs.get("domain")), attrs.get("label")
+        )
+        value = _finish(_text(element))
+        if not value:
+            return
+        if self.tags and not self.tags[-1]["term"]:
+            self.tags[-1]["term"] = value
+        else:
+            self.add_tag(value, None, None)
+
+    def guid(self, element: etree._Element, is_link: bool) -> None:
+        self.once("id")
+        value = _text(element)
+        if value and is_link:
+            value = _join(self.base, value)
+        value = _finish(value)
+        self.raw["id"] = value
+        if is_link:
+            self.raw.setdefault("link", value)
+
+    def link_text(self, element: etree._Element) -> None:
+        self.once("link")
+        value = _text(element)
+        if value:
+            value = _join(self.base, value)
+        value = _finish(value).replace("&amp;", "&")
+        self.raw["link"] = _LINK_ENTITY.sub(r"&\g<1>", value)
+
+    def link_attr(self, element: etree._Element) -> None:
+        attrs = _attrs(element)
+        href = attrs.get("url", attrs.get("uri", attrs.get("href")))
+        if not href:
+            raise Unsupported("a link without href")
+        rel = attrs.get("rel", "alternate")
+        mime = attrs.get("type", "application/atom+xml" if rel == "self" else "text/html")
+        href = _join(self.base, href)
+        if rel == "enclosure":
+            self.links.append({"href": href, "type": mime, "length": attrs.get("length", "")})
+        elif rel == "alternate" and _map_type(mime) in HTML_TYPES:
+            self.raw["link"] = href
+
+    def enclosure(self, element: etree._Element) -> None:
+        attrs = _attrs(element)
+        href = attrs.get("url", attrs.get("uri", attrs.get("href")))
+        found = {k: v for k, v in attrs.items() if k not in ("url", "uri", "href")}
+        if href:
+            found["href"] = href
+        self.links.append(found)
+
+    def text_construct(self, key: str, element: etree._Element, default: str, atom: bool) -> None:
+        self.once(key)
+        attrs = _attrs(element)
+        if "src" in attrs or attrs.get("mode") == "base64" or "base64" in attrs.get("mode", ""):
+            raise Unsupported("out-of-line or encoded content")
+        ctype = _map_type(attrs.get("type", default))
+        if ctype not in HTML_TYPES and ctype != "text/plain":
+            raise Unsupported(f"content of type {ctype}")
+        if ctype == "application/xhtml+xml":
+            raise Unsupported("xhtml content")
+        self.raw[key] = (_text(element), ctype, not atom)
+
+    def date(self, key: str, element: etree._Element) -> None:
+        self.once(key)
+        self.raw[key] = _finish(_text(element))
+
+    def finish(self) -> dict[str, Any]:
+        raw = self.raw
+        raw["tags"] = self.tags
+        raw["enclosures"] = self.links
+        return raw
+
+
+def _rss_item(item: etree._Element, base: str, rdf: bool) -> dict[str, Any]:
+    entry = _Entry(base)
+    if rdf:
+        about = item.get(f"{{{RDF}}}about")
+        if about:
+            entry.raw["id"] = about
+            entry.seen.add("id")
+    plain = RSS10 if rdf else ""
+    for child in item:
+        namespace, local = _name(child)
+        if namespace == plain:
+            if local == "title":
+                entry.text_construct("title", child, "text/plain", atom=False)
+            elif local == "link":
+                entry.link_text(child)
+            elif local == "description":
+                entry.text_construct("summary", child, "text/html", atom=False)
+            elif local == "guid" and not rdf:
+                is_link = _attrs(child).get("ispermalink", "true") == "true"
+                entry.guid(child, is_link)
+            elif local == "pubdate" and not rdf:
+                entry.date("published", child)
+            elif local == "author" and not rdf:
+                entry.once("rss_author")
+                entry.raw["author"] = _finish(_text(child))
+            elif local == "category" and not rdf:
+                entry.category(child)
+            elif local == "enclosure" and not rdf:
+                entry.enclosure(child)
+            elif local == "comments":
+                continue
+            else:
+                raise Unsupported(f"item element {local}")
+        elif namespace == CONTENT and local == "encoded":
+            entry.text_construct("content", child, "text/html", atom=False)
+        elif namespace == DC and local == "creator":
+            entry.once("rss_author")
+            entry.raw["author"] = _finish(_text(child))
+        elif namespace == DC and local == "date":
+            entry.date("updated", child)
+        elif namespace == DC and local == "subject":
+            entry.category(child)
+        elif namespace in (WFW, SLASH):
+            continue
+        else:
+            raise Unsupported(f"item element {{{namespace}}}{local}")
+    return entry.finish()
+
+
+def _atom_author(element: etree._Element) -> str:
+    name = email = ""
+    for child in element:
+        namespace, local = _name(child)
+        if namespace != ATOM or local not in ("name", "email", "uri"):
+            raise Unsupported(f"author element {local}")
+        if local == "name":
+            name = _finish(_text(child))
+        elif local == "email":
+            email = _finish(_text(child))
+    if name and email:
+        return f"{name} ({email})"
+    return name or email
+
+
+def _atom_entry(item: etree._Element, base: str) -> dict[str, Any]:
+    entry = _Entry(base)
+    for child in item:
+        namespace, local = _name(child)
+        if namespace != ATOM:
+            raise Unsupported(f"entry element {{{namespace}}}{local}")
+        if local == "title":
+            entry.text_construct("title", child, "text/plain", atom=True)
+        elif local == "id":
+            entry.guid(child, is_link=True)
+        elif local == "link":
+            entry.link_attr(child)
+        elif local == "published":
+            entry.date("published", child)
+        elif local == "updated":
+            entry.date("updated", child)
+        elif local == "summary":
+            entry.text_construct("summary", child, "text/plain", atom=True)
+        elif local == "content":
+            entry.text_construct("content", child, "text/plain", atom=True)
+        elif local == "author":
+            entry.once("atom_author")  # several: feedparser mixes their details
+            entry.raw["author"] = _atom_author(child)
+        elif local == "category":
+            entry.category(child)
+        elif local == "rights":
+            continue
+        else:
+            raise Unsupported(f"entry element {local}")
+    return entry.finish()
+
+
+# --- the document ----------------------------------------------------------------------
+
+
+def _digest(item: etree._Element, base: str) -> str:
+    material = etree.tostring(item, encoding="utf-8")
+    return hashlib.sha1(f"{FAST_VERSION}\x00{base}\x00".encode() + material).hexdigest()
+
+
+def _decoded(body: bytes, url: str, content_type: str) -> bytes:
+    """The document as UTF-8, decoded exactly as feedparser would decode it."""
+    headers = {"content-location": url}
+    if content_type:
+        headers["content-type"] = content_type
+    result: dict[str, Any] = {}
+    data = convert_to_utf8(headers, body, result)
+    if not result.get("encoding"):
+        raise Unsupported("unknown encoding")
+    return bytes(data)
+
+
+def _channel_link(element: etree._Element, base: str, current: str) -> str:
+    attrs = _attrs(element)
+    href = attrs.get("url", attrs.get("uri", attrs.get("href")))
+    if not href:
+        raise Unsupported("a link without href")
+    rel = attrs.get("rel", "alternate")
+    mime = attrs.get("type", "application/atom+xml" if rel == "self" else "text/html")
+    if rel == "alternate" and _map_type(mime) in HTML_TYPES:
+        return _join(base, href)
+    return current
+
+
+_CHANNEL_IGNORED = frozenset(
+    {
+        "description",
+        "language",
+        "copyright",
+        "managingeditor",
+        "webmaster",
+        "pubdate",
+        "lastbuilddate",
+        "category",
+        "generator",
+        "docs",
+        "cloud",
+        "image",
+        "rating",
+        "textinput",
+        "skiphours",
+        "skipdays",
+    }
+)
+
+
+def _rss20(root: etree._Element, base: str) -> RawFeed:
+    if not root.get("version", "").startswith("2."):
+        raise Unsupported("not RSS 2.x")
+    channels = list(root)
+    if len(channels) != 1 or _name(channels[0]) != ("", "channel"):
+        raise Unsupported("not exactly one channel")
+    channel = channels[0]
+    if channel.attrib:
+        raise Unsupported("channel attributes")
+    title = link = ttl = ""
+    seen: set[str] = set()
+    items = []
+    sy: list[tuple[str, str]] = []
+    for child in channel:
+        namespace, local = _name(child)
+        if namespace == "" and local == "item":
+            if child.attrib:
+                raise Unsupported("item attributes")
+            items.append(RawEntry(_rss_item(child, base, rdf=False), _digest(child, base)))
+            continue
+        if namespace == "" and local in ("title", "link", "ttl"):
+            if local in seen:
+                raise Unsupported(f"repeated channel {local}")
+            seen.add(local)
+            if local == "title":
+                title = _markup(_text(child), "text/plain", base, guess=True)
+            elif local == "link":
+                value = _text(child)
+                link = _LINK_ENTITY.sub(r"&\g<1>", _finish(_join(base, value) if value else ""))
+            else:
+                ttl = _finish(_text(child))
+        elif namespace == ATOM and local == "link":
+            link = _channel_link(child, base, link)
+        elif namespace == SY:
+            sy.append((local, _finish(_text(child))))
+        elif namespace == "" and local in _CHANNEL_IGNORED:
+            continue
+        else:
+            raise Unsupported(f"channel element {{{namespace}}}{local}")
+    return RawFeed("rss20", title, link, "", ttl, base, tuple(items), tuple(sy))
+
+
+def _rss10(root: etree._Element, base: str) -> RawFeed:
+    title = link = ""
+    items = []
+    channels = 0
+    sy: list[tuple[str, str]] = []
+    for child in root:
+        namespace, local = _name(child)
+        if namespace == RSS10 and local == "item":
+            items.append(RawEntry(_rss_item(child, base, rdf=True), _digest(child, base)))
+        elif namespace == RSS10 and local == "channel":
+            channels += 1
+            for part in child:
+                part_ns, part_local = _name(part)
+                if part_ns == RSS10 and part_local == "title":
+                    title = _markup(_text(part), "text/plain", base, guess=True)
+                elif part_ns == RSS10 and part_local == "link":
+                    value = _text(part)
+                    link = _finish(_join(base, value) if value else "")
+                    link = _LINK_ENTITY.sub(r"&\g<1>", link)
+                elif part_ns == SY:
+                    sy.append((part_local, _finish(_text(part))))
+                elif part_ns == RSS10 and part_local in ("description", "items", "image"):
+                    continue
+                else:
+                    raise Unsupported(f"channel element {{{part_ns}}}{part_local}")
+        elif namespace == RSS10 and local in ("image", "textinput"):
+            continue
+        else:
+            raise Unsupported(f"RDF element {{{namespace}}}{local}")
+    if channels != 1:
+        raise Unsupported("not exactly one channel")
+    return RawFeed("rss10", title, link, "", "", base, tuple(items), tuple(sy))
+
+
+def _atom(root: etree._Element, base: str) -> RawFeed:
+    title = link = feed_id = ""
+    seen: set[str] = set()
+    items = []
+    for child in root:
+        namespace, local = _name(child)
+        if namespace != ATOM:
+            raise Unsupported(f"feed element {{{namespace}}}{local}")
+        if local == "entry":
+            items.append(RawEntry(_atom_entry(child, base), _digest(child, base)))
+            continue
+        if local in ("title", "id") and local in seen:
+            raise Unsupported(f"repeated feed {local}")
+        seen.add(local)
+        if local == "title":
+            ctype = _map_type(_attrs(child).get("type", "text"))
+            if ctype not in ("text/plain", "text/html"):
+                raise Unsupported("feed title type")
+            title = _markup(_text(child), ctype, base, guess=False)
+        elif local == "id":
+            value = _text(child)
+            feed_id = _finish(_join(base, value) if value else "")
+            if not link:
+                link = feed_id
+        elif local == "link":
+            link = _channel_link(child, base, link)
+        elif local in (
+            "updated",
+            "subtitle",
+            "rights",
+            "generator",
+            "icon",
+            "logo",
+            "author",
+            "category",
+        ):
+            continue
+        else:
+            raise Unsupported(f"feed element {local}")
+    return RawFeed("atom10", title, link, feed_id, "", base, tuple(items))
+
+
+def read(body: bytes, *, url: str = "", content_type: str = "") -> RawFeed | None:
+    """The raw entries of a well-formed feed, or None when feedparser must read it."""
+    try:
+        return _read(body, url, content_type)
+    except (Unsupported, etree.XMLSyntaxError, ValueError):
+        return None
+
+
+def _read(body: bytes, url: str, content_type: str) -> RawFeed:
+    if _DOCTYPE.search(body[:4096]) or _BASE_ATTR.search(body):
+        raise Unsupported("DTD, entities or xml:base")
+    data = _decoded(body, url, content_type)
+    if _DOCTYPE.search(data[:4096]):
+        raise Unsupported("DTD")
+    root = etree.fromstring(data, _PARSER)
+    base = url
+    namespace, local = _name(root)
+    declared = set(root.nsmap.values())
+    if namespace == "" and local == "rss":
+        if declared & {RSS10}:
+            raise Unsupported("mixed namespaces")
+        return _rss20(root, base)
+    if namespace == RDF and local == "rdf" and root.tag.endswith("}RDF"):
+        if RSS10 not in declared or ATOM in declared:
+            raise Unsupported("not plain RSS 1.0")
+        return _rss10(root, base)
+    if namespace == ATOM and local == "feed":
+        if RSS10 in declared:
+            raise Unsupported("mixed namespaces")
+        return _atom(root, base)
+    raise Unsupported("not RSS 2.0, RSS 1.0 or Atom 1.0")
+
+
+# --- normalising -----------------------------------------------------------------------
+
+
+def feedparser_entry(raw: dict[str, Any], base: str) -> dict[str, Any]:
+    """The entry dictionary feedparser would have produced (the fields we read)."""
+    entry: dict[str, Any] = {
+        k: v for k, v in raw.items() if k not in ("title", "summary", "content")
+    }
+    if "title" in raw:
+        text, ctype, guess = raw["title"]
+        entry["title"] = _markup(text, ctype, base, guess=guess)
+    if "summary" in raw:
+        text, ctype, guess = raw["summary"]
+        entry["summary"] = _markup(text, ctype, base, guess=guess)
+    if "content" in raw:
+        text, ctype, guess = raw["content"]
+        value = _markup(text, ctype, base, guess=False)
+        entry["content"] = [{"type": ctype, "value": value}]
+        entry.setdefault("summary", value)
+    for key in ("published", "updated"):
+        if key in entry:
+            entry[f"{key}_parsed"] = _parse_date(entry[key])
+    return entry
+
+
+EntryBuilder = Callable[[dict[str, Any], str, str, datetime], EntryRecord]
+
+
+def normalise(
+    raw: RawEntry, feed: RawFeed, timezone: str, seen_at: datetime, build: EntryBuilder
+) -> EntryRecord:
+    """One entry through the same normalisation as the feedparser path."""
+    base = feed.base if feed.base.startswith(("http://", "https://")) else ""
+    return build(feedparser_entry(raw.fields, feed.base), base, timezone, seen_at)
+
+
+def parse_fast(
+    data: bytes,
+    *,
+    url: str,
+    content_type: str,
+    timezone: str,
+    seen_at: datetime,
+    build: EntryBuilder,
+    max_entries: int,
+) -> tuple[RawFeed, tuple[EntryRecord, ...]] | None:
+    """The feed's raw fields and its first max_entries entries normalised, or None to
+    let feedparser read the whole document."""
+    raw = read(data, url=url, content_type=content_type)
+    if raw is None:
+        return None
+    try:
+        entries = tuple(
+            normalise(e, raw, timezone, seen_at, build) for e in raw.entries[:max_entries]
+        )
+    except Unsupported:  # markup the fast path cannot mirror: feedparser reads it all
+        return None
+    return raw, entries

@@ -1,0 +1,116 @@
+"""Publishing: a full rebuild against feedgen alone, and an incremental publish.
+
+The store is filled through the real ingest path (poll.parse_and_store, the
+poll path without HTTP). "feedgen alone" renders the very same documents from articles already in
+memory: our Publisher.render with the store replaced by a dictionary, so the
+difference between the two is what the store, the file writes and the index cost.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aggregator.config import Config, load_config
+from aggregator.poll import parse_and_store
+from aggregator.publish import Publisher, feed_info
+from aggregator.store import FeedKey, Store, StoredArticle
+from bench.corpus import Corpus
+
+
+class Preloaded:
+    """Just enough of Store for Publisher.render: each feed's current page from memory."""
+
+    def __init__(self, store: Store, publisher: Publisher, keys: list[FeedKey]) -> None:
+        self._next = {k: store.position_feed(k) for k in keys}
+        self._pages: dict[tuple[FeedKey, int, int], list[StoredArticle]] = {}
+        for key in keys:
+            start, stop = publisher.paging(key).current
+            self._pages[(key, start, stop)] = store.positioned_articles(key, start, stop)
+
+    def position_feed(self, key: FeedKey) -> int:
+        return self._next[key]
+
+    def positioned_articles(self, key: FeedKey, start: int, stop: int) -> list[StoredArticle]:
+        return self._pages[(key, start, stop)]
+
+
+def _config(folder: Path, feeds: int, output: str) -> Config:
+    lines = [
+        "[settings]",
+        f'database = "{folder / "publish.db"}"',
+        f'output_dir = "{folder / output}"',
+        'base_url = "http://127.0.0.1:8080"',
+        "feed_entries = 50",
+        'title = "三秦新闻聚合"',
+    ]
+    for i in range(feeds):
+        lines += [
+            "[[sources]]",
+            f'id = "s{i:05d}"',
+            f'name = "第{i}版"',
+            f'url = "http://127.0.0.1/feeds/{i:05d}.xml"',
+            'category = "三秦都市报"',
+            'tags = ["三秦都市报新闻"]',
+            'share_code = { param = "infoCode" }',
+        ]
+    path = folder / "config" / "sources.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return load_config(path)
+
+
+def _fill(config: Config, store: Store, corpus: Corpus, now: datetime) -> None:
+    for source, feed in zip(config.sources, corpus.feeds, strict=True):
+        parse_and_store(source, store, corpus.render(feed), source.url, feed.content_type, now)
+
+
+def measure(params: dict[str, Any], folder: Path) -> dict[str, Any]:
+    feeds, entries, runs = params["feeds"], params["entries"], params.get("runs", 3)
+    corpus = Corpus(feeds, entries, seed=params.get("seed", 20211224))
+    config = _config(folder, feeds, "out-0")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    with Store(config.settings.database) as store:
+        store.sync_sources(config.sources)
+        _fill(config, store, corpus, now)
+        full, alone = [], []
+        for run in range(runs):
+            publisher = Publisher(_config(folder, feeds, f"out-{run}"), store)
+            started = time.perf_counter()
+            written = publisher.publish()
+            full.append(time.perf_counter() - started)
+
+            keys = sorted(store.feed_keys())
+            stub = Publisher(config, store)
+            preloaded = Preloaded(store, stub, keys)
+            stub._source_meta = stub._load_source_meta()
+            stub.store = preloaded  # type: ignore[assignment]
+            infos = [feed_info(config, k) for k in keys]
+            started = time.perf_counter()
+            for info in infos:
+                stub.render(info)
+            alone.append(time.perf_counter() - started)
+
+        incremental = []
+        publisher = Publisher(_config(folder, feeds, f"out-{runs - 1}"), store)
+        for _ in range(runs):
+            corpus.add_entry(corpus.feeds[0])
+            source, feed = config.sources[0], corpus.feeds[0]
+            body = corpus.render(feed)
+            _, ingested = parse_and_store(source, store, body, source.url, feed.content_type, now)
+            changed = ingested.changed_feeds
+            started = time.perf_counter()
+            publisher.publish(changed)
+            incremental.append(time.perf_counter() - started)
+    return {
+        "files": len(written),
+        "full_seconds": statistics.median(full),
+        "feedgen_seconds": statistics.median(alone),
+        "incremental_seconds": statistics.median(incremental),
+        "full_all": full,
+        "feedgen_all": alone,
+        "incremental_all": incremental,
+    }

@@ -1,0 +1,175 @@
+"""One measured run, in a fresh process: ``python -m bench.runs SIDE SCENARIO JSON``.
+
+SIDE is "ours" (aggregator's real poll path, pollrun.poll_many over poll.poll_source) or "reader"
+(lemon24/reader, update_feeds). It prints one JSON line with the timing and the
+process's memory, so every run starts cold and peak RSS belongs to that run alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Params = dict[str, Any]
+
+
+def rss_mb() -> float:
+    """Current resident set size."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def feed_urls(params: Params) -> list[str]:
+    bases = params["bases"]
+    return [f"{bases[i % len(bases)]}/feeds/{i:05d}.xml" for i in range(params["feeds"])]
+
+
+def control(params: Params, path: str) -> None:
+    with urllib.request.urlopen(params["bases"][0] + path, timeout=60) as response:
+        response.read()
+
+
+# --- our side ------------------------------------------------------------------------
+
+
+class Ours:
+    def __init__(self, params: Params, folder: Path) -> None:
+        from aggregator.config import ShareCodeRule, Source
+        from aggregator.fetch import Fetcher, Limits
+        from aggregator.store import Store
+
+        self.params = params
+        self.sources = [
+            Source(
+                id=f"s{i:05d}",
+                name=f"第{i}版",
+                url=url,
+                category="三秦都市报",
+                tags=("三秦都市报新闻",),
+                share_code=ShareCodeRule(param="infoCode"),
+            )
+            for i, url in enumerate(feed_urls(params))
+        ]
+        self.store = Store(folder / "bench.db")
+        self.store.sync_sources(self.sources)
+        self.fetcher = Fetcher(Limits(per_host=4))
+
+    def poll(self, sources: list[Any] | None = None) -> int:
+        from aggregator.pollrun import poll_many
+        from aggregator.sandbox import ParseLimits
+
+        # The path of `aggregator poll` and the daemon: poll_source on a thread pool.
+        outcomes = poll_many(
+            sources or self.sources,
+            self.store,
+            self.fetcher,
+            self.params["workers"],
+            limits=ParseLimits(),
+        )
+        failed = [o for o in outcomes if o.result in ("error", "gone")]
+        if failed:
+            raise SystemExit(f"{len(failed)} polls failed, e.g. {failed[0].error}")
+        return len(outcomes)
+
+    def poll_first(self) -> None:
+        self.poll(self.sources[:1])
+
+
+# --- reader's side -----------------------------------------------------------------------
+
+
+class Reader:
+    def __init__(self, params: Params, folder: Path) -> None:
+        os.environ.setdefault("READER_NO_VENDORED_FEEDPARSER", "1")
+        from reader import make_reader
+
+        self.params = params
+        self.urls = feed_urls(params)
+        self.reader = make_reader(str(folder / "reader.sqlite"))
+        for url in self.urls:
+            self.reader.add_feed(url)
+
+    def poll(self, sources: list[Any] | None = None) -> int:
+        # scheduled=False: poll every feed now, as our side does (reader 3.x otherwise
+        # skips feeds not yet due, e.g. everything right after a first poll).
+        self.reader.update_feeds(workers=self.params["workers"], scheduled=False)
+        return len(self.urls)
+
+    def poll_first(self) -> None:
+        self.reader.update_feed(self.urls[0])
+
+
+# --- scenarios ---------------------------------------------------------------------------
+
+
+def first(side: Ours | Reader) -> dict[str, Any]:
+    started = time.perf_counter()
+    side.poll()
+    return {"seconds": time.perf_counter() - started}
+
+
+def second(side: Ours | Reader) -> dict[str, Any]:
+    side.poll()
+    started = time.perf_counter()
+    side.poll()
+    return {"seconds": time.perf_counter() - started}
+
+
+def changed(side: Ours | Reader) -> dict[str, Any]:
+    side.poll()
+    control(side.params, "/_add?feed=0")
+    started = time.perf_counter()
+    side.poll_first()
+    return {"seconds": time.perf_counter() - started}
+
+
+def cycles(side: Ours | Reader) -> dict[str, Any]:
+    side.poll()
+    series = []
+    churn = max(1, side.params["feeds"] // 10)
+    for _ in range(side.params.get("cycles", 10)):
+        control(side.params, f"/_churn?n={churn}")
+        side.poll()
+        series.append(round(rss_mb(), 1))
+    return {"rss_series": series}
+
+
+SCENARIOS: dict[str, Callable[[Ours | Reader], dict[str, Any]]] = {
+    "first": first,
+    "second": second,
+    "changed": changed,
+    "cycles": cycles,
+}
+
+
+def main() -> None:
+    side_name, scenario, raw = sys.argv[1], sys.argv[2], sys.argv[3]
+    params = json.loads(raw)
+    with tempfile.TemporaryDirectory(prefix="bench-") as folder:
+        if scenario == "publish":
+            from bench.publishing import measure
+
+            result = measure(params, Path(folder))
+        else:
+            side: Ours | Reader = (Ours if side_name == "ours" else Reader)(params, Path(folder))
+            result = SCENARIOS[scenario](side)
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

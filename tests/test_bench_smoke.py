@@ -1,0 +1,33 @@
+"""The benchmark runs (quick sizes, our side only) and produces its table.
+
+Timings are not asserted: this only proves `python -m bench` works end to end.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_bench_produces_rows(tmp_path: Path) -> None:
+    report = tmp_path / "BENCHMARKS.md"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--no-reader", "--output", str(report)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = report.read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    names = " ".join(rows)
+    expected = ("first poll", "all 304", "50 ms latency", "one changed feed", "RSS", "publish")
+    for name in expected:
+        assert name in names
+    assert "entries/s" in names and "feeds/s" in names
+    assert "python3 dev.py bench --quick --no-reader" in text

@@ -1,0 +1,118 @@
+"""poll_many (a thread pool over poll_source): the same store as polling one by one."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from aggregator import fastparse
+from aggregator.config import Config, load_config
+from aggregator.fetch import Fetcher
+from aggregator.poll import poll_source
+from aggregator.pollrun import poll_many
+from aggregator.store import Store
+from bench.corpus import Corpus
+from tests.conftest import Clock
+from tests.feeds import Item, atom, rss
+from tests.feedserver import FeedServer
+
+RULE = {"param": "infoCode"}
+
+
+def corpus_config(server: FeedServer, write_config: Any, corpus: Corpus) -> Config:
+    sources = []
+    for feed in corpus.feeds:
+        url = server.set(feed.path, corpus.render(feed), content_type=feed.content_type)
+        sources.append(
+            {
+                "id": f"s{feed.index}",
+                "name": f"第{feed.index}版",
+                "url": url,
+                "category": "三秦都市报",
+                "tags": ["三秦都市报新闻"],
+                "share_code": RULE,
+            }
+        )
+    sources.append(
+        {"id": "broken", "name": "坏", "url": server.url("/missing.xml"), "category": "x"}
+    )
+    return load_config(write_config(sources))
+
+
+def table(path: Path) -> list[tuple[Any, ...]]:
+    """The store's content; which duplicate's link an entry keeps depends on which
+    source was polled first, so the link is left out."""
+    with Store(path) as store:
+        rows = store.db.execute(
+            """SELECT e.code, e.title, e.published, e.updated, e.content, e.summary,
+                 e.categories, es.source_id, es.guid, es.entry_hash
+               FROM entries e JOIN entry_sources es ON es.code = e.code
+               ORDER BY e.code, es.source_id"""
+        ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+def test_poll_many_stores_what_polling_one_by_one_stores(
+    server: FeedServer, write_config: Any, clock: Clock, tmp_path: Path
+) -> None:
+    corpus = Corpus(12, 6, seed=11, duplicates=0.3)
+    config = corpus_config(server, write_config, corpus)
+    one_by_one = tmp_path / "one.db"
+    with Store(one_by_one) as store, Fetcher() as fetcher:
+        store.sync_sources(config.sources)
+        for source in config.sources:
+            poll_source(source, store, fetcher, clock=clock)
+    with Store(config.settings.database) as store, Fetcher() as fetcher:
+        store.sync_sources(config.sources)
+        outcomes = poll_many(config.sources, store, fetcher, 6, clock=clock)
+    assert [o.source_id for o in outcomes] == [s.id for s in config.sources]
+    assert outcomes[-1].result == "error"  # a failing source stops nothing
+    assert all(o.result == "ok" for o in outcomes[:-1])
+    assert sum(o.added_source for o in outcomes) > 0  # the duplicates were recognised
+    assert table(config.settings.database) == table(one_by_one)
+
+
+def test_first_entry_per_code_still_wins_when_others_are_skipped(
+    server: FeedServer, write_config: Any, clock: Clock
+) -> None:
+    one = Item("NW9", "第一版本", guid="g1")
+    two = Item("NW9", "第二版本", guid="g2")
+    url = server.set("/a.xml", rss([one, two]))
+    config = load_config(
+        write_config([{"id": "a", "name": "a", "url": url, "category": "c", "share_code": RULE}])
+    )
+    source = config.sources[0]
+    with Store(config.settings.database) as store, Fetcher() as fetcher:
+        store.sync_sources(config.sources)
+        assert poll_source(source, store, fetcher, clock=clock).new == 1
+        server.set("/a.xml", rss([one, two, Item("NW10", "新", guid="g3")]))
+        clock.advance(60)
+        outcome = poll_source(source, store, fetcher, clock=clock)
+        assert (outcome.new, outcome.updated) == (1, 0)
+        assert store.articles(("all", ""), 5)[-1].title == "第一版本"
+        # An edit of the first copy is still an update.
+        server.set("/a.xml", rss([replace(one, title="第一版本（改）"), two]))
+        clock.advance(60)
+        assert poll_source(source, store, fetcher, clock=clock).updated == 1
+
+
+def test_feeds_that_the_fast_path_declines_are_polled_too(
+    server: FeedServer, write_config: Any, clock: Clock
+) -> None:
+    body = rss([Item("NW1", "甲")]).replace(b"<rss", b"<!DOCTYPE rss>\n<rss", 1)
+    assert fastparse.read(body, url="http://x/") is None
+    url = server.set("/a.xml", body)
+    url_b = server.set("/b.xml", atom([Item("NW2", "乙")]), content_type="application/atom+xml")
+    config = load_config(
+        write_config(
+            [
+                {"id": "a", "name": "a", "url": url, "category": "c", "share_code": RULE},
+                {"id": "b", "name": "b", "url": url_b, "category": "c", "share_code": RULE},
+            ]
+        )
+    )
+    with Store(config.settings.database) as store, Fetcher() as fetcher:
+        store.sync_sources(config.sources)
+        outcomes = poll_many(config.sources, store, fetcher, 2, clock=clock)
+        assert [(o.result, o.new) for o in outcomes] == [("ok", 1), ("ok", 1)]

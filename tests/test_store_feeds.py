@@ -1,0 +1,58 @@
+"""Store.articles picks the same newest entries whichever query plan a feed gets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aggregator.config import ShareCodeRule, Source
+from aggregator.poll import parse_and_store
+from aggregator.store import Store, from_iso, iso
+from bench.corpus import Corpus
+
+
+def test_big_and_small_feeds_list_their_newest_entries(tmp_path: Path) -> None:
+    corpus = Corpus(60, 20, seed=9, duplicates=0.1)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    with Store(tmp_path / "s.db") as store:
+        sources = [
+            Source(
+                f"s{feed.index}",
+                f"s{feed.index}",
+                f"http://x/{feed.index}.xml",
+                "大" if feed.index else "小",  # one small category, one big (> 1000 entries)
+                tags=("标签",),
+                share_code=ShareCodeRule(param="infoCode"),
+            )
+            for feed in corpus.feeds
+        ]
+        store.sync_sources(sources)
+        for source, feed in zip(sources, corpus.feeds, strict=True):
+            parse_and_store(source, store, corpus.render(feed), source.url, "", now)
+        rows = store.db.execute(
+            """SELECT e.code, e.published, c.name, es.source_id FROM entries e
+               JOIN entry_categories c ON c.code = e.code
+               JOIN entry_sources es ON es.code = e.code"""
+        ).fetchall()
+        for key in [("category", "大"), ("category", "小"), ("tag", "标签"), ("source", "s7")]:
+            kind, name = key
+            members = {
+                (published, code)
+                for code, published, category, source_id in rows
+                if (kind == "category" and category == name)
+                or (kind == "source" and source_id == name)
+                or kind == "tag"
+            }
+            expected = [code for _, code in sorted(members, key=lambda m: (_neg(m[0]), m[1]))]
+            assert [a.code for a in store.articles(key, 50)] == expected[:50], key
+
+
+def _neg(published: str) -> tuple[int, ...]:
+    return tuple(-ord(c) for c in published)
+
+
+def test_stored_times_read_back_exactly() -> None:
+    value = datetime(2021, 12, 24, 3, 0, 26, 1234, tzinfo=UTC)
+    assert from_iso(iso(value)) == value
+    assert from_iso(iso(value)).tzinfo is UTC  # type: ignore[union-attr]
+    assert from_iso("") is None
