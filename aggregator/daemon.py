@@ -307,7 +307,7 @@ class Daemon:
                 self._reload_requested.clear()
                 try:
                     self.reload()
-                except (sqlite3.Error, AggregatorError):  # keep watching for the next edit
+                except Exception:  # the watcher must outlive any one failed reload
                     log.exception("config reload failed; keeping the last good config")
 
     # --- lifecycle ---

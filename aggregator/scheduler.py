@@ -148,7 +148,11 @@ class PollScheduler:
                 # The new rhythm applies from the next poll: the time already decided
                 # (which may be a backoff or a Retry-After) stays.
                 self._intervals[source.id] = source.interval
-                self.scheduler.modify_job(source.id, trigger=self._trigger(source.interval))
+                try:
+                    self.scheduler.modify_job(source.id, trigger=self._trigger(source.interval))
+                except JobLookupError:  # the job went away meanwhile: schedule it afresh
+                    stored = stored_next.get(source.id)
+                    self._add(source, first_poll_at(now, stored, source.interval, self._rand()))
                 log.info("source %s: interval now %ss", source.id, source.interval)
 
     def _trigger(self, interval: float) -> IntervalTrigger:
