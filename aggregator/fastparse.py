@@ -302,15 +302,12 @@ class _Entry:
         self.raw["link"] = _LINK_ENTITY.sub(r"&\g<1>", value)
 
     def link_attr(self, element: etree._Element) -> None:
-        attrs = _attrs(element)
-        href = attrs.get("url", attrs.get("uri", attrs.get("href")))
-        if not href:
-            raise Unsupported("a link without href")
-        rel = attrs.get("rel", "alternate")
-        mime = attrs.get("type", "application/atom+xml" if rel == "self" else "text/html")
+        href, rel, mime = _link_parts(element)
         href = _join(self.base, href)
         if rel == "enclosure":
-            self.links.append({"href": href, "type": mime, "length": attrs.get("length", "")})
+            self.links.append(
+                {"href": href, "type": mime, "length": _attrs(element).get("length", "")}
+            )
         elif rel == "alternate" and _map_type(mime) in HTML_TYPES:
             self.raw["link"] = href
 
@@ -461,13 +458,19 @@ def _decoded(body: bytes, url: str, content_type: str) -> bytes:
     return bytes(data)
 
 
-def _channel_link(element: etree._Element, base: str, current: str) -> str:
+def _link_parts(element: etree._Element) -> tuple[str, str, str]:
+    """(href, rel, type) of an Atom-style link, with feedparser's defaults."""
     attrs = _attrs(element)
     href = attrs.get("url", attrs.get("uri", attrs.get("href")))
     if not href:
         raise Unsupported("a link without href")
     rel = attrs.get("rel", "alternate")
     mime = attrs.get("type", "application/atom+xml" if rel == "self" else "text/html")
+    return href, rel, mime
+
+
+def _channel_link(element: etree._Element, base: str, current: str) -> str:
+    href, rel, mime = _link_parts(element)
     if rel == "alternate" and _map_type(mime) in HTML_TYPES:
         return _join(base, href)
     return current

@@ -301,16 +301,6 @@ class Store:
                FROM sources s ORDER BY s.id"""
         )
 
-    def source_feed_rows(self) -> list[tuple[str, str, str, str | None, str | None, str | None]]:
-        """(id, name, url, feed_title, feed_link, feed_id) of every source: what the
-        publisher needs, without source_rows()' per-source entry count."""
-        with self._lock:
-            return list(
-                self.db.execute(
-                    "SELECT id, name, url, feed_title, feed_link, feed_id FROM sources ORDER BY id"
-                ).fetchall()
-            )
-
     def record_poll(self, source_id: str, **values: Any) -> None:
         """Store the outcome of a poll: validators, status, error, next poll time."""
         columns = {k: iso(v) if isinstance(v, datetime) else v for k, v in values.items()}
