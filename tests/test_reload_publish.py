@@ -46,7 +46,12 @@ def test_add_change_remove_a_source_in_a_running_daemon(
         # next poll time stays.
         before = daemon.scheduler.next_run("b")
         rewrite(path, [src("a", a, interval=60), src("b", b, interval=120, tags=["新"])], **FAST)
+        # The config is swapped before the jobs are reconciled: wait for both.
         wait_for(lambda: daemon.config.source("b").interval == 120, what="reload")
+        wait_for(
+            lambda: daemon.scheduler.trigger_of("b").interval.total_seconds() == 120,
+            what="job retimed",
+        )
         assert daemon.scheduler.trigger_of("b").interval == timedelta(seconds=120)
         assert daemon.scheduler.next_run("b") == before
         assert daemon.config.source("b").tags == ("新",)
