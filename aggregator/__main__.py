@@ -1,3 +1,4 @@
 from aggregator.cli import entry_point
 
-entry_point()
+if __name__ == "__main__":  # worker processes (multiprocessing spawn) import this too
+    entry_point()

@@ -674,7 +674,8 @@ def feedparser_entry(raw: dict[str, Any], base: str) -> dict[str, Any]:
     return entry
 
 
-EntryBuilder = Callable[[dict[str, Any], str, str, datetime], EntryRecord]
+# (feedparser-style fields, base URL, time zone, seen at, raw digest) -> the entry
+EntryBuilder = Callable[[dict[str, Any], str, str, datetime, str], EntryRecord]
 
 
 def normalise(
@@ -682,7 +683,7 @@ def normalise(
 ) -> EntryRecord:
     """One entry through the same normalisation as the feedparser path."""
     base = feed.base if feed.base.startswith(("http://", "https://")) else ""
-    return build(feedparser_entry(raw.fields, feed.base), base, timezone, seen_at)
+    return build(feedparser_entry(raw.fields, feed.base), base, timezone, seen_at, raw.digest)
 
 
 def parse_fast(
@@ -694,16 +695,19 @@ def parse_fast(
     seen_at: datetime,
     build: EntryBuilder,
     max_entries: int,
+    known: Callable[[str], bool] | None = None,
 ) -> tuple[RawFeed, tuple[EntryRecord, ...]] | None:
     """The feed's raw fields and its first max_entries entries normalised, or None to
-    let feedparser read the whole document."""
+    let feedparser read the whole document. Entries whose raw digest is `known` (already
+    stored, byte for byte) are left out before any of the expensive work."""
     raw = read(data, url=url, content_type=content_type)
     if raw is None:
         return None
+    wanted = raw.entries[:max_entries]
+    if known is not None:
+        wanted = tuple(e for e in wanted if not known(e.digest))
     try:
-        entries = tuple(
-            normalise(e, raw, timezone, seen_at, build) for e in raw.entries[:max_entries]
-        )
+        entries = tuple(normalise(e, raw, timezone, seen_at, build) for e in wanted)
     except Unsupported:  # markup the fast path cannot mirror: feedparser reads it all
         return None
     return raw, entries

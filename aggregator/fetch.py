@@ -213,6 +213,7 @@ class Fetcher:
 
     def __init__(self, limits: Limits | None = None, user_agent: str = DEFAULT_USER_AGENT) -> None:
         self.limits = limits or Limits()
+        self.user_agent = user_agent
         timeout = httpx.Timeout(
             connect=self.limits.connect_timeout,
             read=self.limits.read_timeout,

@@ -32,6 +32,10 @@ class EntryRecord:
     # Given by the config's mapping rules, stored besides the source's own.
     extra_categories: tuple[str, ...] = ()
     extra_tags: tuple[str, ...] = ()
+    # The fast path's digest of the entry's raw XML (salted per source by poll), so a
+    # later poll can skip the entry before any expensive work; "" from feedparser.
+    # Not part of equality: two readings of the same entry are equal whatever path.
+    raw_digest: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class ParsedFeed:
     skip_hours: tuple[int, ...] = ()  # RSS <skipHours>, hours 0-23 UTC
     skip_days: tuple[int, ...] = ()  # RSS <skipDays>, 0 = Monday
     update_period: float | None = None  # seconds, from sy:updatePeriod / updateFrequency
+    skipped: int = 0  # entries left out unread: their raw digest was already stored
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ sane dates, fields cut to their limits.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -122,7 +122,12 @@ def _enclosures(entry: Mapping[str, Any], base: str) -> tuple[Enclosure, ...]:
 
 
 def _entry(
-    raw: dict[str, Any], base: str, tz: str, seen_at: datetime, limits: FieldLimits
+    raw: dict[str, Any],
+    base: str,
+    tz: str,
+    seen_at: datetime,
+    limits: FieldLimits,
+    raw_digest: str = "",
 ) -> EntryRecord:
     link = absolute_http_url(raw.get("link") or "", base)
     content = _content_html(raw)
@@ -146,6 +151,7 @@ def _entry(
             dict.fromkeys(c for c in (plain_text(str(t), MAX_NAME) for t in terms) if c)
         ),
         enclosures=_enclosures(raw, base),
+        raw_digest=raw_digest,
     )
 
 
@@ -219,7 +225,13 @@ def parse_prepared(
 
 
 def parse_fast(
-    prepared: Prepared, *, url: str, timezone: str, seen_at: datetime, limits: FieldLimits
+    prepared: Prepared,
+    *,
+    url: str,
+    timezone: str,
+    seen_at: datetime,
+    limits: FieldLimits,
+    known: Callable[[str], bool] | None = None,
 ) -> ParsedFeed | None:
     """The fast path alone: None when it declines the document (feedparser must read it).
 
@@ -230,8 +242,8 @@ def parse_fast(
     if prepared.has_dtd:
         return None
 
-    def build(raw: dict[str, Any], base: str, tz: str, seen: datetime) -> EntryRecord:
-        return _entry(raw, base, tz, seen, limits)
+    def build(raw: dict[str, Any], base: str, tz: str, seen: datetime, digest: str) -> EntryRecord:
+        return _entry(raw, base, tz, seen, limits, digest)
 
     found = fastparse.parse_fast(
         prepared.data,
@@ -241,6 +253,7 @@ def parse_fast(
         seen_at=seen_at,
         build=build,
         max_entries=limits.entries,
+        known=known,
     )
     if found is None:
         return None
@@ -259,6 +272,7 @@ def parse_fast(
         skip_hours=_skip_hours(prepared.data),
         skip_days=_skip_days(prepared.data),
         update_period=_update_period(syndication),
+        skipped=min(len(raw.entries), limits.entries) - len(entries),
     )
 
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -48,11 +48,59 @@ class PollOutcome:
     seconds: float = 0.0
 
 
-def with_share_codes(entries: Iterable[EntryRecord], source: Source) -> list[EntryRecord]:
+def source_salt(source: Source, limits: ParseLimits | None) -> bytes:
+    """What, besides an entry's bytes, shapes what is stored of it: the source's whole
+    config (share-code rule, rules, filters, zone...) and the field limits. Any change
+    there makes every stored raw digest of the source stale, so entries are read again."""
+    return repr((source, (limits or ParseLimits()).fields)).encode("utf-8")
+
+
+def salted(digest: str, salt: bytes) -> str:
+    """A raw entry digest as stored for one source; "" stays "" (nothing to skip by)."""
+    return hashlib.sha1(salt + digest.encode("ascii")).hexdigest() if digest else ""
+
+
+@dataclass
+class KnownEntries:
+    """The `known` test given to the parser: is this raw entry stored, byte for byte?
+
+    The parser asks once per entry, in document order, so the answers also tell where
+    the skipped entries stood among the ones read."""
+
+    codes: dict[str, str]  # salted raw digest -> share code
+    salt: bytes
+    answers: list[str | None] = field(default_factory=list)  # skipped: its code
+
+    def __call__(self, digest: str) -> bool:
+        code = self.codes.get(salted(digest, self.salt))
+        self.answers.append(code)
+        return code is not None
+
+    def first_copies(self, read: Sequence[EntryRecord]) -> list[EntryRecord]:
+        """The entries read, minus those whose article an entry skipped before them
+        already carries: the first copy in the document wins, skipped or not."""
+        entries = iter(read)
+        seen: set[str] = set()
+        kept = []
+        for code in self.answers:
+            if code is not None:
+                seen.add(code)
+                continue
+            entry = next(entries)
+            if entry.code not in seen:
+                seen.add(entry.code)
+                kept.append(entry)
+        return kept
+
+
+def with_share_codes(
+    entries: Iterable[EntryRecord], source: Source, salt: bytes = b""
+) -> list[EntryRecord]:
     coded = []
     for entry in entries:
         code, rule = share_code(entry, source.share_code)
-        coded.append(replace(entry, code=code, code_rule=rule))
+        digest = salted(entry.raw_digest, salt)
+        coded.append(replace(entry, code=code, code_rule=rule, raw_digest=digest))
     return coded
 
 
@@ -63,9 +111,13 @@ def extract(
     content_type: str,
     now: datetime,
     limits: ParseLimits | None = None,
+    known_digests: dict[str, str] | None = None,
 ) -> ParsedFeed:
     """Parse (under the time and memory limits) and give every entry its share code;
-    no storing."""
+    no storing. Entries whose salted raw digest is in known_digests (digest -> code)
+    are left out unread: the store has them byte for byte."""
+    salt = source_salt(source, limits)
+    known = KnownEntries(known_digests, salt) if known_digests else None
     feed = parse_limited(
         body,
         url=url,
@@ -73,8 +125,12 @@ def extract(
         timezone=source.timezone,
         seen_at=now,
         limits=limits,
+        known=known,
     )
-    return replace(feed, entries=tuple(with_share_codes(feed.entries, source)))
+    entries = with_share_codes(feed.entries, source, salt)
+    if known is not None and feed.skipped:  # the fast path read it all: answers are exact
+        entries = known.first_copies(entries)
+    return replace(feed, entries=tuple(entries))
 
 
 def parse_and_store(
@@ -89,8 +145,11 @@ def parse_and_store(
 ) -> tuple[ParsedFeed, IngestResult]:
     """A fetched body into the store: parse, share codes, the source's rules, ingest
     (which never brings back a tombstoned code). Raises ParseError."""
-    feed = extract(source, body, url, content_type, now, limits)
-    return feed, store.ingest(source, feed, prepare(feed.entries, source), stored_at or now)
+    known = store.known_digests(source.id)
+    feed = extract(source, body, url, content_type, now, limits, known)
+    ingested = store.ingest(source, feed, prepare(feed.entries, source), stored_at or now)
+    ingested.unchanged += feed.skipped
+    return feed, ingested
 
 
 def hints_json(feed: ParsedFeed) -> str:

@@ -1,25 +1,52 @@
 """Poll many sources once, a bounded number at a time: the `aggregator poll` command.
 
 The daemon has its scheduler; a one-off run uses a plain thread pool of
-settings.workers, so a hundred sources do not take a hundred fetch times. On a
+settings.workers, so a hundred sources do not take a hundred fetch times. Parsing
+is CPU work that threads cannot spread over cores (the GIL), so a large run also
+splits the sources over worker processes, each with its own threads, database
+connection and fetcher (the per-host limit shared out between them). On a
 terminal, a long run shows a progress bar instead of scrolling lines.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import queue
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import click
 
 from aggregator.config import Source
-from aggregator.fetch import Fetcher
+from aggregator.errors import AggregatorError
+from aggregator.fetch import Fetcher, Limits
 from aggregator.poll import Clock, PollOutcome, poll_source, utc_now
 from aggregator.sandbox import ParseLimits
 from aggregator.store import Store
 
 PROGRESS_MIN_SOURCES = 5  # fewer finish before a bar would tell anything
+# Below this many sources a run is over before worker processes would have started.
+PROCESS_MIN_SOURCES = 100
+MAX_PROCESSES = 4
+
+
+def process_count(sources: int, cpus: int | None) -> int:
+    """How many processes a run of `sources` polls should use: one per core for a
+    large run, else one (the calling process alone)."""
+    if sources < PROCESS_MIN_SOURCES or not cpus or cpus < 2:
+        return 1
+    return min(cpus, MAX_PROCESSES)
+
+
+def share_out(total: int, parts: int) -> int:
+    """Each of `parts` processes' share of a limit, never below one."""
+    return max(1, total // parts)
 
 
 def wants_progress(is_tty: bool, count: int) -> bool:
@@ -35,15 +62,21 @@ def poll_many(
     on_done: Callable[[PollOutcome], None] = lambda outcome: None,
     limits: ParseLimits | None = None,
     clock: Clock = utc_now,
+    processes: int = 1,
 ) -> list[PollOutcome]:
     """Poll each source once, at most `workers` at a time.
 
     on_done is called in the calling thread as each poll finishes; the result
     is in the order of `sources`. poll_source never raises for a source's own
-    failure, so one bad source stops nothing.
+    failure, so one bad source stops nothing. With processes > 1 the polls run in
+    that many worker processes (see process_count); the clock must then be picklable.
     """
     if not sources:
         return []
+    if processes > 1:
+        return _poll_in_processes(
+            sources, store.path, fetcher, workers, on_done, limits, clock, processes
+        )
     by_id: dict[str, PollOutcome] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(sources)))) as pool:
         futures = [
@@ -55,6 +88,79 @@ def poll_many(
             by_id[outcome.source_id] = outcome
             on_done(outcome)
     return [by_id[source.id] for source in sources]
+
+
+def _poll_in_processes(
+    sources: Sequence[Source],
+    database: Path,
+    fetcher: Fetcher,
+    workers: int,
+    on_done: Callable[[PollOutcome], None],
+    limits: ParseLimits | None,
+    clock: Clock,
+    processes: int,
+) -> list[PollOutcome]:
+    # spawn, not fork: the caller may have threads (a fork would copy their locks).
+    context = multiprocessing.get_context("spawn")
+    jobs: Any = context.Queue()
+    results: Any = context.Queue()
+    for source in sources:
+        jobs.put(source)
+    threads = share_out(workers, processes)
+    for _ in range(threads * processes):
+        jobs.put(None)  # one stop sign per thread
+    shared = replace(fetcher.limits, per_host=share_out(fetcher.limits.per_host, processes))
+    children = [
+        context.Process(
+            target=_process_main,
+            args=(database, shared, fetcher.user_agent, limits, clock, threads, jobs, results),
+            daemon=True,
+        )
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    by_id: dict[str, PollOutcome] = {}
+    try:
+        while len(by_id) < len(sources):
+            try:
+                outcome: PollOutcome = results.get(timeout=1.0)
+            except queue.Empty:
+                if not any(child.is_alive() for child in children):
+                    raise AggregatorError("the poll worker processes stopped early") from None
+                continue
+            by_id[outcome.source_id] = outcome
+            on_done(outcome)
+    finally:
+        for child in children:
+            child.join(timeout=30)
+            if child.is_alive():
+                child.terminate()
+    return [by_id[source.id] for source in sources]
+
+
+def _process_main(
+    database: Path,
+    fetch_limits: Limits,
+    user_agent: str,
+    limits: ParseLimits | None,
+    clock: Clock,
+    threads: int,
+    jobs: Any,
+    results: Any,
+) -> None:
+    """A worker process: `threads` threads take sources until each meets a stop sign."""
+    with Store(database) as store, Fetcher(fetch_limits, user_agent) as fetcher:
+
+        def work() -> None:
+            while (source := jobs.get()) is not None:
+                results.put(poll_source(source, store, fetcher, limits=limits, clock=clock))
+
+        pool = [threading.Thread(target=work) for _ in range(threads)]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
 
 
 def poll_interactive(
@@ -70,8 +176,17 @@ def poll_interactive(
     def line(outcome: PollOutcome) -> str:
         return f"{outcome.source_id}: {describe(outcome)}"
 
+    processes = process_count(len(sources), os.cpu_count())
     if not wants_progress(sys.stderr.isatty(), len(sources)):
-        return poll_many(sources, store, fetcher, workers, lambda o: click.echo(line(o)), limits)
+        return poll_many(
+            sources,
+            store,
+            fetcher,
+            workers,
+            lambda o: click.echo(line(o)),
+            limits,
+            processes=processes,
+        )
     with click.progressbar(
         length=len(sources),
         label=f"polling {len(sources)} sources",
@@ -80,7 +195,13 @@ def poll_interactive(
         item_show_func=lambda source_id: source_id,
     ) as bar:
         outcomes = poll_many(
-            sources, store, fetcher, workers, lambda o: bar.update(1, o.source_id), limits
+            sources,
+            store,
+            fetcher,
+            workers,
+            lambda o: bar.update(1, o.source_id),
+            limits,
+            processes=processes,
         )
     for outcome in outcomes:
         click.echo(line(outcome))

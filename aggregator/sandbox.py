@@ -21,6 +21,7 @@ import pickle
 import resource
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -190,13 +191,17 @@ def parse_limited(
     timezone: str = "Asia/Shanghai",
     seen_at: datetime,
     limits: ParseLimits | None = None,
+    known: Callable[[str], bool] | None = None,
 ) -> ParsedFeed:
-    """parse_feed, with a time and memory limit where the document could need one."""
+    """parse_feed, with a time and memory limit where the document could need one.
+    `known` tells raw entry digests already stored (fast path only: see fastparse)."""
     limits = limits or ParseLimits()
     prepared = prepare(body, content_type)
     # A well-formed document without a DTD goes through lxml in-process, whatever its
     # size: lxml neither expands entities nor lifts its own limits.
-    quick = parse_fast(prepared, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields)
+    quick = parse_fast(
+        prepared, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields, known=known
+    )
     if quick is not None:
         return quick
     if not needs_worker(prepared, limits):

@@ -135,11 +135,18 @@ def _migration_4(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE sources ADD COLUMN poll_hints TEXT")
 
 
+def _migration_5(db: sqlite_utils.Database) -> None:
+    # Each source's copy keeps the digest of its raw XML (salted with the source's
+    # config), so a poll of a changed feed skips the entries it has stored unchanged.
+    db.execute("ALTER TABLE entry_sources ADD COLUMN raw_digest TEXT")
+
+
 MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
+    _migration_5,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -313,6 +320,17 @@ class Store:
 
     # --- entries ---
 
+    def known_digests(self, source_id: str) -> dict[str, str]:
+        """The raw digests of the source's stored copies (see poll.source_salt), each
+        with its share code."""
+        with self._lock:
+            rows = self.db.execute(
+                """SELECT raw_digest, code FROM entry_sources
+                   WHERE source_id = ? AND raw_digest IS NOT NULL""",
+                [source_id],
+            ).fetchall()
+        return dict(rows)
+
     def _stored(self, db: sqlite_utils.Database, codes: list[str]) -> dict[str, StoredEntry]:
         found: dict[str, StoredEntry] = {}
         for start in range(0, len(codes), 500):
@@ -353,11 +371,14 @@ class Store:
                 result.tombstoned = len(removed)
                 unique = [e for e in unique if e.code not in removed]
             stored = self._stored(db, [e.code for e in unique])
+            digests_to_keep = []
             for entry in unique:
                 hashed = entry_hash(entry)
                 decision = decide(stored.get(entry.code), source.id, entry, hashed, now)
                 if decision.action is Action.UNCHANGED:
                     result.unchanged += 1
+                    if entry.raw_digest:
+                        digests_to_keep.append((entry.raw_digest, entry.code, source.id))
                     continue
                 if decision.action is Action.NEW:
                     self._insert_entry(db, source, entry, decision.updated or now, now)
@@ -370,6 +391,13 @@ class Store:
                 self._link_source(db, source, entry, hashed, now)
                 if decision.action is not Action.SAME_COPY:  # which shows nothing new
                     result.changed_feeds |= self._feeds_of(db, entry.code)
+            # Same entry, other bytes (or stored before digests existed): next time it is
+            # recognised before parsing.
+            db.conn.executemany(
+                """UPDATE entry_sources SET raw_digest = ?1
+                   WHERE code = ?2 AND source_id = ?3 AND raw_digest IS NOT ?1""",
+                digests_to_keep,
+            )
             db.execute(
                 """INSERT INTO sources (id, name, url, category, feed_title, feed_link, feed_id)
                    VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -449,11 +477,21 @@ class Store:
         now: datetime,
     ) -> None:
         db.execute(
-            """INSERT INTO entry_sources (code, source_id, guid, entry_hash, first_seen, last_seen)
-               VALUES (?, ?, ?, ?, ?, ?)
+            """INSERT INTO entry_sources (code, source_id, guid, entry_hash, first_seen, last_seen,
+                 raw_digest)
+               VALUES (?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT(code, source_id) DO UPDATE SET guid = excluded.guid,
-                 entry_hash = excluded.entry_hash, last_seen = excluded.last_seen""",
-            [entry.code, source.id, entry.guid, hashed, iso(now), iso(now)],
+                 entry_hash = excluded.entry_hash, last_seen = excluded.last_seen,
+                 raw_digest = excluded.raw_digest""",
+            [
+                entry.code,
+                source.id,
+                entry.guid,
+                hashed,
+                iso(now),
+                iso(now),
+                entry.raw_digest or None,
+            ],
         )
         db.conn.executemany(
             "INSERT OR IGNORE INTO entry_categories (code, name) VALUES (?, ?)",

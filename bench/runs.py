@@ -69,16 +69,19 @@ class Ours:
         self.fetcher = Fetcher(Limits(per_host=4))
 
     def poll(self, sources: list[Any] | None = None) -> int:
-        from aggregator.pollrun import poll_many
+        from aggregator.pollrun import poll_many, process_count
         from aggregator.sandbox import ParseLimits
 
-        # The path of `aggregator poll` and the daemon: poll_source on a thread pool.
+        # The path of `aggregator poll` (the daemon runs the same poll_source): a thread
+        # pool, in as many processes as that command would use for this many sources.
+        polled = sources or self.sources
         outcomes = poll_many(
-            sources or self.sources,
+            polled,
             self.store,
             self.fetcher,
             self.params["workers"],
             limits=ParseLimits(),
+            processes=process_count(len(polled), os.cpu_count()),
         )
         failed = [o for o in outcomes if o.result in ("error", "gone")]
         if failed:

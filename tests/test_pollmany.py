@@ -10,7 +10,13 @@ from aggregator import fastparse
 from aggregator.config import Config, load_config
 from aggregator.fetch import Fetcher
 from aggregator.poll import poll_source
-from aggregator.pollrun import poll_many
+from aggregator.pollrun import (
+    MAX_PROCESSES,
+    PROCESS_MIN_SOURCES,
+    poll_many,
+    process_count,
+    share_out,
+)
 from aggregator.store import Store
 from bench.corpus import Corpus
 from tests.conftest import Clock
@@ -71,6 +77,45 @@ def test_poll_many_stores_what_polling_one_by_one_stores(
     assert all(o.result == "ok" for o in outcomes[:-1])
     assert sum(o.added_source for o in outcomes) > 0  # the duplicates were recognised
     assert table(config.settings.database) == table(one_by_one)
+
+
+def test_poll_many_in_worker_processes_stores_the_same(
+    server: FeedServer, write_config: Any, clock: Clock, tmp_path: Path
+) -> None:
+    """Two worker processes, each with its own threads, connection and fetcher."""
+    corpus = Corpus(12, 6, seed=12, duplicates=0.3)
+    config = corpus_config(server, write_config, corpus)
+    one_by_one = tmp_path / "one.db"
+    with Store(one_by_one) as store, Fetcher() as fetcher:
+        store.sync_sources(config.sources)
+        for source in config.sources:
+            poll_source(source, store, fetcher, clock=clock)
+    done: list[str] = []
+    with Store(config.settings.database) as store, Fetcher() as fetcher:
+        store.sync_sources(config.sources)
+        outcomes = poll_many(
+            config.sources,
+            store,
+            fetcher,
+            4,
+            lambda o: done.append(o.source_id),
+            clock=clock,
+            processes=2,
+        )
+    assert [o.source_id for o in outcomes] == [s.id for s in config.sources]
+    assert sorted(done) == sorted(s.id for s in config.sources)  # each reported once
+    assert outcomes[-1].result == "error"
+    assert all(o.result == "ok" for o in outcomes[:-1])
+    assert table(config.settings.database) == table(one_by_one)
+
+
+def test_process_count_uses_the_cores_only_for_large_runs() -> None:
+    assert process_count(10, 8) == 1
+    assert process_count(PROCESS_MIN_SOURCES, 1) == 1
+    assert process_count(PROCESS_MIN_SOURCES, None) == 1
+    assert process_count(PROCESS_MIN_SOURCES, 2) == 2
+    assert process_count(5000, 64) == MAX_PROCESSES
+    assert share_out(4, 2) == 2 and share_out(4, 3) == 1 and share_out(1, 4) == 1
 
 
 def test_first_entry_per_code_still_wins_when_others_are_skipped(
