@@ -285,20 +285,25 @@ class Store:
                 )
 
     def source_state(self, source_id: str) -> SourceState:
-        rows = self._query("SELECT * FROM sources WHERE id = ?", [source_id])
-        if not rows:
+        with self._lock:  # read on every poll: plain sqlite3, no row dictionaries
+            row = self.db.conn.execute(
+                """SELECT etag, last_modified, body_hash, error_count, next_poll_at, moved_to,
+                     disabled_reason, poll_hints FROM sources WHERE id = ?""",
+                [source_id],
+            ).fetchone()
+        if row is None:
             return SourceState(source_id)
-        row = rows[0]
+        etag, modified, body_hash, errors, next_poll, moved_to, disabled, hints = row
         return SourceState(
             id=source_id,
-            etag=row["etag"],
-            last_modified=row["last_modified"],
-            body_hash=row["body_hash"],
-            error_count=row["error_count"],
-            next_poll_at=from_iso(row["next_poll_at"]),
-            moved_to=row["moved_to"],
-            disabled_reason=row["disabled_reason"],
-            poll_hints=row.get("poll_hints"),
+            etag=etag,
+            last_modified=modified,
+            body_hash=body_hash,
+            error_count=errors,
+            next_poll_at=from_iso(next_poll),
+            moved_to=moved_to,
+            disabled_reason=disabled,
+            poll_hints=hints,
         )
 
     def source_rows(self) -> list[dict[str, Any]]:
@@ -313,8 +318,9 @@ class Store:
         columns = {k: iso(v) if isinstance(v, datetime) else v for k, v in values.items()}
         assignments = ", ".join(f"{name} = :{name}" for name in columns)
         with self.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO sources (id) VALUES (?)", [source_id])
-            db.execute(
+            conn = db.conn
+            conn.execute("INSERT OR IGNORE INTO sources (id) VALUES (?)", [source_id])
+            conn.execute(
                 f"UPDATE sources SET {assignments} WHERE id = :id", {**columns, "id": source_id}
             )
 
