@@ -395,7 +395,9 @@ class Store:
                 elif decision.action is Action.ADD_SOURCE:
                     result.added_source += 1
                 self._link_source(db, source, entry, hashed, now)
-                if decision.action is not Action.SAME_COPY:  # which shows nothing new
+                if decision.action is Action.NEW:  # in just the feeds _link_source put it in
+                    result.changed_feeds |= feeds_of_new(source, entry)
+                elif decision.action is not Action.SAME_COPY:  # which shows nothing new
                     result.changed_feeds |= self._feeds_of(db, entry.code)
             # Same entry, other bytes (or stored before digests existed): next time it is
             # recognised before parsing.
@@ -693,6 +695,17 @@ _MEMBERS = {
     "tag": "AND e.code IN (SELECT code FROM entry_tags WHERE name = :name)",
     "source": "AND e.code IN (SELECT code FROM entry_sources WHERE source_id = :name)",
 }
+
+
+def feeds_of_new(source: Source, entry: EntryRecord) -> set[FeedKey]:
+    """The feeds a new entry joins: everything, its source, the source's category and
+    tags, and those the rules added."""
+    return {
+        ("all", ""),
+        ("source", source.id),
+        *(("category", name) for name in (source.category, *entry.extra_categories)),
+        *(("tag", name) for name in (*source.tags, *entry.extra_tags)),
+    }
 
 
 def _json_list(values: Iterable[str]) -> str:

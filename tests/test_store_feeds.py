@@ -56,3 +56,28 @@ def test_stored_times_read_back_exactly() -> None:
     assert from_iso(iso(value)) == value
     assert from_iso(iso(value)).tzinfo is UTC  # type: ignore[union-attr]
     assert from_iso("") is None
+
+
+def test_a_new_entry_is_reported_in_exactly_the_feeds_it_joined(tmp_path: Path) -> None:
+    """feeds_of_new (computed, no query) names the feeds the store put a new entry in,
+    rules' extra categories and tags included."""
+    from aggregator.models import EntryRecord, ParsedFeed
+    from aggregator.store import feeds_of_new
+
+    source = Source("s1", "s1", "http://x/1.xml", "三秦都市报", tags=("三秦都市报新闻", "西安"))
+    entry = EntryRecord(
+        "g1",
+        "西安地铁",
+        "http://x/a",
+        code="NW1",
+        code_rule="guid",
+        extra_categories=("交通",),
+        extra_tags=("地铁",),
+    )
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    with Store(tmp_path / "s.db") as store:
+        store.sync_sources([source])
+        result = store.ingest(source, ParsedFeed("rss20", "t", "", ""), [entry], now)
+        with store.transaction() as db:
+            stored = store._feeds_of(db, "NW1")
+    assert result.changed_feeds == feeds_of_new(source, entry) == stored
