@@ -85,7 +85,7 @@ class Ours:
             self.fetcher,
             self.params["workers"],
             limits=ParseLimits(),
-            processes=process_count(len(polled), os.cpu_count()),
+            processes=self.params.get("processes") or process_count(len(polled), os.cpu_count()),
         )
         failed = [o for o in outcomes if o.result in ("error", "gone")]
         if failed:
@@ -178,7 +178,7 @@ def main() -> None:
     if side_name == "ours" and scenario != "publish":
         from aggregator.pollrun import process_count
 
-        used = process_count(params["feeds"], os.cpu_count())
+        used = params.get("processes") or process_count(params["feeds"], os.cpu_count())
         processes = used if used > 1 else 0
     result["peak_rss_mb"] = round(peak_rss_mb(processes), 1)
     print(json.dumps(result), flush=True)
