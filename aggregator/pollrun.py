@@ -44,6 +44,14 @@ def process_count(sources: int, cpus: int | None) -> int:
     return min(cpus, MAX_PROCESSES)
 
 
+def start_method(threads: int) -> str:
+    """fork starts a worker at once, but copies the locks other threads may hold at
+    that moment; with other threads alive, spawn (a fresh interpreter) is the safe way."""
+    if threads == 1 and "fork" in multiprocessing.get_all_start_methods():
+        return "fork"
+    return "spawn"
+
+
 def share_out(total: int, parts: int) -> int:
     """Each of `parts` processes' share of a limit, never below one."""
     return max(1, total // parts)
@@ -100,8 +108,7 @@ def _poll_in_processes(
     clock: Clock,
     processes: int,
 ) -> list[PollOutcome]:
-    # spawn, not fork: the caller may have threads (a fork would copy their locks).
-    context = multiprocessing.get_context("spawn")
+    context: Any = multiprocessing.get_context(start_method(threading.active_count()))
     jobs: Any = context.Queue()
     results: Any = context.Queue()
     for source in sources:

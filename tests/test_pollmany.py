@@ -16,6 +16,7 @@ from aggregator.pollrun import (
     poll_many,
     process_count,
     share_out,
+    start_method,
 )
 from aggregator.store import Store
 from bench.corpus import Corpus
@@ -161,3 +162,8 @@ def test_feeds_that_the_fast_path_declines_are_polled_too(
         store.sync_sources(config.sources)
         outcomes = poll_many(config.sources, store, fetcher, 2, clock=clock)
         assert [(o.result, o.new) for o in outcomes] == [("ok", 1), ("ok", 1)]
+
+
+def test_workers_fork_only_when_no_other_thread_could_hold_a_lock() -> None:
+    assert start_method(1) == "fork"
+    assert start_method(3) == "spawn"
