@@ -30,8 +30,9 @@ FeedKey = tuple[str, str]  # ("all", ""), ("category", name), ("tag", name), ("s
 
 
 def iso(value: datetime) -> str:
-    """Fixed-width UTC text, so stored times sort as strings."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Fixed-width UTC text, so stored times sort as strings (isoformat: strftime's
+    twin, several times faster)."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def from_iso(value: str | None) -> datetime | None:
@@ -382,6 +383,7 @@ class Store:
                 unique = [e for e in unique if e.code not in removed]
             stored = self._stored(db, [e.code for e in unique])
             digests_to_keep = []
+            new = NewEntries()
             for entry in unique:
                 hashed = entry_hash(entry)
                 decision = decide(stored.get(entry.code), source.id, entry, hashed, now)
@@ -390,19 +392,20 @@ class Store:
                     if entry.raw_digest:
                         digests_to_keep.append((entry.raw_digest, entry.code, source.id))
                     continue
-                if decision.action is Action.NEW:
-                    self._insert_entry(db, source, entry, decision.updated or now, now)
+                if decision.action is Action.NEW:  # written together after the loop
+                    new.add(source, entry, hashed, decision.updated or now, now)
                     result.new += 1
-                elif decision.action is Action.UPDATE:
+                    result.changed_feeds |= feeds_of_new(source, entry)
+                    continue
+                if decision.action is Action.UPDATE:
                     self._update_entry(db, entry, decision.updated or now)
                     result.updated += 1
                 elif decision.action is Action.ADD_SOURCE:
                     result.added_source += 1
                 self._link_source(db, source, entry, hashed, now)
-                if decision.action is Action.NEW:  # in just the feeds _link_source put it in
-                    result.changed_feeds |= feeds_of_new(source, entry)
-                elif decision.action is not Action.SAME_COPY:  # which shows nothing new
+                if decision.action is not Action.SAME_COPY:  # which shows nothing new
                     result.changed_feeds |= self._feeds_of(db, entry.code)
+            new.write(db.conn)
             # Same entry, other bytes (or stored before digests existed): next time it is
             # recognised before parsing.
             db.conn.executemany(
@@ -427,41 +430,10 @@ class Store:
             )
         return result
 
-    def _insert_entry(
-        self,
-        db: sqlite_utils.Database,
-        source: Source,
-        entry: EntryRecord,
-        updated: datetime,
-        now: datetime,
-    ) -> None:
-        published = entry.published or entry.updated or now
-        db.execute(
-            """INSERT INTO entries (code, code_rule, guid, title, link, published, updated,
-                 first_seen, author, summary, content, categories, enclosures, source_id)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [
-                entry.code,
-                entry.code_rule,
-                entry.guid,
-                entry.title,
-                entry.link,
-                iso(published),
-                iso(max(updated, published)),
-                iso(now),
-                entry.author,
-                entry.summary,
-                entry.content,
-                _json_list(entry.categories),
-                _json_enclosures(entry.enclosures),
-                source.id,
-            ],
-        )
-
     def _update_entry(
         self, db: sqlite_utils.Database, entry: EntryRecord, updated: datetime
     ) -> None:
-        db.execute(
+        db.conn.execute(
             """UPDATE entries SET title = ?, link = ?, updated = ?, author = ?, summary = ?,
                  content = ?, categories = ?, enclosures = ?,
                  published = COALESCE(?, published)
@@ -488,7 +460,8 @@ class Store:
         hashed: str,
         now: datetime,
     ) -> None:
-        db.execute(
+        stamp = iso(now)
+        db.conn.execute(
             """INSERT INTO entry_sources (code, source_id, guid, entry_hash, first_seen, last_seen,
                  raw_digest)
                VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -500,8 +473,8 @@ class Store:
                 source.id,
                 entry.guid,
                 hashed,
-                iso(now),
-                iso(now),
+                stamp,
+                stamp,
                 entry.raw_digest or None,
             ],
         )
@@ -724,6 +697,64 @@ def _held(lock: BinaryIO | None) -> Iterator[None]:
         fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+@dataclass
+class NewEntries:
+    """The rows of one poll's new entries, written with one statement per table."""
+
+    entries: list[tuple[Any, ...]] = field(default_factory=list)
+    links: list[tuple[Any, ...]] = field(default_factory=list)
+    categories: list[tuple[str, str]] = field(default_factory=list)
+    tags: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(
+        self, source: Source, entry: EntryRecord, hashed: str, updated: datetime, now: datetime
+    ) -> None:
+        published = entry.published or entry.updated or now
+        stamp = iso(now)
+        self.entries.append(
+            (
+                entry.code,
+                entry.code_rule,
+                entry.guid,
+                entry.title,
+                entry.link,
+                iso(published),
+                iso(max(updated, published)),
+                stamp,
+                entry.author,
+                entry.summary,
+                entry.content,
+                _json_list(entry.categories),
+                _json_enclosures(entry.enclosures),
+                source.id,
+            )
+        )
+        self.links.append(
+            (entry.code, source.id, entry.guid, hashed, stamp, stamp, entry.raw_digest or None)
+        )
+        self.categories += [(entry.code, c) for c in (source.category, *entry.extra_categories)]
+        self.tags += [(entry.code, tag) for tag in (*source.tags, *entry.extra_tags)]
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        if not self.entries:
+            return
+        conn.executemany(
+            """INSERT INTO entries (code, code_rule, guid, title, link, published, updated,
+                 first_seen, author, summary, content, categories, enclosures, source_id)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            self.entries,
+        )
+        conn.executemany(
+            """INSERT INTO entry_sources (code, source_id, guid, entry_hash, first_seen,
+                 last_seen, raw_digest) VALUES (?, ?, ?, ?, ?, ?, ?)""",
+            self.links,
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO entry_categories (code, name) VALUES (?, ?)", self.categories
+        )
+        conn.executemany("INSERT OR IGNORE INTO entry_tags (code, name) VALUES (?, ?)", self.tags)
+
+
 def feeds_of_new(source: Source, entry: EntryRecord) -> set[FeedKey]:
     """The feeds a new entry joins: everything, its source, the source's category and
     tags, and those the rules added."""
@@ -735,11 +766,13 @@ def feeds_of_new(source: Source, entry: EntryRecord) -> set[FeedKey]:
     }
 
 
-def _json_list(values: Iterable[str]) -> str:
-    return json.dumps(list(values), ensure_ascii=False)
+def _json_list(values: Sequence[str]) -> str:
+    return json.dumps(list(values), ensure_ascii=False) if values else "[]"
 
 
-def _json_enclosures(enclosures: Iterable[Enclosure]) -> str:
+def _json_enclosures(enclosures: Sequence[Enclosure]) -> str:
+    if not enclosures:
+        return "[]"
     return json.dumps([[e.url, e.type, e.length] for e in enclosures], ensure_ascii=False)
 
 

@@ -142,12 +142,14 @@ def test_an_old_database_gains_the_tombstone_table(tmp_path: Any) -> None:
     with Store(database):
         pass
     with sqlite3.connect(database) as conn:
-        conn.execute("DROP TABLE tombstones")  # as it was before migrations 3 and 4
+        conn.execute("DROP TABLE tombstones")  # as it was before migrations 3, 4 and 5
         conn.execute("ALTER TABLE sources DROP COLUMN poll_hints")
+        conn.execute("ALTER TABLE entry_sources DROP COLUMN raw_digest")
         conn.execute("PRAGMA user_version = 2")
     with Store(database) as store:
-        assert store.schema_version == SCHEMA_VERSION == 4
+        assert store.schema_version == SCHEMA_VERSION == 5
         assert "tombstones" in store.db.table_names()
+        assert "raw_digest" in store.db["entry_sources"].columns_dict
 
 
 def test_daemon_runs_retention_daily_and_republishes(server: FeedServer, write_config: Any) -> None:
