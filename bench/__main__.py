@@ -310,7 +310,19 @@ def write_report(path: Path, lines: list[str], command: str, notes: list[str]) -
         *notes,
         "",
     ]
-    path.write_text("\n".join(text), encoding="utf-8")
+    path.write_text("\n".join(text) + kept_sections(path), encoding="utf-8")
+
+
+KEPT_HEADING = "\n## Reliability"  # written by hand from tests/reliability: kept as it is
+
+
+def kept_sections(path: Path) -> str:
+    """The hand-written part of an existing report, from KEPT_HEADING on."""
+    if not path.exists():
+        return ""
+    text = path.read_text(encoding="utf-8")
+    start = text.find(KEPT_HEADING)
+    return text[start:] if start >= 0 else ""
 
 
 NOTES = [
