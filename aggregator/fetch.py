@@ -15,6 +15,7 @@ import email.utils
 import functools
 import ipaddress
 import queue
+import select
 import socket
 import threading
 import time
@@ -297,6 +298,67 @@ def _header_lines(headers: dict[str, tuple[str, str]]) -> list[str]:
     return lines
 
 
+# --- one thread's handle ------------------------------------------------------------------
+
+Origin = tuple[str, str, int]  # scheme, host, port: what curl matches a connection on
+# curl itself refuses to reuse an idle connection with unread input, but only once
+# it has been idle for about a second; below that, _Session.tainted looks.
+CURL_CHECKS_AFTER = 2.0
+
+
+class _Session:
+    """A thread's curl handle, and the connection it last used for each origin."""
+
+    __slots__ = ("curl", "idle")
+
+    def __init__(self, curl: pycurl.Curl) -> None:
+        self.curl = curl
+        # origin -> (socket fd, local port, remote port, when last used)
+        self.idle: dict[Origin, tuple[int, int, int, float]] = {}
+
+    def remember(self, origin: Origin) -> None:
+        """After a transfer: the connection curl keeps for this origin, if any."""
+        try:
+            fd = self.curl.getinfo(pycurl.ACTIVESOCKET)
+            if fd == -1:
+                self.idle.pop(origin, None)
+                return
+            local = self.curl.getinfo(pycurl.LOCAL_PORT)
+            remote = self.curl.getinfo(pycurl.PRIMARY_PORT)
+        except pycurl.error:
+            self.idle.pop(origin, None)
+            return
+        self.idle[origin] = (fd, local, remote, time.monotonic())
+
+    def tainted(self, origin: Origin) -> bool:
+        """True when the connection curl would reuse for this origin has bytes
+        waiting that nobody asked for (a server sent more than its answer, late):
+        they would be read as the start of the next answer."""
+        known = self.idle.get(origin)
+        if known is None:
+            return False
+        fd, local, remote, used = known
+        if time.monotonic() - used > CURL_CHECKS_AFTER:
+            return False
+        try:  # the common case, nothing to read, in one cheap call
+            if not select.select((fd,), (), (), 0)[0]:
+                return False
+        except (OSError, ValueError):  # closed, or a number too high for select
+            pass
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:  # closed since: curl will not reuse it
+            return False
+        try:
+            if sock.getsockname()[1] != local or sock.getpeername()[1] != remote:
+                return False  # the number now belongs to another socket
+            return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except OSError:  # nothing waiting (EAGAIN), or not connected any more
+            return False
+        finally:
+            sock.detach()  # the descriptor stays curl's
+
+
 # --- the fetcher -------------------------------------------------------------------------
 
 
@@ -370,19 +432,31 @@ class Fetcher:
             return list(self._base_lines)
         return _header_lines(merged)
 
-    def _curl(self) -> pycurl.Curl:
-        handle: pycurl.Curl | None = getattr(self._local, "curl", None)
-        if handle is None:
-            handle = self._new_handle()
-            with self._handles_lock:
-                if self._closed:
-                    handle.close()
-                    raise FetchError("the fetcher is closed")
-                self._handles.add(handle)
-            self._local.curl = handle
+    def _session(self) -> _Session:
+        session: _Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._new_session()
         elif self._closed:
             raise FetchError("the fetcher is closed")
-        return handle
+        return session
+
+    def _new_session(self) -> _Session:
+        handle = self._new_handle()
+        with self._handles_lock:
+            if self._closed:
+                handle.close()
+                raise FetchError("the fetcher is closed")
+            self._handles.add(handle)
+        session = _Session(handle)
+        self._local.session = session
+        return session
+
+    def _renew(self, session: _Session) -> _Session:
+        """A fresh handle for this thread: the old one's connections are all closed."""
+        with self._handles_lock:
+            self._handles.discard(session.curl)
+        session.curl.close()
+        return self._new_session()
 
     def _new_handle(self) -> pycurl.Curl:
         """The options every request of this fetcher shares; the rest are set per request."""
@@ -414,10 +488,10 @@ class Fetcher:
         moved_to: str | None = None
         permanent_so_far = True
         for _hop in range(self.limits.max_redirects + 1):
-            scheme, host = _origin(url)
-            _check_scheme(url, scheme)
-            with self._slot(host):
-                exchange = self._exchange(url, headers, deadline)
+            origin = _origin(url)
+            _check_scheme(url, origin[0])
+            with self._slot(origin[1]):
+                exchange = self._exchange(url, origin, headers, deadline)
             status = exchange.status
             if status not in REDIRECTS:
                 return self._result(url, exchange, moved_to, now)
@@ -436,12 +510,15 @@ class Fetcher:
             url = target
         raise FetchError(f"more than {self.limits.max_redirects} redirects")
 
-    def _exchange(self, url: str, headers: list[str], deadline: float) -> _Exchange:
+    def _exchange(self, url: str, origin: Origin, headers: list[str], deadline: float) -> _Exchange:
         """One request and its answer, on this thread's handle, within the deadline."""
         left = deadline - time.monotonic()
         if left <= 0:
             raise FetchError(self._deadline_message())
-        handle = self._curl()
+        session = self._session()
+        if session.tainted(origin):
+            session = self._renew(session)
+        handle = session.curl
         exchange = _Exchange(self.limits)
         try:
             handle.setopt(pycurl.URL, url)
@@ -457,6 +534,8 @@ class Fetcher:
             if not exchange.discarded:
                 raise FetchError(self._curl_message(exc, deadline)) from None
             # Not a 2xx and its body left unread on purpose: the status is the answer.
+        finally:
+            session.remember(origin)
         return exchange
 
     def _deadline_message(self) -> str:
@@ -648,11 +727,15 @@ def _leaves_public_space(first_url: str, target: str) -> bool:
 
 
 @functools.lru_cache(maxsize=4096)
-def _origin(url: str) -> tuple[str, str]:
-    """A URL's scheme and lower-cased host, kept for the next poll: urlsplit is a
-    good part of a 304's cost, and the same URLs come back poll after poll."""
+def _origin(url: str) -> Origin:
+    """A URL's scheme, lower-cased host and port, kept for the next poll: urlsplit
+    is a good part of a 304's cost, and the same URLs come back poll after poll."""
     parts = urlsplit(url)
-    return parts.scheme, parts.hostname or ""
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # curl refuses the URL
+        port = 0
+    return parts.scheme, parts.hostname or "", port
 
 
 def _check_scheme(url: str, scheme: str | None = None) -> None:
