@@ -6,6 +6,11 @@ timeout (no data for so long) and a total deadline covering name resolution,
 connect, headers and body; the body is capped before and after decompression,
 which is ours (curl is never asked to inflate); redirects are followed by hand
 so permanent moves can be recorded and unsafe targets refused.
+
+Keep-alive is safe against a server that sends more than its Content-Length:
+curl drops a connection where the surplus comes in the same read, and
+_Session.tainted refuses one where unasked bytes arrived later, so they are never
+read as the next answer (which could only be from that same origin anyway).
 """
 
 from __future__ import annotations
