@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import brotli
 import pycurl
@@ -294,12 +294,27 @@ def _decompressed_over(limits: Limits) -> FetchError:
     return FetchError(f"decompressed body is over the {limits.max_decompressed_bytes} byte cap")
 
 
-def _header_lines(headers: dict[str, tuple[str, str]]) -> list[str]:
+HeaderLine = str | bytes
+
+
+def _line(name: str, value: str) -> HeaderLine:
+    """One request header line; curl takes bytes as they are, and a value echoed from
+    a server (an ETag) goes back in the latin-1 it was read in."""
+    line = f"{name}: {value}"
+    if line.isascii():
+        return line
+    try:
+        return line.encode("latin-1")
+    except UnicodeEncodeError:
+        return line.encode("utf-8")
+
+
+def _header_lines(headers: dict[str, tuple[str, str]]) -> list[HeaderLine]:
     lines = []
     for name, value in headers.values():
         if any(c in name or c in value for c in "\r\n\0") or ":" in name:
             raise FetchError(f"refused a request header with a line break or colon: {name!r}")
-        lines.append(f"{name}: {value}")
+        lines.append(_line(name, value))
     return lines
 
 
@@ -420,13 +435,13 @@ class Fetcher:
         lines = self._request_lines(headers)
         # Validators are echoed from a server's headers: never let one end a line.
         if etag and "\r" not in etag and "\n" not in etag:
-            lines.append(f"If-None-Match: {etag}")
+            lines.append(_line("If-None-Match", etag))
         if last_modified and "\r" not in last_modified and "\n" not in last_modified:
-            lines.append(f"If-Modified-Since: {last_modified}")
+            lines.append(_line("If-Modified-Since", last_modified))
         deadline = time.monotonic() + self.limits.deadline
         return self._follow(url, lines, allow_private, now or datetime.now(UTC), deadline)
 
-    def _request_lines(self, headers: Iterable[tuple[str, str]]) -> list[str]:
+    def _request_lines(self, headers: Iterable[tuple[str, str]]) -> list[HeaderLine]:
         """Our headers, a source's own headers replacing ours of the same name."""
         merged = None
         for name, value in headers:
@@ -487,7 +502,12 @@ class Fetcher:
         return slots
 
     def _follow(
-        self, url: str, headers: list[str], allow_private: bool, now: datetime, deadline: float
+        self,
+        url: str,
+        headers: list[HeaderLine],
+        allow_private: bool,
+        now: datetime,
+        deadline: float,
     ) -> FetchResult:
         first_url = url
         moved_to: str | None = None
@@ -503,7 +523,7 @@ class Fetcher:
             location = exchange.headers.get("location")
             if not location:
                 raise FetchError(f"redirect {status} without Location", status=status)
-            target = urljoin(url, location)
+            target = urljoin(url, _location(location))
             _check_scheme(target)
             if not allow_private and _leaves_public_space(first_url, target):
                 raise FetchError(
@@ -515,7 +535,9 @@ class Fetcher:
             url = target
         raise FetchError(f"more than {self.limits.max_redirects} redirects")
 
-    def _exchange(self, url: str, origin: Origin, headers: list[str], deadline: float) -> _Exchange:
+    def _exchange(
+        self, url: str, origin: Origin, headers: list[HeaderLine], deadline: float
+    ) -> _Exchange:
         """One request and its answer, on this thread's handle, within the deadline."""
         left = deadline - time.monotonic()
         if left <= 0:
@@ -526,7 +548,7 @@ class Fetcher:
         handle = session.curl
         exchange = _Exchange(self.limits)
         try:
-            handle.setopt(pycurl.URL, url)
+            handle.setopt(pycurl.URL, _ascii_url(url))
             handle.setopt(pycurl.HTTPHEADER, headers)
             handle.setopt(pycurl.TIMEOUT_MS, max(1, int(left * 1000)))
             handle.setopt(pycurl.HEADERFUNCTION, exchange.header)
@@ -741,6 +763,42 @@ def _origin(url: str) -> Origin:
     except ValueError:  # curl refuses the URL
         port = 0
     return parts.scheme, parts.hostname or "", port
+
+
+def _location(value: str) -> str:
+    """A Location header, read as latin-1: raw UTF-8 in it (it happens) made text again."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
+URL_SAFE = "!#$%&'()*+,/:;=?@[]~"  # kept as they are, escapes included
+
+
+def _ascii_url(url: str) -> str:
+    """The URL as curl must get it: an IDNA host name, other non-ASCII characters
+    and spaces %-escaped as UTF-8 (what browsers and httpx send)."""
+    if url.isascii() and " " not in url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if not netloc.isascii():
+        userinfo, at, hostport = netloc.rpartition("@")
+        name, colon, port = hostport.partition(":")  # (a non-ASCII host has no [brackets])
+        try:
+            netloc = f"{userinfo}{at}{_idna(name)}{colon}{port}"
+        except UnicodeError:
+            raise FetchError(f"not a valid host name: {name!r}") from None
+    return quote(urlunsplit(parts._replace(netloc=netloc)), safe=URL_SAFE)
+
+
+def _idna(host: str) -> str:
+    # The standard library's IDNA 2003 codec: enough for the Chinese and other
+    # names feeds use, without one more dependency.
+    return host.encode("idna").decode("ascii")
 
 
 def _check_scheme(url: str, scheme: str | None = None) -> None:

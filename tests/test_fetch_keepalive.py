@@ -235,3 +235,17 @@ def test_each_thread_has_its_own_handle_and_close_ends_them(server: KeepAliveSer
     fetcher.close()
     with pytest.raises(FetchError, match="closed"):
         fetcher.fetch(server.url("/feed.xml"))
+
+
+def test_non_ascii_urls_and_locations_are_sent_escaped(server: KeepAliveServer) -> None:
+    """A config URL in Chinese, and a Location header in raw UTF-8 (it happens), are
+    sent %-escaped as UTF-8, as browsers do."""
+    server.answers["/%E6%96%B0%E9%97%BB%20a.xml"] = feed
+    raw_redirect = b"HTTP/1.1 301 Moved\r\nLocation: /\xe6\x96\xb0.xml\r\nContent-Length: 0\r\n\r\n"
+    server.answers["/old.xml"] = lambda request: raw_redirect
+    server.answers["/%E6%96%B0.xml"] = feed
+    with Fetcher() as fetcher:
+        assert fetcher.fetch(server.url("/新闻 a.xml")).body == FEED
+        moved = fetcher.fetch(server.url("/old.xml"))
+    assert moved.body == FEED
+    assert moved.moved_to == server.url("/新.xml")
