@@ -1,34 +1,51 @@
 """Fetch feed bytes over http(s) or from file: URLs, politely and within limits.
 
-One Fetcher (one httpx client, one connection pool) serves the whole daemon.
-Every fetch has a connect timeout, a read timeout and a total deadline; the
-body is capped before and after decompression; redirects are followed by hand
+libcurl (pycurl) does the HTTP: one reused easy handle per thread, so each
+thread keeps its connections alive. Every fetch has a connect timeout, a read
+timeout (no data for so long) and a total deadline covering name resolution,
+connect, headers and body; the body is capped before and after decompression,
+which is ours (curl is never asked to inflate); redirects are followed by hand
 so permanent moves can be recorded and unsafe targets refused.
+
+Keep-alive is safe against a server that sends more than its Content-Length:
+curl drops a connection where the surplus comes in the same read, and
+_Session.tainted refuses one where unasked bytes arrived later, so they are never
+read as the next answer (which could only be from that same origin anyway).
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import functools
 import ipaddress
+import queue
+import select
 import socket
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import brotli
-import httpcore
-import httpx
+import pycurl
 
 from aggregator.config import DEFAULT_USER_AGENT, Settings
 from aggregator.errors import FetchError
 from aggregator.models import FetchResult
+
+try:  # httpx depends on certifi; without it libcurl's built-in CA path is used
+    import certifi
+
+    CA_BUNDLE: str | None = certifi.where()
+except ImportError:  # pragma: no cover
+    CA_BUNDLE = None
 
 ACCEPT = (
     "application/atom+xml, application/rss+xml, application/rdf+xml, "
@@ -36,7 +53,11 @@ ACCEPT = (
 )
 PERMANENT_REDIRECTS = {301, 308}
 TEMPORARY_REDIRECTS = {302, 303, 307}
+REDIRECTS = PERMANENT_REDIRECTS | TEMPORARY_REDIRECTS
 RETRY_AFTER_STATUSES = {429, 503}
+# Idle connections kept per thread: enough for every host a thread polls in
+# turn, few enough that threads x connections stays far below the fd limit.
+MAX_CONNECTIONS_PER_THREAD = 16
 
 
 @dataclass(frozen=True)
@@ -62,95 +83,6 @@ class Limits:
         )
 
 
-# --- the total deadline, enforced on every socket read -------------------------------
-
-_deadline = threading.local()
-
-
-def _left(timeout: float | None, error: type[Exception]) -> float | None:
-    """A socket operation's timeout, shrunk to what is left of the fetch's deadline."""
-    at: float | None = getattr(_deadline, "at", None)
-    if at is None:
-        return timeout
-    left = at - time.monotonic()
-    if left <= 0:
-        raise error("total fetch deadline exceeded")
-    return left if timeout is None else min(timeout, left)
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    """Shrinks each read's timeout to what is left of the fetch's deadline, so a
-    server trickling one byte a second is cut off, in headers or in body."""
-
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _left(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self,
-        ssl_context: Any,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _DeadlineBackend(httpcore.NetworkBackend):
-    def __init__(self, inner: httpcore.NetworkBackend) -> None:
-        self._inner = inner
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        timeout = _left(timeout, httpcore.ConnectTimeout)
-        stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _DeadlineStream(stream)
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.NetworkStream:
-        return _DeadlineStream(self._inner.connect_unix_socket(path, timeout, socket_options))
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-def _transport() -> httpx.HTTPTransport:
-    # No keep-alive: a server that sends more than its Content-Length would
-    # otherwise leave bytes on a pooled connection, read as the next source's
-    # answer. Polls are minutes apart, so reuse would rarely help anyway.
-    transport = httpx.HTTPTransport(retries=0, limits=httpx.Limits(max_keepalive_connections=0))
-    pool = transport._pool  # httpx builds an httpcore pool; we wrap its sockets
-    pool._network_backend = _DeadlineBackend(pool._network_backend)
-    return transport
-
-
-@contextmanager
-def _deadline_of(seconds: float) -> Iterator[float]:
-    at = time.monotonic() + seconds
-    _deadline.at = at
-    try:
-        yield at
-    finally:
-        _deadline.at = None
-
-
 # --- header helpers (pure) ------------------------------------------------------------
 
 
@@ -170,7 +102,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
-def parse_max_age(headers: httpx.Headers | dict[str, str], now: datetime) -> float | None:
+def parse_max_age(headers: dict[str, str], now: datetime) -> float | None:
     """Freshness lifetime from Cache-Control max-age, else from Expires."""
     cache_control = headers.get("cache-control", "")
     for directive in cache_control.split(","):
@@ -205,36 +137,282 @@ def _is_private_host(host: str) -> bool:
     )
 
 
+# --- one exchange, fed by curl's callbacks --------------------------------------------
+
+
+class _Exchange:
+    """The final response of one request: status, headers and the decoded body.
+
+    curl calls header() for every header line of every response it reads
+    (an interim 100 Continue too) and body() for each piece of the body; both
+    enforce the caps and stop the transfer (by answering 0) when one trips,
+    keeping the reason in `error`.
+    """
+
+    __slots__ = (
+        "chunks",
+        "decoder",
+        "discarded",
+        "error",
+        "headers",
+        "last_data",
+        "limits",
+        "reason",
+        "received",
+        "size",
+        "status",
+    )
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.status = 0
+        self.reason = ""
+        self.headers: dict[str, str] = {}
+        self.decoder: BoundedDecoder | None = None
+        self.chunks: list[bytes] = []
+        self.received = 0
+        self.size = 0
+        self.error: FetchError | None = None
+        self.discarded = False
+        self.last_data = 0.0
+
+    def header(self, line: bytes) -> int | None:
+        if line.startswith(b"HTTP/"):  # a status line: a new response begins
+            _version, _, rest = line.decode("latin-1").strip().partition(" ")
+            code, _, self.reason = rest.partition(" ")
+            self.status = int(code) if code.isdigit() else 0
+            self.headers = {}
+            return None
+        if line in (b"\r\n", b"\n"):
+            return self._headers_end()
+        name, colon, value = line.decode("latin-1").partition(":")
+        if colon and not name[:1].isspace():  # (a folded continuation line is dropped)
+            key = name.strip().lower()
+            value = value.strip()
+            old = self.headers.get(key)
+            self.headers[key] = value if old is None else f"{old}, {value}"
+        return None
+
+    def _headers_end(self) -> int | None:
+        if self.status < 200:
+            return None  # an interim answer; the real one follows
+        self.last_data = time.monotonic()
+        if not 200 <= self.status < 300:
+            if self.status == 304 or self.headers.get("content-length") == "0":
+                return None  # no body to come: the connection stays usable
+            # A redirect's or an error's body is not wanted: stop here rather than
+            # wait for it (curl then closes this connection).
+            self.discarded = True
+            return 0
+        declared = self.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limits.max_body_bytes:
+            return self._stop(
+                FetchError(
+                    f"body of {declared} bytes is over the {self.limits.max_body_bytes} byte cap"
+                )
+            )
+        try:
+            self.decoder = BoundedDecoder(self.headers.get("content-encoding", ""))
+        except FetchError as exc:
+            return self._stop(exc)
+        return None
+
+    def body(self, data: bytes) -> int | None:
+        decoder = self.decoder
+        if decoder is None:  # a 304 with a body after all: not wanted
+            self.discarded = True
+            return 0
+        limits = self.limits
+        self.last_data = time.monotonic()
+        self.received += len(data)
+        if self.received > limits.max_body_bytes:
+            return self._stop(FetchError(f"body is over the {limits.max_body_bytes} byte cap"))
+        if decoder.passthrough:
+            self.size += len(data)
+            if self.size > limits.max_decompressed_bytes:
+                return self._stop(_decompressed_over(limits))
+            self.chunks.append(data)
+            return None
+        try:
+            for piece in decoder.decode(data):
+                self.size += len(piece)
+                if self.size > limits.max_decompressed_bytes:
+                    return self._stop(_decompressed_over(limits))
+                self.chunks.append(piece)
+        except FetchError as exc:
+            return self._stop(exc)
+        return None
+
+    def progress(self, _down_total: int, _down: int, _up_total: int, _up: int) -> int:
+        """The read timeout: no body data for limits.read_timeout s. curl calls this
+        at least once a second, so that is its precision. Before the headers end
+        only the deadline applies: curl shows no partial header line, so a trickle
+        there cannot be told from silence."""
+        if self.decoder is None:
+            return 0
+        if time.monotonic() - self.last_data >= self.limits.read_timeout:
+            self.error = FetchError(f"timed out: no data for {self.limits.read_timeout:g} s")
+            return 1  # abort
+        return 0
+
+    def _stop(self, error: FetchError) -> int:
+        self.error = error
+        return 0  # not the length given: curl aborts the transfer
+
+    def finish(self) -> bytes:
+        """The whole decoded body, after the decoder's last pieces."""
+        if self.decoder is not None:
+            for piece in self.decoder.flush():
+                self.size += len(piece)
+                if self.size > self.limits.max_decompressed_bytes:
+                    raise _decompressed_over(self.limits)
+                self.chunks.append(piece)
+        body = b"".join(self.chunks)
+        self.chunks = []  # the handle keeps this object until its next request
+        return body
+
+
+class _Slots:
+    """At most n fetches in flight to one host: n tokens in a queue, a C-level
+    blocking primitive (threading.Semaphore is Python code, a few µs a fetch)."""
+
+    __slots__ = ("_tokens",)
+
+    def __init__(self, n: int) -> None:
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(max(1, n)):
+            self._tokens.put(None)
+
+    def __enter__(self) -> None:
+        self._tokens.get()
+
+    def __exit__(self, *exc: object) -> None:
+        self._tokens.put(None)
+
+
+def _decompressed_over(limits: Limits) -> FetchError:
+    return FetchError(f"decompressed body is over the {limits.max_decompressed_bytes} byte cap")
+
+
+HeaderLine = str | bytes
+
+
+def _line(name: str, value: str) -> HeaderLine:
+    """One request header line; curl takes bytes as they are, and a value echoed from
+    a server (an ETag) goes back in the latin-1 it was read in."""
+    line = f"{name}: {value}"
+    if line.isascii():
+        return line
+    try:
+        return line.encode("latin-1")
+    except UnicodeEncodeError:
+        return line.encode("utf-8")
+
+
+def _header_lines(headers: dict[str, tuple[str, str]]) -> list[HeaderLine]:
+    lines = []
+    for name, value in headers.values():
+        if any(c in name or c in value for c in "\r\n\0") or ":" in name:
+            raise FetchError(f"refused a request header with a line break or colon: {name!r}")
+        lines.append(_line(name, value))
+    return lines
+
+
+# --- one thread's handle ------------------------------------------------------------------
+
+Origin = tuple[str, str, int]  # scheme, host, port: what curl matches a connection on
+# curl itself refuses to reuse an idle connection with unread input, but only once
+# it has been idle for about a second; below that, _Session.tainted looks.
+CURL_CHECKS_AFTER = 2.0
+
+
+class _Session:
+    """A thread's curl handle, and the connection it last used for each origin."""
+
+    __slots__ = ("curl", "idle")
+
+    def __init__(self, curl: pycurl.Curl) -> None:
+        self.curl = curl
+        # origin -> (socket fd, local port, remote port, when last used)
+        self.idle: dict[Origin, tuple[int, int, int, float]] = {}
+
+    def remember(self, origin: Origin) -> None:
+        """After a transfer: the connection curl keeps for this origin, if any."""
+        try:
+            fd = self.curl.getinfo(pycurl.ACTIVESOCKET)
+            if fd == -1:
+                self.idle.pop(origin, None)
+                return
+            local = self.curl.getinfo(pycurl.LOCAL_PORT)
+            remote = self.curl.getinfo(pycurl.PRIMARY_PORT)
+        except pycurl.error:
+            self.idle.pop(origin, None)
+            return
+        self.idle[origin] = (fd, local, remote, time.monotonic())
+
+    def tainted(self, origin: Origin) -> bool:
+        """True when the connection curl would reuse for this origin has bytes
+        waiting that nobody asked for (a server sent more than its answer, late):
+        they would be read as the start of the next answer."""
+        known = self.idle.get(origin)
+        if known is None:
+            return False
+        fd, local, remote, used = known
+        if time.monotonic() - used > CURL_CHECKS_AFTER:
+            return False
+        try:  # the common case, nothing to read, in one cheap call
+            if not select.select((fd,), (), (), 0)[0]:
+                return False
+        except (OSError, ValueError):  # closed, or a number too high for select
+            pass
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:  # closed since: curl will not reuse it
+            return False
+        try:
+            if sock.getsockname()[1] != local or sock.getpeername()[1] != remote:
+                return False  # the number now belongs to another socket
+            return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except OSError:  # nothing waiting (EAGAIN), or not connected any more
+            return False
+        finally:
+            sock.detach()  # the descriptor stays curl's
+
+
 # --- the fetcher -------------------------------------------------------------------------
 
 
 class Fetcher:
-    """Shared by all polls of a daemon. Thread-safe."""
+    """Shared by all polls of a daemon. Thread-safe: each thread has its own curl
+    handle (with its own live connections), made on its first fetch."""
 
     def __init__(self, limits: Limits | None = None, user_agent: str = DEFAULT_USER_AGENT) -> None:
         self.limits = limits or Limits()
         self.user_agent = user_agent
-        timeout = httpx.Timeout(
-            connect=self.limits.connect_timeout,
-            read=self.limits.read_timeout,
-            write=self.limits.read_timeout,
-            pool=self.limits.deadline,
-        )
-        self.client = httpx.Client(
-            transport=_transport(),
-            timeout=timeout,
-            follow_redirects=False,
-            headers={
-                "User-Agent": user_agent,
-                "Accept": ACCEPT,
-                "Accept-Encoding": "gzip, deflate, br",
-            },
-        )
-        self._host_slots: dict[str, threading.BoundedSemaphore] = {}
+        self._base_headers = {
+            "user-agent": ("User-Agent", user_agent),
+            "accept": ("Accept", ACCEPT),
+            # Sent as a plain header: the body is decoded here, in bounded steps.
+            "accept-encoding": ("Accept-Encoding", "gzip, deflate, br"),
+        }
+        self._base_lines = _header_lines(self._base_headers)
+        self._host_slots: dict[str, _Slots] = {}
         self._slots_lock = threading.Lock()
+        self._local = threading.local()
+        # Weak: a handle goes (its connections closed) when its thread ends.
+        self._handles: weakref.WeakSet[pycurl.Curl] = weakref.WeakSet()
+        self._handles_lock = threading.Lock()
+        self._closed = False
 
     def close(self) -> None:
-        self.client.close()
+        """Close the handles (and their connections) of every thread."""
+        with self._handles_lock:
+            self._closed = True
+            handles = list(self._handles)
+            self._handles.clear()
+        for handle in handles:
+            with contextlib.suppress(pycurl.error):  # busy in a thread: goes with that thread
+                handle.close()
 
     def __enter__(self) -> Fetcher:
         return self
@@ -253,140 +431,213 @@ class Fetcher:
         now: datetime | None = None,
     ) -> FetchResult:
         """Fetch one URL. Raises FetchError on any failure."""
-        now = now or datetime.now(UTC)
-        if urlsplit(url).scheme == "file":
+        if _origin(url)[0] == "file":
             return fetch_file(url, etag=etag, last_modified=last_modified, limits=self.limits)
-        request_headers = dict(headers)
-        if etag:
-            request_headers["If-None-Match"] = etag
-        if last_modified:
-            request_headers["If-Modified-Since"] = last_modified
-        with _deadline_of(self.limits.deadline) as deadline:
-            try:
-                return self._follow(url, request_headers, allow_private, now)
-            except httpx.TimeoutException as exc:
-                raise FetchError(self._timeout_message(exc, deadline)) from None
-            except httpx.HTTPError as exc:
-                raise FetchError(f"{type(exc).__name__}: {exc}") from None
+        lines = self._request_lines(headers)
+        # Validators are echoed from a server's headers: never let one end a line.
+        if etag and "\r" not in etag and "\n" not in etag:
+            lines.append(_line("If-None-Match", etag))
+        if last_modified and "\r" not in last_modified and "\n" not in last_modified:
+            lines.append(_line("If-Modified-Since", last_modified))
+        deadline = time.monotonic() + self.limits.deadline
+        return self._follow(url, lines, allow_private, now or datetime.now(UTC), deadline)
 
-    def _timeout_message(self, exc: httpx.TimeoutException, deadline: float) -> str:
-        if time.monotonic() >= deadline - 0.05:
-            return f"timed out: the fetch took longer than its {self.limits.deadline:g} s deadline"
-        waited = {
-            httpx.ConnectTimeout: f"no connection within {self.limits.connect_timeout:g} s",
-            httpx.ReadTimeout: f"no data for {self.limits.read_timeout:g} s",
-        }.get(type(exc), type(exc).__name__)
-        return f"timed out: {waited}"
+    def _request_lines(self, headers: Iterable[tuple[str, str]]) -> list[HeaderLine]:
+        """Our headers, a source's own headers replacing ours of the same name."""
+        merged = None
+        for name, value in headers:
+            if merged is None:
+                merged = dict(self._base_headers)
+            merged[name.lower()] = (name, value)
+        if merged is None:
+            return list(self._base_lines)
+        return _header_lines(merged)
 
-    def _slot(self, url: str) -> threading.BoundedSemaphore:
-        host = (urlsplit(url).hostname or "").lower()
-        with self._slots_lock:
-            if host not in self._host_slots:
-                self._host_slots[host] = threading.BoundedSemaphore(self.limits.per_host)
-            return self._host_slots[host]
+    def _session(self) -> _Session:
+        session: _Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._new_session()
+        elif self._closed:
+            raise FetchError("the fetcher is closed")
+        return session
+
+    def _new_session(self) -> _Session:
+        handle = self._new_handle()
+        with self._handles_lock:
+            if self._closed:
+                handle.close()
+                raise FetchError("the fetcher is closed")
+            self._handles.add(handle)
+        session = _Session(handle)
+        self._local.session = session
+        return session
+
+    def _renew(self, session: _Session) -> _Session:
+        """A fresh handle for this thread: the old one's connections are all closed."""
+        with self._handles_lock:
+            self._handles.discard(session.curl)
+        session.curl.close()
+        return self._new_session()
+
+    def _new_handle(self) -> pycurl.Curl:
+        """The options every request of this fetcher shares; the rest are set per request."""
+        limits = self.limits
+        handle = pycurl.Curl()
+        handle.setopt(pycurl.NOSIGNAL, 1)  # threads: no SIGALRM for timeouts
+        handle.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        handle.setopt(pycurl.REDIR_PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        handle.setopt(pycurl.FOLLOWLOCATION, 0)  # by hand, see _follow
+        handle.setopt(pycurl.HTTP_CONTENT_DECODING, 0)  # raw bytes: BoundedDecoder is ours
+        handle.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(limits.connect_timeout * 1000)))
+        handle.setopt(pycurl.NOPROGRESS, 0)  # for _Exchange.progress, the read timeout
+        handle.setopt(pycurl.MAXCONNECTS, MAX_CONNECTIONS_PER_THREAD)
+        if CA_BUNDLE:
+            handle.setopt(pycurl.CAINFO, CA_BUNDLE)
+        return handle
+
+    def _slot(self, host: str) -> _Slots:
+        slots = self._host_slots.get(host)
+        if slots is None:
+            with self._slots_lock:
+                slots = self._host_slots.setdefault(host, _Slots(self.limits.per_host))
+        return slots
 
     def _follow(
-        self, url: str, headers: dict[str, str], allow_private: bool, now: datetime
+        self,
+        url: str,
+        headers: list[HeaderLine],
+        allow_private: bool,
+        now: datetime,
+        deadline: float,
     ) -> FetchResult:
         first_url = url
         moved_to: str | None = None
         permanent_so_far = True
         for _hop in range(self.limits.max_redirects + 1):
-            _check_scheme(url)
-            with self._slot(url), self.client.stream("GET", url, headers=headers) as response:
-                if response.status_code not in PERMANENT_REDIRECTS | TEMPORARY_REDIRECTS:
-                    return self._result(url, response, moved_to, now)
-                location = response.headers.get("location")
+            origin = _origin(url)
+            _check_scheme(url, origin[0])
+            with self._slot(origin[1]):
+                exchange = self._exchange(url, origin, headers, deadline)
+            status = exchange.status
+            if status not in REDIRECTS:
+                return self._result(url, exchange, moved_to, now)
+            location = exchange.headers.get("location")
             if not location:
-                raise FetchError(
-                    f"redirect {response.status_code} without Location", status=response.status_code
-                )
-            target = urljoin(url, location)
+                raise FetchError(f"redirect {status} without Location", status=status)
+            target = urljoin(url, _location(location))
             _check_scheme(target)
             if not allow_private and _leaves_public_space(first_url, target):
                 raise FetchError(
                     f"refused redirect from a public address to a private one: {target}"
                 )
-            permanent_so_far = permanent_so_far and response.status_code in PERMANENT_REDIRECTS
+            permanent_so_far = permanent_so_far and status in PERMANENT_REDIRECTS
             if permanent_so_far:
                 moved_to = target
             url = target
         raise FetchError(f"more than {self.limits.max_redirects} redirects")
 
+    def _exchange(
+        self, url: str, origin: Origin, headers: list[HeaderLine], deadline: float
+    ) -> _Exchange:
+        """One request and its answer, on this thread's handle, within the deadline."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise FetchError(self._deadline_message())
+        session = self._session()
+        if session.tainted(origin):
+            session = self._renew(session)
+        handle = session.curl
+        exchange = _Exchange(self.limits)
+        try:
+            handle.setopt(pycurl.URL, _ascii_url(url))
+            handle.setopt(pycurl.HTTPHEADER, headers)
+            handle.setopt(pycurl.TIMEOUT_MS, max(1, int(left * 1000)))
+            handle.setopt(pycurl.HEADERFUNCTION, exchange.header)
+            handle.setopt(pycurl.WRITEFUNCTION, exchange.body)
+            handle.setopt(pycurl.XFERINFOFUNCTION, exchange.progress)
+            handle.perform()
+        except pycurl.error as exc:
+            if exchange.error is not None:
+                raise exchange.error from None
+            if not exchange.discarded:
+                raise FetchError(self._curl_message(exc, deadline)) from None
+            # Not a 2xx and its body left unread on purpose: the status is the answer.
+        finally:
+            session.remember(origin)
+        return exchange
+
+    def _deadline_message(self) -> str:
+        return f"timed out: the fetch took longer than its {self.limits.deadline:g} s deadline"
+
+    def _curl_message(self, exc: pycurl.error, deadline: float) -> str:
+        if len(exc.args) < 2 or not isinstance(exc.args[0], int):
+            return f"curl: {exc}"  # not from a transfer (a handle closed under us, say)
+        code, text = exc.args[0], str(exc.args[1])
+        if code == pycurl.E_OPERATION_TIMEDOUT:
+            if time.monotonic() >= deadline - 0.05:
+                return self._deadline_message()
+            if text.startswith(("Connection timed out", "Resolving timed out")):
+                return f"timed out: no connection within {self.limits.connect_timeout:g} s"
+            return f"timed out: {text}"
+        if code == pycurl.E_PARTIAL_FILE:
+            return f"the peer closed the connection before the end of the body ({text})"
+        if code == pycurl.E_COULDNT_RESOLVE_HOST:
+            return f"cannot resolve the host name ({text})"
+        if code == pycurl.E_COULDNT_CONNECT:
+            return f"cannot connect ({text})"
+        return text or f"curl error {code}"
+
     def _result(
-        self, url: str, response: httpx.Response, moved_to: str | None, now: datetime
+        self, url: str, exchange: _Exchange, moved_to: str | None, now: datetime
     ) -> FetchResult:
-        status = response.status_code
-        flat_headers = {k.lower(): v for k, v in response.headers.items()}
+        status = exchange.status
+        headers = exchange.headers
         if status == 304:
-            response.read()  # no body, but reading the end lets the connection be reused
             return FetchResult(
                 url,
                 status,
                 None,
-                etag=response.headers.get("etag"),
-                last_modified=response.headers.get("last-modified"),
+                etag=headers.get("etag"),
+                last_modified=headers.get("last-modified"),
                 moved_to=moved_to,
-                max_age=parse_max_age(response.headers, now),
-                headers=flat_headers,
+                max_age=parse_max_age(headers, now),
+                headers=headers,
             )
         if status == 410:
             raise FetchError("410 Gone: the feed was removed for good", status=410, gone=True)
         if status >= 400 or status < 200:
             retry_after = (
-                parse_retry_after(response.headers.get("retry-after"), now)
+                parse_retry_after(headers.get("retry-after"), now)
                 if status in RETRY_AFTER_STATUSES
                 else None
             )
-            reason = response.reason_phrase or ""
             raise FetchError(
-                f"HTTP {status} {reason}".strip(), status=status, retry_after=retry_after
+                f"HTTP {status} {_reason(status, exchange.reason)}".strip(),
+                status=status,
+                retry_after=retry_after,
             )
-        body = self._read_body(response)
+        body = exchange.finish()
         return FetchResult(
             url,
             status,
             body,
-            content_type=response.headers.get("content-type", ""),
-            etag=response.headers.get("etag"),
-            last_modified=response.headers.get("last-modified"),
+            content_type=headers.get("content-type", ""),
+            etag=headers.get("etag"),
+            last_modified=headers.get("last-modified"),
             moved_to=moved_to,
-            max_age=parse_max_age(response.headers, now),
-            headers=flat_headers,
+            max_age=parse_max_age(headers, now),
+            headers=headers,
         )
 
-    def _read_body(self, response: httpx.Response) -> bytes:
-        limits = self.limits
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limits.max_body_bytes:
-            raise FetchError(
-                f"body of {declared} bytes is over the {limits.max_body_bytes} byte cap"
-            )
-        decoder = BoundedDecoder(response.headers.get("content-encoding", ""))
-        chunks: list[bytes] = []
-        size = 0
-        received = 0
-        # Raw bytes, decoded here in bounded steps: httpx's own decoders would
-        # inflate a whole chunk at once, and one brotli chunk can be gigabytes.
-        for raw in response.iter_raw():
-            received += len(raw)
-            if received > limits.max_body_bytes:
-                raise FetchError(f"body is over the {limits.max_body_bytes} byte cap")
-            for piece in decoder.decode(raw):
-                size += len(piece)
-                if size > limits.max_decompressed_bytes:
-                    raise FetchError(
-                        f"decompressed body is over the {limits.max_decompressed_bytes} byte cap"
-                    )
-                chunks.append(piece)
-        for piece in decoder.flush():
-            size += len(piece)
-            if size > limits.max_decompressed_bytes:
-                raise FetchError(
-                    f"decompressed body is over the {limits.max_decompressed_bytes} byte cap"
-                )
-            chunks.append(piece)
-        return b"".join(chunks)
+
+def _reason(status: int, phrase: str) -> str:
+    """The server's reason phrase; HTTP/2 has none, so the standard one then."""
+    if phrase.strip():
+        return phrase.strip()
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 # --- bounded content decoding ----------------------------------------------------------
@@ -470,6 +721,8 @@ class BoundedDecoder:
         codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
         # Applied in the order listed, so undone in reverse.
         self._steps = [_step(c) for c in reversed(codings)]
+        # Nothing to undo: the bytes are the body (the common case, kept cheap).
+        self.passthrough = all(isinstance(step, _Identity) for step in self._steps)
 
     def decode(self, data: bytes) -> Iterator[bytes]:
         return self._run(0, data)
@@ -501,8 +754,56 @@ def _leaves_public_space(first_url: str, target: str) -> bool:
     return not _is_private_host(urlsplit(first_url).hostname or "")
 
 
-def _check_scheme(url: str) -> None:
-    if urlsplit(url).scheme not in ("http", "https"):
+@functools.lru_cache(maxsize=4096)
+def _origin(url: str) -> Origin:
+    """A URL's scheme, lower-cased host and port, kept for the next poll: urlsplit
+    is a good part of a 304's cost, and the same URLs come back poll after poll."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # curl refuses the URL
+        port = 0
+    return parts.scheme, parts.hostname or "", port
+
+
+def _location(value: str) -> str:
+    """A Location header, read as latin-1: raw UTF-8 in it (it happens) made text again."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
+URL_SAFE = "!#$%&'()*+,/:;=?@[]~"  # kept as they are, escapes included
+
+
+def _ascii_url(url: str) -> str:
+    """The URL as curl must get it: an IDNA host name, other non-ASCII characters
+    and spaces %-escaped as UTF-8 (what browsers and httpx send)."""
+    if url.isascii() and " " not in url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if not netloc.isascii():
+        userinfo, at, hostport = netloc.rpartition("@")
+        name, colon, port = hostport.partition(":")  # (a non-ASCII host has no [brackets])
+        try:
+            netloc = f"{userinfo}{at}{_idna(name)}{colon}{port}"
+        except UnicodeError:
+            raise FetchError(f"not a valid host name: {name!r}") from None
+    return quote(urlunsplit(parts._replace(netloc=netloc)), safe=URL_SAFE)
+
+
+def _idna(host: str) -> str:
+    # The standard library's IDNA 2003 codec: enough for the Chinese and other
+    # names feeds use, without one more dependency.
+    return host.encode("idna").decode("ascii")
+
+
+def _check_scheme(url: str, scheme: str | None = None) -> None:
+    if (scheme or urlsplit(url).scheme) not in ("http", "https"):
         raise FetchError(f"only http and https URLs are fetched, not {url!r}")
 
 

@@ -274,7 +274,7 @@ def machine() -> list[str]:
         "unknown",
     )
     versions = []
-    for name in ("feedparser", "lxml", "nh3", "httpx", "feedgen", "reader"):
+    for name in ("feedparser", "lxml", "nh3", "pycurl", "feedgen", "reader"):
         with suppress(metadata.PackageNotFoundError):
             versions.append(f"{name} {metadata.version(name)}")
     return [
@@ -330,7 +330,7 @@ NOTES = [
     "",
     "- ours: `aggregator.pollrun.poll_many`, a thread pool over `poll.poll_source` (the",
     "  path of `aggregator poll`; the daemon calls the same `poll_source`) on a fresh SQLite",
-    "  store: fetch with httpx (at most 4 requests per host), encoding decision and DOCTYPE",
+    "  store: fetch with pycurl (at most 4 requests per host), encoding decision and DOCTYPE",
     "  screen, lxml fast path (documents with a DTD, or that it declines, go to feedparser",
     "  under the sandbox limits), nh3, share codes, rules, dedup, tombstone-aware ingest.",
     "  Threads in flight are given per row in bench/__main__.py.",

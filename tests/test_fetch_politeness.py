@@ -199,8 +199,9 @@ def test_bad_encodings_are_fetch_errors() -> None:
 
 
 def test_extra_bytes_after_a_response_never_reach_the_next_fetch(hostile: HostileServer) -> None:
-    """A body longer than its Content-Length, connection held open: with keep-alive the
-    surplus would be read as the next source's answer. Every fetch has its own connection."""
+    """A body longer than its Content-Length, connection held open: on a reused
+    connection the surplus would be read as the next source's answer. curl drops such
+    a connection (see also tests/test_fetch_keepalive.py)."""
     hostile.routes["/lie"] = length_lie(FEED, 200, then_hold=5)
     hostile.routes["/next"] = respond(FEED)
     with Fetcher(Limits(deadline=3)) as fetcher:
