@@ -23,6 +23,7 @@ it has already stored and skip all the expensive work on them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import html
 import re
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from feedparser.datetimes import _parse_date
 from feedparser.encodings import convert_to_utf8
@@ -39,6 +41,7 @@ from feedparser.urls import RelativeURIResolver, _urljoin, make_safe_absolute_ur
 from lxml import etree
 
 from aggregator.models import EntryRecord
+from aggregator.sanitize import http_join
 
 # Bump when the fast path's output for the same bytes changes: stored raw digests
 # from an older version then no longer match, and entries are processed again.
@@ -66,7 +69,10 @@ _PARSER = etree.XMLParser(
     recover=False,
 )
 _DOCTYPE = re.compile(rb"<!DOCTYPE|<!ENTITY", re.IGNORECASE)
-_BASE_ATTR = re.compile(rb"[\s:]base\s*=", re.IGNORECASE)
+# Found in the lower-cased body, the character before checked by hand: a pattern
+# that starts with a character class is many times slower to search for.
+_BASE_ATTR = re.compile(rb"base\s*=")
+_BEFORE_BASE = frozenset(b" \t\n\r\f\v:")
 _START_TAG = re.compile(r"<([a-zA-Z][-_.:a-zA-Z0-9]*)(\s[^<>]*?)(\s*/?)>")
 _ATTRIBUTE = re.compile(
     r"\s*([a-zA-Z_][-:.a-zA-Z_0-9]*)[$]?(\s*=\s*"
@@ -122,16 +128,31 @@ def _finish(text: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=64)
+def _parses(base: str) -> bool:
+    """Whether urljoin can read the base at all (else feedparser's join gives "")."""
+    try:
+        urlsplit(base)
+    except ValueError:
+        return False
+    return True
+
+
 def _join(base: str, value: str) -> str:
-    """feedparser's _urljoin, without the cost for URLs that are already absolute."""
-    return value if _PLAIN_URL.match(value) and "/." not in value else str(_urljoin(base, value))
+    """feedparser's _urljoin, without the cost for URLs that are already absolute or
+    plain absolute paths (its URI fixer leaves both alone)."""
+    if _PLAIN_URL.match(value) and "/." not in value and _parses(base):
+        return value
+    joined = http_join(base, value) if base else None
+    return str(_urljoin(base, value)) if joined is None else joined
 
 
 def _safe_join(base: str, value: str) -> str:
-    """feedparser's make_safe_absolute_uri, likewise."""
-    if base and _PLAIN_URL.match(value) and "/." not in value:
+    """feedparser's make_safe_absolute_uri, likewise (http and https are acceptable)."""
+    if base and _PLAIN_URL.match(value) and "/." not in value and _parses(base):
         return value
-    return str(make_safe_absolute_uri(base, value))
+    joined = http_join(base, value) if base and value else None
+    return str(make_safe_absolute_uri(base, value)) if joined is None else joined
 
 
 def _tag_attributes(text: str) -> list[tuple[str, str]] | None:
@@ -624,8 +645,16 @@ def read(body: bytes, *, url: str = "", content_type: str = "") -> RawFeed | Non
         return None
 
 
+def _has_base(body: bytes) -> bool:
+    """Whether an attribute named base or xml:base (any case) may be in the body."""
+    lowered = body.lower()
+    return any(
+        m.start() and lowered[m.start() - 1] in _BEFORE_BASE for m in _BASE_ATTR.finditer(lowered)
+    )
+
+
 def _read(body: bytes, url: str, content_type: str) -> RawFeed:
-    if _DOCTYPE.search(body[:4096]) or _BASE_ATTR.search(body):
+    if _DOCTYPE.search(body[:4096]) or _has_base(body):
         raise Unsupported("DTD, entities or xml:base")
     data = _decoded(body, url, content_type)
     if _DOCTYPE.search(data[:4096]):
