@@ -33,13 +33,13 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from feedparser.datetimes import _parse_date
 from feedparser.encodings import convert_to_utf8
 from feedparser.html import _cp1252
 from feedparser.mixin import _FeedParserMixin
 from feedparser.urls import RelativeURIResolver, _urljoin, make_safe_absolute_uri
 from lxml import etree
 
+from aggregator.dates import feedparser_date
 from aggregator.models import EntryRecord
 from aggregator.sanitize import http_join
 
@@ -82,8 +82,11 @@ _SIMPLE_ATTRIBUTE = re.compile(r'\s+([a-zA-Z_][-:.a-zA-Z_0-9]*)="([^"<>&\s]*)"\Z
 RELATIVE_URIS = frozenset(RelativeURIResolver.relative_uris)
 _LINK_ENTITY = re.compile(r"&([A-Za-z0-9_]+);")
 _C1 = re.compile("[\x80-\x9f]")
-# An absolute http(s) URL that urljoin gives back unchanged, whatever the base.
-_PLAIN_URL = re.compile(r"https?://[^/?#\s;\\]+(?:/[^?#\s;\\]*)?(?:\?[^#\s\\]+)?\Z")
+# An absolute http(s) URL that urljoin gives back unchanged, whatever the base (if it
+# parses); its host is plain ASCII, which urlsplit cannot refuse.
+_PLAIN_URL = re.compile(
+    r"https?://[-A-Za-z0-9.:@%!$&'()*+,=_~]+(?:/[^?#\s;\\]*)?(?:\?[^#\s\\]+)?\Z"
+)
 
 
 class Unsupported(Exception):
@@ -699,7 +702,7 @@ def feedparser_entry(raw: dict[str, Any], base: str) -> dict[str, Any]:
         entry.setdefault("summary", value)
     for key in ("published", "updated"):
         if key in entry:
-            entry[f"{key}_parsed"] = _parse_date(entry[key])
+            entry[f"{key}_parsed"] = feedparser_date(entry[key])
     return entry
 
 

@@ -7,11 +7,13 @@ awkward ones: odd schemes, whitespace and controls, dot segments, odd bases.
 
 from __future__ import annotations
 
+from feedparser.datetimes import _parse_date
 from feedparser.urls import _urljoin, make_safe_absolute_uri
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aggregator import fastparse, sanitize
+from aggregator.dates import feedparser_date
 from aggregator.sanitize import (
     URL_ATTRIBUTES,
     _attribute_filter,
@@ -75,7 +77,7 @@ PIECES = [
     ":",
 ]
 SEGMENTS = ["a", "b.jpg", ".", "..", ".x", "", "%2e", "a;b", "a:b", "@", "!$&'()*+,=", "图", "a b"]
-HOSTS = ["x.cn", "X.CN", "a.b:80", "a.b:", ":80", "", "u@h", "[::1]", "-", "h_x"]
+HOSTS = ["x.cn", "X.CN", "a.b:80", "a.b:", ":80", "", "u@h", "[::1]", "[", "-", "h_x", "a℀b"]
 paths = st.lists(st.sampled_from(SEGMENTS), max_size=4).map("/".join)
 shaped = st.builds(
     lambda scheme, host, path, query, fragment: scheme + host + path + query + fragment,
@@ -143,3 +145,54 @@ def test_fastparse_joins_agree_with_feedparser(url: str, base: str) -> None:
     assert fastparse._join(base, url) == _urljoin(base, url)
     if base:  # _rewrite_tag only joins against a base
         assert fastparse._safe_join(base, url) == make_safe_absolute_uri(base, url)
+
+
+# --- dates -------------------------------------------------------------------------------
+
+two = st.integers(0, 99).map(lambda n: f"{n:02d}")
+zones = st.sampled_from(
+    ["+0800", "-0530", "+2400", "-0000", "GMT", "UT", "UTC", "Z", "EST", "+08:00", "", "gmt"]
+)
+spaces = st.sampled_from([" ", " ", " ", "  ", "\t"])
+rfc822 = st.builds(
+    lambda dayname, day, month, year, h, m, s, zone, sp, edge: (
+        f"{edge}{dayname}{day}{sp}{month} {year} {h}:{m}:{s} {zone}{edge}"
+    ),
+    st.sampled_from(["", "Fri, ", "Sat, ", "Tue, ", "Thu, ", "fri, ", "Fri ", "Fri,"]),
+    st.integers(0, 39).map(str) | two,
+    st.sampled_from(["Jan", "Feb", "Oct", "Dec", "dec", "DEC", "Foo"]),
+    st.integers(0, 9999).map(lambda n: f"{n:04d}") | two,
+    two,
+    two,
+    two,
+    zones,
+    spaces,
+    st.sampled_from(["", "", " ", "\n"]),
+)
+w3dtf = st.builds(
+    lambda year, month, day, t, h, m, s, fraction, zone, edge: (
+        f"{edge}{year}-{month}-{day}{t}{h}:{m}:{s}{fraction}{zone}{edge}"
+    ),
+    st.integers(0, 9999).map(lambda n: f"{n:04d}"),
+    two,
+    two,
+    st.sampled_from(["T", "T", "t", " "]),
+    two,
+    two,
+    two,
+    st.sampled_from(["", "", ".5", ".999999999999999999", ".0001"]),
+    st.sampled_from(["Z", "+08:00", "-05:30", "+14:00", "-23:59", "+0800", "z", "", "+24:00"]),
+    st.sampled_from(["", "", " "]),
+)
+
+
+@settings(max_examples=500)
+@given(rfc822 | w3dtf | st.text(max_size=30))
+@example("Fri, 24 Dec 2021 10:53:26 +0800")
+@example("2021-12-24T03:00:26+08:00")
+@example("Mon, 01 Jan 0001 00:00:00 +0800")  # the RFC 822 handler overflows: others read it
+@example("2021-02-30T00:00:00Z")  # W3C-DTF refuses the day: another handler reads it
+@example("2021-12-24T03:00:59.99999999999999999Z")
+@example("")
+def test_date_shortcut_agrees_with_feedparser(text: str) -> None:
+    assert feedparser_date(text) == _parse_date(text)
