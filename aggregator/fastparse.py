@@ -82,6 +82,7 @@ _SIMPLE_ATTRIBUTE = re.compile(r'\s+([a-zA-Z_][-:.a-zA-Z_0-9]*)="([^"<>&\s]*)"\Z
 RELATIVE_URIS = frozenset(RelativeURIResolver.relative_uris)
 _LINK_ENTITY = re.compile(r"&([A-Za-z0-9_]+);")
 _C1 = re.compile("[\x80-\x9f]")
+_LATIN1_HIGH = re.compile("[\x80-\xff]")
 # An absolute http(s) URL that urljoin gives back unchanged, whatever the base (if it
 # parses); its host is plain ASCII, which urlsplit cannot refuse.
 _PLAIN_URL = re.compile(
@@ -123,7 +124,8 @@ def _looks_like_html(text: str) -> bool:
 def _finish(text: str) -> str:
     """feedparser's last touches on every value: undo UTF-8 read as Latin-1, map C1
     controls to their windows-1252 characters."""
-    if not text.isascii():
+    # Both touches need a character in U+0080-U+00FF: CJK text has none, mostly.
+    if not text.isascii() and _LATIN1_HIGH.search(text):
         with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
             text = text.encode("iso-8859-1").decode("utf-8")
         if _C1.search(text):

@@ -7,7 +7,12 @@ awkward ones: odd schemes, whitespace and controls, dot segments, odd bases.
 
 from __future__ import annotations
 
+import contextlib
+import html
+import re
+
 from feedparser.datetimes import _parse_date
+from feedparser.html import _cp1252
 from feedparser.urls import _urljoin, make_safe_absolute_uri
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -21,6 +26,8 @@ from aggregator.sanitize import (
     absolute_http_url,
     clean_html,
     http_join,
+    plain_text,
+    strip_control,
 )
 
 BASES = [
@@ -196,3 +203,56 @@ w3dtf = st.builds(
 @example("")
 def test_date_shortcut_agrees_with_feedparser(text: str) -> None:
     assert feedparser_date(text) == _parse_date(text)
+
+
+# --- text --------------------------------------------------------------------------------
+
+WHITESPACE = [" ", "  ", "\t", "\n", "\xa0", "\u3000", "\u2028", "\x1c", "\x85", "\u200b"]
+texts = st.lists(
+    st.sampled_from(
+        [
+            *WHITESPACE,
+            *["<b>", "</b>", "<", ">", "&amp;", "&#1;", "&#12288;", "&", "\x01", "\ud800"],
+            *["\ufffe", "标题", "“冬日”", "AT&T", "Ã©", "\x80", "\x93", "é", "abc"],
+        ]
+    ),
+    max_size=8,
+).map("".join) | st.text(max_size=20)
+
+
+def _reference_plain_text(fragment: str, max_length: int | None = None) -> str:
+    """plain_text as it was before it had a shortcut."""
+    text = html.unescape(sanitize._TAG.sub("", strip_control(fragment or "")))
+    text = sanitize._SPACE.sub(" ", strip_control(text)).strip()
+    if max_length is not None and len(text) > max_length:
+        text = text[: max_length - 1].rstrip() + "…"
+    return text
+
+
+def _reference_finish(text: str) -> str:
+    """fastparse._finish as it was before it had a shortcut."""
+    if not text.isascii():
+        with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
+            text = text.encode("iso-8859-1").decode("utf-8")
+        if fastparse._C1.search(text):
+            text = text.translate(_cp1252)
+    return text
+
+
+@settings(max_examples=500)
+@given(texts, st.sampled_from([None, 1, 5, 1000]))
+def test_text_shortcuts_agree(text: str, limit: int | None) -> None:
+    assert plain_text(text, limit) == _reference_plain_text(text, limit)
+    assert fastparse._finish(text) == _reference_finish(text)
+
+
+_OLD_BASE_ATTR = re.compile(rb"[\s:]base\s*=", re.IGNORECASE)
+BODY_PIECES = [b"base", b"BaSe", b"xml:base", b" ", b"\t", b"\x0b", b"=", b" =", b"<a ", b"x"]
+
+
+@settings(max_examples=300)
+@given(st.lists(st.sampled_from([*BODY_PIECES, b":", b"\xe4\xb8\x89", b"\xc3\x9f"])).map(b"".join))
+@example(b"base=")
+@example(b'<feed xml:base="http://x.cn/">')
+def test_base_attribute_scan_agrees(body: bytes) -> None:
+    assert fastparse._has_base(body) == bool(_OLD_BASE_ATTR.search(body))
