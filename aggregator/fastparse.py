@@ -73,7 +73,9 @@ _DOCTYPE = re.compile(rb"<!DOCTYPE|<!ENTITY", re.IGNORECASE)
 # that starts with a character class is many times slower to search for.
 _BASE_ATTR = re.compile(rb"base\s*=")
 _BEFORE_BASE = frozenset(b" \t\n\r\f\v:")
-_START_TAG = re.compile(r"<([a-zA-Z][-_.:a-zA-Z0-9]*)(\s[^<>]*?)(\s*/?)>")
+# A start tag with attributes; _tag_parts splits off its closing "\s*/?" (a lazy
+# pattern doing that here costs more than the rest of the pass).
+_START_TAG = re.compile(r"<([a-zA-Z][-_.:a-zA-Z0-9]*+)(\s[^<>]*+)>")
 _ATTRIBUTE = re.compile(
     r"\s*([a-zA-Z_][-:.a-zA-Z_0-9]*)[$]?(\s*=\s*"
     r"""('[^']*'|"[^"]*"|[][\-a-zA-Z0-9./,:;+*%?!&$\(\)_#=~'"@]*))?"""
@@ -184,18 +186,27 @@ def _tag_attributes(text: str) -> list[tuple[str, str]] | None:
     return found
 
 
+def _tag_parts(match: re.Match[str]) -> tuple[str, str, str]:
+    r"""(name, attributes, closing) of a _START_TAG match, split exactly as the pattern
+    <([a-zA-Z][-_.:a-zA-Z0-9]*)(\s[^<>]*?)(\s*/?)> splits the same tag."""
+    rest = match.group(2)
+    cut = max(len((rest[:-1] if rest.endswith("/") else rest).rstrip()), 1)
+    return match.group(1), rest[:cut], rest[cut:]
+
+
 def _rewrite_tag(match: re.Match[str], base: str) -> str:
     """One start tag as feedparser's resolver writes it: attribute names lower-cased,
     duplicates collapsed, rel/type lower-cased, URLs made absolute, sorted."""
-    tag = match.group(1).lower()
-    single = _SIMPLE_ATTRIBUTE.match(match.group(2))
+    name_text, attribute_text, closing = _tag_parts(match)
+    tag = name_text.lower()
+    single = _SIMPLE_ATTRIBUTE.match(attribute_text)
     if single:  # one plain attribute, the common case: unchanged unless it is a URL
         name = single.group(1).lower()
         if name not in ("rel", "type") and (
             (tag, name) not in RELATIVE_URIS or _PLAIN_URL.match(single.group(2))
         ):
             return match.group(0)
-    attributes = _tag_attributes(match.group(2))
+    attributes = _tag_attributes(attribute_text)
     if attributes is None:
         raise Unsupported("a start tag the fast path cannot read")
     fixed = []
@@ -207,7 +218,7 @@ def _rewrite_tag(match: re.Match[str], base: str) -> str:
         fixed.append((key, value))
     fixed.sort()
     text = "".join(f' {k}="{html.escape(v, quote=True)}"' for k, v in fixed)
-    return f"<{match.group(1)}{text}{match.group(3)}>"
+    return f"<{name_text}{text}{closing}>"
 
 
 def normalise_tags(markup: str, base: str) -> str:
@@ -472,8 +483,24 @@ def _digest(item: etree._Element, base: str) -> str:
     return hashlib.sha1(f"{FAST_VERSION}\x00{base}\x00".encode() + material).hexdigest()
 
 
+# What parse.prepare hands over: UTF-8 behind this declaration, said so in the header.
+_PREPARED_TYPE = "application/xml; charset=utf-8"
+_PREPARED_DECLARATION = b'<?xml version="1.0" encoding="utf-8"?>'
+_FEEDPARSER_DECLARATION = b"<?xml version='1.0' encoding='utf-8'?>"
+
+
 def _decoded(body: bytes, url: str, content_type: str) -> bytes:
     """The document as UTF-8, decoded exactly as feedparser would decode it."""
+    if content_type == _PREPARED_TYPE and body.startswith(_PREPARED_DECLARATION):
+        # feedparser reads this as UTF-8 (no byte order mark or other-family pattern
+        # can start it) and, when it decodes, writes it back unchanged but for the
+        # declaration; decoding it here only proves that it does decode.
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return _FEEDPARSER_DECLARATION + body[len(_PREPARED_DECLARATION) :]
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type

@@ -12,6 +12,7 @@ import html
 import re
 
 from feedparser.datetimes import _parse_date
+from feedparser.encodings import convert_to_utf8
 from feedparser.html import _cp1252
 from feedparser.urls import _urljoin, make_safe_absolute_uri
 from hypothesis import example, given, settings
@@ -30,6 +31,7 @@ from aggregator.sanitize import (
     strip_control,
 )
 
+URL = "http://x.cn/feed.xml"
 BASES = [
     "",
     "http://x.cn/f.xml",
@@ -256,3 +258,40 @@ BODY_PIECES = [b"base", b"BaSe", b"xml:base", b" ", b"\t", b"\x0b", b"=", b" =",
 @example(b'<feed xml:base="http://x.cn/">')
 def test_base_attribute_scan_agrees(body: bytes) -> None:
     assert fastparse._has_base(body) == bool(_OLD_BASE_ATTR.search(body))
+
+
+PREPARED = b'<?xml version="1.0" encoding="utf-8"?>'
+DOCUMENT_PIECES = [b"\n", b"<rss>", b"\xe4\xb8\x89", b"\xe4\xb8", b"\xff", b"\xed\xa0\x80", b"\x00"]
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.sampled_from([*DOCUMENT_PIECES, b"<?xml version='1.0'?>", b"abc"])).map(b"".join),
+    st.sampled_from([PREPARED, b"", b"\xef\xbb\xbf" + PREPARED, PREPARED.upper()]),
+    st.sampled_from(["application/xml; charset=utf-8", "application/xml", "text/xml"]),
+)
+def test_decoding_shortcut_agrees_with_feedparser(rest: bytes, start: bytes, ctype: str) -> None:
+    body = start + rest
+    headers = {"content-location": URL, "content-type": ctype}
+    result: dict[str, object] = {}
+    expected = convert_to_utf8(headers, body, result)
+    try:
+        assert fastparse._decoded(body, URL, ctype) == expected
+    except fastparse.Unsupported:
+        assert not result.get("encoding")
+
+
+_OLD_START_TAG = re.compile(r"<([a-zA-Z][-_.:a-zA-Z0-9]*)(\s[^<>]*?)(\s*/?)>")
+MARKUP_PIECES = ["<", ">", "/", " ", "\t", "\u3000", "a", "IMG", "h1", "-x", "=", '"', "'", "图"]
+
+
+@settings(max_examples=500)
+@given(st.lists(st.sampled_from([*MARKUP_PIECES, ' href="/x"', "<p>", "</p>", " / "])))
+@example(["<img", " ", 'src="/a.jpg"', " ", "/", ">"])
+@example(["<a", " ", " ", ">"])
+@example(["<br", " ", "/", ">"])
+def test_start_tags_split_as_the_lazy_pattern_split_them(pieces: list[str]) -> None:
+    markup = "".join(pieces)
+    old = [(m.span(), m.groups()) for m in _OLD_START_TAG.finditer(markup)]
+    new = [(m.span(), fastparse._tag_parts(m)) for m in fastparse._START_TAG.finditer(markup)]
+    assert new == old
