@@ -84,7 +84,6 @@ _SIMPLE_ATTRIBUTE = re.compile(r'\s+([a-zA-Z_][-:.a-zA-Z_0-9]*)="([^"<>&\s]*)"\Z
 RELATIVE_URIS = frozenset(RelativeURIResolver.relative_uris)
 _LINK_ENTITY = re.compile(r"&([A-Za-z0-9_]+);")
 _C1 = re.compile("[\x80-\x9f]")
-_LATIN1_HIGH = re.compile("[\x80-\xff]")
 # An absolute http(s) URL that urljoin gives back unchanged, whatever the base (if it
 # parses); its host is plain ASCII, which urlsplit cannot refuse.
 _PLAIN_URL = re.compile(
@@ -126,8 +125,9 @@ def _looks_like_html(text: str) -> bool:
 def _finish(text: str) -> str:
     """feedparser's last touches on every value: undo UTF-8 read as Latin-1, map C1
     controls to their windows-1252 characters."""
-    # Both touches need a character in U+0080-U+00FF: CJK text has none, mostly.
-    if not text.isascii() and _LATIN1_HIGH.search(text):
+    # Both touches need a character in U+0080-U+00FF: CJK text has none, mostly. The
+    # encoding keeps exactly the characters up to U+00FF, and is faster than a search.
+    if not text.isascii() and not text.encode("latin-1", "ignore").isascii():
         with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
             text = text.encode("iso-8859-1").decode("utf-8")
         if _C1.search(text):
@@ -271,14 +271,23 @@ def _attrs(element: etree._Element) -> dict[str, str]:
     return found
 
 
+_NAMES: dict[str, tuple[str, str]] = {}  # a few dozen names in practice; bounded anyway
+
+
 def _name(element: etree._Element) -> tuple[str, str]:
     tag = element.tag
     if not isinstance(tag, str):
         raise Unsupported("unexpected node")
-    if tag[0] == "{":
-        namespace, _, local = tag[1:].partition("}")
-        return namespace, local.lower()
-    return "", tag.lower()
+    found = _NAMES.get(tag)
+    if found is None:
+        if tag[0] == "{":
+            namespace, _, local = tag[1:].partition("}")
+            found = namespace, local.lower()
+        else:
+            found = "", tag.lower()
+        if len(_NAMES) < 2048:
+            _NAMES[tag] = found
+    return found
 
 
 class _Entry:
