@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import html
 import re
+from urllib.parse import parse_qsl, urlsplit
 
 from feedparser.datetimes import _parse_date
 from feedparser.encodings import convert_to_utf8
@@ -18,7 +19,7 @@ from feedparser.urls import _urljoin, make_safe_absolute_uri
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from aggregator import fastparse, sanitize
+from aggregator import fastparse, sanitize, sharecode
 from aggregator.dates import feedparser_date
 from aggregator.sanitize import (
     URL_ATTRIBUTES,
@@ -295,3 +296,32 @@ def test_start_tags_split_as_the_lazy_pattern_split_them(pieces: list[str]) -> N
     old = [(m.span(), m.groups()) for m in _OLD_START_TAG.finditer(markup)]
     new = [(m.span(), fastparse._tag_parts(m)) for m in fastparse._START_TAG.finditer(markup)]
     assert new == old
+
+
+# --- share codes -------------------------------------------------------------------------
+
+QUERY_PIECES = ["http://", "x.cn", "/", "?", "#", "&", "=", "infoCode", "NW1", "%20", "+"]
+queries = st.lists(
+    st.sampled_from([*QUERY_PIECES, "[", "]", " ", "\t", "\n", "\x01", "图", ";", "a", "::"]),
+    max_size=10,
+).map("".join)
+
+
+def _reference_pairs(url: str) -> list[tuple[str, str]] | None:
+    try:
+        return parse_qsl(urlsplit(url).query, keep_blank_values=False)
+    except ValueError:
+        return None
+
+
+@settings(max_examples=500)
+@given(queries | st.text(max_size=20))
+@example("http://x.cn/NewsShare.html?infoCode=NW202112240253260001&from=s0")
+@example("http://[x.cn/a?b=c")
+@example(" http://x.cn/a?b=c#d?e=f")
+def test_query_shortcut_agrees_with_urllib(url: str) -> None:
+    try:
+        found: list[tuple[str, str]] | None = sharecode._query_pairs(url)
+    except ValueError:
+        found = None
+    assert found == _reference_pairs(url)
