@@ -119,7 +119,8 @@ class RawFeed:
 
 
 def _looks_like_html(text: str) -> bool:
-    return bool(_FeedParserMixin.looks_like_html(text))
+    # feedparser's test needs a close tag or an entity: without "<" or "&", no.
+    return ("<" in text or "&" in text) and bool(_FeedParserMixin.looks_like_html(text))
 
 
 def _finish(text: str) -> str:

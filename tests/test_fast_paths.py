@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 from feedparser.datetimes import _parse_date
 from feedparser.encodings import convert_to_utf8
 from feedparser.html import _cp1252
+from feedparser.mixin import _FeedParserMixin
 from feedparser.urls import _urljoin, make_safe_absolute_uri
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -247,6 +248,7 @@ def _reference_finish(text: str) -> str:
 def test_text_shortcuts_agree(text: str, limit: int | None) -> None:
     assert plain_text(text, limit) == _reference_plain_text(text, limit)
     assert fastparse._finish(text) == _reference_finish(text)
+    assert fastparse._looks_like_html(text) == bool(_FeedParserMixin.looks_like_html(text))
 
 
 _OLD_BASE_ATTR = re.compile(rb"[\s:]base\s*=", re.IGNORECASE)
