@@ -198,9 +198,12 @@ def _tag_parts(match: re.Match[str]) -> tuple[str, str, str]:
 def _rewrite_tag(match: re.Match[str], base: str) -> str:
     """One start tag as feedparser's resolver writes it: attribute names lower-cased,
     duplicates collapsed, rel/type lower-cased, URLs made absolute, sorted."""
-    name_text, attribute_text, closing = _tag_parts(match)
+    name_text, attribute_text, closing = match.group(1), match.group(2), ""
+    single = _SIMPLE_ATTRIBUTE.match(attribute_text)  # ends in '"': nothing to split off
+    if not single:
+        name_text, attribute_text, closing = _tag_parts(match)
+        single = _SIMPLE_ATTRIBUTE.match(attribute_text)
     tag = name_text.lower()
-    single = _SIMPLE_ATTRIBUTE.match(attribute_text)
     if single:  # one plain attribute, the common case: unchanged unless it is a URL
         name = single.group(1).lower()
         if name not in ("rel", "type") and (

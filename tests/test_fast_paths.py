@@ -327,3 +327,53 @@ def test_query_shortcut_agrees_with_urllib(url: str) -> None:
     except ValueError:
         found = None
     assert found == _reference_pairs(url)
+
+
+def _reference_rewrite(match: re.Match[str], base: str) -> str:
+    """fastparse._rewrite_tag as it was, on a match of the lazy pattern."""
+    tag = match.group(1).lower()
+    single = fastparse._SIMPLE_ATTRIBUTE.match(match.group(2))
+    if single:
+        name = single.group(1).lower()
+        if name not in ("rel", "type") and (
+            (tag, name) not in fastparse.RELATIVE_URIS or fastparse._PLAIN_URL.match(single[2])
+        ):
+            return match.group(0)
+    attributes = fastparse._tag_attributes(match.group(2))
+    if attributes is None:
+        raise fastparse.Unsupported("a start tag the fast path cannot read")
+    fixed = []
+    for key, value in dict(attributes).items():
+        if key in ("rel", "type"):
+            value = value.lower()
+        elif base and (tag, key) in fastparse.RELATIVE_URIS:
+            value = make_safe_absolute_uri(base, value.strip()) or value
+        fixed.append((key, value))
+    fixed.sort()
+    text = "".join(f' {k}="{html.escape(v, quote=True)}"' for k, v in fixed)
+    return f"<{match.group(1)}{text}{match.group(3)}>"
+
+
+def _normalised(markup: str, base: str, rewrite: object) -> str:
+    try:
+        if rewrite is None:
+            return fastparse.normalise_tags(markup, base)
+        return _OLD_START_TAG.sub(lambda m: _reference_rewrite(m, base), markup)
+    except fastparse.Unsupported:
+        return "unsupported"
+
+
+HTML_PIECES = [
+    *["<p>", "</p>", "<a", "<IMG", "<img", " ", "\t", "/", ">", '"', "'", "=", "&amp;"],
+    *[' href="/x/a.jpg"', ' src="img/1.jpg"', ' ALT="图"', " width=300", ' class="c"'],
+    *[' href="http://x.cn/a?b=1"', ' rel="NoFollow"', ' type="Text/HTML"', ' href="/a/../b"'],
+    *[' href="javascript:x()"', " title='t'", " checked", ' src="http://[x"', "图文"],
+]
+
+
+@settings(max_examples=500)
+@given(st.lists(st.sampled_from(HTML_PIECES), max_size=12).map("".join), bases)
+@example('<img src="/uploads/1.jpg" alt="图"><p class="x">a</p><a href="http://x.cn/">b</a>', URL)
+@example('<a href="x" /><br\t/><a\thref="http://x.cn/a">', URL)
+def test_start_tags_are_rewritten_as_before(markup: str, base: str) -> None:
+    assert _normalised(markup, base, None) == _normalised(markup, base, _reference_rewrite)
