@@ -12,6 +12,7 @@ import html
 import re
 from urllib.parse import parse_qsl, urlsplit
 
+import pytest
 from feedparser.datetimes import _parse_date
 from feedparser.encodings import convert_to_utf8
 from feedparser.html import _cp1252
@@ -265,6 +266,14 @@ def test_base_attribute_scan_agrees(body: bytes) -> None:
 
 PREPARED = b'<?xml version="1.0" encoding="utf-8"?>'
 DOCUMENT_PIECES = [b"\n", b"<rss>", b"\xe4\xb8\x89", b"\xe4\xb8", b"\xff", b"\xed\xa0\x80", b"\x00"]
+BAD_UTF8 = [
+    b"\xc0\xaf",
+    b"\xe0\x80\xaf",
+    b"\xed\xa0\x80",
+    b"\xf4\x90\x80\x80",
+    b"\xe4\xb8",
+    b"\x80",
+]
 
 
 @settings(max_examples=300)
@@ -279,9 +288,17 @@ def test_decoding_shortcut_agrees_with_feedparser(rest: bytes, start: bytes, cty
     result: dict[str, object] = {}
     expected = convert_to_utf8(headers, body, result)
     try:
-        assert fastparse._decoded(body, URL, ctype) == expected
+        decoded = fastparse._decoded(body, URL, ctype)
     except fastparse.Unsupported:
         assert not result.get("encoding")
+        return
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        if decoded != expected:  # the shortcut kept bytes that are not UTF-8: lxml refuses
+            assert fastparse.read(body, url=URL, content_type=ctype) is None
+        return
+    assert decoded == expected
 
 
 _OLD_START_TAG = re.compile(r"<([a-zA-Z][-_.:a-zA-Z0-9]*)(\s[^<>]*?)(\s*/?)>")
@@ -377,3 +394,21 @@ HTML_PIECES = [
 @example('<a href="x" /><br\t/><a\thref="http://x.cn/a">', URL)
 def test_start_tags_are_rewritten_as_before(markup: str, base: str) -> None:
     assert _normalised(markup, base, None) == _normalised(markup, base, _reference_rewrite)
+
+
+@pytest.mark.parametrize("bad", [*BAD_UTF8, b"\xef\xbf\xbe"])
+@pytest.mark.parametrize("where", ["title", "cdata", "attribute", "comment", "tail"])
+def test_bytes_that_are_not_utf8_make_the_fast_path_decline(bad: bytes, where: str) -> None:
+    title = b"\xe6\xa0\x87" + (bad if where == "title" else b"")
+    cdata = b"<p>x" + (bad if where == "cdata" else b"") + b"</p>"
+    guid = b"g" + (bad if where == "attribute" else b"")
+    comment = b"<!--" + (bad if where == "comment" else b"") + b"-->"
+    tail = b"\n" + (bad if where == "tail" else b"")
+    body = (
+        PREPARED + b'\n<rss version="2.0"><channel><title>t</title>' + comment + b"<item>"
+        b"<title>" + title + b"</title><guid isPermaLink='" + guid + b"'>g</guid>"
+        b"<description><![CDATA[" + cdata + b"]]></description></item></channel></rss>" + tail
+    )
+    good = body.replace(bad, b"")
+    assert fastparse.read(good, url=URL, content_type=fastparse._PREPARED_TYPE) is not None
+    assert fastparse.read(body, url=URL, content_type=fastparse._PREPARED_TYPE) is None
