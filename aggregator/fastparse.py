@@ -100,7 +100,9 @@ class RawEntry:
     """One entry as read from the tree, before the expensive normalisation."""
 
     fields: dict[str, Any]
-    digest: str  # sha1 of the entry's raw XML, the fast path's version and the base URL
+    # sha1 of the entry's raw XML, the fast path's version and the base URL ("" from
+    # read_undigested, for callers that normalise every entry anyway)
+    digest: str
 
 
 @dataclass(frozen=True)
@@ -491,6 +493,13 @@ def _atom_entry(item: etree._Element, base: str) -> dict[str, Any]:
 # --- the document ----------------------------------------------------------------------
 
 
+Digest = Callable[[etree._Element, str], str]
+
+
+def _no_digest(item: etree._Element, base: str) -> str:
+    return ""
+
+
 def _digest(item: etree._Element, base: str) -> str:
     material = etree.tostring(item, encoding="utf-8")
     return hashlib.sha1(f"{FAST_VERSION}\x00{base}\x00".encode() + material).hexdigest()
@@ -560,7 +569,7 @@ _CHANNEL_IGNORED = frozenset(
 )
 
 
-def _rss20(root: etree._Element, base: str) -> RawFeed:
+def _rss20(root: etree._Element, base: str, digest: Digest) -> RawFeed:
     if not root.get("version", "").startswith("2."):
         raise Unsupported("not RSS 2.x")
     channels = list(root)
@@ -578,7 +587,7 @@ def _rss20(root: etree._Element, base: str) -> RawFeed:
         if namespace == "" and local == "item":
             if child.attrib:
                 raise Unsupported("item attributes")
-            items.append(RawEntry(_rss_item(child, base, rdf=False), _digest(child, base)))
+            items.append(RawEntry(_rss_item(child, base, rdf=False), digest(child, base)))
             continue
         if namespace == "" and local in ("title", "link", "ttl"):
             if local in seen:
@@ -602,7 +611,7 @@ def _rss20(root: etree._Element, base: str) -> RawFeed:
     return RawFeed("rss20", title, link, "", ttl, base, tuple(items), tuple(sy))
 
 
-def _rss10(root: etree._Element, base: str) -> RawFeed:
+def _rss10(root: etree._Element, base: str, digest: Digest) -> RawFeed:
     title = link = ""
     items = []
     channels = 0
@@ -610,7 +619,7 @@ def _rss10(root: etree._Element, base: str) -> RawFeed:
     for child in root:
         namespace, local = _name(child)
         if namespace == RSS10 and local == "item":
-            items.append(RawEntry(_rss_item(child, base, rdf=True), _digest(child, base)))
+            items.append(RawEntry(_rss_item(child, base, rdf=True), digest(child, base)))
         elif namespace == RSS10 and local == "channel":
             channels += 1
             for part in child:
@@ -636,7 +645,7 @@ def _rss10(root: etree._Element, base: str) -> RawFeed:
     return RawFeed("rss10", title, link, "", "", base, tuple(items), tuple(sy))
 
 
-def _atom(root: etree._Element, base: str) -> RawFeed:
+def _atom(root: etree._Element, base: str, digest: Digest) -> RawFeed:
     title = link = feed_id = ""
     seen: set[str] = set()
     items = []
@@ -645,7 +654,7 @@ def _atom(root: etree._Element, base: str) -> RawFeed:
         if namespace != ATOM:
             raise Unsupported(f"feed element {{{namespace}}}{local}")
         if local == "entry":
-            items.append(RawEntry(_atom_entry(child, base), _digest(child, base)))
+            items.append(RawEntry(_atom_entry(child, base), digest(child, base)))
             continue
         if local in ("title", "id") and local in seen:
             raise Unsupported(f"repeated feed {local}")
@@ -680,8 +689,18 @@ def _atom(root: etree._Element, base: str) -> RawFeed:
 
 def read(body: bytes, *, url: str = "", content_type: str = "") -> RawFeed | None:
     """The raw entries of a well-formed feed, or None when feedparser must read it."""
+    return _read_or_none(body, url, content_type, _digest)
+
+
+def read_undigested(body: bytes, *, url: str = "", content_type: str = "") -> RawFeed | None:
+    """read() for a caller that normalises every entry anyway: the entries' digests
+    (a tenth of the reading) are left out, as ""."""
+    return _read_or_none(body, url, content_type, _no_digest)
+
+
+def _read_or_none(body: bytes, url: str, content_type: str, digest: Digest) -> RawFeed | None:
     try:
-        return _read(body, url, content_type)
+        return _read(body, url, content_type, digest)
     except (Unsupported, etree.XMLSyntaxError, ValueError):
         return None
 
@@ -694,7 +713,7 @@ def _has_base(body: bytes) -> bool:
     )
 
 
-def _read(body: bytes, url: str, content_type: str) -> RawFeed:
+def _read(body: bytes, url: str, content_type: str, digest: Digest) -> RawFeed:
     if _DOCTYPE.search(body[:4096]) or _has_base(body):
         raise Unsupported("DTD, entities or xml:base")
     data = _decoded(body, url, content_type)
@@ -707,15 +726,15 @@ def _read(body: bytes, url: str, content_type: str) -> RawFeed:
     if namespace == "" and local == "rss":
         if declared & {RSS10}:
             raise Unsupported("mixed namespaces")
-        return _rss20(root, base)
+        return _rss20(root, base, digest)
     if namespace == RDF and local == "rdf" and root.tag.endswith("}RDF"):
         if RSS10 not in declared or ATOM in declared:
             raise Unsupported("not plain RSS 1.0")
-        return _rss10(root, base)
+        return _rss10(root, base, digest)
     if namespace == ATOM and local == "feed":
         if RSS10 in declared:
             raise Unsupported("mixed namespaces")
-        return _atom(root, base)
+        return _atom(root, base, digest)
     raise Unsupported("not RSS 2.0, RSS 1.0 or Atom 1.0")
 
 
@@ -768,6 +787,14 @@ def parse_fast(
     """The feed's raw fields and its first max_entries entries normalised, or None to
     let feedparser read the whole document."""
     raw = read(data, url=url, content_type=content_type)
+    return normalise_all(raw, timezone, seen_at, build, max_entries)
+
+
+def normalise_all(
+    raw: RawFeed | None, timezone: str, seen_at: datetime, build: EntryBuilder, max_entries: int
+) -> tuple[RawFeed, tuple[EntryRecord, ...]] | None:
+    """parse_fast's second half: the first max_entries entries of a feed read normalised,
+    or None (no feed, or markup only feedparser can mirror)."""
     if raw is None:
         return None
     try:

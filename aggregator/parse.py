@@ -234,15 +234,11 @@ def parse_fast(
     def build(raw: dict[str, Any], base: str, tz: str, seen: datetime) -> EntryRecord:
         return _entry(raw, base, tz, seen, limits)
 
-    found = fastparse.parse_fast(
-        prepared.data,
-        url=url,
-        content_type="application/xml; charset=utf-8",
-        timezone=timezone,
-        seen_at=seen_at,
-        build=build,
-        max_entries=limits.entries,
+    # Every entry is normalised here, so per-entry digests would go unused.
+    read = fastparse.read_undigested(
+        prepared.data, url=url, content_type="application/xml; charset=utf-8"
     )
+    found = fastparse.normalise_all(read, timezone, seen_at, build, limits.entries)
     if found is None:
         return None
     raw, entries = found

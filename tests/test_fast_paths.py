@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import html
 import re
+from dataclasses import replace
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -33,6 +34,7 @@ from aggregator.sanitize import (
     plain_text,
     strip_control,
 )
+from bench.corpus import Corpus
 
 URL = "http://x.cn/feed.xml"
 BASES = [
@@ -412,3 +414,16 @@ def test_bytes_that_are_not_utf8_make_the_fast_path_decline(bad: bytes, where: s
     good = body.replace(bad, b"")
     assert fastparse.read(good, url=URL, content_type=fastparse._PREPARED_TYPE) is not None
     assert fastparse.read(body, url=URL, content_type=fastparse._PREPARED_TYPE) is None
+
+
+def test_reading_without_digests_reads_the_same() -> None:
+    corpus = Corpus(3, 4, seed=5)
+    for feed in corpus.feeds:
+        body, ctype = corpus.render(feed), feed.content_type
+        full = fastparse.read(body, url=URL, content_type=ctype)
+        bare = fastparse.read_undigested(body, url=URL, content_type=ctype)
+        assert full is not None and bare is not None
+        assert [e.fields for e in bare.entries] == [e.fields for e in full.entries]
+        assert {e.digest for e in bare.entries} == {""}
+        assert all(len(e.digest) == 40 for e in full.entries)
+        assert replace(bare, entries=()) == replace(full, entries=())
