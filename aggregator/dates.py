@@ -12,6 +12,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from feedparser.datetimes import _parse_date
+
 MIN_YEAR = 1990
 FUTURE_SLACK = timedelta(days=1)
 
@@ -20,6 +22,65 @@ _CHINESE = re.compile(
     r"(?:\s*T?\s*(\d{1,2})\s*[:时点]\s*(\d{1,2})\s*分?(?:\s*:?\s*(\d{1,2})(?:\.\d+)?\s*秒?)?)?"
     r"\s*(Z|[+-]\d{2}:?\d{2})?\s*$"
 )
+
+
+# The two shapes nearly every feed sends, exactly as written by RSS 2.0 and Atom
+# generators; anything else (other case, spacing, zones) goes to feedparser.
+_RFC822 = re.compile(
+    r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?(\d{1,2}) "
+    r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) (\d\d):(\d\d):(\d\d) "
+    r"(?:([+-])(\d\d)(\d\d)|GMT|UTC?|Z)\Z"
+)
+_W3DTF = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d(?:\.\d+)?)(?:Z|([+-])(\d\d):(\d\d))\Z"
+)
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+
+
+def feedparser_date(text: str) -> time.struct_time | None:
+    """feedparser's reading of a date (its _parse_date: a UTC struct_time or None).
+
+    RFC 822 and W3C-DTF dates in their usual spelling are read here, by the same
+    arithmetic as feedparser's handlers for them (which are the first to accept
+    such a string); every other string, and any value those handlers would refuse,
+    goes to _parse_date itself. tests/test_fast_paths.py holds the two to agreement.
+    """
+    match = _RFC822.match(text)
+    if match:
+        day, month, year, hour, minute, second = match.group(1, 2, 3, 4, 5, 6)
+        numbers = (int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second))
+        found = _utc(numbers, *match.group(7, 8, 9))
+    else:
+        match = _W3DTF.match(text)
+        if match:
+            year, month, day, hour, minute, second = match.group(1, 2, 3, 4, 5, 6)
+            numbers = (int(year), int(month), int(day), int(hour), int(minute), int(float(second)))
+            found = _utc(numbers, *match.group(7, 8, 9))
+        else:
+            found = None
+    if found is None:
+        found = _parse_date(text)
+    return found
+
+
+def _utc(
+    numbers: tuple[int, int, int, int, int, int], sign: str | None, hours: str, minutes: str
+) -> time.struct_time | None:
+    """The local time less its zone offset, as feedparser computes it; None where
+    feedparser's handler would give up (and another handler might read it)."""
+    try:
+        stamp = datetime(*numbers)
+        if sign is None:
+            return stamp.utctimetuple()
+        offset = timedelta(hours=int(hours), minutes=int(minutes))
+        return (stamp - offset if sign == "+" else stamp + offset).utctimetuple()
+    except (ValueError, OverflowError):
+        return None
 
 
 def from_struct(value: time.struct_time | None) -> datetime | None:

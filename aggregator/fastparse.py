@@ -23,6 +23,7 @@ it has already stored and skip all the expensive work on them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import html
 import re
@@ -30,15 +31,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
-from feedparser.datetimes import _parse_date
 from feedparser.encodings import convert_to_utf8
 from feedparser.html import _cp1252
 from feedparser.mixin import _FeedParserMixin
 from feedparser.urls import RelativeURIResolver, _urljoin, make_safe_absolute_uri
 from lxml import etree
 
+from aggregator.dates import feedparser_date
 from aggregator.models import EntryRecord
+from aggregator.sanitize import http_join
 
 # Bump when the fast path's output for the same bytes changes: stored raw digests
 # from an older version then no longer match, and entries are processed again.
@@ -66,8 +69,13 @@ _PARSER = etree.XMLParser(
     recover=False,
 )
 _DOCTYPE = re.compile(rb"<!DOCTYPE|<!ENTITY", re.IGNORECASE)
-_BASE_ATTR = re.compile(rb"[\s:]base\s*=", re.IGNORECASE)
-_START_TAG = re.compile(r"<([a-zA-Z][-_.:a-zA-Z0-9]*)(\s[^<>]*?)(\s*/?)>")
+# Found in the lower-cased body, the character before checked by hand: a pattern
+# that starts with a character class is many times slower to search for.
+_BASE_ATTR = re.compile(rb"base\s*=")
+_BEFORE_BASE = frozenset(b" \t\n\r\f\v:")
+# A start tag with attributes; _tag_parts splits off its closing "\s*/?" (a lazy
+# pattern doing that here costs more than the rest of the pass).
+_START_TAG = re.compile(r"<([a-zA-Z][-_.:a-zA-Z0-9]*+)(\s[^<>]*+)>")
 _ATTRIBUTE = re.compile(
     r"\s*([a-zA-Z_][-:.a-zA-Z_0-9]*)[$]?(\s*=\s*"
     r"""('[^']*'|"[^"]*"|[][\-a-zA-Z0-9./,:;+*%?!&$\(\)_#=~'"@]*))?"""
@@ -76,8 +84,11 @@ _SIMPLE_ATTRIBUTE = re.compile(r'\s+([a-zA-Z_][-:.a-zA-Z_0-9]*)="([^"<>&\s]*)"\Z
 RELATIVE_URIS = frozenset(RelativeURIResolver.relative_uris)
 _LINK_ENTITY = re.compile(r"&([A-Za-z0-9_]+);")
 _C1 = re.compile("[\x80-\x9f]")
-# An absolute http(s) URL that urljoin gives back unchanged, whatever the base.
-_PLAIN_URL = re.compile(r"https?://[^/?#\s;\\]+(?:/[^?#\s;\\]*)?(?:\?[^#\s\\]+)?\Z")
+# An absolute http(s) URL that urljoin gives back unchanged, whatever the base (if it
+# parses); its host is plain ASCII, which urlsplit cannot refuse.
+_PLAIN_URL = re.compile(
+    r"https?://[-A-Za-z0-9.:@%!$&'()*+,=_~]+(?:/[^?#\s;\\]*)?(?:\?[^#\s\\]+)?\Z"
+)
 
 
 class Unsupported(Exception):
@@ -89,7 +100,9 @@ class RawEntry:
     """One entry as read from the tree, before the expensive normalisation."""
 
     fields: dict[str, Any]
-    digest: str  # sha1 of the entry's raw XML, the fast path's version and the base URL
+    # sha1 of the entry's raw XML, the fast path's version and the base URL ("" from
+    # read_undigested, for callers that normalise every entry anyway)
+    digest: str
 
 
 @dataclass(frozen=True)
@@ -108,13 +121,16 @@ class RawFeed:
 
 
 def _looks_like_html(text: str) -> bool:
-    return bool(_FeedParserMixin.looks_like_html(text))
+    # feedparser's test needs a close tag or an entity: without "<" or "&", no.
+    return ("<" in text or "&" in text) and bool(_FeedParserMixin.looks_like_html(text))
 
 
 def _finish(text: str) -> str:
     """feedparser's last touches on every value: undo UTF-8 read as Latin-1, map C1
     controls to their windows-1252 characters."""
-    if not text.isascii():
+    # Both touches need a character in U+0080-U+00FF: CJK text has none, mostly. The
+    # encoding keeps exactly the characters up to U+00FF, and is faster than a search.
+    if not text.isascii() and not text.encode("latin-1", "ignore").isascii():
         with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
             text = text.encode("iso-8859-1").decode("utf-8")
         if _C1.search(text):
@@ -122,16 +138,31 @@ def _finish(text: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=64)
+def _parses(base: str) -> bool:
+    """Whether urljoin can read the base at all (else feedparser's join gives "")."""
+    try:
+        urlsplit(base)
+    except ValueError:
+        return False
+    return True
+
+
 def _join(base: str, value: str) -> str:
-    """feedparser's _urljoin, without the cost for URLs that are already absolute."""
-    return value if _PLAIN_URL.match(value) and "/." not in value else str(_urljoin(base, value))
+    """feedparser's _urljoin, without the cost for URLs that are already absolute or
+    plain absolute paths (its URI fixer leaves both alone)."""
+    if _PLAIN_URL.match(value) and "/." not in value and _parses(base):
+        return value
+    joined = http_join(base, value) if base else None
+    return str(_urljoin(base, value)) if joined is None else joined
 
 
 def _safe_join(base: str, value: str) -> str:
-    """feedparser's make_safe_absolute_uri, likewise."""
-    if base and _PLAIN_URL.match(value) and "/." not in value:
+    """feedparser's make_safe_absolute_uri, likewise (http and https are acceptable)."""
+    if base and _PLAIN_URL.match(value) and "/." not in value and _parses(base):
         return value
-    return str(make_safe_absolute_uri(base, value))
+    joined = http_join(base, value) if base and value else None
+    return str(make_safe_absolute_uri(base, value)) if joined is None else joined
 
 
 def _tag_attributes(text: str) -> list[tuple[str, str]] | None:
@@ -158,18 +189,30 @@ def _tag_attributes(text: str) -> list[tuple[str, str]] | None:
     return found
 
 
+def _tag_parts(match: re.Match[str]) -> tuple[str, str, str]:
+    r"""(name, attributes, closing) of a _START_TAG match, split exactly as the pattern
+    <([a-zA-Z][-_.:a-zA-Z0-9]*)(\s[^<>]*?)(\s*/?)> splits the same tag."""
+    rest = match.group(2)
+    cut = max(len((rest[:-1] if rest.endswith("/") else rest).rstrip()), 1)
+    return match.group(1), rest[:cut], rest[cut:]
+
+
 def _rewrite_tag(match: re.Match[str], base: str) -> str:
     """One start tag as feedparser's resolver writes it: attribute names lower-cased,
     duplicates collapsed, rel/type lower-cased, URLs made absolute, sorted."""
-    tag = match.group(1).lower()
-    single = _SIMPLE_ATTRIBUTE.match(match.group(2))
+    name_text, attribute_text, closing = match.group(1), match.group(2), ""
+    single = _SIMPLE_ATTRIBUTE.match(attribute_text)  # ends in '"': nothing to split off
+    if not single:
+        name_text, attribute_text, closing = _tag_parts(match)
+        single = _SIMPLE_ATTRIBUTE.match(attribute_text)
+    tag = name_text.lower()
     if single:  # one plain attribute, the common case: unchanged unless it is a URL
         name = single.group(1).lower()
         if name not in ("rel", "type") and (
             (tag, name) not in RELATIVE_URIS or _PLAIN_URL.match(single.group(2))
         ):
             return match.group(0)
-    attributes = _tag_attributes(match.group(2))
+    attributes = _tag_attributes(attribute_text)
     if attributes is None:
         raise Unsupported("a start tag the fast path cannot read")
     fixed = []
@@ -181,7 +224,7 @@ def _rewrite_tag(match: re.Match[str], base: str) -> str:
         fixed.append((key, value))
     fixed.sort()
     text = "".join(f' {k}="{html.escape(v, quote=True)}"' for k, v in fixed)
-    return f"<{match.group(1)}{text}{match.group(3)}>"
+    return f"<{name_text}{text}{closing}>"
 
 
 def normalise_tags(markup: str, base: str) -> str:
@@ -234,14 +277,23 @@ def _attrs(element: etree._Element) -> dict[str, str]:
     return found
 
 
+_NAMES: dict[str, tuple[str, str]] = {}  # a few dozen names in practice; bounded anyway
+
+
 def _name(element: etree._Element) -> tuple[str, str]:
     tag = element.tag
     if not isinstance(tag, str):
         raise Unsupported("unexpected node")
-    if tag[0] == "{":
-        namespace, _, local = tag[1:].partition("}")
-        return namespace, local.lower()
-    return "", tag.lower()
+    found = _NAMES.get(tag)
+    if found is None:
+        if tag[0] == "{":
+            namespace, _, local = tag[1:].partition("}")
+            found = namespace, local.lower()
+        else:
+            found = "", tag.lower()
+        if len(_NAMES) < 2048:
+            _NAMES[tag] = found
+    return found
 
 
 class _Entry:
@@ -441,13 +493,32 @@ def _atom_entry(item: etree._Element, base: str) -> dict[str, Any]:
 # --- the document ----------------------------------------------------------------------
 
 
+Digest = Callable[[etree._Element, str], str]
+
+
+def _no_digest(item: etree._Element, base: str) -> str:
+    return ""
+
+
 def _digest(item: etree._Element, base: str) -> str:
     material = etree.tostring(item, encoding="utf-8")
     return hashlib.sha1(f"{FAST_VERSION}\x00{base}\x00".encode() + material).hexdigest()
 
 
+# What parse.prepare hands over: UTF-8 behind this declaration, said so in the header.
+_PREPARED_TYPE = "application/xml; charset=utf-8"
+_PREPARED_DECLARATION = b'<?xml version="1.0" encoding="utf-8"?>'
+_FEEDPARSER_DECLARATION = b"<?xml version='1.0' encoding='utf-8'?>"
+
+
 def _decoded(body: bytes, url: str, content_type: str) -> bytes:
     """The document as UTF-8, decoded exactly as feedparser would decode it."""
+    if content_type == _PREPARED_TYPE and body.startswith(_PREPARED_DECLARATION):
+        # feedparser reads this as UTF-8 (no byte order mark or other-family pattern
+        # can start it) and writes it back unchanged but for the declaration. Bytes
+        # that are not UTF-8 it would read in another encoding; here lxml refuses them
+        # (it accepts nothing but well-formed UTF-8), so the fast path declines them.
+        return _FEEDPARSER_DECLARATION + body[len(_PREPARED_DECLARATION) :]
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
@@ -498,7 +569,7 @@ _CHANNEL_IGNORED = frozenset(
 )
 
 
-def _rss20(root: etree._Element, base: str) -> RawFeed:
+def _rss20(root: etree._Element, base: str, digest: Digest) -> RawFeed:
     if not root.get("version", "").startswith("2."):
         raise Unsupported("not RSS 2.x")
     channels = list(root)
@@ -516,7 +587,7 @@ def _rss20(root: etree._Element, base: str) -> RawFeed:
         if namespace == "" and local == "item":
             if child.attrib:
                 raise Unsupported("item attributes")
-            items.append(RawEntry(_rss_item(child, base, rdf=False), _digest(child, base)))
+            items.append(RawEntry(_rss_item(child, base, rdf=False), digest(child, base)))
             continue
         if namespace == "" and local in ("title", "link", "ttl"):
             if local in seen:
@@ -540,7 +611,7 @@ def _rss20(root: etree._Element, base: str) -> RawFeed:
     return RawFeed("rss20", title, link, "", ttl, base, tuple(items), tuple(sy))
 
 
-def _rss10(root: etree._Element, base: str) -> RawFeed:
+def _rss10(root: etree._Element, base: str, digest: Digest) -> RawFeed:
     title = link = ""
     items = []
     channels = 0
@@ -548,7 +619,7 @@ def _rss10(root: etree._Element, base: str) -> RawFeed:
     for child in root:
         namespace, local = _name(child)
         if namespace == RSS10 and local == "item":
-            items.append(RawEntry(_rss_item(child, base, rdf=True), _digest(child, base)))
+            items.append(RawEntry(_rss_item(child, base, rdf=True), digest(child, base)))
         elif namespace == RSS10 and local == "channel":
             channels += 1
             for part in child:
@@ -574,7 +645,7 @@ def _rss10(root: etree._Element, base: str) -> RawFeed:
     return RawFeed("rss10", title, link, "", "", base, tuple(items), tuple(sy))
 
 
-def _atom(root: etree._Element, base: str) -> RawFeed:
+def _atom(root: etree._Element, base: str, digest: Digest) -> RawFeed:
     title = link = feed_id = ""
     seen: set[str] = set()
     items = []
@@ -583,7 +654,7 @@ def _atom(root: etree._Element, base: str) -> RawFeed:
         if namespace != ATOM:
             raise Unsupported(f"feed element {{{namespace}}}{local}")
         if local == "entry":
-            items.append(RawEntry(_atom_entry(child, base), _digest(child, base)))
+            items.append(RawEntry(_atom_entry(child, base), digest(child, base)))
             continue
         if local in ("title", "id") and local in seen:
             raise Unsupported(f"repeated feed {local}")
@@ -618,14 +689,32 @@ def _atom(root: etree._Element, base: str) -> RawFeed:
 
 def read(body: bytes, *, url: str = "", content_type: str = "") -> RawFeed | None:
     """The raw entries of a well-formed feed, or None when feedparser must read it."""
+    return _read_or_none(body, url, content_type, _digest)
+
+
+def read_undigested(body: bytes, *, url: str = "", content_type: str = "") -> RawFeed | None:
+    """read() for a caller that normalises every entry anyway: the entries' digests
+    (a tenth of the reading) are left out, as ""."""
+    return _read_or_none(body, url, content_type, _no_digest)
+
+
+def _read_or_none(body: bytes, url: str, content_type: str, digest: Digest) -> RawFeed | None:
     try:
-        return _read(body, url, content_type)
+        return _read(body, url, content_type, digest)
     except (Unsupported, etree.XMLSyntaxError, ValueError):
         return None
 
 
-def _read(body: bytes, url: str, content_type: str) -> RawFeed:
-    if _DOCTYPE.search(body[:4096]) or _BASE_ATTR.search(body):
+def _has_base(body: bytes) -> bool:
+    """Whether an attribute named base or xml:base (any case) may be in the body."""
+    lowered = body.lower()
+    return any(
+        m.start() and lowered[m.start() - 1] in _BEFORE_BASE for m in _BASE_ATTR.finditer(lowered)
+    )
+
+
+def _read(body: bytes, url: str, content_type: str, digest: Digest) -> RawFeed:
+    if _DOCTYPE.search(body[:4096]) or _has_base(body):
         raise Unsupported("DTD, entities or xml:base")
     data = _decoded(body, url, content_type)
     if _DOCTYPE.search(data[:4096]):
@@ -637,15 +726,15 @@ def _read(body: bytes, url: str, content_type: str) -> RawFeed:
     if namespace == "" and local == "rss":
         if declared & {RSS10}:
             raise Unsupported("mixed namespaces")
-        return _rss20(root, base)
+        return _rss20(root, base, digest)
     if namespace == RDF and local == "rdf" and root.tag.endswith("}RDF"):
         if RSS10 not in declared or ATOM in declared:
             raise Unsupported("not plain RSS 1.0")
-        return _rss10(root, base)
+        return _rss10(root, base, digest)
     if namespace == ATOM and local == "feed":
         if RSS10 in declared:
             raise Unsupported("mixed namespaces")
-        return _atom(root, base)
+        return _atom(root, base, digest)
     raise Unsupported("not RSS 2.0, RSS 1.0 or Atom 1.0")
 
 
@@ -670,7 +759,7 @@ def feedparser_entry(raw: dict[str, Any], base: str) -> dict[str, Any]:
         entry.setdefault("summary", value)
     for key in ("published", "updated"):
         if key in entry:
-            entry[f"{key}_parsed"] = _parse_date(entry[key])
+            entry[f"{key}_parsed"] = feedparser_date(entry[key])
     return entry
 
 
@@ -701,6 +790,20 @@ def parse_fast(
     let feedparser read the whole document. Entries whose raw digest is `known` (already
     stored, byte for byte) are left out before any of the expensive work."""
     raw = read(data, url=url, content_type=content_type)
+    return normalise_all(raw, timezone, seen_at, build, max_entries, known)
+
+
+def normalise_all(
+    raw: RawFeed | None,
+    timezone: str,
+    seen_at: datetime,
+    build: EntryBuilder,
+    max_entries: int,
+    known: Callable[[str], bool] | None = None,
+) -> tuple[RawFeed, tuple[EntryRecord, ...]] | None:
+    """parse_fast's second half: the first max_entries entries of a feed read normalised,
+    or None (no feed, or markup only feedparser can mirror); entries whose digest is
+    `known` are left out."""
     if raw is None:
         return None
     wanted = raw.entries[:max_entries]

@@ -156,7 +156,8 @@ def _entry(
 
 
 def _skip_hours(data: bytes) -> tuple[int, ...]:
-    match = _SKIP_HOURS.search(data)
+    # bytes.find first: many times faster than the pattern over a document without it.
+    match = _SKIP_HOURS.search(data) if b"<skipHours" in data else None
     if not match:
         return ()
     hours = {int(h) % 24 for h in _HOUR.findall(match.group(1)) if int(h) <= 24}
@@ -164,7 +165,7 @@ def _skip_hours(data: bytes) -> tuple[int, ...]:
 
 
 def _skip_days(data: bytes) -> tuple[int, ...]:
-    match = _SKIP_DAYS.search(data)
+    match = _SKIP_DAYS.search(data) if b"<skipDays" in data else None
     if not match:
         return ()
     names = (d.decode("ascii").lower() for d in _DAY.findall(match.group(1)))

@@ -102,11 +102,14 @@ def strip_control(text: str) -> str:
 
 def _attribute_filter(base: str) -> Callable[[str, str, str], str | None]:
     def check(tag: str, name: str, value: str) -> str | None:
-        if _SQUEEZE.sub("", value).lower().startswith(_DANGEROUS_SCHEMES):
-            return None
-        if name in URL_ATTRIBUTES:
+        # Every scheme checked for ends in a colon, and a value starting "http(s)://"
+        # still does once squeezed: the common values need no regex.
+        if ":" in value and not value.startswith(("http://", "https://")):
+            if _SQUEEZE.sub("", value).lower().startswith(_DANGEROUS_SCHEMES):
+                return None
             if name == "href" and value.strip().lower().startswith("mailto:"):
                 return value.strip()
+        if name in URL_ATTRIBUTES:
             return absolute_http_url(value, base) or None
         return value
 
@@ -151,8 +154,14 @@ def clean_html(fragment: str, max_length: int | None = None, base: str = "") -> 
 
 def plain_text(fragment: str, max_length: int | None = None) -> str:
     """A title or name as plain text: tags dropped, entities decoded, space folded."""
-    text = html.unescape(_TAG.sub("", strip_control(fragment or "")))
-    text = _SPACE.sub(" ", strip_control(text)).strip()
+    text = fragment or ""
+    if text.isprintable() and "<" not in text and "&" not in text and "  " not in text:
+        # No controls, no tag, no entity, no space but single U+0020 (every other
+        # whitespace character is unprintable): only the ends can change.
+        text = text.strip()
+    else:
+        text = html.unescape(_TAG.sub("", strip_control(text)))
+        text = _SPACE.sub(" ", strip_control(text)).strip()
     if max_length is not None and len(text) > max_length:
         text = text[: max_length - 1].rstrip() + "…"
     return text
@@ -160,6 +169,51 @@ def plain_text(fragment: str, max_length: int | None = None) -> str:
 
 def absolute_http_url(url: str, base: str = "") -> str:
     """An absolute http(s) URL, or "" when the value cannot be one."""
+    joined = http_join(base, url) if url and len(url) <= MAX_URL else None
+    return _joined_http_url(url, base) if joined is None else joined
+
+
+def http_join(base: str, url: str) -> str | None:
+    """urljoin(base, url) for the common shapes whose answer is known without parsing
+    and is an absolute http(s) URL with a host; None when unsure."""
+    if _PLAIN_HTTP.match(url):
+        # Absolute already: urljoin gives it back unchanged (if the base parses).
+        return url if not base or _origin(base) is not None else None
+    if url[:1] == "/" and _PLAIN_PATH.match(url) and "/." not in url:
+        origin = _origin(base)  # no dot segments: urljoin keeps the path as it is
+        return None if origin is None else origin + url
+    return None
+
+
+# An absolute http(s) URL with a plain host that urljoin, strip and strip_control
+# leave alone: ASCII, no space, control, fragment, path parameters or empty query.
+_PLAIN_HTTP = re.compile(
+    r"https?://[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[-A-Za-z0-9._~%!$&'()*+,=:@/]*)?"
+    r"(?:\?[-A-Za-z0-9._~%!$&'()*+,=:@/?;]+)?\Z"
+)
+# An absolute path of the same kind ("/uploads/a.jpg"), not a network path ("//host").
+_PLAIN_PATH = re.compile(
+    r"/(?:[-A-Za-z0-9._~%!$&'()*+,=:@][-A-Za-z0-9._~%!$&'()*+,=:@/]*)?"
+    r"(?:\?[-A-Za-z0-9._~%!$&'()*+,=:@/?;]+)?\Z"
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _origin(base: str) -> str | None:
+    """The "scheme://netloc" of an http(s) base with a host, as urljoin writes it in
+    front of an absolute path; None for any other base."""
+    try:
+        parts = urlsplit(base)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return None
+        urljoin(base, "/")  # the base must not make urljoin raise either
+    except ValueError:
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _joined_http_url(url: str, base: str) -> str:
+    """absolute_http_url for any value: urljoin, then the scheme and host checked."""
     url = strip_control((url or "").strip())
     if not url or len(url) > MAX_URL:
         return ""

@@ -1,0 +1,429 @@
+"""The parse path's shortcuts answer exactly as the general code they stand in for.
+
+Each shortcut (plain URLs in the sanitizer, common date shapes, ...) is checked
+against the slow, general function on many generated values, including the
+awkward ones: odd schemes, whitespace and controls, dot segments, odd bases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import re
+from dataclasses import replace
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from feedparser.datetimes import _parse_date
+from feedparser.encodings import convert_to_utf8
+from feedparser.html import _cp1252
+from feedparser.mixin import _FeedParserMixin
+from feedparser.urls import _urljoin, make_safe_absolute_uri
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from aggregator import fastparse, sanitize, sharecode
+from aggregator.dates import feedparser_date
+from aggregator.sanitize import (
+    URL_ATTRIBUTES,
+    _attribute_filter,
+    _joined_http_url,
+    absolute_http_url,
+    clean_html,
+    http_join,
+    plain_text,
+    strip_control,
+)
+from bench.corpus import Corpus
+
+URL = "http://x.cn/feed.xml"
+BASES = [
+    "",
+    "http://x.cn/f.xml",
+    "https://news.example.cn/a/b/",
+    "HTTP://News.Example.CN:8080/feed?x=1#top",
+    "http://x.cn",
+    "http:///nohost",
+    "ftp://x.cn/",
+    "file:/tmp/feed.xml",
+    "http://[::1/",
+    "http://[::1]:80/a",
+    "javascript:alert(1)",
+    "//x.cn/a",
+    "http://user@x.cn/a;p?q",
+]
+PIECES = [
+    "http://",
+    "https://",
+    "HTTP://",
+    "mailto:",
+    "javascript:",
+    "java\tscript:",
+    " javascript:",
+    "data:",
+    "x.cn",
+    "a.b:80",
+    "a.b:",
+    "@",
+    "/",
+    "//",
+    "/./",
+    "/../",
+    ".",
+    "..",
+    "?",
+    "?q=1",
+    "&",
+    "#f",
+    ";p",
+    "%20",
+    " ",
+    "\t",
+    "\n",
+    "\x01",
+    "\\",
+    "[",
+    "]",
+    "图",
+    "uploads",
+    "a.jpg",
+    "=",
+    ":",
+]
+SEGMENTS = ["a", "b.jpg", ".", "..", ".x", "", "%2e", "a;b", "a:b", "@", "!$&'()*+,=", "图", "a b"]
+HOSTS = ["x.cn", "X.CN", "a.b:80", "a.b:", ":80", "", "u@h", "[::1]", "[", "-", "h_x", "a℀b"]
+paths = st.lists(st.sampled_from(SEGMENTS), max_size=4).map("/".join)
+shaped = st.builds(
+    lambda scheme, host, path, query, fragment: scheme + host + path + query + fragment,
+    st.sampled_from(["http://", "https://", "HTTP://", "http:", ""]),
+    st.sampled_from(HOSTS) | st.just(""),
+    paths.map(lambda p: "/" + p) | paths,
+    st.sampled_from(["", "?", "?a=1&b=2", "?a=/./", "?;", "?a=%20"]),
+    st.sampled_from(["", "", "#", "#x"]),
+)
+urls = st.lists(st.sampled_from(PIECES), max_size=8).map("".join) | st.text(max_size=12) | shaped
+bases = st.sampled_from(BASES)
+
+
+@settings(max_examples=600)
+@given(urls, bases)
+@example("http://x.cn/a/./b", "http://x.cn/")
+@example("/uploads/202112/1-2.jpg", "http://x.cn/f.xml")
+@example("/a?", "http://x.cn/f.xml")
+@example("//evil.cn/a", "http://x.cn/f.xml")
+@example("http://x.cn/a", "http://[::1/")
+def test_absolute_http_url_shortcuts_agree_with_urljoin(url: str, base: str) -> None:
+    assert absolute_http_url(url, base) == _joined_http_url(url, base)
+    joined = http_join(base, url)
+    if joined is not None:
+        assert joined == _joined_http_url(url, base) != ""
+
+
+def _reference_check(base: str, name: str, value: str) -> str | None:
+    """The attribute filter as it was before it had a shortcut."""
+    if sanitize._SQUEEZE.sub("", value).lower().startswith(sanitize._DANGEROUS_SCHEMES):
+        return None
+    if name in URL_ATTRIBUTES:
+        if name == "href" and value.strip().lower().startswith("mailto:"):
+            return value.strip()
+        return _joined_http_url(value, base) or None
+    return value
+
+
+@settings(max_examples=600)
+@given(urls, bases, st.sampled_from(["href", "src", "cite", "poster", "title", "alt", "class"]))
+@example("java\tscript:alert(1)", "", "title")
+@example("JaVa\x00Script:alert(1)", "http://x.cn/", "href")
+@example(" mailto:a@b.cn ", "http://x.cn/", "href")
+@example("http://x.cn/a b", "http://x.cn/", "src")
+def test_attribute_filter_shortcut_agrees(value: str, base: str, name: str) -> None:
+    check = _attribute_filter(base)
+    assert check("a", name, value) == _reference_check(base, name, value)
+
+
+def test_dangerous_values_still_go() -> None:
+    for value in ("java\tscript:alert(1)", "\x01data:text/html,x", "VBScript:x", " file:/etc"):
+        assert _attribute_filter("http://x.cn/")("a", "href", value) is None
+        assert _attribute_filter("")("p", "title", value) is None
+    html = '<p title="java&#9;script:x">a</p><a href="/x/a.jpg">b</a>'
+    assert clean_html(html, None, "http://x.cn/f") == (
+        '<p>a</p><a href="http://x.cn/x/a.jpg" rel="noopener noreferrer">b</a>'
+    )
+
+
+@settings(max_examples=600)
+@given(urls, bases)
+@example("/uploads/202112/1-2.jpg", "http://x.cn/f.xml")
+@example("/a/../b", "http://x.cn/f.xml")
+def test_fastparse_joins_agree_with_feedparser(url: str, base: str) -> None:
+    assert fastparse._join(base, url) == _urljoin(base, url)
+    if base:  # _rewrite_tag only joins against a base
+        assert fastparse._safe_join(base, url) == make_safe_absolute_uri(base, url)
+
+
+# --- dates -------------------------------------------------------------------------------
+
+two = st.integers(0, 99).map(lambda n: f"{n:02d}")
+zones = st.sampled_from(
+    ["+0800", "-0530", "+2400", "-0000", "GMT", "UT", "UTC", "Z", "EST", "+08:00", "", "gmt"]
+)
+spaces = st.sampled_from([" ", " ", " ", "  ", "\t"])
+rfc822 = st.builds(
+    lambda dayname, day, month, year, h, m, s, zone, sp, edge: (
+        f"{edge}{dayname}{day}{sp}{month} {year} {h}:{m}:{s} {zone}{edge}"
+    ),
+    st.sampled_from(["", "Fri, ", "Sat, ", "Tue, ", "Thu, ", "fri, ", "Fri ", "Fri,"]),
+    st.integers(0, 39).map(str) | two,
+    st.sampled_from(["Jan", "Feb", "Oct", "Dec", "dec", "DEC", "Foo"]),
+    st.integers(0, 9999).map(lambda n: f"{n:04d}") | two,
+    two,
+    two,
+    two,
+    zones,
+    spaces,
+    st.sampled_from(["", "", " ", "\n"]),
+)
+w3dtf = st.builds(
+    lambda year, month, day, t, h, m, s, fraction, zone, edge: (
+        f"{edge}{year}-{month}-{day}{t}{h}:{m}:{s}{fraction}{zone}{edge}"
+    ),
+    st.integers(0, 9999).map(lambda n: f"{n:04d}"),
+    two,
+    two,
+    st.sampled_from(["T", "T", "t", " "]),
+    two,
+    two,
+    two,
+    st.sampled_from(["", "", ".5", ".999999999999999999", ".0001"]),
+    st.sampled_from(["Z", "+08:00", "-05:30", "+14:00", "-23:59", "+0800", "z", "", "+24:00"]),
+    st.sampled_from(["", "", " "]),
+)
+
+
+@settings(max_examples=500)
+@given(rfc822 | w3dtf | st.text(max_size=30))
+@example("Fri, 24 Dec 2021 10:53:26 +0800")
+@example("2021-12-24T03:00:26+08:00")
+@example("Mon, 01 Jan 0001 00:00:00 +0800")  # the RFC 822 handler overflows: others read it
+@example("2021-02-30T00:00:00Z")  # W3C-DTF refuses the day: another handler reads it
+@example("2021-12-24T03:00:59.99999999999999999Z")
+@example("")
+def test_date_shortcut_agrees_with_feedparser(text: str) -> None:
+    assert feedparser_date(text) == _parse_date(text)
+
+
+# --- text --------------------------------------------------------------------------------
+
+WHITESPACE = [" ", "  ", "\t", "\n", "\xa0", "\u3000", "\u2028", "\x1c", "\x85", "\u200b"]
+texts = st.lists(
+    st.sampled_from(
+        [
+            *WHITESPACE,
+            *["<b>", "</b>", "<", ">", "&amp;", "&#1;", "&#12288;", "&", "\x01", "\ud800"],
+            *["\ufffe", "标题", "“冬日”", "AT&T", "Ã©", "\x80", "\x93", "é", "abc"],
+        ]
+    ),
+    max_size=8,
+).map("".join) | st.text(max_size=20)
+
+
+def _reference_plain_text(fragment: str, max_length: int | None = None) -> str:
+    """plain_text as it was before it had a shortcut."""
+    text = html.unescape(sanitize._TAG.sub("", strip_control(fragment or "")))
+    text = sanitize._SPACE.sub(" ", strip_control(text)).strip()
+    if max_length is not None and len(text) > max_length:
+        text = text[: max_length - 1].rstrip() + "…"
+    return text
+
+
+def _reference_finish(text: str) -> str:
+    """fastparse._finish as it was before it had a shortcut."""
+    if not text.isascii():
+        with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
+            text = text.encode("iso-8859-1").decode("utf-8")
+        if fastparse._C1.search(text):
+            text = text.translate(_cp1252)
+    return text
+
+
+@settings(max_examples=500)
+@given(texts, st.sampled_from([None, 1, 5, 1000]))
+def test_text_shortcuts_agree(text: str, limit: int | None) -> None:
+    assert plain_text(text, limit) == _reference_plain_text(text, limit)
+    assert fastparse._finish(text) == _reference_finish(text)
+    assert fastparse._looks_like_html(text) == bool(_FeedParserMixin.looks_like_html(text))
+
+
+_OLD_BASE_ATTR = re.compile(rb"[\s:]base\s*=", re.IGNORECASE)
+BODY_PIECES = [b"base", b"BaSe", b"xml:base", b" ", b"\t", b"\x0b", b"=", b" =", b"<a ", b"x"]
+
+
+@settings(max_examples=300)
+@given(st.lists(st.sampled_from([*BODY_PIECES, b":", b"\xe4\xb8\x89", b"\xc3\x9f"])).map(b"".join))
+@example(b"base=")
+@example(b'<feed xml:base="http://x.cn/">')
+def test_base_attribute_scan_agrees(body: bytes) -> None:
+    assert fastparse._has_base(body) == bool(_OLD_BASE_ATTR.search(body))
+
+
+PREPARED = b'<?xml version="1.0" encoding="utf-8"?>'
+DOCUMENT_PIECES = [b"\n", b"<rss>", b"\xe4\xb8\x89", b"\xe4\xb8", b"\xff", b"\xed\xa0\x80", b"\x00"]
+BAD_UTF8 = [
+    b"\xc0\xaf",
+    b"\xe0\x80\xaf",
+    b"\xed\xa0\x80",
+    b"\xf4\x90\x80\x80",
+    b"\xe4\xb8",
+    b"\x80",
+]
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.sampled_from([*DOCUMENT_PIECES, b"<?xml version='1.0'?>", b"abc"])).map(b"".join),
+    st.sampled_from([PREPARED, b"", b"\xef\xbb\xbf" + PREPARED, PREPARED.upper()]),
+    st.sampled_from(["application/xml; charset=utf-8", "application/xml", "text/xml"]),
+)
+def test_decoding_shortcut_agrees_with_feedparser(rest: bytes, start: bytes, ctype: str) -> None:
+    body = start + rest
+    headers = {"content-location": URL, "content-type": ctype}
+    result: dict[str, object] = {}
+    expected = convert_to_utf8(headers, body, result)
+    try:
+        decoded = fastparse._decoded(body, URL, ctype)
+    except fastparse.Unsupported:
+        assert not result.get("encoding")
+        return
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        if decoded != expected:  # the shortcut kept bytes that are not UTF-8: lxml refuses
+            assert fastparse.read(body, url=URL, content_type=ctype) is None
+        return
+    assert decoded == expected
+
+
+_OLD_START_TAG = re.compile(r"<([a-zA-Z][-_.:a-zA-Z0-9]*)(\s[^<>]*?)(\s*/?)>")
+MARKUP_PIECES = ["<", ">", "/", " ", "\t", "\u3000", "a", "IMG", "h1", "-x", "=", '"', "'", "图"]
+
+
+@settings(max_examples=500)
+@given(st.lists(st.sampled_from([*MARKUP_PIECES, ' href="/x"', "<p>", "</p>", " / "])))
+@example(["<img", " ", 'src="/a.jpg"', " ", "/", ">"])
+@example(["<a", " ", " ", ">"])
+@example(["<br", " ", "/", ">"])
+def test_start_tags_split_as_the_lazy_pattern_split_them(pieces: list[str]) -> None:
+    markup = "".join(pieces)
+    old = [(m.span(), m.groups()) for m in _OLD_START_TAG.finditer(markup)]
+    new = [(m.span(), fastparse._tag_parts(m)) for m in fastparse._START_TAG.finditer(markup)]
+    assert new == old
+
+
+# --- share codes -------------------------------------------------------------------------
+
+QUERY_PIECES = ["http://", "x.cn", "/", "?", "#", "&", "=", "infoCode", "NW1", "%20", "+"]
+queries = st.lists(
+    st.sampled_from([*QUERY_PIECES, "[", "]", " ", "\t", "\n", "\x01", "图", ";", "a", "::"]),
+    max_size=10,
+).map("".join)
+
+
+def _reference_pairs(url: str) -> list[tuple[str, str]] | None:
+    try:
+        return parse_qsl(urlsplit(url).query, keep_blank_values=False)
+    except ValueError:
+        return None
+
+
+@settings(max_examples=500)
+@given(queries | st.text(max_size=20))
+@example("http://x.cn/NewsShare.html?infoCode=NW202112240253260001&from=s0")
+@example("http://[x.cn/a?b=c")
+@example(" http://x.cn/a?b=c#d?e=f")
+def test_query_shortcut_agrees_with_urllib(url: str) -> None:
+    try:
+        found: list[tuple[str, str]] | None = sharecode._query_pairs(url)
+    except ValueError:
+        found = None
+    assert found == _reference_pairs(url)
+
+
+def _reference_rewrite(match: re.Match[str], base: str) -> str:
+    """fastparse._rewrite_tag as it was, on a match of the lazy pattern."""
+    tag = match.group(1).lower()
+    single = fastparse._SIMPLE_ATTRIBUTE.match(match.group(2))
+    if single:
+        name = single.group(1).lower()
+        if name not in ("rel", "type") and (
+            (tag, name) not in fastparse.RELATIVE_URIS or fastparse._PLAIN_URL.match(single[2])
+        ):
+            return match.group(0)
+    attributes = fastparse._tag_attributes(match.group(2))
+    if attributes is None:
+        raise fastparse.Unsupported("a start tag the fast path cannot read")
+    fixed = []
+    for key, value in dict(attributes).items():
+        if key in ("rel", "type"):
+            value = value.lower()
+        elif base and (tag, key) in fastparse.RELATIVE_URIS:
+            value = make_safe_absolute_uri(base, value.strip()) or value
+        fixed.append((key, value))
+    fixed.sort()
+    text = "".join(f' {k}="{html.escape(v, quote=True)}"' for k, v in fixed)
+    return f"<{match.group(1)}{text}{match.group(3)}>"
+
+
+def _normalised(markup: str, base: str, rewrite: object) -> str:
+    try:
+        if rewrite is None:
+            return fastparse.normalise_tags(markup, base)
+        return _OLD_START_TAG.sub(lambda m: _reference_rewrite(m, base), markup)
+    except fastparse.Unsupported:
+        return "unsupported"
+
+
+HTML_PIECES = [
+    *["<p>", "</p>", "<a", "<IMG", "<img", " ", "\t", "/", ">", '"', "'", "=", "&amp;"],
+    *[' href="/x/a.jpg"', ' src="img/1.jpg"', ' ALT="图"', " width=300", ' class="c"'],
+    *[' href="http://x.cn/a?b=1"', ' rel="NoFollow"', ' type="Text/HTML"', ' href="/a/../b"'],
+    *[' href="javascript:x()"', " title='t'", " checked", ' src="http://[x"', "图文"],
+]
+
+
+@settings(max_examples=500)
+@given(st.lists(st.sampled_from(HTML_PIECES), max_size=12).map("".join), bases)
+@example('<img src="/uploads/1.jpg" alt="图"><p class="x">a</p><a href="http://x.cn/">b</a>', URL)
+@example('<a href="x" /><br\t/><a\thref="http://x.cn/a">', URL)
+def test_start_tags_are_rewritten_as_before(markup: str, base: str) -> None:
+    assert _normalised(markup, base, None) == _normalised(markup, base, _reference_rewrite)
+
+
+@pytest.mark.parametrize("bad", [*BAD_UTF8, b"\xef\xbf\xbe"])
+@pytest.mark.parametrize("where", ["title", "cdata", "attribute", "comment", "tail"])
+def test_bytes_that_are_not_utf8_make_the_fast_path_decline(bad: bytes, where: str) -> None:
+    title = b"\xe6\xa0\x87" + (bad if where == "title" else b"")
+    cdata = b"<p>x" + (bad if where == "cdata" else b"") + b"</p>"
+    guid = b"g" + (bad if where == "attribute" else b"")
+    comment = b"<!--" + (bad if where == "comment" else b"") + b"-->"
+    tail = b"\n" + (bad if where == "tail" else b"")
+    body = (
+        PREPARED + b'\n<rss version="2.0"><channel><title>t</title>' + comment + b"<item>"
+        b"<title>" + title + b"</title><guid isPermaLink='" + guid + b"'>g</guid>"
+        b"<description><![CDATA[" + cdata + b"]]></description></item></channel></rss>" + tail
+    )
+    good = body.replace(bad, b"")
+    assert fastparse.read(good, url=URL, content_type=fastparse._PREPARED_TYPE) is not None
+    assert fastparse.read(body, url=URL, content_type=fastparse._PREPARED_TYPE) is None
+
+
+def test_reading_without_digests_reads_the_same() -> None:
+    corpus = Corpus(3, 4, seed=5)
+    for feed in corpus.feeds:
+        body, ctype = corpus.render(feed), feed.content_type
+        full = fastparse.read(body, url=URL, content_type=ctype)
+        bare = fastparse.read_undigested(body, url=URL, content_type=ctype)
+        assert full is not None and bare is not None
+        assert [e.fields for e in bare.entries] == [e.fields for e in full.entries]
+        assert {e.digest for e in bare.entries} == {""}
+        assert all(len(e.digest) == 40 for e in full.entries)
+        assert replace(bare, entries=()) == replace(full, entries=())
