@@ -143,6 +143,9 @@ def _poll_in_processes(
             child.join(timeout=30)
             if child.is_alive():
                 child.terminate()
+        for channel in (jobs, results):  # end their feeder threads: a later run may fork
+            channel.close()
+            channel.join_thread()
     return [by_id[source.id] for source in sources]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,7 @@ def test_poll_many_in_worker_processes_stores_the_same(
         for source in config.sources:
             poll_source(source, store, fetcher, clock=clock)
     done: list[str] = []
+    threads_before = threading.active_count()
     with Store(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         outcomes = poll_many(
@@ -105,6 +107,8 @@ def test_poll_many_in_worker_processes_stores_the_same(
         )
     assert [o.source_id for o in outcomes] == [s.id for s in config.sources]
     assert sorted(done) == sorted(s.id for s in config.sources)  # each reported once
+    # No thread is left behind (queue feeders), so the next large run may fork.
+    assert threading.active_count() == threads_before
     assert outcomes[-1].result == "error"
     assert all(o.result == "ok" for o in outcomes[:-1])
     assert table(config.settings.database) == table(one_by_one)
