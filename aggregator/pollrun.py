@@ -36,12 +36,21 @@ PROCESS_MIN_SOURCES = 100
 MAX_PROCESSES = 4
 
 
-def process_count(sources: int, cpus: int | None) -> int:
-    """How many processes a run of `sources` polls should use: one per core for a
-    large run, else one (the calling process alone)."""
-    if sources < PROCESS_MIN_SOURCES or not cpus or cpus < 2:
+def process_count(to_parse: int, cpus: int | None) -> int:
+    """How many processes a run should use, given how many of its sources will
+    likely be parsed: one per core when that is many, else one (the caller alone).
+
+    Parsing is what spreads over cores. A source fetched before mostly answers 304 or
+    the same bytes, which one process handles faster than several: every write by one
+    process makes the others' SQLite caches stale."""
+    if to_parse < PROCESS_MIN_SOURCES or not cpus or cpus < 2:
         return 1
     return min(cpus, MAX_PROCESSES)
+
+
+def processes_for(store: Store, sources: Sequence[Source], cpus: int | None) -> int:
+    """process_count for these sources: those never parsed before will be."""
+    return process_count(store.never_parsed([s.id for s in sources]), cpus)
 
 
 def start_method(threads: int) -> str:
@@ -186,7 +195,7 @@ def poll_interactive(
     def line(outcome: PollOutcome) -> str:
         return f"{outcome.source_id}: {describe(outcome)}"
 
-    processes = process_count(len(sources), os.cpu_count())
+    processes = processes_for(store, sources, os.cpu_count())
     if not wants_progress(sys.stderr.isatty(), len(sources)):
         return poll_many(
             sources,

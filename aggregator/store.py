@@ -311,6 +311,19 @@ class Store:
             poll_hints=hints,
         )
 
+    def never_parsed(self, source_ids: Sequence[str]) -> int:
+        """How many of these sources have no stored body yet (never parsed, or new)."""
+        parsed = 0
+        with self._lock:
+            for start in range(0, len(source_ids), 500):
+                chunk = list(source_ids[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                parsed += self.db.conn.execute(
+                    f"SELECT count(*) FROM sources WHERE id IN ({marks}) AND body_hash IS NOT NULL",
+                    chunk,
+                ).fetchone()[0]
+        return len(source_ids) - parsed
+
     def source_rows(self) -> list[dict[str, Any]]:
         return self._query(
             """SELECT s.*, (SELECT count(*) FROM entry_sources es WHERE es.source_id = s.id)

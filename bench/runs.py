@@ -71,21 +71,26 @@ class Ours:
         self.store = Store(folder / "bench.db")
         self.store.sync_sources(self.sources)
         self.fetcher = Fetcher(Limits(per_host=4))
+        self.processes_used = 1
 
     def poll(self, sources: list[Any] | None = None) -> int:
-        from aggregator.pollrun import poll_many, process_count
+        from aggregator.pollrun import poll_many, processes_for
         from aggregator.sandbox import ParseLimits
 
         # The path of `aggregator poll` (the daemon runs the same poll_source): a thread
         # pool, in as many processes as that command would use for this many sources.
         polled = sources or self.sources
+        processes = self.params.get("processes") or processes_for(
+            self.store, polled, os.cpu_count()
+        )
+        self.processes_used = max(self.processes_used, processes)
         outcomes = poll_many(
             polled,
             self.store,
             self.fetcher,
             self.params["workers"],
             limits=ParseLimits(),
-            processes=self.params.get("processes") or process_count(len(polled), os.cpu_count()),
+            processes=processes,
         )
         failed = [o for o in outcomes if o.result in ("error", "gone")]
         if failed:
@@ -166,6 +171,7 @@ SCENARIOS: dict[str, Callable[[Ours | Reader], dict[str, Any]]] = {
 def main() -> None:
     side_name, scenario, raw = sys.argv[1], sys.argv[2], sys.argv[3]
     params = json.loads(raw)
+    used = 1  # processes that polled
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         if scenario == "publish":
             from bench.publishing import measure
@@ -174,13 +180,8 @@ def main() -> None:
         else:
             side: Ours | Reader = (Ours if side_name == "ours" else Reader)(params, Path(folder))
             result = SCENARIOS[scenario](side)
-    processes = 0
-    if side_name == "ours" and scenario != "publish":
-        from aggregator.pollrun import process_count
-
-        used = params.get("processes") or process_count(params["feeds"], os.cpu_count())
-        processes = used if used > 1 else 0
-    result["peak_rss_mb"] = round(peak_rss_mb(processes), 1)
+            used = getattr(side, "processes_used", 1)
+    result["peak_rss_mb"] = round(peak_rss_mb(used if used > 1 else 0), 1)
     print(json.dumps(result), flush=True)
 
 

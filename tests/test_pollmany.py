@@ -16,6 +16,7 @@ from aggregator.pollrun import (
     PROCESS_MIN_SOURCES,
     poll_many,
     process_count,
+    processes_for,
     share_out,
     start_method,
 )
@@ -114,7 +115,7 @@ def test_poll_many_in_worker_processes_stores_the_same(
     assert table(config.settings.database) == table(one_by_one)
 
 
-def test_process_count_uses_the_cores_only_for_large_runs() -> None:
+def test_process_count_uses_the_cores_only_for_much_parsing() -> None:
     assert process_count(10, 8) == 1
     assert process_count(PROCESS_MIN_SOURCES, 1) == 1
     assert process_count(PROCESS_MIN_SOURCES, None) == 1
@@ -171,3 +172,18 @@ def test_feeds_that_the_fast_path_declines_are_polled_too(
 def test_workers_fork_only_when_no_other_thread_could_hold_a_lock() -> None:
     assert start_method(1) == "fork"
     assert start_method(3) == "spawn"
+
+
+def test_only_sources_never_parsed_count_towards_worker_processes(
+    server: FeedServer, write_config: Any, clock: Clock
+) -> None:
+    corpus = Corpus(3, 2, seed=5)
+    config = corpus_config(server, write_config, corpus)
+    with Store(config.settings.database) as store, Fetcher() as fetcher:
+        store.sync_sources(config.sources)
+        ids = [s.id for s in config.sources]
+        assert store.never_parsed(ids) == 4
+        poll_many(config.sources, store, fetcher, 2, clock=clock)
+        assert store.never_parsed(ids) == 1  # the broken one
+        assert store.never_parsed([*ids, "not-in-the-store"]) == 2
+        assert processes_for(store, config.sources, 2) == 1
