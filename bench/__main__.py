@@ -232,9 +232,13 @@ def table(measured: list[Row], publishing: dict[str, Any] | None) -> list[str]:
             f"| {row.name} | {cell(ours, row.unit)} | {cell(theirs, row.unit)} | {ratio} |"
         )
         if row.show_peak:
-            peaks = [[r["peak_rss_mb"] for r in row.results.get(s, [])] for s in ("ours", "reader")]
+            peaks = [
+                [r.get("peak_tree_pss_mb", r["peak_rss_mb"]) for r in row.results.get(s, [])]
+                for s in ("ours", "reader")
+            ]
             lines.append(
-                f"| peak RSS, {row.name} | {cell(peaks[0], 'MB')} | {cell(peaks[1], 'MB')} | – |"
+                f"| peak memory (PSS, process and workers), {row.name} | {cell(peaks[0], 'MB')} "
+                f"| {cell(peaks[1], 'MB')} | – |"
             )
     if publishing:
         full, alone = publishing["full_seconds"], publishing["feedgen_seconds"]
@@ -341,9 +345,10 @@ NOTES = [
     "  tombstone-aware ingest. Threads per row are in bench/__main__.py.",
     "- reader: `make_reader()` on a fresh database, `add_feed()` for every feed, then",
     "  `update_feeds(workers=8, scheduled=False)` (the one-changed-feed row: `update_feed()`).",
-    "- peak RSS: the run's own `ru_maxrss`, plus, for our runs with worker processes, the",
-    "  largest worker's peak times the number of workers (the kernel keeps only the",
-    "  largest; so this is an upper bound of their sum). The cycles row polls the whole set",
+    "- peak memory: the highest sum, sampled every 20 ms, of the PSS of the run's process",
+    "  and its worker processes (PSS counts a page shared by forked workers once, split",
+    "  between them; RSS would count it in each). Each run's own `ru_maxrss` is in the log",
+    "  as peak_rss_mb. The cycles row polls the whole set",
     "  10 more times after the first poll, with one new entry in 10% of the feeds each",
     "  cycle, in one long-lived process (as the daemon polls), and reports VmRSS growth",
     "  from the first cycle to the last.",

@@ -7,11 +7,13 @@ process's memory, so every run starts cold and peak RSS belongs to that run alon
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -29,12 +31,51 @@ def rss_mb() -> float:
     return 0.0
 
 
-def peak_rss_mb(processes: int = 0) -> float:
-    """This process's peak, plus `processes` times the largest peak among the worker
-    processes it waited for (an upper bound on their sum: the kernel keeps only the max)."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return (own + processes * children) / 1024
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            for child in children.read_text().split():
+                found += [int(child), *_descendants(int(child))]
+    return found
+
+
+def _pss_kb(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+class TreeMemory:
+    """The peak, sampled every 20 ms, of the memory of this process and its worker
+    processes together: the sum of their PSS (shared pages counted once, split
+    between the processes sharing them; RSS would count a forked worker's pages
+    shared with its parent twice)."""
+
+    def __init__(self) -> None:
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        me = os.getpid()
+        while not self._stop.wait(0.02):
+            total = sum(_pss_kb(pid) for pid in [me, *_descendants(me)])
+            self.peak_kb = max(self.peak_kb, total)
 
 
 def feed_urls(params: Params) -> list[str]:
@@ -172,7 +213,7 @@ def main() -> None:
     side_name, scenario, raw = sys.argv[1], sys.argv[2], sys.argv[3]
     params = json.loads(raw)
     used = 1  # processes that polled
-    with tempfile.TemporaryDirectory(prefix="bench-") as folder:
+    with tempfile.TemporaryDirectory(prefix="bench-") as folder, TreeMemory() as memory:
         if scenario == "publish":
             from bench.publishing import measure
 
@@ -181,7 +222,9 @@ def main() -> None:
             side: Ours | Reader = (Ours if side_name == "ours" else Reader)(params, Path(folder))
             result = SCENARIOS[scenario](side)
             used = getattr(side, "processes_used", 1)
-    result["peak_rss_mb"] = round(peak_rss_mb(used if used > 1 else 0), 1)
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    result["processes"] = used
+    result["peak_tree_pss_mb"] = round(memory.peak_kb / 1024, 1)
     print(json.dumps(result), flush=True)
 
 
