@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 STALE_AFTER = 3600.0  # a temp file without a known writer older than this is litter
@@ -40,6 +42,57 @@ def write_if_changed(path: Path, data: bytes, *, sync_dir: bool = True) -> bool:
     if sync_dir:
         _fsync_dir(path.parent)
     return True
+
+
+class Writer:
+    """write_if_changed (without the folder fsync) on a few threads: the fsyncs of
+    many files wait for the disk together instead of one after another, while the
+    caller renders the next document. At most ``pending`` writes are in flight, so
+    memory stays bounded; drain() waits for all of them."""
+
+    def __init__(
+        self,
+        write: Callable[..., bool] = write_if_changed,
+        *,
+        workers: int = 4,
+        pending: int = 16,
+    ) -> None:
+        self._write = write
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="write")
+        self._limit = pending
+        self._futures: deque[tuple[Path, Future[bool]]] = deque()
+        self._written: list[Path] = []
+
+    def write(self, path: Path, data: bytes) -> None:
+        while len(self._futures) >= self._limit:
+            self._collect_oldest()
+        future = self._pool.submit(self._write, path, data, sync_dir=False)
+        self._futures.append((path, future))
+
+    def _collect_oldest(self) -> None:
+        path, future = self._futures.popleft()
+        if future.result():  # re-raises the writer's exception here
+            self._written.append(path)
+
+    def drain(self) -> list[Path]:
+        """Wait for every write given so far; the paths that were (re)written, in order."""
+        while self._futures:
+            self._collect_oldest()
+        written, self._written = self._written, []
+        return written
+
+    def close(self) -> None:
+        try:
+            while self._futures:  # let every started write finish (or fail) first
+                self._futures.popleft()[1].exception()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def sync_dirs(paths: Iterable[Path]) -> None:

@@ -4,6 +4,8 @@ The store is filled through the real ingest path (poll.parse_and_store, the
 poll path without HTTP). "feedgen alone" renders the very same documents from articles already in
 memory: our Publisher.render with the store replaced by a dictionary, so the
 difference between the two is what the store, the file writes and the index cost.
+The full rebuilds start with no cached entry fragments (cold, like the first
+publish of a store); full_warm_seconds is a rebuild into a new folder with them.
 """
 
 from __future__ import annotations
@@ -76,8 +78,11 @@ def measure(params: dict[str, Any], folder: Path) -> dict[str, Any]:
     with Store(config.settings.database) as store:
         store.sync_sources(config.sources)
         _fill(config, store, corpus, now)
-        full, alone = [], []
+        full, alone, warm = [], [], []
         for run in range(runs):
+            # Cold: every entry rendered afresh, as on the first publish of a store (the
+            # fragments kept from the run before would make this a re-assembly only).
+            store.clear_renders()
             publisher = Publisher(_config(folder, feeds, f"out-{run}"), store)
             started = time.perf_counter()
             written = publisher.publish()
@@ -94,6 +99,13 @@ def measure(params: dict[str, Any], folder: Path) -> dict[str, Any]:
                 stub.render(info)
             alone.append(time.perf_counter() - started)
 
+        for run in range(runs):
+            # Warm: the fragments are kept, the output folder is new (e.g. after deleting it).
+            publisher = Publisher(_config(folder, feeds, f"warm-{run}"), store)
+            started = time.perf_counter()
+            publisher.publish()
+            warm.append(time.perf_counter() - started)
+
         incremental = []
         publisher = Publisher(_config(folder, feeds, f"out-{runs - 1}"), store)
         for _ in range(runs):
@@ -108,9 +120,11 @@ def measure(params: dict[str, Any], folder: Path) -> dict[str, Any]:
     return {
         "files": len(written),
         "full_seconds": statistics.median(full),
+        "full_warm_seconds": statistics.median(warm),
         "feedgen_seconds": statistics.median(alone),
         "incremental_seconds": statistics.median(incremental),
         "full_all": full,
+        "full_warm_all": warm,
         "feedgen_all": alone,
         "incremental_all": incremental,
     }
