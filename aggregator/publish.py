@@ -29,13 +29,13 @@ from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from aggregator import PROJECT_URL, __version__
-from aggregator.config import Config, Term
+from aggregator.config import Config, Source, Term
 from aggregator.feedpages import Paging, distinct_updated, pages_to_render, shown_updated
 from aggregator.files import Writer, sync_dirs, write_if_changed
 from aggregator.jsonfeed import assemble_json, item_bytes, json_head
 from aggregator.listing import render_index, render_opml
 from aggregator.sanitize import clean_html, strip_control
-from aggregator.store import FeedKey, Render, Store, StoredArticle
+from aggregator.store import FeedKey, Render, SourceRow, Store, StoredArticle
 from aggregator.websub import HubNotifier
 
 log = logging.getLogger("aggregator.publish")
@@ -212,6 +212,25 @@ def _title(text: str) -> str:
     return text if len(text) <= MAX_TITLE else text[: MAX_TITLE - 1].rstrip() + "…"
 
 
+def _source_view(row: SourceRow, source: Source | None) -> SourceView:
+    name = (source.name if source else row["name"]) or row["id"]
+    link = _absolute(row["feed_link"] or "")
+    fetched = row["moved_to"] or (source.url if source else row["url"]) or ""
+    source_id = (
+        canonical_iri(row["feed_id"] or "")
+        or canonical_iri(link)
+        or canonical_iri(_absolute(fetched))
+        or f"urn:uuid:{uuid.uuid5(ID_NAMESPACE, 'source:' + row['id'])}"
+    )
+    return SourceView(
+        id=source_id,
+        title=_title(row["feed_title"] or name) or name,
+        link=link,
+        feed_url=_absolute(fetched),
+        author=_title((source.attribution if source else None) or name),
+    )
+
+
 # --- feedgen extensions: what feedgen 1.0 cannot write itself ------------------------
 
 
@@ -370,6 +389,7 @@ class Publisher:
         self._infos: tuple[Config, dict[FeedKey, FeedInfo]] = (config, {})
         self._contexts: dict[str, str] = {}  # by source; reset with the source metadata
         self._listings: tuple[object, list[tuple[str, bytes]]] = (None, [])
+        self._meta_memo: tuple[Config, dict[SourceRow, SourceView]] = (config, {})
 
     def _term(self, kind: str, name: str) -> Term:
         if self._terms[0] is not self.config:  # the daemon swaps in a reloaded config
@@ -658,27 +678,21 @@ class Publisher:
         )
 
     def _load_source_meta(self) -> dict[str, SourceView]:
-        meta = {}
-        configured = {source.id: source for source in self.config.sources}
+        # Views of unchanged rows are kept (a thousand sources' URL parsing is most of
+        # an incremental publish otherwise); the memo holds only the rows seen last.
+        if self._meta_memo[0] is not self.config:
+            self._meta_memo = (self.config, {})
+        previous, memo = self._meta_memo[1], {}
+        configured: dict[str, Source] | None = None
         for row in self.store.source_meta_rows():
-            source = configured.get(row["id"])
-            name = (source.name if source else row["name"]) or row["id"]
-            link = _absolute(row["feed_link"] or "")
-            fetched = row["moved_to"] or (source.url if source else row["url"]) or ""
-            source_id = (
-                canonical_iri(row["feed_id"] or "")
-                or canonical_iri(link)
-                or canonical_iri(_absolute(fetched))
-                or f"urn:uuid:{uuid.uuid5(ID_NAMESPACE, 'source:' + row['id'])}"
-            )
-            meta[row["id"]] = SourceView(
-                id=source_id,
-                title=_title(row["feed_title"] or name) or name,
-                link=link,
-                feed_url=_absolute(fetched),
-                author=_title((source.attribution if source else None) or name),
-            )
-        return meta
+            view = previous.get(row)
+            if view is None:
+                if configured is None:
+                    configured = {source.id: source for source in self.config.sources}
+                view = _source_view(row, configured.get(row["id"]))
+            memo[row] = view
+        self._meta_memo = (self.config, memo)
+        return {row["id"]: view for row, view in memo.items()}
 
     # --- kept for callers of the first version ---
 

@@ -26,6 +26,7 @@ from aggregator.errors import StoreError
 from aggregator.models import Enclosure, EntryRecord, ParsedFeed
 
 FeedKey = tuple[str, str]  # ("all", ""), ("category", name), ("tag", name), ("source", id)
+SourceRow = sqlite3.Row  # by column name; hashable, equal when the values are
 
 
 def iso(value: datetime) -> str:
@@ -673,15 +674,16 @@ class Store:
     def _distinct(self, table: str, column: str) -> list[str]:
         """DISTINCT column by hopping along its index, one seek per value (a plain
         DISTINCT reads every row: 50 000 per publish for a few hundred names)."""
-        rows = self._query(
-            f"""WITH RECURSIVE seen(value) AS (
-                  SELECT min({column}) FROM {table}
-                  UNION ALL
-                  SELECT (SELECT min({column}) FROM {table} WHERE {column} > seen.value)
-                  FROM seen WHERE seen.value IS NOT NULL)
-                SELECT value FROM seen WHERE value IS NOT NULL"""
-        )
-        return [row["value"] for row in rows]
+        with self._lock:
+            rows = self.db.execute(
+                f"""WITH RECURSIVE seen(value) AS (
+                      SELECT min({column}) FROM {table}
+                      UNION ALL
+                      SELECT (SELECT min({column}) FROM {table} WHERE {column} > seen.value)
+                      FROM seen WHERE seen.value IS NOT NULL)
+                    SELECT value FROM seen WHERE value IS NOT NULL"""
+            ).fetchall()
+        return [value for (value,) in rows]
 
     def articles(self, key: FeedKey, limit: int) -> list[StoredArticle]:
         """The newest entries of one feed, newest first, ties broken by code."""
@@ -781,12 +783,16 @@ class Store:
         )
         return [_article(row) for row in rows]
 
-    def source_meta_rows(self) -> list[dict[str, Any]]:
+    def source_meta_rows(self) -> list[SourceRow]:
         """What the publisher shows of each source (source_rows without the counts)."""
-        return self._query(
-            """SELECT id, name, url, feed_title, feed_link, feed_id, moved_to
-               FROM sources ORDER BY id"""
-        )
+        with self._lock:
+            cursor = self.db.conn.cursor()
+            cursor.row_factory = sqlite3.Row
+            rows: list[SourceRow] = cursor.execute(
+                """SELECT id, name, url, feed_title, feed_link, feed_id, moved_to
+                   FROM sources ORDER BY id"""
+            ).fetchall()
+        return rows
 
     def positioned_renders(self, key: FeedKey, start: int, stop: int) -> list[PositionedRender]:
         """The feed's entries with positions in [start, stop), newest position first,
