@@ -16,8 +16,10 @@ import hashlib
 import html
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +33,7 @@ from lxml import etree
 from aggregator import PROJECT_URL, __version__
 from aggregator.config import Config, Source, Term
 from aggregator.feedpages import Paging, distinct_updated, pages_to_render, shown_updated
-from aggregator.files import Writer, sync_dirs, write_if_changed
+from aggregator.files import Writer, start_pool, sync_dirs, write_if_changed
 from aggregator.jsonfeed import assemble_json, item_bytes, json_head
 from aggregator.listing import render_index, render_opml
 from aggregator.sanitize import clean_html, strip_control
@@ -47,6 +49,7 @@ HISTORY_NS = "http://purl.org/syndication/history/1.0"
 MAX_TITLE = 1000  # the parser caps titles too; this guards rows written by other means
 ATOM_TYPE = "application/atom+xml"
 JSON_TYPE = "application/feed+json"
+WRITE_THREADS = 4  # files written (and fsynced) at once
 # Bump when what an entry looks like in a document changes: cached fragments go stale.
 RENDER_VERSION = "1"
 
@@ -390,6 +393,8 @@ class Publisher:
         self._contexts: dict[str, str] = {}  # by source; reset with the source metadata
         self._listings: tuple[object, list[tuple[str, bytes]]] = (None, [])
         self._meta_memo: tuple[Config, dict[SourceRow, SourceView]] = (config, {})
+        self._writers: ThreadPoolExecutor | None = None  # started by the first publish
+        self._pool_lock = threading.Lock()
 
     def _term(self, kind: str, name: str) -> Term:
         if self._terms[0] is not self.config:  # the daemon swaps in a reloaded config
@@ -430,22 +435,28 @@ class Publisher:
         self._load_sources()
         written: list[Path] = []
         topics: list[str] = []
-        with Writer(write_if_changed) as writer:
+        with Writer(self._pool()) as writer:
             for key in sorted(wanted):
                 written += self._publish_feed(self.info(key), rebuild, writer)
             written += writer.drain()
+            for name, data in self._listing([self.info(key) for key in sorted(all_keys)]):
+                if write_if_changed(self.output / name, data, sync_dir=False):
+                    written.append(self.output / name)
+            writer.sync_dirs(written)  # one fsync per folder, not per file; before any ping
         changed = set(written)
         for key in sorted(wanted):
             info = self.info(key)
             for path in (self.output / info.path, self.output / info.json_path):
                 if path in changed:
                     topics.append(self.url_of(str(path.relative_to(self.output))))
-        for name, data in self._listing([self.info(key) for key in sorted(all_keys)]):
-            if write_if_changed(self.output / name, data, sync_dir=False):
-                written.append(self.output / name)
-        sync_dirs(written)  # one fsync per folder, not per file; before any hub ping
         self._announce(topics)
         return written
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._writers is None:
+                self._writers = start_pool(WRITE_THREADS)
+            return self._writers
 
     def _listing(self, infos: list[FeedInfo]) -> list[tuple[str, bytes]]:
         """index.html and feeds.opml, rendered again only when the feeds or config change."""
@@ -469,9 +480,13 @@ class Publisher:
         self.notifier.notify(hub, topics)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Let queued hub pings go out (bounded), then stop the pinger."""
+        """Let queued hub pings go out (bounded), then stop the pinger and the writers."""
         if self.notifier is not None:
             self.notifier.close(timeout)
+        with self._pool_lock:
+            pool, self._writers = self._writers, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def paging(self, key: FeedKey) -> Paging:
         settings = self.config.settings
