@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 STALE_AFTER = 3600.0  # a temp file without a known writer older than this is litter
@@ -17,9 +20,19 @@ def write_if_changed(path: Path, data: bytes, *, sync_dir: bool = True) -> bool:
     Returns True when the file was (re)written. Temp file in the same folder,
     fsync, rename, fsync of the folder: survives a kill at any point.
     """
+    temp = prepare(path, data)
+    if temp is None:
+        return False
+    install(temp, path, sync_dir=sync_dir)
+    return True
+
+
+def prepare(path: Path, data: bytes) -> Path | None:
+    """The first half of write_if_changed: data in a temp file beside path, fsynced;
+    None when path already holds exactly that."""
     try:
         if path.stat().st_size == len(data) and path.read_bytes() == data:
-            return False
+            return None
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,13 +46,81 @@ def write_if_changed(path: Path, data: bytes, *, sync_dir: bool = True) -> bool:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temp_name, 0o644)
-        os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+    return Path(temp_name)
+
+
+def install(temp: Path, path: Path, *, sync_dir: bool = True) -> None:
+    """The second half: the temp file renamed over path (and the folder fsynced)."""
+    try:
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
     if sync_dir:
         _fsync_dir(path.parent)
-    return True
+
+
+def start_pool(workers: int) -> ThreadPoolExecutor:
+    """A pool for Writer whose threads all start now: started lazily they would appear
+    one by one over the first publishes, which looks like a leak to a thread count."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="write")
+    barrier = threading.Barrier(workers + 1)
+    for _ in range(workers):
+        pool.submit(barrier.wait, 10.0)
+    barrier.wait(10.0)
+    return pool
+
+
+class Writer:
+    """write_if_changed for many files, the slow half (writing and fsyncing the temp
+    files) on a pool's threads, so their fsyncs wait for the disk together while the
+    caller renders the next document; the renames stay in the caller's order, so a
+    file written after another never appears before it (an archive page before the
+    page it links to). At most ``pending`` files are in flight, so memory stays
+    bounded. One Writer per publish; drain() waits for all of them."""
+
+    def __init__(self, pool: ThreadPoolExecutor, *, pending: int = 16) -> None:
+        self._pool = pool
+        self._limit = pending
+        self._futures: deque[tuple[Path, Future[Path | None]]] = deque()
+        self._written: list[Path] = []
+
+    def write(self, path: Path, data: bytes) -> None:
+        while len(self._futures) >= self._limit:
+            self._install_oldest()
+        self._futures.append((path, self._pool.submit(prepare, path, data)))
+
+    def _install_oldest(self) -> None:
+        path, future = self._futures.popleft()
+        temp = future.result()  # re-raises the writer's exception here
+        if temp is not None:
+            install(temp, path, sync_dir=False)
+            self._written.append(path)
+
+    def drain(self) -> list[Path]:
+        """Install every file given so far; the paths that were (re)written, in order."""
+        while self._futures:
+            self._install_oldest()
+        written, self._written = self._written, []
+        return written
+
+    def sync_dirs(self, paths: Iterable[Path]) -> None:
+        """sync_dirs, the folders' fsyncs waiting for the disk together."""
+        folders = sorted({p.parent for p in paths})
+        list(self._pool.map(_fsync_dir, folders))
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Left by an exception: no write of this publish still running, no temp file left.
+        while self._futures:
+            future = self._futures.popleft()[1]
+            if future.exception() is None and (temp := future.result()) is not None:
+                temp.unlink(missing_ok=True)
 
 
 def sync_dirs(paths: Iterable[Path]) -> None:

@@ -8,6 +8,7 @@ the next older one, so a JSON reader can backfill too. Deterministic bytes.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from aggregator.config import Config
@@ -21,6 +22,28 @@ SUMMARY_LENGTH = 500
 
 
 def render_json_feed(doc: Document, config: Config) -> bytes:
+    feed = json_head(doc, config)
+    feed["items"] = [_item(view) for view in doc.entries]
+    # Compact: the C encoder (indent would fall back to the slow pure-Python one).
+    text = json.dumps(feed, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return strip_control(text).encode("utf-8", "replace")
+
+
+def assemble_json(head: dict[str, Any], items: Sequence[bytes]) -> bytes:
+    """The bytes render_json_feed gives, from the head and item_bytes of each entry."""
+    text = json.dumps(head, ensure_ascii=False, separators=(",", ":"))
+    start = strip_control(text[:-1]).encode("utf-8", "replace")
+    return b"".join((start, b',"items":[', b",".join(items), b"]}\n"))
+
+
+def item_bytes(view: EntryView) -> bytes:
+    """One entry's item as it stands in render_json_feed's output."""
+    text = json.dumps(_item(view), ensure_ascii=False, separators=(",", ":"))
+    return strip_control(text).encode("utf-8", "replace")
+
+
+def json_head(doc: Document, config: Config) -> dict[str, Any]:
+    """Everything of the document but its items."""
     settings = config.settings
     feed: dict[str, Any] = {
         "version": VERSION,
@@ -38,10 +61,7 @@ def render_json_feed(doc: Document, config: Config) -> bytes:
         feed["next_url"] = doc.prev_archive
     if doc.archive_number:
         feed["_archive"] = {"page": doc.archive_number, "current_url": doc.current_url}
-    feed["items"] = [_item(view) for view in doc.entries]
-    # Compact: the C encoder (indent would fall back to the slow pure-Python one).
-    text = json.dumps(feed, ensure_ascii=False, separators=(",", ":")) + "\n"
-    return strip_control(text).encode("utf-8", "replace")
+    return feed
 
 
 def _item(view: EntryView) -> dict[str, Any]:

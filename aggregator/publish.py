@@ -12,11 +12,15 @@ WebSub hub is configured, changed feeds are announced to it.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import logging
+import os
+import threading
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,13 +31,13 @@ from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from aggregator import PROJECT_URL, __version__
-from aggregator.config import Config, Term
-from aggregator.feedpages import Paging, distinct_updated, pages_to_render
-from aggregator.files import sync_dirs, write_if_changed
-from aggregator.jsonfeed import render_json_feed
+from aggregator.config import Config, Source, Term
+from aggregator.feedpages import Paging, distinct_updated, pages_to_render, shown_updated
+from aggregator.files import Writer, start_pool, sync_dirs, write_if_changed
+from aggregator.jsonfeed import assemble_json, item_bytes, json_head
 from aggregator.listing import render_index, render_opml
 from aggregator.sanitize import clean_html, strip_control
-from aggregator.store import FeedKey, Store, StoredArticle
+from aggregator.store import FeedKey, Render, SourceRow, Store, StoredArticle
 from aggregator.websub import HubNotifier
 
 log = logging.getLogger("aggregator.publish")
@@ -45,6 +49,9 @@ HISTORY_NS = "http://purl.org/syndication/history/1.0"
 MAX_TITLE = 1000  # the parser caps titles too; this guards rows written by other means
 ATOM_TYPE = "application/atom+xml"
 JSON_TYPE = "application/feed+json"
+WRITE_THREADS = 4  # files written (and fsynced) at once
+# Bump when what an entry looks like in a document changes: cached fragments go stale.
+RENDER_VERSION = "1"
 
 
 def entry_id(code: str) -> str:
@@ -164,9 +171,12 @@ class Document:
     next_archive: str = ""
     archive_number: int = 0  # 0 for the current document
     hub: str = ""
+    updated_at: datetime | None = None  # when entries are given as cached fragments
 
     @property
     def updated(self) -> datetime:
+        if self.updated_at is not None:
+            return self.updated_at
         return max((e.updated for e in self.entries), default=EPOCH)
 
     @property
@@ -203,6 +213,25 @@ def canonical_iri(value: str) -> str:
 def _title(text: str) -> str:
     text = strip_control(text).strip()
     return text if len(text) <= MAX_TITLE else text[: MAX_TITLE - 1].rstrip() + "…"
+
+
+def _source_view(row: SourceRow, source: Source | None) -> SourceView:
+    name = (source.name if source else row["name"]) or row["id"]
+    link = _absolute(row["feed_link"] or "")
+    fetched = row["moved_to"] or (source.url if source else row["url"]) or ""
+    source_id = (
+        canonical_iri(row["feed_id"] or "")
+        or canonical_iri(link)
+        or canonical_iri(_absolute(fetched))
+        or f"urn:uuid:{uuid.uuid5(ID_NAMESPACE, 'source:' + row['id'])}"
+    )
+    return SourceView(
+        id=source_id,
+        title=_title(row["feed_title"] or name) or name,
+        link=link,
+        feed_url=_absolute(fetched),
+        author=_title((source.attribution if source else None) or name),
+    )
 
 
 # --- feedgen extensions: what feedgen 1.0 cannot write itself ------------------------
@@ -256,10 +285,55 @@ class _EntryExtension(BaseEntryExtension):  # type: ignore[misc]
         return entry
 
 
-def render_atom(doc: Document, config: Config) -> bytes:
-    settings = config.settings
+def _generator() -> FeedGenerator:
     generator = FeedGenerator()
     generator.register_extension("agg", _FeedExtension, _EntryExtension, atom=True, rss=False)
+    return generator
+
+
+def render_atom(doc: Document, config: Config) -> bytes:
+    generator = _generator()
+    _set_head(generator, doc, config)
+    for view in doc.entries:
+        _add_entry(generator, view)
+    return bytes(generator.atom_str(pretty=True, encoding="UTF-8"))
+
+
+_FEED_END = b"</feed>\n"
+_ENTRY_START = b"\n  <entry>\n"
+_ENTRY_END = b"  </entry>\n"
+
+
+def assemble_atom(doc: Document, config: Config, entries: Sequence[bytes]) -> bytes:
+    """The bytes render_atom gives, from the document without entries and the
+    entry_fragments of its entries (feedgen appends entries after the metadata)."""
+    generator = _generator()
+    _set_head(generator, doc, config)
+    head = bytes(generator.atom_str(pretty=True, encoding="UTF-8"))
+    return b"".join((head.removesuffix(_FEED_END), *entries, _FEED_END))
+
+
+def entry_fragments(views: Sequence[EntryView]) -> list[bytes]:
+    """Each entry's <entry> element as render_atom writes it inside a document:
+    rendered by feedgen in one throwaway document and cut out of it."""
+    if not views:
+        return []
+    generator = _generator()
+    generator.id("urn:uuid:00000000-0000-0000-0000-000000000000")
+    generator.title("-")
+    generator.updated(EPOCH)
+    for view in views:
+        _add_entry(generator, view)
+    data = bytes(generator.atom_str(pretty=True, encoding="UTF-8"))
+    # Text and attributes are escaped, so "<entry>" and "</entry>" here are only tags.
+    body = data[data.index(_ENTRY_START) + 1 : data.rindex(_FEED_END)]
+    parts = [part + _ENTRY_END for part in body.split(_ENTRY_END)[:-1]]
+    assert len(parts) == len(views)
+    return parts
+
+
+def _set_head(generator: FeedGenerator, doc: Document, config: Config) -> None:
+    settings = config.settings
     generator.agg.archive = bool(doc.archive_number)
     generator.id(feed_id(doc.info.key))
     generator.title(_title(doc.info.title))
@@ -279,9 +353,6 @@ def render_atom(doc: Document, config: Config) -> bytes:
         generator.link(href=doc.next_archive, rel="next-archive", type=ATOM_TYPE)
     generator.generator("aggregator", __version__, PROJECT_URL)
     generator.updated(doc.updated)
-    for view in doc.entries:
-        _add_entry(generator, view)
-    return bytes(generator.atom_str(pretty=True, encoding="UTF-8"))
 
 
 def _add_entry(generator: FeedGenerator, view: EntryView) -> None:
@@ -318,6 +389,12 @@ class Publisher:
         # Term lookups (jieba + pinyin for names without a pinned slug) per config:
         # every entry of every feed asks again for the same few names.
         self._terms: tuple[Config, dict[tuple[str, str], Term]] = (config, {})
+        self._infos: tuple[Config, dict[FeedKey, FeedInfo]] = (config, {})
+        self._contexts: dict[str, str] = {}  # by source; reset with the source metadata
+        self._listings: tuple[object, list[tuple[str, bytes]]] = (None, [])
+        self._meta_memo: tuple[Config, dict[SourceRow, SourceView]] = (config, {})
+        self._writers: ThreadPoolExecutor | None = None  # started by the first publish
+        self._pool_lock = threading.Lock()
 
     def _term(self, kind: str, name: str) -> Term:
         if self._terms[0] is not self.config:  # the daemon swaps in a reloaded config
@@ -327,6 +404,14 @@ class Publisher:
         if found is None:
             lookup = self.config.category_term if kind == "category" else self.config.tag_term
             found = memo[(kind, name)] = lookup(name)
+        return found
+
+    def info(self, key: FeedKey) -> FeedInfo:
+        if self._infos[0] is not self.config:
+            self._infos = (self.config, {})
+        found = self._infos[1].get(key)
+        if found is None:
+            found = self._infos[1][key] = feed_info(self.config, key)
         return found
 
     @property
@@ -347,26 +432,44 @@ class Publisher:
         """
         all_keys = self.store.feed_keys()
         wanted = all_keys if keys is None else (set(keys) & all_keys) | {("all", "")}
-        self._source_meta = self._load_source_meta()
+        self._load_sources()
         written: list[Path] = []
         topics: list[str] = []
+        with Writer(self._pool()) as writer:
+            for key in sorted(wanted):
+                written += self._publish_feed(self.info(key), rebuild, writer)
+            written += writer.drain()
+            for name, data in self._listing([self.info(key) for key in sorted(all_keys)]):
+                if write_if_changed(self.output / name, data, sync_dir=False):
+                    written.append(self.output / name)
+            writer.sync_dirs(written)  # one fsync per folder, not per file; before any ping
+        changed = set(written)
         for key in sorted(wanted):
-            info = feed_info(self.config, key)
-            changed = self._publish_feed(info, rebuild)
-            written += changed
+            info = self.info(key)
             for path in (self.output / info.path, self.output / info.json_path):
                 if path in changed:
                     topics.append(self.url_of(str(path.relative_to(self.output))))
-        infos = [feed_info(self.config, key) for key in sorted(all_keys)]
-        for name, data in (
-            ("index.html", render_index(self.config, infos, self.url_of)),
-            ("feeds.opml", render_opml(self.config, infos, self.url_of)),
-        ):
-            if write_if_changed(self.output / name, data, sync_dir=False):
-                written.append(self.output / name)
-        sync_dirs(written)  # one fsync per folder, not per file; before any hub ping
         self._announce(topics)
         return written
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._writers is None:
+                self._writers = start_pool(WRITE_THREADS)
+            return self._writers
+
+    def _listing(self, infos: list[FeedInfo]) -> list[tuple[str, bytes]]:
+        """index.html and feeds.opml, rendered again only when the feeds or config change."""
+        memo_key = (self.config, tuple(infos))
+        if self._listings[0] != memo_key:
+            self._listings = (
+                memo_key,
+                [
+                    ("index.html", render_index(self.config, infos, self.url_of)),
+                    ("feeds.opml", render_opml(self.config, infos, self.url_of)),
+                ],
+            )
+        return self._listings[1]
 
     def _announce(self, topics: list[str]) -> None:
         hub = self.config.settings.hub
@@ -377,50 +480,59 @@ class Publisher:
         self.notifier.notify(hub, topics)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Let queued hub pings go out (bounded), then stop the pinger."""
+        """Let queued hub pings go out (bounded), then stop the pinger and the writers."""
         if self.notifier is not None:
             self.notifier.close(timeout)
+        with self._pool_lock:
+            pool, self._writers = self._writers, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def paging(self, key: FeedKey) -> Paging:
         settings = self.config.settings
         next_position = self.store.position_feed(key)
         return Paging(next_position, settings.feed_entries, settings.archive_entries)
 
-    def _publish_feed(self, info: FeedInfo, rebuild: bool) -> list[Path]:
+    def _publish_feed(self, info: FeedInfo, rebuild: bool, writer: Writer) -> list[Path]:
+        """New archive pages (oldest first), then the pages rewritten, then the current
+        document. New pages are made durable (one fsync per folder) before any document
+        linking to them is written, so a reader (or a crash) never finds a prev-archive
+        link leading nowhere; the rest wait for publish()'s one fsync per folder.
+        Returns the files known written so far (the writer finishes the rest)."""
         paging = self.paging(info.key)
+        exists = self._archived_pages(info, paging)
+        pages = pages_to_render(paging, exists, rebuild)
+        fresh = [n for n in pages if n not in exists]
         written = []
-        for doc_atom, doc_json in self._documents(info, paging, rebuild):
-            for doc, data in (
-                (doc_atom, render_atom(doc_atom, self.config)),
-                (doc_json, render_json_feed(doc_json, self.config)),
-            ):
-                path = self.output / doc.self_url.removeprefix(self.url_of(""))
-                # An archive page is made durable at once, before the documents that
-                # link to it; the rest wait for publish()'s one fsync per folder.
-                if write_if_changed(path, data, sync_dir=bool(doc.archive_number)):
-                    written.append(path)
+        if fresh:
+            for number in fresh:
+                self._write_pair(info, paging, number, writer)
+            written = writer.drain()
+            archive = self.output / info.archive_path(1)
+            sync_dirs(path for path in written if path.parent == archive.parent)
+        for number in [n for n in pages if n in exists] + [0]:
+            self._write_pair(info, paging, number, writer)
         return written
 
-    def _documents(
-        self, info: FeedInfo, paging: Paging, rebuild: bool
-    ) -> Iterable[tuple[Document, Document]]:
-        """(Atom, JSON) pairs: new archive pages (oldest first), then the pages rewritten,
-        then the current document. A page is on disk before any link to it, so a reader
-        (or a crash) never finds a prev-archive link leading nowhere."""
-        exists = [
-            n
-            for n in range(1, paging.archived + 1)
-            if (self.output / info.archive_path(n)).exists()
-            and (self.output / info.archive_path(n, ".json")).exists()
+    def _archived_pages(self, info: FeedInfo, paging: Paging) -> list[int]:
+        """Archive pages present in both formats (one folder listing, not a stat each)."""
+        if not paging.archived:
+            return []
+        folder = (self.output / info.archive_path(1)).parent
+        try:
+            names = set(os.listdir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return [
+            n for n in range(1, paging.archived + 1) if f"{n}.xml" in names and f"{n}.json" in names
         ]
-        pages = pages_to_render(paging, exists, rebuild)
-        for number in [n for n in pages if n not in exists] + [n for n in pages if n in exists]:
-            yield self._pair(info, paging, number)
-        yield self._pair(info, paging, 0)
 
-    def _pair(self, info: FeedInfo, paging: Paging, number: int) -> tuple[Document, Document]:
-        start, stop = paging.page(number) if number else paging.current
-        entries = self.views(self.store.positioned_articles(info.key, start, stop))
+    def _write_pair(self, info: FeedInfo, paging: Paging, number: int, writer: Writer) -> None:
+        for doc, data in self._render_pair(info, paging, number):
+            writer.write(self.output / doc.self_url.removeprefix(self.url_of("")), data)
+
+    def _documents(self, info: FeedInfo, paging: Paging, number: int) -> tuple[Document, Document]:
+        """The (Atom, JSON) documents of one page (0: the current one), without entries."""
         pairs = []
         for suffix, other in ((".xml", ".json"), (".json", ".xml")):
             current = info.path if suffix == ".xml" else info.json_path
@@ -436,7 +548,7 @@ class Publisher:
             pairs.append(
                 Document(
                     info=info,
-                    entries=entries,
+                    entries=(),
                     self_url=self.url_of(own),
                     current_url=self.url_of(current),
                     alternate_url=self.url_of(alternate),
@@ -448,9 +560,105 @@ class Publisher:
             )
         return pairs[0], pairs[1]
 
+    def _pair(self, info: FeedInfo, paging: Paging, number: int) -> tuple[Document, Document]:
+        """Both documents of one page with their entries (the uncached way: render_atom)."""
+        start, stop = paging.page(number) if number else paging.current
+        entries = self.views(self.store.positioned_articles(info.key, start, stop))
+        atom, json_doc = self._documents(info, paging, number)
+        return replace(atom, entries=entries), replace(json_doc, entries=entries)
+
+    # --- rendering from cached fragments ---
+
+    def _render_pair(
+        self, info: FeedInfo, paging: Paging, number: int
+    ) -> list[tuple[Document, bytes]]:
+        """Both documents of one page, assembled from each entry's cached fragments;
+        byte for byte what render_atom and render_json_feed give."""
+        start, stop = paging.page(number) if number else paging.current
+        rows = self.store.positioned_renders(info.key, start, stop)
+        shown = distinct_updated((row.code, row.updated) for row in rows)
+        wanted = {
+            row.code: (self._context(row.source_id), shown[row.code].isoformat()) for row in rows
+        }
+        renders = {
+            row.code: row.render
+            for row in rows
+            if row.render and (row.render.context, row.render.shown) == wanted[row.code]
+        }
+        missing = [row.code for row in rows if row.code not in renders]
+        if missing:
+            renders.update(self.store.fill_renders(missing, self._render_entries))
+        # A fraction clash within this document (feedpages.distinct_updated) shows
+        # another time than the cached one: rendered for this document only.
+        odd = [c for c, r in renders.items() if (r.context, r.shown) != wanted[c]]
+        if odd:
+            articles = self.store.articles_by_code(odd)
+            renders.update(self._renders([(articles[c], shown[c]) for c in odd if c in articles]))
+        present = [row for row in rows if row.code in renders]  # one deleted meanwhile
+        atom, json_doc = self._documents(info, paging, number)
+        updated = max((shown[row.code] for row in present), default=EPOCH)
+        atom, json_doc = replace(atom, updated_at=updated), replace(json_doc, updated_at=updated)
+        return [
+            (atom, assemble_atom(atom, self.config, [renders[r.code].atom for r in present])),
+            (
+                json_doc,
+                assemble_json(
+                    json_head(json_doc, self.config), [renders[r.code].json for r in present]
+                ),
+            ),
+        ]
+
+    def _render_entries(self, articles: dict[str, StoredArticle]) -> list[tuple[str, Render]]:
+        return list(
+            self._renders(
+                [(a, shown_updated(a.code, a.updated)) for a in articles.values()]
+            ).items()
+        )
+
+    def _renders(self, items: Sequence[tuple[StoredArticle, datetime]]) -> dict[str, Render]:
+        """Both fragments of each (article, updated shown)."""
+        views = [self._view(article, updated) for article, updated in items]
+        atoms = entry_fragments(views)
+        return {
+            article.code: Render(
+                context=self._context(article.source_id),
+                shown=view.updated.isoformat(),
+                atom=atom,
+                json=item_bytes(view),
+            )
+            for (article, _), view, atom in zip(items, views, atoms, strict=True)
+        }
+
+    def _context(self, source_id: str) -> str:
+        """What an entry's fragments depend on besides the entry and its category and
+        tag names (a change to those drops them, see store migration 6): the program,
+        the base URL, the config's terms and its source's metadata. Kept with them."""
+        found = self._contexts.get(source_id)
+        if found is None:
+            config = self.config
+            described = repr(
+                (
+                    RENDER_VERSION,
+                    __version__,
+                    config.settings.base_url,
+                    sorted(config.categories.items()),
+                    sorted(config.tags.items()),
+                    self._source_meta.get(source_id),
+                )
+            )
+            found = hashlib.blake2b(described.encode("utf-8"), digest_size=16).hexdigest()
+            self._contexts[source_id] = found
+        return found
+
+    def _load_sources(self) -> None:
+        """Source metadata as of now; the contexts computed from it go with it."""
+        self._source_meta = self._load_source_meta()
+        self._contexts = {}
+
     def views(self, articles: list[StoredArticle]) -> tuple[EntryView, ...]:
         """Articles as the renderers show them: cleaned, capped, with distinct updated."""
-        self._source_meta = self._source_meta or self._load_source_meta()
+        if not self._source_meta:
+            self._load_sources()
         shown = distinct_updated((a.code, a.updated) for a in articles)
         return tuple(self._view(a, shown[a.code]) for a in articles)
 
@@ -485,26 +693,21 @@ class Publisher:
         )
 
     def _load_source_meta(self) -> dict[str, SourceView]:
-        meta = {}
-        for row in self.store.source_rows():
-            source = self.config.source(row["id"])
-            name = (source.name if source else row["name"]) or row["id"]
-            link = _absolute(row["feed_link"] or "")
-            fetched = row["moved_to"] or (source.url if source else row["url"]) or ""
-            source_id = (
-                canonical_iri(row["feed_id"] or "")
-                or canonical_iri(link)
-                or canonical_iri(_absolute(fetched))
-                or f"urn:uuid:{uuid.uuid5(ID_NAMESPACE, 'source:' + row['id'])}"
-            )
-            meta[row["id"]] = SourceView(
-                id=source_id,
-                title=_title(row["feed_title"] or name) or name,
-                link=link,
-                feed_url=_absolute(fetched),
-                author=_title((source.attribution if source else None) or name),
-            )
-        return meta
+        # Views of unchanged rows are kept (a thousand sources' URL parsing is most of
+        # an incremental publish otherwise); the memo holds only the rows seen last.
+        if self._meta_memo[0] is not self.config:
+            self._meta_memo = (self.config, {})
+        previous, memo = self._meta_memo[1], {}
+        configured: dict[str, Source] | None = None
+        for row in self.store.source_meta_rows():
+            view = previous.get(row)
+            if view is None:
+                if configured is None:
+                    configured = {source.id: source for source in self.config.sources}
+                view = _source_view(row, configured.get(row["id"]))
+            memo[row] = view
+        self._meta_memo = (self.config, memo)
+        return {row["id"]: view for row, view in memo.items()}
 
     # --- kept for callers of the first version ---
 
@@ -513,4 +716,4 @@ class Publisher:
         return render_atom(self._pair(info, self.paging(info.key), 0)[0], self.config)
 
     def feed_urls(self) -> list[str]:
-        return [self.url_of(feed_info(self.config, k).path) for k in sorted(self.store.feed_keys())]
+        return [self.url_of(self.info(k).path) for k in sorted(self.store.feed_keys())]

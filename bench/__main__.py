@@ -247,6 +247,12 @@ def table(measured: list[Row], publishing: dict[str, Any] | None) -> list[str]:
             f"entries ({publishing['files']} files) | {full:.2f} s | feedgen alone: "
             f"{alone:.2f} s | {full / alone:.2f}× feedgen |"
         )
+        every = publishing.get("feedgen_every_page_seconds")
+        if every:
+            lines.append(
+                f"| publish: full rebuild vs feedgen rendering every Atom page it writes "
+                f"| {full:.2f} s | {every:.2f} s | {full / every:.2f}× feedgen |"
+            )
         lines.append(
             f"| publish: incremental, after 1 new entry | "
             f"{publishing['incremental_seconds'] * 1000:.0f} ms | – | – |"

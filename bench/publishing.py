@@ -4,19 +4,25 @@ The store is filled through the real ingest path (poll.parse_and_store, the
 poll path without HTTP). "feedgen alone" renders the very same documents from articles already in
 memory: our Publisher.render with the store replaced by a dictionary, so the
 difference between the two is what the store, the file writes and the index cost.
+feedgen_seconds renders each feed's current document only; since archive pages
+(RFC 5005) a full rebuild writes three times as much Atom, so
+feedgen_every_page_seconds renders every Atom document the rebuild writes: the
+same XML. The full rebuilds start with no cached entry fragments (cold, like the
+first publish of a store); full_warm_seconds is a rebuild into a new folder with them.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aggregator.config import Config, load_config
 from aggregator.poll import parse_and_store
-from aggregator.publish import Publisher, feed_info
+from aggregator.publish import Publisher, feed_info, render_atom
 from aggregator.store import FeedKey, Store, StoredArticle
 from bench.corpus import Corpus
 
@@ -36,6 +42,24 @@ class Preloaded:
 
     def positioned_articles(self, key: FeedKey, start: int, stop: int) -> list[StoredArticle]:
         return self._pages[(key, start, stop)]
+
+
+def _feedgen_every_page(store: Store, config: Config, keys: list[FeedKey]) -> float:
+    """feedgen rendering every Atom document a full rebuild writes (the current ones and
+    the RFC 5005 archive pages), each page's articles read before its clock starts."""
+    stub = Publisher(config, store)
+    total = 0.0
+    for key in keys:
+        info = feed_info(config, key)
+        paging = stub.paging(key)
+        for number in range(paging.archived + 1):
+            atom = stub._documents(info, paging, number)[0]
+            start, stop = paging.page(number) if number else paging.current
+            articles = store.positioned_articles(key, start, stop)
+            started = time.perf_counter()
+            render_atom(replace(atom, entries=stub.views(articles)), config)
+            total += time.perf_counter() - started
+    return total
 
 
 def _config(folder: Path, feeds: int, output: str) -> Config:
@@ -76,8 +100,11 @@ def measure(params: dict[str, Any], folder: Path) -> dict[str, Any]:
     with Store(config.settings.database) as store:
         store.sync_sources(config.sources)
         _fill(config, store, corpus, now)
-        full, alone = [], []
+        full, alone, warm = [], [], []
         for run in range(runs):
+            # Cold: every entry rendered afresh, as on the first publish of a store (the
+            # fragments kept from the run before would make this a re-assembly only).
+            store.clear_renders()
             publisher = Publisher(_config(folder, feeds, f"out-{run}"), store)
             started = time.perf_counter()
             written = publisher.publish()
@@ -94,6 +121,15 @@ def measure(params: dict[str, Any], folder: Path) -> dict[str, Any]:
                 stub.render(info)
             alone.append(time.perf_counter() - started)
 
+        every_page = [_feedgen_every_page(store, config, keys) for _ in range(runs)]
+
+        for run in range(runs):
+            # Warm: the fragments are kept, the output folder is new (e.g. after deleting it).
+            publisher = Publisher(_config(folder, feeds, f"warm-{run}"), store)
+            started = time.perf_counter()
+            publisher.publish()
+            warm.append(time.perf_counter() - started)
+
         incremental = []
         publisher = Publisher(_config(folder, feeds, f"out-{runs - 1}"), store)
         for _ in range(runs):
@@ -108,9 +144,13 @@ def measure(params: dict[str, Any], folder: Path) -> dict[str, Any]:
     return {
         "files": len(written),
         "full_seconds": statistics.median(full),
+        "full_warm_seconds": statistics.median(warm),
         "feedgen_seconds": statistics.median(alone),
+        "feedgen_every_page_seconds": statistics.median(every_page),
         "incremental_seconds": statistics.median(incremental),
         "full_all": full,
+        "full_warm_all": warm,
         "feedgen_all": alone,
+        "feedgen_every_page_all": every_page,
         "incremental_all": incremental,
     }

@@ -1,0 +1,212 @@
+"""Publishing from cached entry fragments: the same bytes as rendering everything, and
+never a stale entry (edits, new categories, source metadata, retention, config)."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from aggregator.config import load_config
+from aggregator.feedpages import shown_updated
+from aggregator.jsonfeed import render_json_feed
+from aggregator.models import Enclosure, ParsedFeed
+from aggregator.publish import Publisher, render_atom
+from aggregator.retention import cleanup, publish_changed
+from aggregator.store import MIGRATIONS, Store
+from tests import atomcheck, jsonfeedcheck
+from tests.publishing import SOURCES, START, Site, record, site
+from tests.test_publish import KEYS, fill
+
+
+def uncached(publisher: Publisher) -> dict[str, bytes]:
+    """Every document rendered the first way: views of whole articles, then feedgen."""
+    files: dict[str, bytes] = {}
+    base = publisher.url_of("")
+    for key in sorted(publisher.store.feed_keys()):
+        info = publisher.info(key)
+        paging = publisher.paging(key)
+        for number in range(paging.archived + 1):
+            atom, json_doc = publisher._pair(info, paging, number)
+            files[atom.self_url.removeprefix(base)] = render_atom(atom, publisher.config)
+            files[json_doc.self_url.removeprefix(base)] = render_json_feed(
+                json_doc, publisher.config
+            )
+    return files
+
+
+def feeds_only(files: dict[str, bytes]) -> dict[str, bytes]:
+    return {n: d for n, d in files.items() if n.endswith((".xml", ".json"))}
+
+
+def elsewhere(s: Site, name: str) -> Publisher:
+    """A publisher of the same store into another folder."""
+    settings = replace(s.config.settings, output_dir=s.out.parent / name)
+    return Publisher(replace(s.config, settings=settings), s.store)
+
+
+def published(publisher: Publisher) -> dict[str, bytes]:
+    out = publisher.output
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def varied(s: Site) -> None:
+    """Entries with everything a fragment can hold, and a clash of shown times."""
+    fill(s, 11)
+    clash_time = START.replace(microsecond=0) + timedelta(hours=5)
+    first = record(200, when=clash_time)
+    s.add(
+        "yaowen",
+        record(
+            100,
+            summary="<b>摘要</b> & more",
+            enclosures=(Enclosure("http://finews.example.cn/a.mp3", "audio/mpeg", 12345),),
+            content='<p onclick="x()">正文\x0b</p><script>alert(1)</script> 😀',
+            title="标题\x01 <b>&amp;</b> ]]>",
+        ),
+        first,
+        # Shows, before being made distinct, the very time the first one shows.
+        record(201, when=shown_updated(first.code, clash_time)),
+    )
+
+
+def test_cached_and_uncached_renders_are_byte_identical(write_config: Any) -> None:
+    with site(write_config, feed_entries=3, archive_entries=2) as s:
+        varied(s)
+        s.publisher.publish()  # cold: every fragment rendered now
+        cold = feeds_only(s.files())
+        assert cold == uncached(s.publisher)
+        warm = elsewhere(s, "warm")
+        warm.publish()  # warm: every fragment from the store
+        assert feeds_only(published(warm)) == cold
+        # Restarted with nothing cached, the same bytes again.
+        s.store.clear_renders()
+        again = elsewhere(s, "again")
+        again.publish()
+        assert feeds_only(published(again)) == cold
+    for name, data in cold.items():
+        check = atomcheck.problems if name.endswith(".xml") else jsonfeedcheck.problems
+        assert not check(data), name
+
+
+def test_an_edited_entry_shows_its_new_content_after_an_incremental_publish(
+    write_config: Any,
+) -> None:
+    with site(write_config, feed_entries=5, archive_entries=4) as s:
+        fill(s, 6)
+        s.publisher.publish()
+        original = record(2)
+        # Same share code and the same updated time, other words: the cache must notice.
+        changed = s.add("yaowen", replace(original, content="<p>改过的正文</p>", title="新标题"))
+        assert ("all", "") in changed
+        s.publisher.publish(changed)
+        files = s.files()
+        assert files == {**files, **uncached(s.publisher)}
+    for name in ("all.xml", "all.json", "source/yaowen.xml", "tag/sanqin-dushibao-xinwen.json"):
+        text = files[name].decode()
+        assert "改过的正文" in text and "新标题" in text, name
+        assert "正文 2。" not in text, name
+
+
+def test_an_entry_changed_by_other_means_is_rendered_again(write_config: Any) -> None:
+    """A row rewritten without a new updated time (a repair, another tool) still shows."""
+    with site(write_config) as s:
+        s.add("yaowen", record(1), record(2))
+        s.publisher.publish()
+        with s.store.transaction() as db:
+            fixed = "UPDATE entries SET content = '<p>修复后</p>' WHERE code = ?"
+            db.execute(fixed, [record(1).code])
+        s.publisher.publish()
+        files = s.files()
+        assert files == {**files, **uncached(s.publisher)}
+    assert "修复后" in files["all.xml"].decode()
+
+
+def test_an_entry_gaining_a_category_shows_it(write_config: Any) -> None:
+    with site(write_config) as s:
+        s.add("yaowen", record(1), record(2))
+        s.publisher.publish()
+        assert "shanxi-jiaotong" not in s.files()["all.xml"].decode()
+        # The other source carries it too: its category and tags join the entry.
+        changed = s.add("jiaotong", record(1))
+        s.publisher.publish(changed)
+        files = s.files()
+        assert files == {**files, **uncached(s.publisher)}
+    assert 'term="shanxi-jiaotong"' in files["all.xml"].decode()
+    assert "陕西交通" in files["source/yaowen.json"].decode()
+
+
+def test_new_source_metadata_reaches_cached_entries(write_config: Any) -> None:
+    with site(write_config) as s:
+        s.add("yaowen", record(1), record(2))
+        s.publisher.publish()
+        source = s.config.source("yaowen")
+        assert source is not None
+        renamed = ParsedFeed("rss20", "要闻（新名）", "http://finews.example.cn/new/", "", ())
+        s.store.ingest(source, renamed, [], s.now)
+        s.publisher.publish()
+        files = s.files()
+        assert files == {**files, **uncached(s.publisher)}
+    assert files["all.xml"].decode().count("要闻（新名）") == 2
+
+
+def test_a_config_change_rerenders_cached_entries(write_config: Any) -> None:
+    with site(write_config) as s:
+        s.add("yaowen", record(1))
+        s.publisher.publish()
+        moved = load_config(write_config(SOURCES, base_url="http://elsewhere.example.org"))
+        publisher = Publisher(moved, s.store)
+        publisher.publish()
+        files = published(publisher)
+        assert feeds_only(files) == uncached(publisher)
+    assert 'scheme="http://elsewhere.example.org/category/"' in files["all.xml"].decode()
+
+
+def test_retained_entries_disappear_and_leave_no_fragments(write_config: Any) -> None:
+    with site(write_config, retain_entries=2) as s:
+        fill(s, 8, batch=8)
+        s.publisher.publish()
+        result = cleanup(s.store, s.config, s.now)
+        assert result.removed
+        publish_changed(s.publisher, result.changed_feeds)
+        files = s.files()
+        assert files == {**files, **uncached(s.publisher)}
+        left = s.store.db.execute("SELECT count(*) FROM entry_renders").fetchone()[0]
+        assert left == s.store.entry_count()
+    for code in result.removed:
+        assert code not in files["all.xml"].decode()
+        assert code not in files["all.json"].decode()
+
+
+def test_migration_queues_entries_stored_before_it(tmp_path: Path, write_config: Any) -> None:
+    """A store from before migration 6 (entries, no positions yet) publishes every entry."""
+    with site(write_config) as s:
+        s.add("yaowen", record(1), record(2))
+        s.add("jiaotong", record(3))
+        expected = uncached(s.publisher)
+        database = s.store.path
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old, isolation_level=None)
+    for migration in MIGRATIONS[:5]:
+        migration(sqlite_utils.Database(conn))
+    conn.execute("PRAGMA user_version = 5")
+    conn.execute(f"ATTACH DATABASE '{database}' AS new")
+    for table in ("sources", "entries", "entry_sources", "entry_categories", "entry_tags"):
+        columns = [row[1] for row in conn.execute(f"PRAGMA main.table_info({table})")]
+        names = ", ".join(columns)
+        conn.execute(f"INSERT INTO main.{table} ({names}) SELECT {names} FROM new.{table}")
+    conn.execute("DETACH DATABASE new")
+    conn.close()
+    config = load_config(write_config(SOURCES, database=str(old)))
+    with Store(old) as store:
+        publisher = Publisher(config, store)
+        publisher.publish()
+        files = feeds_only(published(publisher))
+    assert set(files) == set(expected)
+    for key in KEYS:
+        info = publisher.info(key)
+        assert files[info.path] == expected[info.path]
