@@ -406,9 +406,7 @@ class Store:
         """How many of these sources have no stored body yet (never parsed, or new)."""
         parsed = 0
         with self._lock:
-            for start in range(0, len(source_ids), 500):
-                chunk = list(source_ids[start : start + 500])
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _chunks(source_ids):
                 parsed += self.db.conn.execute(
                     f"SELECT count(*) FROM sources WHERE id IN ({marks}) AND body_hash IS NOT NULL",
                     chunk,
@@ -448,9 +446,7 @@ class Store:
 
     def _stored(self, db: sqlite_utils.Database, codes: list[str]) -> dict[str, StoredEntry]:
         found: dict[str, StoredEntry] = {}
-        for start in range(0, len(codes), 500):
-            chunk = codes[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _chunks(codes):
             rows = db.execute(
                 f"""SELECT e.code, e.updated, es.source_id, es.entry_hash
                     FROM entries e LEFT JOIN entry_sources es ON es.code = e.code
@@ -467,9 +463,7 @@ class Store:
 
     def _tombstoned(self, db: sqlite_utils.Database, codes: list[str]) -> set[str]:
         found: set[str] = set()
-        for start in range(0, len(codes), 500):
-            chunk = codes[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _chunks(codes):
             rows = db.execute(f"SELECT code FROM tombstones WHERE code IN ({marks})", chunk)
             found.update(code for (code,) in rows.fetchall())
         return found
@@ -693,11 +687,7 @@ class Store:
         }
         where, params = ("", []) if kind == "all" else self._membership(*members[kind], name)
         rows = self._query(
-            f"""SELECT e.*,
-                 (SELECT json_group_array(name) FROM (SELECT name FROM entry_tags t
-                    WHERE t.code = e.code ORDER BY name)) AS tag_names,
-                 (SELECT json_group_array(name) FROM (SELECT name FROM entry_categories c
-                    WHERE c.code = e.code ORDER BY name)) AS category_names
+            f"""SELECT {_ARTICLE_COLUMNS}
                FROM entries e {where}
                ORDER BY e.published DESC, e.code LIMIT ?""",
             [*params, limit],
@@ -769,11 +759,7 @@ class Store:
     def positioned_articles(self, key: FeedKey, start: int, stop: int) -> list[StoredArticle]:
         """The feed's entries with positions in [start, stop), newest position first."""
         rows = self._query(
-            """SELECT e.*,
-                 (SELECT json_group_array(name) FROM (SELECT name FROM entry_tags t
-                    WHERE t.code = e.code ORDER BY name)) AS tag_names,
-                 (SELECT json_group_array(name) FROM (SELECT name FROM entry_categories c
-                    WHERE c.code = e.code ORDER BY name)) AS category_names
+            f"""SELECT {_ARTICLE_COLUMNS}
                FROM feed_positions p JOIN entries e ON e.code = p.code
                WHERE p.kind = ? AND p.name = ? AND p.seq >= ? AND p.seq < ?
                ORDER BY p.seq DESC""",
@@ -817,15 +803,10 @@ class Store:
 
     def articles_by_code(self, codes: Sequence[str]) -> dict[str, StoredArticle]:
         found: dict[str, StoredArticle] = {}
-        for start in range(0, len(codes), 500):
-            chunk = list(codes[start : start + 500])
+        for chunk, marks in _chunks(codes):
             rows = self._query(
-                f"""SELECT e.*,
-                     (SELECT json_group_array(name) FROM (SELECT name FROM entry_tags t
-                        WHERE t.code = e.code ORDER BY name)) AS tag_names,
-                     (SELECT json_group_array(name) FROM (SELECT name FROM entry_categories c
-                        WHERE c.code = e.code ORDER BY name)) AS category_names
-                   FROM entries e WHERE e.code IN ({",".join("?" * len(chunk))})""",
+                f"""SELECT {_ARTICLE_COLUMNS}
+                   FROM entries e WHERE e.code IN ({marks})""",
                 chunk,
             )
             found.update((row["code"], _article(row)) for row in rows)
@@ -864,13 +845,22 @@ class Store:
         ]
 
 
-# Which entries belong to a feed, as a condition on e.code (named parameter :name).
-_MEMBERS = {
-    "all": "",
-    "category": "AND e.code IN (SELECT code FROM entry_categories WHERE name = :name)",
-    "tag": "AND e.code IN (SELECT code FROM entry_tags WHERE name = :name)",
-    "source": "AND e.code IN (SELECT code FROM entry_sources WHERE source_id = :name)",
-}
+# An entry as _article reads it: its row, its tags and its categories (sorted).
+_ARTICLE_COLUMNS = """e.*,
+    (SELECT json_group_array(name) FROM (SELECT name FROM entry_tags t
+       WHERE t.code = e.code ORDER BY name)) AS tag_names,
+    (SELECT json_group_array(name) FROM (SELECT name FROM entry_categories c
+       WHERE c.code = e.code ORDER BY name)) AS category_names"""
+
+# SQLite allows a limited number of parameters per statement: long IN lists go in chunks.
+_CHUNK = 500
+
+
+def _chunks(values: Sequence[str]) -> Iterator[tuple[list[str], str]]:
+    """Each chunk of values with its "?,?,..." placeholders."""
+    for start in range(0, len(values), _CHUNK):
+        chunk = list(values[start : start + _CHUNK])
+        yield chunk, ",".join("?" * len(chunk))
 
 
 def _open_write_lock(database: Path) -> BinaryIO | None:
