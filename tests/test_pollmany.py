@@ -62,16 +62,21 @@ def table(path: Path) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in rows]
 
 
+def poll_one_by_one(config: Config, path: Path, clock: Clock) -> Path:
+    """The reference store: every source polled in turn, in this thread."""
+    with Store(path) as store, Fetcher() as fetcher:
+        store.sync_sources(config.sources)
+        for source in config.sources:
+            poll_source(source, store, fetcher, clock=clock)
+    return path
+
+
 def test_poll_many_stores_what_polling_one_by_one_stores(
     server: FeedServer, write_config: Any, clock: Clock, tmp_path: Path
 ) -> None:
     corpus = Corpus(12, 6, seed=11, duplicates=0.3)
     config = corpus_config(server, write_config, corpus)
-    one_by_one = tmp_path / "one.db"
-    with Store(one_by_one) as store, Fetcher() as fetcher:
-        store.sync_sources(config.sources)
-        for source in config.sources:
-            poll_source(source, store, fetcher, clock=clock)
+    one_by_one = poll_one_by_one(config, tmp_path / "one.db", clock)
     with Store(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         outcomes = poll_many(config.sources, store, fetcher, 6, clock=clock)
@@ -88,11 +93,7 @@ def test_poll_many_in_worker_processes_stores_the_same(
     """Two worker processes, each with its own threads, connection and fetcher."""
     corpus = Corpus(12, 6, seed=12, duplicates=0.3)
     config = corpus_config(server, write_config, corpus)
-    one_by_one = tmp_path / "one.db"
-    with Store(one_by_one) as store, Fetcher() as fetcher:
-        store.sync_sources(config.sources)
-        for source in config.sources:
-            poll_source(source, store, fetcher, clock=clock)
+    one_by_one = poll_one_by_one(config, tmp_path / "one.db", clock)
     done: list[str] = []
     threads_before = threading.active_count()
     with Store(config.settings.database) as store, Fetcher() as fetcher:
