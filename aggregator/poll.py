@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from aggregator.config import Source
 from aggregator.errors import FetchError, ParseError
@@ -28,6 +29,9 @@ from aggregator.store import FeedKey, IngestResult, SourceState, Store
 log = logging.getLogger("aggregator.poll")
 
 Clock = Callable[[], datetime]
+# Stores a poll's state columns for a source: Store.record_poll by default, or a
+# batch that commits many polls together (pollrun.PollRecords).
+RecordPoll = Callable[[str, dict[str, Any]], None]
 
 
 def utc_now() -> datetime:
@@ -188,13 +192,17 @@ def poll_source(
     clock: Clock = utc_now,
     rand: Callable[[], float] = random.random,
     limits: ParseLimits | None = None,
+    state: SourceState | None = None,
+    record: RecordPoll | None = None,
 ) -> PollOutcome:
     """Poll one source end to end. Never raises for the source's own failures.
 
     A failed fetch or parse stores nothing but the error: the source's entries
-    stay as they were."""
+    stay as they were. `state` is the source's stored state when the caller has
+    read it already; `record` stores the poll's state (default: at once)."""
     started = clock()
-    state = store.source_state(source.id)
+    state = state or store.source_state(source.id)
+    record = record or (lambda source_id, values: store.record_poll(source_id, **values))
     url = state.moved_to or source.url
     try:
         fetched = fetcher.fetch(
@@ -206,7 +214,7 @@ def poll_source(
             now=started,
         )
     except FetchError as exc:
-        return _failed(source, store, state, exc, started, rand())
+        return _failed(source, record, state, exc, started, rand())
     validators = {
         "etag": fetched.etag or state.etag,
         "last_modified": fetched.last_modified or state.last_modified,
@@ -218,12 +226,12 @@ def poll_source(
         PollFacts(source.interval, succeeded=True, max_age=fetched.max_age), state.poll_hints
     )
     if fetched.body is None:
-        return _succeeded(source, store, "not_modified", validators, facts, started, rand(), 304)
+        return _succeeded(source, record, "not_modified", validators, facts, started, rand(), 304)
     body_hash = hashlib.sha1(fetched.body).hexdigest()
     if body_hash == state.body_hash:
         # Same bytes as last time although the server sent no validators.
         return _succeeded(
-            source, store, "unchanged", validators, facts, started, rand(), fetched.status
+            source, record, "unchanged", validators, facts, started, rand(), fetched.status
         )
     try:
         feed, ingested = parse_and_store(
@@ -238,16 +246,16 @@ def poll_source(
         )
     except ParseError as exc:
         moved = {"moved_to": fetched.moved_to} if fetched.moved_to else {}
-        return _failed(source, store, state, exc, started, rand(), fetched.status, moved)
+        return _failed(source, record, state, exc, started, rand(), fetched.status, moved)
     except Exception as exc:  # a bug or a storage fault must not stop other sources
         log.exception("source %s: unexpected error", source.id)
         internal = ParseError(f"internal error {type(exc).__name__}: {exc}")
-        return _failed(source, store, state, internal, started, rand(), fetched.status)
+        return _failed(source, record, state, internal, started, rand(), fetched.status)
     hints = hints_json(feed)
     facts = with_hints(facts, hints)
     outcome = _succeeded(
         source,
-        store,
+        record,
         "ok",
         {**validators, "body_hash": body_hash, "poll_hints": hints},
         facts,
@@ -272,7 +280,7 @@ def poll_source(
 
 def _succeeded(
     source: Source,
-    store: Store,
+    record: RecordPoll,
     result: str,
     validators: dict[str, str | None],
     facts: PollFacts,
@@ -281,22 +289,24 @@ def _succeeded(
     status: int,
 ) -> PollOutcome:
     when = next_poll_at(now, facts, rand)
-    store.record_poll(
+    record(
         source.id,
-        last_poll_at=now,
-        last_success_at=now,
-        last_result=result,
-        last_http_status=status,
-        error_count=0,
-        next_poll_at=when,
-        **validators,
+        {
+            "last_poll_at": now,
+            "last_success_at": now,
+            "last_result": result,
+            "last_http_status": status,
+            "error_count": 0,
+            "next_poll_at": when,
+            **validators,
+        },
     )
     return PollOutcome(source.id, result, http_status=status, next_poll=when)
 
 
 def _failed(
     source: Source,
-    store: Store,
+    record: RecordPoll,
     state: SourceState,
     exc: FetchError | ParseError,
     now: datetime,
@@ -314,16 +324,18 @@ def _failed(
     extra = dict(extra or {})
     if gone:
         extra["disabled_reason"] = f"410 Gone at {now:%Y-%m-%d %H:%M} UTC"
-    store.record_poll(
+    record(
         source.id,
-        last_poll_at=now,
-        last_result="gone" if gone else "error",
-        last_http_status=status,
-        last_error=message,
-        last_error_at=now,
-        error_count=errors,
-        next_poll_at=when,
-        **extra,
+        {
+            "last_poll_at": now,
+            "last_result": "gone" if gone else "error",
+            "last_http_status": status,
+            "last_error": message,
+            "last_error_at": now,
+            "error_count": errors,
+            "next_poll_at": when,
+            **extra,
+        },
     )
     log.warning("source %s failed (%d in a row): %s", source.id, errors, message)
     return PollOutcome(

@@ -242,6 +242,25 @@ class SourceState:
     poll_hints: str | None = None  # JSON, see poll.py
 
 
+_STATE_COLUMNS = """id, etag, last_modified, body_hash, error_count, next_poll_at, moved_to,
+    disabled_reason, poll_hints"""
+
+
+def _source_state(row: Sequence[Any]) -> SourceState:
+    source_id, etag, modified, body_hash, errors, next_poll, moved_to, disabled, hints = row
+    return SourceState(
+        id=source_id,
+        etag=etag,
+        last_modified=modified,
+        body_hash=body_hash,
+        error_count=errors,
+        next_poll_at=from_iso(next_poll),
+        moved_to=moved_to,
+        disabled_reason=disabled,
+        poll_hints=hints,
+    )
+
+
 @dataclass
 class IngestResult:
     new: int = 0
@@ -383,24 +402,21 @@ class Store:
     def source_state(self, source_id: str) -> SourceState:
         with self._lock:  # read on every poll: plain sqlite3, no row dictionaries
             row = self.db.conn.execute(
-                """SELECT etag, last_modified, body_hash, error_count, next_poll_at, moved_to,
-                     disabled_reason, poll_hints FROM sources WHERE id = ?""",
-                [source_id],
+                f"SELECT {_STATE_COLUMNS} FROM sources WHERE id = ?", [source_id]
             ).fetchone()
-        if row is None:
-            return SourceState(source_id)
-        etag, modified, body_hash, errors, next_poll, moved_to, disabled, hints = row
-        return SourceState(
-            id=source_id,
-            etag=etag,
-            last_modified=modified,
-            body_hash=body_hash,
-            error_count=errors,
-            next_poll_at=from_iso(next_poll),
-            moved_to=moved_to,
-            disabled_reason=disabled,
-            poll_hints=hints,
-        )
+        return SourceState(source_id) if row is None else _source_state(row)
+
+    def source_states(self, source_ids: Sequence[str]) -> dict[str, SourceState]:
+        """source_state of many sources in a few queries (a poll of many sources reads
+        them all up front); sources the store does not know get a blank state."""
+        states = {source_id: SourceState(source_id) for source_id in source_ids}
+        with self._lock:
+            for chunk, marks in _chunks(source_ids):
+                rows = self.db.conn.execute(
+                    f"SELECT {_STATE_COLUMNS} FROM sources WHERE id IN ({marks})", chunk
+                ).fetchall()
+                states.update((row[0], _source_state(row)) for row in rows)
+        return states
 
     def never_parsed(self, source_ids: Sequence[str]) -> int:
         """How many of these sources have no stored body yet (never parsed, or new)."""
@@ -422,14 +438,19 @@ class Store:
 
     def record_poll(self, source_id: str, **values: Any) -> None:
         """Store the outcome of a poll: validators, status, error, next poll time."""
-        columns = {k: iso(v) if isinstance(v, datetime) else v for k, v in values.items()}
-        assignments = ", ".join(f"{name} = :{name}" for name in columns)
+        self.record_polls([(source_id, values)])
+
+    def record_polls(self, polls: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """record_poll for many sources in one write transaction."""
         with self.transaction() as db:
             conn = db.conn
-            conn.execute("INSERT OR IGNORE INTO sources (id) VALUES (?)", [source_id])
-            conn.execute(
-                f"UPDATE sources SET {assignments} WHERE id = :id", {**columns, "id": source_id}
-            )
+            for source_id, values in polls:
+                columns = {k: iso(v) if isinstance(v, datetime) else v for k, v in values.items()}
+                assignments = ", ".join(f"{name} = :{name}" for name in columns)
+                conn.execute("INSERT OR IGNORE INTO sources (id) VALUES (?)", [source_id])
+                conn.execute(
+                    f"UPDATE sources SET {assignments} WHERE id = :id", {**columns, "id": source_id}
+                )
 
     # --- entries ---
 

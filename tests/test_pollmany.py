@@ -7,6 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from aggregator import fastparse
 from aggregator.config import Config, load_config
 from aggregator.fetch import Fetcher
@@ -14,6 +16,7 @@ from aggregator.poll import poll_source
 from aggregator.pollrun import (
     MAX_PROCESSES,
     PROCESS_MIN_SOURCES,
+    PollRecords,
     poll_many,
     process_count,
     processes_for,
@@ -62,6 +65,17 @@ def table(path: Path) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in rows]
 
 
+STATE_COLUMNS = """id, etag, last_modified, body_hash, last_result, last_http_status,
+    error_count, last_error, poll_hints, last_poll_at"""
+
+
+def poll_states(path: Path) -> list[tuple[Any, ...]]:
+    """What the store keeps of each source's last poll (next_poll_at has random jitter)."""
+    with Store(path) as store:
+        rows = store.db.execute(f"SELECT {STATE_COLUMNS} FROM sources ORDER BY id").fetchall()
+    return [tuple(r) for r in rows]
+
+
 def poll_one_by_one(config: Config, path: Path, clock: Clock) -> Path:
     """The reference store: every source polled in turn, in this thread."""
     with Store(path) as store, Fetcher() as fetcher:
@@ -85,6 +99,8 @@ def test_poll_many_stores_what_polling_one_by_one_stores(
     assert all(o.result == "ok" for o in outcomes[:-1])
     assert sum(o.added_source for o in outcomes) > 0  # the duplicates were recognised
     assert table(config.settings.database) == table(one_by_one)
+    # Poll states are committed in batches, but every one of them is there at the end.
+    assert poll_states(config.settings.database) == poll_states(one_by_one)
 
 
 def test_poll_many_in_worker_processes_stores_the_same(
@@ -114,6 +130,7 @@ def test_poll_many_in_worker_processes_stores_the_same(
     assert outcomes[-1].result == "error"
     assert all(o.result == "ok" for o in outcomes[:-1])
     assert table(config.settings.database) == table(one_by_one)
+    assert poll_states(config.settings.database) == poll_states(one_by_one)
 
 
 def test_process_count_uses_the_cores_only_for_much_parsing() -> None:
@@ -188,3 +205,65 @@ def test_only_sources_never_parsed_count_towards_worker_processes(
         assert store.never_parsed(ids) == 1  # the broken one
         assert store.never_parsed([*ids, "not-in-the-store"]) == 2
         assert processes_for(store, config.sources, 2) == 1
+
+
+def test_poll_states_are_committed_a_batch_at_a_time(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "s.db"
+    with Store(path) as store, Store(path) as other:
+        records = PollRecords(store, size=3)
+        for number in range(2):
+            records(f"s{number}", {"last_result": "not_modified", "last_poll_at": clock()})
+        assert other.source_rows() == []  # not committed yet
+        records("s2", {"last_result": "ok", "etag": '"e"'})
+        assert [r["id"] for r in other.source_rows()] == ["s0", "s1", "s2"]
+        assert other.source_state("s2").etag == '"e"'
+        records("s3", {"last_result": "error", "error_count": 1})
+        records.flush()
+        assert other.source_state("s3").error_count == 1
+        records.flush()  # nothing left: no empty transaction
+        assert len(other.source_rows()) == 4
+
+
+def test_source_states_reads_many_as_source_state_reads_one(
+    server: FeedServer, write_config: Any, clock: Clock
+) -> None:
+    config = corpus_config(server, write_config, Corpus(4, 2, seed=3))
+    with Store(config.settings.database) as store, Fetcher() as fetcher:
+        store.sync_sources(config.sources)
+        poll_many(config.sources, store, fetcher, 2, clock=clock)
+        ids = [s.id for s in config.sources] + ["unknown"]
+        states = store.source_states(ids)
+        assert list(states) == ids
+        assert all(states[i] == store.source_state(i) for i in ids)
+        assert states["unknown"].etag is None and states["s0"].etag
+
+
+class FailingClock(Clock):
+    """Fails on its n-th reading: stands in for a fault outside any source's control."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.readings = 0
+        self.fail_at = fail_at
+
+    def __call__(self) -> Any:
+        self.readings += 1
+        if self.readings == self.fail_at:
+            raise RuntimeError("the clock broke")
+        return super().__call__()
+
+
+def test_a_fault_outside_the_sources_stops_the_run_and_keeps_what_was_done(
+    server: FeedServer, write_config: Any
+) -> None:
+    config = corpus_config(server, write_config, Corpus(6, 2, seed=4))
+    threads_before = threading.active_count()
+    with Store(config.settings.database) as store, Fetcher() as fetcher:
+        store.sync_sources(config.sources)
+        with pytest.raises(RuntimeError, match="the clock broke"):
+            poll_many(config.sources, store, fetcher, 1, clock=FailingClock(fail_at=5))
+        assert threading.active_count() == threads_before
+        # One thread, two clock readings a parsed poll: the first two polls were done,
+        # and their states are stored although the run failed before a batch was full.
+        polled = [r["id"] for r in store.source_rows() if r["last_result"] == "ok"]
+        assert polled == ["s0", "s1"]
