@@ -215,6 +215,18 @@ _MEMBER_ROWS = {
 }
 
 
+def _migration_7(db: sqlite_utils.Database) -> None:
+    """Feed members are queued by the statements that add them (_queue_members), not by
+    row triggers: a trigger runs a sub-program per row, which made queueing a new
+    entry's four memberships cost as much as storing the entry itself."""
+    for table in ("entries", "entry_categories", "entry_tags", "entry_sources"):
+        db.execute(f"DROP TRIGGER IF EXISTS {table}_pending")
+    # For the same reason, a stored entry that gains a category or tag drops its
+    # rendered fragments in _link_source; a new entry has none to drop.
+    for table in ("entry_categories", "entry_tags"):
+        db.execute(f"DROP TRIGGER IF EXISTS {table}_renders_insert")
+
+
 MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_1,
     _migration_2,
@@ -222,6 +234,7 @@ MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_4,
     _migration_5,
     _migration_6,
+    _migration_7,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -597,14 +610,17 @@ class Store:
                 entry.raw_digest or None,
             ],
         )
-        db.conn.executemany(
-            "INSERT OR IGNORE INTO entry_categories (code, name) VALUES (?, ?)",
-            [(entry.code, c) for c in (source.category, *entry.extra_categories)],
+        categories = [(entry.code, c) for c in (source.category, *entry.extra_categories)]
+        tags = [(entry.code, tag) for tag in (*source.tags, *entry.extra_tags)]
+        conn = db.conn
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO entry_categories (code, name) VALUES (?, ?)", categories
         )
-        db.conn.executemany(
-            "INSERT OR IGNORE INTO entry_tags (code, name) VALUES (?, ?)",
-            [(entry.code, tag) for tag in (*source.tags, *entry.extra_tags)],
-        )
+        conn.executemany("INSERT OR IGNORE INTO entry_tags (code, name) VALUES (?, ?)", tags)
+        if conn.total_changes != before:  # shown with other categories or tags now
+            conn.execute("DELETE FROM entry_renders WHERE code = ?", [entry.code])
+        _queue_members(conn, [], [(entry.code, source.id)], categories, tags)
 
     def _feeds_of(self, db: sqlite_utils.Database, code: str) -> set[FeedKey]:
         keys: set[FeedKey] = {("all", "")}
@@ -660,14 +676,14 @@ class Store:
                              first_seen, last_seen) VALUES (?, ?, '', ?, ?, ?)""",
                         [article.code, article.source_id, code_rule, iso(now), iso(now)],
                     )
-                for kind, names in (
-                    ("categories", article.entry_categories),
-                    ("tags", article.tags),
-                ):
+                categories = [(article.code, name) for name in article.entry_categories]
+                tags = [(article.code, name) for name in article.tags]
+                for kind, rows in (("categories", categories), ("tags", tags)):
                     db.conn.executemany(
-                        f"INSERT OR IGNORE INTO entry_{kind} (code, name) VALUES (?, ?)",
-                        [(article.code, name) for name in names],
+                        f"INSERT OR IGNORE INTO entry_{kind} (code, name) VALUES (?, ?)", rows
                     )
+                links = [(article.code, article.source_id)] if article.source_id else []
+                _queue_members(db.conn, [article.code], links, categories, tags)
                 imported += 1
         return imported, skipped
 
@@ -729,8 +745,8 @@ class Store:
     # --- feed positions (stable archive pages) ---
 
     def _unpositioned(self, db: sqlite_utils.Database, key: FeedKey) -> list[str]:
-        """The feed's members without a position, oldest first (queued by migration 6's
-        triggers as they joined the feed)."""
+        """The feed's members without a position, oldest first (queued by _queue_members
+        as they joined the feed)."""
         kind, name = key
         rows = db.execute(
             """SELECT e.code FROM feed_pending q JOIN entries e ON e.code = q.code
@@ -963,6 +979,31 @@ class NewEntries:
             "INSERT OR IGNORE INTO entry_categories (code, name) VALUES (?, ?)", self.categories
         )
         conn.executemany("INSERT OR IGNORE INTO entry_tags (code, name) VALUES (?, ?)", self.tags)
+        _queue_members(
+            conn, [row[0] for row in self.entries], self.links, self.categories, self.tags
+        )
+
+
+def _queue_members(
+    conn: sqlite3.Connection,
+    codes: Sequence[str],
+    links: Sequence[tuple[Any, ...]],
+    categories: Sequence[tuple[str, str]],
+    tags: Sequence[tuple[str, str]],
+) -> None:
+    """Queue feed memberships for position_feed, in the transaction that adds them:
+    new entries join "all"; each (code, source_id, ...) link, (code, category) and
+    (code, tag) row joins that feed. A member already positioned is passed over
+    there, so queueing one twice is harmless."""
+    conn.executemany(
+        "INSERT OR IGNORE INTO feed_pending (kind, name, code) VALUES (?, ?, ?)",
+        [
+            *(("all", "", code) for code in codes),
+            *(("source", link[1], link[0]) for link in links),
+            *(("category", name, code) for code, name in categories),
+            *(("tag", name, code) for code, name in tags),
+        ],
+    )
 
 
 def feeds_of_new(source: Source, entry: EntryRecord) -> set[FeedKey]:

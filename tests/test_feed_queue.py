@@ -1,0 +1,86 @@
+"""Every way an entry joins a feed queues it for a position (store._queue_members), so
+every member of every feed ends up numbered, once, in the order it joined."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+from aggregator.store import FeedKey, Store, StoredArticle
+from tests.publishing import START, Site, record, site
+
+MEMBERS = {
+    "all": "SELECT '' AS name, code FROM entries",
+    "category": "SELECT name, code FROM entry_categories",
+    "tag": "SELECT name, code FROM entry_tags",
+    "source": "SELECT source_id AS name, code FROM entry_sources",
+}
+
+
+def members(store: Store) -> set[tuple[str, str, str]]:
+    found = set()
+    for kind, query in MEMBERS.items():
+        found |= {(kind, name, code) for name, code in store.db.execute(query).fetchall()}
+    return found
+
+
+def positioned(s: Site) -> set[tuple[str, str, str]]:
+    """Positions after numbering every feed, checked to run 0..n-1 in each feed."""
+    for key in s.store.feed_keys():
+        s.store.position_feed(key)
+    rows = s.store.db.execute("SELECT kind, name, code, seq FROM feed_positions").fetchall()
+    by_feed: dict[FeedKey, list[int]] = {}
+    for kind, name, _code, seq in rows:
+        by_feed.setdefault((kind, name), []).append(seq)
+    assert all(sorted(seqs) == list(range(len(seqs))) for seqs in by_feed.values())
+    return {(kind, name, code) for kind, name, code, _seq in rows}
+
+
+def test_every_way_of_joining_a_feed_gets_a_position(write_config: Any) -> None:
+    with site(write_config) as s:
+        s.add("yaowen", record(1), record(2))  # new entries
+        assert positioned(s) == members(s.store)
+        s.add("jiaotong", record(2), record(3))  # a second source: its feeds gain #2
+        assert ("category", "陕西交通", record(2).code) in members(s.store)
+        assert positioned(s) == members(s.store)
+        s.add("yaowen", replace(record(1), title="改过的标题", updated=START + timedelta(days=1)))
+        s.add("jiaotong", record(2))  # nothing new: queues nothing that lacks a position
+        assert positioned(s) == members(s.store)
+        imported, _ = s.store.import_articles(
+            [
+                StoredArticle(
+                    code="NW-imported",
+                    title="旧文",
+                    link="http://finews.example.cn/old",
+                    published=START,
+                    updated=START,
+                    author="",
+                    summary="",
+                    content="<p>旧</p>",
+                    categories=("三秦都市报",),
+                    enclosures=(),
+                    source_id="yaowen",
+                    tags=("三秦都市报新闻",),
+                    entry_categories=("三秦都市报",),
+                )
+            ],
+            s.now,
+        )
+        assert imported == 1
+        assert positioned(s) == members(s.store)
+        assert ("tag", "三秦都市报新闻", "NW-imported") in members(s.store)
+        # Numbering is done: the queue is empty, and positions never move.
+        assert s.store.db.execute("SELECT count(*) FROM feed_pending").fetchone()[0] == 0
+
+
+def test_a_stored_entry_gaining_a_tag_drops_its_rendered_fragments(write_config: Any) -> None:
+    with site(write_config) as s:
+        s.add("yaowen", record(1))
+        s.publisher.publish()
+        cached = "SELECT count(*) FROM entry_renders WHERE code = ?"
+        assert s.store.db.execute(cached, [record(1).code]).fetchone()[0] == 1
+        s.add("yaowen", record(1))  # the same again: the fragments stay
+        assert s.store.db.execute(cached, [record(1).code]).fetchone()[0] == 1
+        s.add("jiaotong", record(1))  # gains the tag 交通 and a category
+        assert s.store.db.execute(cached, [record(1).code]).fetchone()[0] == 0
