@@ -184,6 +184,24 @@ def with_hints(facts: PollFacts, hints: str | None) -> PollFacts:
     )
 
 
+@dataclass
+class Parsed:
+    """A poll fetched and parsed, its entries ready for the store: the first half of a
+    poll (fetch_and_parse), which a worker process hands to the process that writes
+    (store_parsed). Plain data, so it can be pickled."""
+
+    source: Source
+    state: SourceState
+    feed: ParsedFeed  # without its entries: `entries` holds them, prepared
+    entries: list[EntryRecord]
+    validators: dict[str, str | None]
+    facts: PollFacts
+    started: datetime
+    stored_at: datetime
+    rand: float
+    status: int
+
+
 def poll_source(
     source: Source,
     store: Store,
@@ -200,9 +218,29 @@ def poll_source(
     A failed fetch or parse stores nothing but the error: the source's entries
     stay as they were. `state` is the source's stored state when the caller has
     read it already; `record` stores the poll's state (default: at once)."""
+    record = record or (lambda source_id, values: store.record_poll(source_id, **values))
+    step = fetch_and_parse(
+        source, store, fetcher, clock=clock, rand=rand, limits=limits, state=state, record=record
+    )
+    return step if isinstance(step, PollOutcome) else store_parsed(step, store, record)
+
+
+def fetch_and_parse(
+    source: Source,
+    store: Store,
+    fetcher: Fetcher,
+    *,
+    record: RecordPoll,
+    clock: Clock = utc_now,
+    rand: Callable[[], float] = random.random,
+    limits: ParseLimits | None = None,
+    state: SourceState | None = None,
+) -> PollOutcome | Parsed:
+    """The first half of a poll, which writes nothing but poll states: fetch, then parse
+    a new body. A 304, the same bytes again or a failure end the poll here (their state
+    stored with `record`); new bytes give a Parsed for store_parsed."""
     started = clock()
     state = state or store.source_state(source.id)
-    record = record or (lambda source_id, values: store.record_poll(source_id, **values))
     url = state.moved_to or source.url
     try:
         fetched = fetcher.fetch(
@@ -234,34 +272,51 @@ def poll_source(
             source, record, "unchanged", validators, facts, started, rand(), fetched.status
         )
     try:
-        feed, ingested = parse_and_store(
-            source,
-            store,
-            fetched.body,
-            fetched.url,
-            fetched.content_type,
-            started,
-            limits,
-            stored_at=clock(),
+        known = store.known_digests(source.id)
+        feed = extract(
+            source, fetched.body, fetched.url, fetched.content_type, started, limits, known
         )
+        entries = prepare(feed.entries, source)
     except ParseError as exc:
         moved = {"moved_to": fetched.moved_to} if fetched.moved_to else {}
         return _failed(source, record, state, exc, started, rand(), fetched.status, moved)
-    except Exception as exc:  # a bug or a storage fault must not stop other sources
-        log.exception("source %s: unexpected error", source.id)
-        internal = ParseError(f"internal error {type(exc).__name__}: {exc}")
-        return _failed(source, record, state, internal, started, rand(), fetched.status)
+    except Exception as exc:  # a bug must not stop other sources
+        return _internal_error(source, record, state, exc, started, rand(), fetched.status)
     hints = hints_json(feed)
-    facts = with_hints(facts, hints)
+    return Parsed(
+        source,
+        state,
+        replace(feed, entries=()),
+        entries,
+        {**validators, "body_hash": body_hash, "poll_hints": hints},
+        with_hints(facts, hints),
+        started,
+        clock(),
+        rand(),
+        fetched.status,
+    )
+
+
+def store_parsed(parsed: Parsed, store: Store, record: RecordPoll) -> PollOutcome:
+    """The second half of a poll: the parsed entries into the store in one transaction,
+    then the poll's state."""
+    source = parsed.source
+    try:
+        ingested = store.ingest(source, parsed.feed, parsed.entries, parsed.stored_at)
+    except Exception as exc:  # a storage fault must not stop other sources
+        return _internal_error(
+            source, record, parsed.state, exc, parsed.started, parsed.rand, parsed.status
+        )
+    ingested.unchanged += parsed.feed.skipped
     outcome = _succeeded(
         source,
         record,
         "ok",
-        {**validators, "body_hash": body_hash, "poll_hints": hints},
-        facts,
-        started,
-        rand(),
-        fetched.status,
+        parsed.validators,
+        parsed.facts,
+        parsed.started,
+        parsed.rand,
+        parsed.status,
     )
     outcome.new, outcome.updated = ingested.new, ingested.updated
     outcome.added_source = ingested.added_source
@@ -276,6 +331,20 @@ def poll_source(
             ingested.unchanged,
         )
     return outcome
+
+
+def _internal_error(
+    source: Source,
+    record: RecordPoll,
+    state: SourceState,
+    exc: Exception,
+    now: datetime,
+    rand: float,
+    status: int,
+) -> PollOutcome:
+    log.exception("source %s: unexpected error", source.id, exc_info=exc)
+    internal = ParseError(f"internal error {type(exc).__name__}: {exc}")
+    return _failed(source, record, state, internal, now, rand, status)
 
 
 def _succeeded(

@@ -4,12 +4,14 @@ The daemon has its scheduler; a one-off run uses a plain thread pool of
 settings.workers, so a hundred sources do not take a hundred fetch times. Parsing
 is CPU work that threads cannot spread over cores (the GIL), so a large run also
 splits the sources over worker processes, each with its own threads, database
-connection and fetcher (the per-host limit shared out between them). On a
-terminal, a long run shows a progress bar instead of scrolling lines.
+connection and fetcher (the per-host limit shared out between them). The workers
+fetch and parse; the calling process stores what they parsed, so entries have one
+writer. On a terminal, a long run shows a progress bar instead of scrolling lines.
 """
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import queue
@@ -25,7 +27,15 @@ import click
 from aggregator.config import Source
 from aggregator.errors import AggregatorError
 from aggregator.fetch import Fetcher, Limits
-from aggregator.poll import Clock, PollOutcome, poll_source, utc_now
+from aggregator.poll import (
+    Clock,
+    Parsed,
+    PollOutcome,
+    fetch_and_parse,
+    poll_source,
+    store_parsed,
+    utc_now,
+)
 from aggregator.sandbox import ParseLimits
 from aggregator.store import Store
 
@@ -33,6 +43,8 @@ PROGRESS_MIN_SOURCES = 5  # fewer finish before a bar would tell anything
 # Below this many sources a run is over before worker processes would have started.
 PROCESS_MIN_SOURCES = 100
 MAX_PROCESSES = 4
+# A worker process's first-generation collection threshold (Python's default: 700).
+WORKER_GC_THRESHOLD = 10_000
 # Polls whose state is committed together (see PollRecords).
 RECORD_BATCH = 64
 
@@ -121,7 +133,7 @@ def poll_many(
         return []
     if processes > 1:
         return _poll_in_processes(
-            sources, store.path, fetcher, workers, on_done, limits, clock, processes
+            sources, store, fetcher, workers, on_done, limits, clock, processes
         )
     states = store.source_states([source.id for source in sources])
     records = PollRecords(store)
@@ -166,14 +178,15 @@ def poll_many(
 
 
 def _work(
-    poll: Callable[[Source], PollOutcome],
+    poll: Callable[[Source], PollOutcome | Parsed],
     jobs: Any,
     put: Callable[[Any], None],
     stop: threading.Event | None = None,
 ) -> None:
     """A polling thread: takes sources until it meets a stop sign (or `stop` is set),
-    puts each outcome with `put`, or the exception a poll raised, and then stops. Plain threads and
-    C-level queues: a 304 costs less than a Future and its condition variable."""
+    puts what each poll gives with `put`, or the exception a poll raised, and then
+    stops. Plain threads and C-level queues: a 304 costs less than a Future and its
+    condition variable."""
     while (stop is None or not stop.is_set()) and (source := jobs.get()) is not None:
         try:
             outcome = poll(source)
@@ -185,7 +198,7 @@ def _work(
 
 def _poll_in_processes(
     sources: Sequence[Source],
-    database: Path,
+    store: Store,
     fetcher: Fetcher,
     workers: int,
     on_done: Callable[[PollOutcome], None],
@@ -195,17 +208,18 @@ def _poll_in_processes(
 ) -> list[PollOutcome]:
     context: Any = multiprocessing.get_context(start_method(threading.active_count()))
     jobs: Any = context.Queue()
-    results: Any = context.Queue()
+    threads = share_out(workers, processes)
+    # Bounded: parsing may run ahead of storing, but not with the whole run in memory.
+    results: Any = context.Queue(maxsize=threads * processes)
     for source in sources:
         jobs.put(source)
-    threads = share_out(workers, processes)
     for _ in range(threads * processes):
         jobs.put(None)  # one stop sign per thread
     shared = replace(fetcher.limits, per_host=share_out(fetcher.limits.per_host, processes))
     children = [
         context.Process(
             target=_process_main,
-            args=(database, shared, fetcher.user_agent, limits, clock, threads, jobs, results),
+            args=(store.path, shared, fetcher.user_agent, limits, clock, threads, jobs, results),
             daemon=True,
         )
         for _ in range(processes)
@@ -213,27 +227,44 @@ def _poll_in_processes(
     for child in children:
         child.start()
     by_id: dict[str, PollOutcome] = {}
+    records = PollRecords(store)
     try:
         while len(by_id) < len(sources):
             try:
-                outcome: PollOutcome | BaseException = results.get(timeout=1.0)
+                done: PollOutcome | Parsed | BaseException = results.get(timeout=1.0)
             except queue.Empty:
                 if not any(child.is_alive() for child in children):
                     raise AggregatorError("the poll worker processes stopped early") from None
                 continue
-            if isinstance(outcome, BaseException):
-                raise outcome
+            if isinstance(done, BaseException):
+                raise done
+            # The workers fetch and parse; this process alone writes entries, so no
+            # write waits for another process and the page cache stays warm.
+            outcome = store_parsed(done, store, records) if isinstance(done, Parsed) else done
             by_id[outcome.source_id] = outcome
             on_done(outcome)
     finally:
-        for child in children:
-            child.join(timeout=30)
-            if child.is_alive():
-                child.terminate()
-        for channel in (jobs, results):  # end their feeder threads: a later run may fork
-            channel.close()
-            channel.join_thread()
+        _end(children, (jobs, results), finished=len(by_id) == len(sources))
+        records.flush()
     return [by_id[source.id] for source in sources]
+
+
+def _end(children: Sequence[Any], channels: Sequence[Any], finished: bool) -> None:
+    """Workers and queues after a run. A finished run lets them end on their own and
+    waits for the queues' feeder threads (a later run may fork); a failed one stops
+    the workers at once (they may be blocked on a full queue nobody reads)."""
+    for child in children:
+        if finished:
+            child.join(timeout=30)
+        if child.is_alive():
+            child.terminate()
+            child.join()
+    for channel in channels:
+        channel.close()
+        if finished:
+            channel.join_thread()
+        else:
+            channel.cancel_join_thread()
 
 
 def _process_main(
@@ -246,12 +277,20 @@ def _process_main(
     jobs: Any,
     results: Any,
 ) -> None:
-    """A worker process: `threads` threads take sources until each meets a stop sign."""
+    """A worker process: `threads` threads take sources until each meets a stop sign,
+    fetch and parse them, and put each Parsed (or finished outcome) in `results`."""
+    # Parsing makes and drops many small objects, nearly all freed by reference
+    # counting: collect the young generation less often, and leave what a fork
+    # inherited out of collections (scanning it would copy the parent's pages).
+    gc.freeze()
+    gc.set_threshold(WORKER_GC_THRESHOLD, 20, 20)
     with Store(database) as store, Fetcher(fetch_limits, user_agent) as fetcher:
         records = PollRecords(store)
 
-        def poll(source: Source) -> PollOutcome:
-            return poll_source(source, store, fetcher, limits=limits, clock=clock, record=records)
+        def poll(source: Source) -> PollOutcome | Parsed:
+            return fetch_and_parse(
+                source, store, fetcher, limits=limits, clock=clock, record=records
+            )
 
         pool = [
             threading.Thread(target=_work, args=(poll, jobs, results.put)) for _ in range(threads)

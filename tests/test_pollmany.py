@@ -267,3 +267,12 @@ def test_a_fault_outside_the_sources_stops_the_run_and_keeps_what_was_done(
         # and their states are stored although the run failed before a batch was full.
         polled = [r["id"] for r in store.source_rows() if r["last_result"] == "ok"]
         assert polled == ["s0", "s1"]
+
+
+def test_a_fault_in_a_worker_process_stops_the_run(server: FeedServer, write_config: Any) -> None:
+    """The exception travels back to the caller; the workers are stopped, not waited for."""
+    config = corpus_config(server, write_config, Corpus(8, 2, seed=6))
+    with Store(config.settings.database) as store, Fetcher() as fetcher:
+        store.sync_sources(config.sources)
+        with pytest.raises(RuntimeError, match="the clock broke"):
+            poll_many(config.sources, store, fetcher, 2, clock=FailingClock(fail_at=3), processes=2)
