@@ -7,6 +7,7 @@ error and never raises into the caller, so one bad source stops nothing else.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -169,18 +170,34 @@ def hints_json(feed: ParsedFeed) -> str:
 
 
 def with_hints(facts: PollFacts, hints: str | None) -> PollFacts:
+    fields = _hint_fields(hints or "")
+    if fields is None:
+        return facts
+    ttl_minutes, update_period, skip_hours, skip_days = fields
+    return replace(
+        facts,
+        ttl_minutes=ttl_minutes,
+        update_period=update_period,
+        skip_hours=skip_hours,
+        skip_days=skip_days,
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _hint_fields(hints: str) -> tuple[Any, Any, frozenset[int], frozenset[int]] | None:
+    """Stored hints (hints_json) as PollFacts fields; None when not a JSON object.
+    Cached: every poll reads them, and most feeds send the same few."""
     try:
         values = json.loads(hints) if hints else {}
     except ValueError:
         values = {}
     if not isinstance(values, dict):
-        return facts
-    return replace(
-        facts,
-        ttl_minutes=values.get("ttl_minutes"),
-        update_period=values.get("update_period"),
-        skip_hours=frozenset(values.get("skip_hours") or ()),
-        skip_days=frozenset(values.get("skip_days") or ()),
+        return None
+    return (
+        values.get("ttl_minutes"),
+        values.get("update_period"),
+        frozenset(values.get("skip_hours") or ()),
+        frozenset(values.get("skip_days") or ()),
     )
 
 
