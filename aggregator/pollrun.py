@@ -163,7 +163,7 @@ def poll_many(
         thread.start()
     by_id: dict[str, PollOutcome] = {}
     try:
-        while len(by_id) < len(sources):
+        for _ in sources:  # one answer each (counted: a source may be named twice)
             outcome = done.get()
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -227,9 +227,10 @@ def _poll_in_processes(
     for child in children:
         child.start()
     by_id: dict[str, PollOutcome] = {}
+    answers = 0
     records = PollRecords(store)
     try:
-        while len(by_id) < len(sources):
+        while answers < len(sources):
             try:
                 done: PollOutcome | Parsed | BaseException = results.get(timeout=1.0)
             except queue.Empty:
@@ -241,10 +242,11 @@ def _poll_in_processes(
             # The workers fetch and parse; this process alone writes entries, so no
             # write waits for another process and the page cache stays warm.
             outcome = store_parsed(done, store, records) if isinstance(done, Parsed) else done
+            answers += 1
             by_id[outcome.source_id] = outcome
             on_done(outcome)
     finally:
-        _end(children, (jobs, results), finished=len(by_id) == len(sources))
+        _end(children, (jobs, results), finished=answers == len(sources))
         records.flush()
     return [by_id[source.id] for source in sources]
 

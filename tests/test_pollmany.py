@@ -276,3 +276,14 @@ def test_a_fault_in_a_worker_process_stops_the_run(server: FeedServer, write_con
         store.sync_sources(config.sources)
         with pytest.raises(RuntimeError, match="the clock broke"):
             poll_many(config.sources, store, fetcher, 2, clock=FailingClock(fail_at=3), processes=2)
+
+
+def test_a_source_named_twice_is_answered_twice(
+    server: FeedServer, write_config: Any, clock: Clock
+) -> None:
+    config = corpus_config(server, write_config, Corpus(2, 2, seed=8))
+    twice = [config.sources[0], *config.sources]
+    with Store(config.settings.database) as store, Fetcher() as fetcher:
+        store.sync_sources(config.sources)
+        outcomes = poll_many(twice, store, fetcher, 1, clock=clock)
+    assert [o.source_id for o in outcomes] == [s.id for s in twice]
