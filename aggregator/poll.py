@@ -150,11 +150,38 @@ def parse_and_store(
 ) -> tuple[ParsedFeed, IngestResult]:
     """A fetched body into the store: parse, share codes, the source's rules, ingest
     (which never brings back a tombstoned code). Raises ParseError."""
+    feed, entries = parse_for_store(source, store, body, url, content_type, now, limits)
+    return feed, ingest_parsed(store, source, feed, entries, stored_at or now)
+
+
+def parse_for_store(
+    source: Source,
+    store: Store,
+    body: bytes,
+    url: str,
+    content_type: str,
+    now: datetime,
+    limits: ParseLimits | None = None,
+) -> tuple[ParsedFeed, list[EntryRecord]]:
+    """Parse a fetched body, leaving out the entries the store has byte for byte, and
+    apply the source's rules: the entries ingest_parsed stores. Raises ParseError."""
     known = store.known_digests(source.id)
     feed = extract(source, body, url, content_type, now, limits, known)
-    ingested = store.ingest(source, feed, prepare(feed.entries, source), stored_at or now)
+    return feed, prepare(feed.entries, source)
+
+
+def ingest_parsed(
+    store: Store,
+    source: Source,
+    feed: ParsedFeed,
+    entries: list[EntryRecord],
+    stored_at: datetime,
+) -> IngestResult:
+    """One store transaction for parse_for_store's entries; the entries it left out
+    count as unchanged."""
+    ingested = store.ingest(source, feed, entries, stored_at)
     ingested.unchanged += feed.skipped
-    return feed, ingested
+    return ingested
 
 
 def hints_json(feed: ParsedFeed) -> str:
@@ -289,11 +316,9 @@ def fetch_and_parse(
             source, record, "unchanged", validators, facts, started, rand(), fetched.status
         )
     try:
-        known = store.known_digests(source.id)
-        feed = extract(
-            source, fetched.body, fetched.url, fetched.content_type, started, limits, known
+        feed, entries = parse_for_store(
+            source, store, fetched.body, fetched.url, fetched.content_type, started, limits
         )
-        entries = prepare(feed.entries, source)
     except ParseError as exc:
         moved = {"moved_to": fetched.moved_to} if fetched.moved_to else {}
         return _failed(source, record, state, exc, started, rand(), fetched.status, moved)
@@ -319,12 +344,11 @@ def store_parsed(parsed: Parsed, store: Store, record: RecordPoll) -> PollOutcom
     then the poll's state."""
     source = parsed.source
     try:
-        ingested = store.ingest(source, parsed.feed, parsed.entries, parsed.stored_at)
+        ingested = ingest_parsed(store, source, parsed.feed, parsed.entries, parsed.stored_at)
     except Exception as exc:  # a storage fault must not stop other sources
         return _internal_error(
             source, record, parsed.state, exc, parsed.started, parsed.rand, parsed.status
         )
-    ingested.unchanged += parsed.feed.skipped
     outcome = _succeeded(
         source,
         record,
