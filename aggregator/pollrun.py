@@ -47,6 +47,7 @@ MAX_PROCESSES = 4
 WORKER_GC_THRESHOLD = 10_000
 # Polls whose state is committed together (see PollRecords).
 RECORD_BATCH = 64
+POLL_THREAD = "aggregator-poll"  # the name of poll_many's threads
 
 
 class PollRecords:
@@ -155,7 +156,9 @@ def poll_many(
     done: queue.SimpleQueue[PollOutcome | BaseException] = queue.SimpleQueue()
     stop = threading.Event()
     threads = [
-        threading.Thread(target=_work, args=(poll, jobs, done.put, stop), daemon=True)
+        threading.Thread(
+            target=_work, args=(poll, jobs, done.put, stop), name=POLL_THREAD, daemon=True
+        )
         for _ in range(max(1, min(workers, len(sources))))
     ]
     for thread in threads:
