@@ -27,6 +27,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.runs import TreeMemory
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -147,17 +149,18 @@ def run_once(side: str, scenario: str, params: dict[str, Any]) -> dict[str, Any]
     # Every run starts with no dirty pages left by the run before (the other side's
     # database): their writeback would otherwise land in this run's fsyncs.
     os.sync()
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.runs", side, scenario, json.dumps(params)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{side} {scenario} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    command = [sys.executable, "-m", "bench.runs", side, scenario, json.dumps(params)]
+    with (
+        subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as run,
+        TreeMemory(run.pid) as memory,
+    ):
+        stdout, stderr = run.communicate()
+    if run.returncode != 0:
+        raise RuntimeError(f"{side} {scenario} failed:\n{stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    result["peak_tree_pss_mb"] = round(memory.peak_kb / 1024, 1)
     return result
 
 

@@ -8,6 +8,7 @@ process's memory, so every run starts cold and peak RSS belongs to that run alon
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import resource
@@ -53,12 +54,17 @@ def _pss_kb(pid: int) -> int:
 
 
 class TreeMemory:
-    """The peak, sampled every 20 ms, of the memory of this process and its worker
+    """The peak, sampled every 20 ms, of the memory of a run's process and its worker
     processes together: the sum of their PSS (shared pages counted once, split
     between the processes sharing them; RSS would count a forked worker's pages
-    shared with its parent twice)."""
+    shared with its parent twice).
 
-    def __init__(self) -> None:
+    The driver samples from outside the run: a sampling thread inside it would be a
+    thread `aggregator poll` does not have, and with another thread alive poll_many
+    starts its workers by spawn instead of fork."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
         self.peak_kb = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -72,9 +78,8 @@ class TreeMemory:
         self._thread.join()
 
     def _run(self) -> None:
-        me = os.getpid()
         while not self._stop.wait(0.02):
-            total = sum(_pss_kb(pid) for pid in [me, *_descendants(me)])
+            total = sum(_pss_kb(pid) for pid in [self.pid, *_descendants(self.pid)])
             self.peak_kb = max(self.peak_kb, total)
 
 
@@ -97,6 +102,8 @@ class Ours:
         from aggregator.fetch import Fetcher, Limits
         from aggregator.store import Store
 
+        # Imported now, as Reader imports reader before the clock starts.
+        importlib.import_module("aggregator.pollrun")
         self.params = params
         self.sources = [
             Source(
@@ -115,7 +122,7 @@ class Ours:
         self.processes_used = 1
 
     def poll(self, sources: list[Any] | None = None) -> int:
-        from aggregator.pollrun import poll_many, processes_for
+        from aggregator.pollrun import poll_many, processes_for  # imported by __init__
         from aggregator.sandbox import ParseLimits
 
         # The path of `aggregator poll` (the daemon runs the same poll_source): a thread
@@ -213,7 +220,7 @@ def main() -> None:
     side_name, scenario, raw = sys.argv[1], sys.argv[2], sys.argv[3]
     params = json.loads(raw)
     used = 1  # processes that polled
-    with tempfile.TemporaryDirectory(prefix="bench-") as folder, TreeMemory() as memory:
+    with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         if scenario == "publish":
             from bench.publishing import measure
 
@@ -224,7 +231,6 @@ def main() -> None:
             used = getattr(side, "processes_used", 1)
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     result["processes"] = used
-    result["peak_tree_pss_mb"] = round(memory.peak_kb / 1024, 1)
     print(json.dumps(result), flush=True)
 
 
