@@ -1,16 +1,18 @@
 """Fetch feed bytes over http(s) or from file: URLs, politely and within limits.
 
-libcurl (pycurl) does the HTTP: one reused easy handle per thread, so each
-thread keeps its connections alive. Every fetch has a connect timeout, a read
-timeout (no body data for so long) and a total deadline covering name resolution,
-connect, headers and body; the body is capped before and after decompression,
+libcurl (pycurl) does the HTTP: one reused easy handle per thread, so each thread
+keeps its connections alive; fetch_many drives many fetches at once from one thread
+through a curl multi handle, whose pool keeps them alive. Every fetch has a connect
+timeout, a read timeout (no body data for so long) and a total deadline covering
+name resolution, connect, headers and body; the body is capped before and after decompression,
 which is ours (curl is never asked to inflate); redirects are followed by hand
 so permanent moves can be recorded and unsafe targets refused.
 
 Keep-alive is safe against a server that sends more than its Content-Length:
 curl drops a connection where the surplus comes in the same read, and
-_Session.tainted refuses one where unasked bytes arrived later, so they are never
-read as the next answer (which could only be from that same origin anyway).
+_Connections.tainted refuses one where unasked bytes arrived later (_Pool.clean, in a
+multi handle's pool), so they are never read as the next answer (which could only be
+from that same origin anyway).
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ import threading
 import time
 import weakref
 import zlib
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import brotli
@@ -82,6 +86,21 @@ class Limits:
             max_redirects=settings.max_redirects,
             per_host=settings.per_host_limit,
         )
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    """One fetch, as Fetcher.fetch takes it: fetch_many takes many."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    allow_private: bool = False
+    now: datetime | None = None
+
+
+Key = TypeVar("Key")
 
 
 # --- header helpers (pure) ------------------------------------------------------------
@@ -274,6 +293,20 @@ class _Slots:
     def __exit__(self, *exc: object) -> None:
         self._tokens.put(None)
 
+    def take(self, wait: float = 0.0) -> bool:
+        """A token if one is free within `wait` seconds (none: at once or not at all)."""
+        try:
+            if wait > 0:
+                self._tokens.get(timeout=wait)
+            else:
+                self._tokens.get_nowait()
+        except queue.Empty:
+            return False
+        return True
+
+    def give_back(self) -> None:
+        self._tokens.put(None)
+
 
 def _decompressed_over(limits: Limits) -> FetchError:
     return FetchError(f"decompressed body is over the {limits.max_decompressed_bytes} byte cap")
@@ -307,29 +340,28 @@ def _header_lines(headers: dict[str, tuple[str, str]]) -> list[HeaderLine]:
 
 Origin = tuple[str, str, int]  # scheme, host, port: what curl matches a connection on
 # curl itself refuses to reuse an idle connection with unread input, but only once
-# it has been idle for about a second; below that, _Session.tainted looks.
+# it has been idle for about a second; below that, _Connections.tainted looks.
 CURL_CHECKS_AFTER = 2.0
 
 
-class _Session:
-    """A thread's curl handle, and the connection it last used for each origin."""
+class _Connections:
+    """The connection curl last used for each origin, to look at before reusing it."""
 
-    __slots__ = ("curl", "idle")
+    __slots__ = ("idle",)
 
-    def __init__(self, curl: pycurl.Curl) -> None:
-        self.curl = curl
+    def __init__(self) -> None:
         # origin -> (socket fd, local port, remote port, when last used)
         self.idle: dict[Origin, tuple[int, int, int, float]] = {}
 
-    def remember(self, origin: Origin) -> None:
+    def remember(self, origin: Origin, curl: pycurl.Curl) -> None:
         """After a transfer: the connection curl keeps for this origin, if any."""
         try:
-            fd = self.curl.getinfo(pycurl.ACTIVESOCKET)
+            fd = curl.getinfo(pycurl.ACTIVESOCKET)
             if fd == -1:
                 self.idle.pop(origin, None)
                 return
-            local = self.curl.getinfo(pycurl.LOCAL_PORT)
-            remote = self.curl.getinfo(pycurl.PRIMARY_PORT)
+            local = curl.getinfo(pycurl.LOCAL_PORT)
+            remote = curl.getinfo(pycurl.PRIMARY_PORT)
         except pycurl.error:
             self.idle.pop(origin, None)
             return
@@ -350,18 +382,128 @@ class _Session:
                 return False
         except (OSError, ValueError):  # closed, or a number too high for select
             pass
+        with _borrowed(fd, local, remote) as sock:
+            if sock is None:
+                return False
+            try:
+                return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+            except OSError:  # nothing waiting (EAGAIN), or not connected any more
+                return False
+
+
+@contextlib.contextmanager
+def _borrowed(fd: int, local: int, remote: int) -> Iterator[socket.socket | None]:
+    """curl's socket `fd` as a Python socket for a moment, or None when that number
+    is closed or now belongs to another connection; the descriptor stays curl's."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:  # closed since: curl will not reuse it
+        yield None
+        return
+    try:
         try:
-            sock = socket.socket(fileno=fd)
-        except OSError:  # closed since: curl will not reuse it
-            return False
+            same = sock.getsockname()[1] == local and sock.getpeername()[1] == remote
+        except OSError:  # not connected any more
+            same = False
+        yield sock if same else None
+    finally:
+        sock.detach()
+
+
+class _Session:
+    """A thread's curl handle, and the connections it keeps."""
+
+    __slots__ = ("connections", "curl")
+
+    def __init__(self, curl: pycurl.Curl) -> None:
+        self.curl = curl
+        self.connections = _Connections()
+
+
+class _Pool:
+    """The connections of a multi handle's pool, by origin. curl may reuse any idle one
+    for the next transfer to that origin, so all of them are looked at first."""
+
+    __slots__ = ("known",)
+
+    def __init__(self) -> None:
+        self.known: dict[Origin, dict[int, tuple[int, int]]] = {}  # fd -> local, remote port
+
+    def remember(self, origin: Origin, curl: pycurl.Curl) -> None:
+        """After a transfer, while its handle is still in the multi: its connection."""
         try:
-            if sock.getsockname()[1] != local or sock.getpeername()[1] != remote:
-                return False  # the number now belongs to another socket
-            return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-        except OSError:  # nothing waiting (EAGAIN), or not connected any more
+            fd = curl.getinfo(pycurl.ACTIVESOCKET)
+            ports = (curl.getinfo(pycurl.LOCAL_PORT), curl.getinfo(pycurl.PRIMARY_PORT))
+        except pycurl.error:
+            return
+        if fd == -1:
+            return
+        known = self.known.setdefault(origin, {})
+        known.pop(fd, None)
+        known[fd] = ports
+        if len(known) > MAX_CONNECTIONS_PER_THREAD:  # long closed, most likely
+            del known[next(iter(known))]
+
+    def clean(self, origin: Origin, busy: set[int]) -> bool:
+        """Shut down every idle connection to the origin that has bytes waiting nobody
+        asked for (they would be read as the next answer): sending on it then fails,
+        and curl connects afresh. True when there was one. `busy`: the sockets of
+        transfers under way, whose answers are not unasked."""
+        known = self.known.get(origin)
+        idle = [fd for fd in known or () if fd not in busy]
+        if not known or not idle:
             return False
-        finally:
-            sock.detach()  # the descriptor stays curl's
+        try:  # the common case, nothing to read, in one cheap call
+            readable = select.select(idle, (), (), 0)[0]
+        except (OSError, ValueError):  # one closed, or a number too high for select
+            readable = idle
+        found = False
+        for fd in readable:
+            local, remote = known.pop(fd)
+            with _borrowed(fd, local, remote) as sock:
+                if sock is None:  # closed, or the number is another socket's now
+                    continue
+                known[fd] = (local, remote)
+                with contextlib.suppress(OSError):  # (nothing waiting: EAGAIN)
+                    if sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                        sock.shutdown(socket.SHUT_RDWR)
+                        del known[fd]
+                        found = True
+        return found
+
+
+class _MultiSession:
+    """A thread's curl multi handle for fetch_many: one connection pool for all its
+    transfers, and easy handles kept between calls, so connections stay alive."""
+
+    __slots__ = ("multi", "pool", "spare")
+
+    def __init__(self, multi: pycurl.CurlMulti) -> None:
+        self.multi = multi
+        self.spare: list[pycurl.Curl] = []
+        self.pool = _Pool()
+
+
+@dataclass(frozen=True)
+class _Hop:
+    """One request of a fetch (a redirect makes another): what to ask, and by when."""
+
+    url: str
+    origin: Origin
+    lines: list[HeaderLine]
+    deadline: float  # time.monotonic() by which the whole fetch must be done
+
+
+Hops = Generator[_Hop, "_Exchange", FetchResult]
+
+
+def _aim(handle: pycurl.Curl, hop: _Hop, exchange: _Exchange, left: float) -> None:
+    """Set a handle up for one request, its answer read into `exchange`."""
+    handle.setopt(pycurl.URL, _ascii_url(hop.url))
+    handle.setopt(pycurl.HTTPHEADER, hop.lines)
+    handle.setopt(pycurl.TIMEOUT_MS, max(1, int(left * 1000)))
+    handle.setopt(pycurl.HEADERFUNCTION, exchange.header)
+    handle.setopt(pycurl.WRITEFUNCTION, exchange.body)
 
 
 # --- the fetcher -------------------------------------------------------------------------
@@ -385,7 +527,7 @@ class Fetcher:
         self._slots_lock = threading.Lock()
         self._local = threading.local()
         # Weak: a handle goes (its connections closed) when its thread ends.
-        self._handles: weakref.WeakSet[pycurl.Curl] = weakref.WeakSet()
+        self._handles: weakref.WeakSet[pycurl.Curl | pycurl.CurlMulti] = weakref.WeakSet()
         self._handles_lock = threading.Lock()
         self._closed = False
 
@@ -416,16 +558,75 @@ class Fetcher:
         now: datetime | None = None,
     ) -> FetchResult:
         """Fetch one URL. Raises FetchError on any failure."""
+        request = FetchRequest(url, etag, last_modified, tuple(headers), allow_private, now)
         if _origin(url)[0] == "file":
             return fetch_file(url, etag=etag, last_modified=last_modified, limits=self.limits)
-        lines = self._request_lines(headers)
+        hops = self._hops(request)
+        hop = next(hops)
+        while True:
+            with self._slot(hop.origin[1]):
+                exchange = self._exchange(hop)
+            try:
+                hop = hops.send(exchange)
+            except StopIteration as finished:
+                result: FetchResult = finished.value
+                return result
+
+    def fetch_many(
+        self, requests: Iterable[tuple[Key, FetchRequest]], in_flight: int
+    ) -> Generator[tuple[Key, FetchResult | FetchError], None, None]:
+        """Fetch many URLs at once from the calling thread: at most `in_flight`
+        transfers at a time, and per_host to one host (the same host limit fetch()
+        keeps). Yields each request's key with its result, or the FetchError it failed
+        with, as they finish; transfers go on in the kernel while the caller works.
+
+        One curl multi handle drives every transfer, so no thread waits for another
+        to hand it the GIL: for a quick answer such as a 304, those hand-offs cost
+        more than the request itself."""
+        run = _MultiRun(self, self._multi_session(), iter(requests), max(1, in_flight))
+        try:
+            yield from run.results()
+        finally:
+            run.abandon()
+
+    def _hops(self, request: FetchRequest) -> Hops:
+        """A fetch as the requests it makes: each _Hop yielded is answered with its
+        exchange. Redirects are followed by hand, so a permanent move is recorded and
+        an unsafe target refused; returns the result, raises FetchError. fetch() and
+        fetch_many() both drive it."""
+        lines = self._request_lines(request.headers)
+        etag, last_modified = request.etag, request.last_modified
         # Validators are echoed from a server's headers: never let one end a line.
         if etag and "\r" not in etag and "\n" not in etag:
             lines.append(_line("If-None-Match", etag))
         if last_modified and "\r" not in last_modified and "\n" not in last_modified:
             lines.append(_line("If-Modified-Since", last_modified))
         deadline = time.monotonic() + self.limits.deadline
-        return self._follow(url, lines, allow_private, now or datetime.now(UTC), deadline)
+        now = request.now or datetime.now(UTC)
+        url = request.url
+        moved_to: str | None = None
+        permanent_so_far = True
+        for _hop in range(self.limits.max_redirects + 1):
+            origin = _origin(url)
+            _check_scheme(url, origin[0])
+            exchange = yield _Hop(url, origin, lines, deadline)
+            status = exchange.status
+            if status not in REDIRECTS:
+                return self._result(url, exchange, moved_to, now)
+            location = exchange.headers.get("location")
+            if not location:
+                raise FetchError(f"redirect {status} without Location", status=status)
+            target = urljoin(url, _location(location))
+            _check_scheme(target)
+            if not request.allow_private and _leaves_public_space(request.url, target):
+                raise FetchError(
+                    f"refused redirect from a public address to a private one: {target}"
+                )
+            permanent_so_far = permanent_so_far and status in PERMANENT_REDIRECTS
+            if permanent_so_far:
+                moved_to = target
+            url = target
+        raise FetchError(f"more than {self.limits.max_redirects} redirects")
 
     def _request_lines(self, headers: Iterable[tuple[str, str]]) -> list[HeaderLine]:
         """Our headers, a source's own headers replacing ours of the same name."""
@@ -491,76 +692,67 @@ class Fetcher:
                 slots = self._host_slots.setdefault(host, _Slots(self.limits.per_host))
         return slots
 
-    def _follow(
-        self,
-        url: str,
-        headers: list[HeaderLine],
-        allow_private: bool,
-        now: datetime,
-        deadline: float,
-    ) -> FetchResult:
-        first_url = url
-        moved_to: str | None = None
-        permanent_so_far = True
-        for _hop in range(self.limits.max_redirects + 1):
-            origin = _origin(url)
-            _check_scheme(url, origin[0])
-            with self._slot(origin[1]):
-                exchange = self._exchange(url, origin, headers, deadline)
-            status = exchange.status
-            if status not in REDIRECTS:
-                return self._result(url, exchange, moved_to, now)
-            location = exchange.headers.get("location")
-            if not location:
-                raise FetchError(f"redirect {status} without Location", status=status)
-            target = urljoin(url, _location(location))
-            _check_scheme(target)
-            if not allow_private and _leaves_public_space(first_url, target):
-                raise FetchError(
-                    f"refused redirect from a public address to a private one: {target}"
-                )
-            permanent_so_far = permanent_so_far and status in PERMANENT_REDIRECTS
-            if permanent_so_far:
-                moved_to = target
-            url = target
-        raise FetchError(f"more than {self.limits.max_redirects} redirects")
+    def _multi_session(self) -> _MultiSession:
+        session: _MultiSession | None = getattr(self._local, "multi", None)
+        with self._handles_lock:
+            if self._closed:
+                raise FetchError("the fetcher is closed")
+            if session is None:
+                multi = pycurl.CurlMulti()
+                multi.setopt(pycurl.M_MAXCONNECTS, MAX_CONNECTIONS_PER_THREAD * 8)
+                self._handles.add(multi)
+                session = _MultiSession(multi)
+                self._local.multi = session
+        return session
 
-    def _exchange(
-        self, url: str, origin: Origin, headers: list[HeaderLine], deadline: float
-    ) -> _Exchange:
+    def _spare_handle(self, session: _MultiSession) -> pycurl.Curl:
+        if session.spare:
+            return session.spare.pop()
+        handle = self._new_handle()
+        with self._handles_lock:
+            self._handles.add(handle)
+        return handle
+
+    def _exchange(self, hop: _Hop) -> _Exchange:
         """One request and its answer, on this thread's handle, within the deadline."""
-        left = deadline - time.monotonic()
+        left = hop.deadline - time.monotonic()
         if left <= 0:
             raise FetchError(self._deadline_message())
         session = self._session()
-        if session.tainted(origin):
+        if session.connections.tainted(hop.origin):
             session = self._renew(session)
         handle = session.curl
         exchange = _Exchange(self.limits)
         try:
-            handle.setopt(pycurl.URL, _ascii_url(url))
-            handle.setopt(pycurl.HTTPHEADER, headers)
-            handle.setopt(pycurl.TIMEOUT_MS, max(1, int(left * 1000)))
-            handle.setopt(pycurl.HEADERFUNCTION, exchange.header)
-            handle.setopt(pycurl.WRITEFUNCTION, exchange.body)
+            _aim(handle, hop, exchange, left)
             handle.perform()
         except pycurl.error as exc:
-            if exchange.error is not None:
-                raise exchange.error from None
-            if not exchange.discarded:
-                raise FetchError(self._curl_message(exc, deadline)) from None
-            # Not a 2xx and its body left unread on purpose: the status is the answer.
+            failure = self._failure(exchange, exc.args, hop.deadline)
+            if failure is not None:
+                raise failure from None
         finally:
-            session.remember(origin)
+            session.connections.remember(hop.origin, handle)
         return exchange
+
+    def _failure(
+        self, exchange: _Exchange, args: tuple[Any, ...], deadline: float
+    ) -> FetchError | None:
+        """What a transfer that curl ended with an error means: the cap or decoding
+        error a callback stopped it for; nothing when an unwanted body (not a 2xx) was
+        left unread on purpose, as the status is the answer; else curl's reason."""
+        if exchange.error is not None:
+            return exchange.error
+        if exchange.discarded:
+            return None
+        return FetchError(self._curl_message(args, deadline))
 
     def _deadline_message(self) -> str:
         return f"timed out: the fetch took longer than its {self.limits.deadline:g} s deadline"
 
-    def _curl_message(self, exc: pycurl.error, deadline: float) -> str:
-        if len(exc.args) < 2 or not isinstance(exc.args[0], int):
-            return f"curl: {exc}"  # not from a transfer (a handle closed under us, say)
-        code, text = exc.args[0], str(exc.args[1])
+    def _curl_message(self, args: tuple[Any, ...], deadline: float) -> str:
+        if len(args) < 2 or not isinstance(args[0], int):
+            return f"curl: {args}"  # not from a transfer (a handle closed under us, say)
+        code, text = args[0], str(args[1])
         if code == pycurl.E_OPERATION_TIMEDOUT:
             if time.monotonic() >= deadline - 0.05:
                 return self._deadline_message()
@@ -618,6 +810,193 @@ class Fetcher:
             max_age=parse_max_age(headers, now),
             headers=headers,
         )
+
+
+@dataclass(eq=False)
+class _Transfer:
+    """A fetch of fetch_many: the caller's key, its hops, the request under way."""
+
+    key: Any
+    hops: Hops
+    hop: _Hop
+    exchange: _Exchange | None = None
+
+
+# The longest fetch_many waits for its sockets before asking curl again: curl's own
+# timers say when it wants to be asked; this bounds the wait should they not.
+LONGEST_WAIT = 0.1
+
+
+class _MultiRun:
+    """One fetch_many call: starts transfers as the in-flight budget and the host
+    slots allow, drives them all with curl's multi interface, and hands back each
+    fetch as it finishes. A redirect's next request takes the same way in."""
+
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        session: _MultiSession,
+        requests: Iterator[tuple[Any, FetchRequest]],
+        in_flight: int,
+    ) -> None:
+        self.fetcher = fetcher
+        self.session = session
+        self.requests = requests
+        self.in_flight = in_flight
+        self.active: dict[pycurl.Curl, _Transfer] = {}
+        self.waiting: deque[_Transfer] = deque()  # for a slot of their host
+        self.finished: deque[tuple[Any, FetchResult | FetchError]] = deque()
+        self.exhausted = False
+
+    def results(self) -> Iterator[tuple[Any, FetchResult | FetchError]]:
+        while True:
+            self._fill()
+            if self.finished:
+                yield self.finished.popleft()
+            elif self.active:
+                self._drive()
+            elif self.waiting:  # every slot of their hosts is another thread's
+                self._wait_for_slot()
+            elif self.exhausted:
+                return
+
+    def _fill(self) -> None:
+        """Start what can start: fetches waiting for a host slot first, then new
+        requests while fewer than in_flight are under way."""
+        for _ in range(len(self.waiting)):
+            transfer = self.waiting.popleft()
+            if len(self.active) >= self.in_flight or not self._try_start(transfer):
+                self.waiting.append(transfer)
+        while not self.exhausted and len(self.active) + len(self.waiting) < self.in_flight:
+            pulled = next(self.requests, None)
+            if pulled is None:
+                self.exhausted = True
+            else:
+                self._begin(*pulled)
+
+    def _begin(self, key: Any, request: FetchRequest) -> None:
+        if _origin(request.url)[0] == "file":
+            try:
+                result: FetchResult | FetchError = fetch_file(
+                    request.url,
+                    etag=request.etag,
+                    last_modified=request.last_modified,
+                    limits=self.fetcher.limits,
+                )
+            except FetchError as exc:
+                result = exc
+            self.finished.append((key, result))
+            return
+        hops = self.fetcher._hops(request)
+        try:
+            hop = next(hops)
+        except FetchError as exc:
+            self.finished.append((key, exc))
+            return
+        transfer = _Transfer(key, hops, hop)
+        if not self._try_start(transfer):
+            self.waiting.append(transfer)
+
+    def _slot(self, transfer: _Transfer) -> _Slots:
+        return self.fetcher._slot(transfer.hop.origin[1])
+
+    def _try_start(self, transfer: _Transfer) -> bool:
+        if not self._slot(transfer).take():
+            return False
+        self._start(transfer)
+        return True
+
+    def _wait_for_slot(self) -> None:
+        transfer = self.waiting.popleft()
+        if self._slot(transfer).take(wait=max(0.0, transfer.hop.deadline - time.monotonic())):
+            self._start(transfer)
+        else:
+            self._end(transfer, FetchError(self.fetcher._deadline_message()))
+
+    def _start(self, transfer: _Transfer) -> None:
+        """The transfer's request under way (its host slot taken)."""
+        hop = transfer.hop
+        left = hop.deadline - time.monotonic()
+        if left <= 0:
+            self._slot(transfer).give_back()
+            self._end(transfer, FetchError(self.fetcher._deadline_message()))
+            return
+        session = self.session
+        handle = self.fetcher._spare_handle(session)
+        busy = {
+            other.getinfo(pycurl.ACTIVESOCKET)
+            for other, under_way in self.active.items()
+            if under_way.hop.origin == hop.origin
+        }
+        # A connection with unasked bytes was shut down: this request gets a new one
+        # rather than relying on curl's retry after a failed send.
+        tainted = session.pool.clean(hop.origin, busy)
+        handle.setopt(pycurl.FRESH_CONNECT, 1 if tainted else 0)
+        transfer.exchange = _Exchange(self.fetcher.limits)
+        _aim(handle, hop, transfer.exchange, left)
+        session.multi.add_handle(handle)
+        self.active[handle] = transfer
+
+    def _drive(self) -> None:
+        """Let curl move every transfer on; wait for the sockets when none finished."""
+        multi = self.session.multi
+        while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+            pass
+        finished = False
+        while True:
+            queued, succeeded, failed = multi.info_read()
+            for handle in succeeded:
+                self._done(handle, None)
+            for handle, code, text in failed:
+                self._done(handle, (code, text))
+            finished = finished or bool(succeeded or failed)
+            if not queued:
+                break
+        if not finished:
+            wanted = multi.timeout()  # ms; -1: no timer set
+            multi.select(LONGEST_WAIT if wanted < 0 else min(wanted / 1000, LONGEST_WAIT))
+
+    def _done(self, handle: pycurl.Curl, error: tuple[Any, ...] | None) -> None:
+        """A request answered (or failed): the fetch ends, or its next hop waits to start."""
+        transfer = self.active.pop(handle)
+        hop, exchange = transfer.hop, transfer.exchange
+        assert exchange is not None
+        self.session.pool.remember(hop.origin, handle)
+        self.session.multi.remove_handle(handle)
+        self.session.spare.append(handle)
+        self._slot(transfer).give_back()
+        if error is not None:
+            failure = self.fetcher._failure(exchange, error, hop.deadline)
+            if failure is not None:
+                self._end(transfer, failure)
+                return
+        try:
+            transfer.hop = transfer.hops.send(exchange)
+        except StopIteration as finished:
+            self.finished.append((transfer.key, finished.value))
+            return
+        except FetchError as exc:
+            self.finished.append((transfer.key, exc))
+            return
+        if not self._try_start(transfer):
+            self.waiting.append(transfer)
+
+    def _end(self, transfer: _Transfer, error: FetchError) -> None:
+        transfer.hops.close()
+        self.finished.append((transfer.key, error))
+
+    def abandon(self) -> None:
+        """The caller stopped early: transfers under way are dropped, slots given back."""
+        for handle, transfer in self.active.items():
+            with contextlib.suppress(pycurl.error):
+                self.session.multi.remove_handle(handle)
+            self.session.spare.append(handle)
+            self._slot(transfer).give_back()
+            transfer.hops.close()
+        self.active.clear()
+        for transfer in self.waiting:
+            transfer.hops.close()
+        self.waiting.clear()
 
 
 def _reason(status: int, phrase: str) -> str:

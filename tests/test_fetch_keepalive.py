@@ -16,6 +16,10 @@ import pytest
 from aggregator.errors import FetchError
 from aggregator.fetch import Fetcher, Limits
 from tests.feeds import Item, rss
+from tests.multifetch import fetch_way  # noqa: F401  (a fixture)
+
+# Every test here runs twice: fetch() on its own, and through fetch_many.
+pytestmark = pytest.mark.usefixtures("fetch_way")
 
 FEED = rss([Item("NW202112240300260001", "凝神聚力保畅通")])
 FORGED = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nEVIL!"

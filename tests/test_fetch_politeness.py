@@ -29,6 +29,10 @@ from tests.hostile import (
     redirect,
     respond,
 )
+from tests.multifetch import fetch_way  # noqa: F401  (a fixture)
+
+# Every test here runs twice: fetch() on its own, and through fetch_many.
+pytestmark = pytest.mark.usefixtures("fetch_way")
 
 FEED = rss([Item("NW202112240300260001", "凝神聚力保畅通")])
 

@@ -43,6 +43,10 @@ from tests.hostile import (
     respond,
     slow_headers,
 )
+from tests.multifetch import fetch_way  # noqa: F401  (a fixture)
+
+# Every test here runs twice: fetch() on its own, and through fetch_many.
+pytestmark = pytest.mark.usefixtures("fetch_way")
 
 FAST = Limits(
     connect_timeout=2.0,

@@ -1,0 +1,43 @@
+"""A Fetcher whose fetch() goes through fetch_many, one request at a time: the fetch
+tests run both ways, so the multi path keeps every promise the easy path keeps."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from aggregator.errors import FetchError
+from aggregator.fetch import Fetcher, FetchRequest
+from aggregator.models import FetchResult
+
+
+class MultiFetcher(Fetcher):
+    def fetch(
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        allow_private: bool = False,
+        now: datetime | None = None,
+    ) -> FetchResult:
+        request = FetchRequest(url, etag, last_modified, tuple(headers), allow_private, now)
+        [(key, result)] = list(self.fetch_many([(url, request)], in_flight=1))
+        assert key == url
+        if isinstance(result, FetchError):
+            raise result
+        return result
+
+
+@pytest.fixture(params=["easy", "multi"])
+def fetch_way(request: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Parametrizes a test module over the two ways to fetch: its `Fetcher` name is
+    MultiFetcher for the "multi" runs."""
+    if request.param == "multi":
+        monkeypatch.setattr(sys.modules[request.module.__name__], "Fetcher", MultiFetcher)
+    return str(request.param)
