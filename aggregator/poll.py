@@ -19,8 +19,8 @@ from typing import Any
 
 from aggregator.config import Source
 from aggregator.errors import FetchError, ParseError
-from aggregator.fetch import Fetcher
-from aggregator.models import EntryRecord, ParsedFeed
+from aggregator.fetch import Fetcher, FetchRequest
+from aggregator.models import EntryRecord, FetchResult, ParsedFeed
 from aggregator.rules import prepare
 from aggregator.sandbox import ParseLimits, parse_limited
 from aggregator.schedule import PollFacts, next_poll_at
@@ -269,6 +269,29 @@ def poll_source(
     return step if isinstance(step, PollOutcome) else store_parsed(step, store, record)
 
 
+@dataclass(frozen=True)
+class PollStart:
+    """A poll about to fetch: its source and stored state, when it began, and the
+    request that state allows (conditional, to where the feed moved)."""
+
+    source: Source
+    state: SourceState
+    started: datetime
+    request: FetchRequest
+
+
+def begin_poll(source: Source, state: SourceState, started: datetime) -> PollStart:
+    request = FetchRequest(
+        state.moved_to or source.url,
+        etag=state.etag,
+        last_modified=state.last_modified,
+        headers=tuple(source.headers),
+        allow_private=source.allow_private,
+        now=started,
+    )
+    return PollStart(source, state, started, request)
+
+
 def fetch_and_parse(
     source: Source,
     store: Store,
@@ -283,20 +306,36 @@ def fetch_and_parse(
     """The first half of a poll, which writes nothing but poll states: fetch, then parse
     a new body. A 304, the same bytes again or a failure end the poll here (their state
     stored with `record`); new bytes give a Parsed for store_parsed."""
-    started = clock()
-    state = state or store.source_state(source.id)
-    url = state.moved_to or source.url
+    start = begin_poll(source, state or store.source_state(source.id), clock())
+    request = start.request
     try:
-        fetched = fetcher.fetch(
-            url,
-            etag=state.etag,
-            last_modified=state.last_modified,
-            headers=source.headers,
-            allow_private=source.allow_private,
-            now=started,
+        fetched: FetchResult | FetchError = fetcher.fetch(
+            request.url,
+            etag=request.etag,
+            last_modified=request.last_modified,
+            headers=request.headers,
+            allow_private=request.allow_private,
+            now=request.now,
         )
     except FetchError as exc:
-        return _failed(source, record, state, exc, started, rand())
+        fetched = exc
+    return after_fetch(start, fetched, store, record=record, clock=clock, rand=rand, limits=limits)
+
+
+def after_fetch(
+    start: PollStart,
+    fetched: FetchResult | FetchError,
+    store: Store,
+    *,
+    record: RecordPoll,
+    clock: Clock = utc_now,
+    rand: Callable[[], float] = random.random,
+    limits: ParseLimits | None = None,
+) -> PollOutcome | Parsed:
+    """fetch_and_parse once the fetch is done (by fetch() or fetch_many())."""
+    source, state, started = start.source, start.state, start.started
+    if isinstance(fetched, FetchError):
+        return _failed(source, record, state, fetched, started, rand())
     validators = {
         "etag": fetched.etag or state.etag,
         "last_modified": fetched.last_modified or state.last_modified,

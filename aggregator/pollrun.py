@@ -1,8 +1,9 @@
 """Poll many sources once, a bounded number at a time: the `aggregator poll` command.
 
-The daemon has its scheduler; a one-off run uses a plain thread pool of
-settings.workers, so a hundred sources do not take a hundred fetch times. Parsing
-is CPU work that threads cannot spread over cores (the GIL), so a large run also
+The daemon has its scheduler; a one-off run keeps settings.workers fetches in
+flight from one thread (Fetcher.fetch_many), so a hundred sources do not take a
+hundred fetch times, and reads and stores each answer as it comes. Parsing is CPU
+work that threads cannot spread over cores (the GIL), so a large first run also
 splits the sources over worker processes, each with its own threads, database
 connection and fetcher (the per-host limit shared out between them). The workers
 fetch and parse; the calling process stores what they parsed, so entries have one
@@ -11,6 +12,7 @@ writer. On a terminal, a long run shows a progress bar instead of scrolling line
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import multiprocessing
 import os
@@ -25,14 +27,17 @@ from typing import Any
 import click
 
 from aggregator.config import Source
-from aggregator.errors import AggregatorError
+from aggregator.errors import AggregatorError, FetchError
 from aggregator.fetch import Fetcher, Limits
+from aggregator.models import FetchResult
 from aggregator.poll import (
     Clock,
     Parsed,
     PollOutcome,
+    PollStart,
+    after_fetch,
+    begin_poll,
     fetch_and_parse,
-    poll_source,
     store_parsed,
     utc_now,
 )
@@ -123,12 +128,13 @@ def poll_many(
     clock: Clock = utc_now,
     processes: int = 1,
 ) -> list[PollOutcome]:
-    """Poll each source once, at most `workers` at a time.
+    """Poll each source once, at most `workers` fetches at a time.
 
-    on_done is called in the calling thread as each poll finishes; the result
-    is in the order of `sources`. poll_source never raises for a source's own
-    failure, so one bad source stops nothing. With processes > 1 the polls run in
-    that many worker processes (see process_count); the clock must then be picklable.
+    The calling thread does it all: fetch_many keeps the fetches in flight while this
+    thread reads and stores what each brought. on_done is called as each poll
+    finishes; the result is in the order of `sources`. A source's own failure never
+    raises, so one bad source stops nothing. With processes > 1 the polls run in that
+    many worker processes (see process_count); the clock must then be picklable.
     """
     if not sources:
         return []
@@ -138,46 +144,32 @@ def poll_many(
         )
     states = store.source_states([source.id for source in sources])
     records = PollRecords(store)
-
-    def poll(source: Source) -> PollOutcome:
-        return poll_source(
-            source,
-            store,
-            fetcher,
-            limits=limits,
-            clock=clock,
-            state=states[source.id],
-            record=records,
-        )
-
-    jobs: queue.SimpleQueue[Source | None] = queue.SimpleQueue()
-    for source in sources:
-        jobs.put(source)
-    done: queue.SimpleQueue[PollOutcome | BaseException] = queue.SimpleQueue()
-    stop = threading.Event()
-    threads = [
-        threading.Thread(
-            target=_work, args=(poll, jobs, done.put, stop), name=POLL_THREAD, daemon=True
-        )
-        for _ in range(max(1, min(workers, len(sources))))
-    ]
-    for thread in threads:
-        jobs.put(None)  # one stop sign per thread
-        thread.start()
+    # Begun as fetch_many takes them, so each poll's clock starts with its fetch.
+    starts = (begin_poll(source, states[source.id], clock()) for source in sources)
     by_id: dict[str, PollOutcome] = {}
     try:
-        for _ in sources:  # one answer each (counted: a source may be named twice)
-            outcome = done.get()
-            if isinstance(outcome, BaseException):
-                raise outcome
-            by_id[outcome.source_id] = outcome
-            on_done(outcome)
+        fetches = fetcher.fetch_many(((start, start.request) for start in starts), workers)
+        with contextlib.closing(fetches):
+            for start, fetched in fetches:
+                outcome = _settle(start, fetched, store, records, clock, limits)
+                by_id[outcome.source_id] = outcome
+                on_done(outcome)
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
         records.flush()
     return [by_id[source.id] for source in sources]
+
+
+def _settle(
+    start: PollStart,
+    fetched: FetchResult | FetchError,
+    store: Store,
+    records: PollRecords,
+    clock: Clock,
+    limits: ParseLimits | None,
+) -> PollOutcome:
+    """The rest of a poll once its fetch is done: read and stored in this thread."""
+    step = after_fetch(start, fetched, store, record=records, clock=clock, limits=limits)
+    return step if isinstance(step, PollOutcome) else store_parsed(step, store, records)
 
 
 def _work(
