@@ -4,8 +4,8 @@ The daemon has its scheduler; a one-off run keeps settings.workers fetches in
 flight from one thread (Fetcher.fetch_many), so a hundred sources do not take a
 hundred fetch times, and reads and stores each answer as it comes. Parsing is CPU
 work that threads cannot spread over cores (the GIL), so a large first run also
-splits the sources over worker processes, each with its own threads, database
-connection and fetcher (the per-host limit shared out between them). The workers
+splits the sources over worker processes, each with its own fetches in flight,
+database connection and fetcher (the per-host limit shared out between them). The workers
 fetch and parse; the calling process stores what they parsed, so entries have one
 writer. On a terminal, a long run shows a progress bar instead of scrolling lines.
 """
@@ -19,7 +19,7 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import click
 
 from aggregator.config import Source
 from aggregator.errors import AggregatorError, FetchError
-from aggregator.fetch import Fetcher, Limits
+from aggregator.fetch import Fetcher, FetchRequest, Limits
 from aggregator.models import FetchResult
 from aggregator.poll import (
     Clock,
@@ -37,7 +37,6 @@ from aggregator.poll import (
     PollStart,
     after_fetch,
     begin_poll,
-    fetch_and_parse,
     store_parsed,
     utc_now,
 )
@@ -52,7 +51,6 @@ MAX_PROCESSES = 4
 WORKER_GC_THRESHOLD = 10_000
 # Polls whose state is committed together (see PollRecords).
 RECORD_BATCH = 64
-POLL_THREAD = "aggregator-poll"  # the name of poll_many's threads
 
 
 class PollRecords:
@@ -172,25 +170,6 @@ def _settle(
     return step if isinstance(step, PollOutcome) else store_parsed(step, store, records)
 
 
-def _work(
-    poll: Callable[[Source], PollOutcome | Parsed],
-    jobs: Any,
-    put: Callable[[Any], None],
-    stop: threading.Event | None = None,
-) -> None:
-    """A polling thread: takes sources until it meets a stop sign (or `stop` is set),
-    puts what each poll gives with `put`, or the exception a poll raised, and then
-    stops. Plain threads and C-level queues: a 304 costs less than a Future and its
-    condition variable."""
-    while (stop is None or not stop.is_set()) and (source := jobs.get()) is not None:
-        try:
-            outcome = poll(source)
-        except BaseException as exc:  # a storage fault, say: the caller re-raises it
-            put(exc)
-            return
-        put(outcome)
-
-
 def _poll_in_processes(
     sources: Sequence[Source],
     store: Store,
@@ -203,18 +182,18 @@ def _poll_in_processes(
 ) -> list[PollOutcome]:
     context: Any = multiprocessing.get_context(start_method(threading.active_count()))
     jobs: Any = context.Queue()
-    threads = share_out(workers, processes)
+    in_flight = share_out(workers, processes)
     # Bounded: parsing may run ahead of storing, but not with the whole run in memory.
-    results: Any = context.Queue(maxsize=threads * processes)
+    results: Any = context.Queue(maxsize=in_flight * processes)
     for source in sources:
         jobs.put(source)
-    for _ in range(threads * processes):
-        jobs.put(None)  # one stop sign per thread
+    for _ in range(processes):
+        jobs.put(None)  # one stop sign per process
     shared = replace(fetcher.limits, per_host=share_out(fetcher.limits.per_host, processes))
     children = [
         context.Process(
             target=_process_main,
-            args=(store.path, shared, fetcher.user_agent, limits, clock, threads, jobs, results),
+            args=(store.path, shared, fetcher.user_agent, limits, clock, in_flight, jobs, results),
             daemon=True,
         )
         for _ in range(processes)
@@ -270,12 +249,13 @@ def _process_main(
     user_agent: str,
     limits: ParseLimits | None,
     clock: Clock,
-    threads: int,
+    in_flight: int,
     jobs: Any,
     results: Any,
 ) -> None:
-    """A worker process: `threads` threads take sources until each meets a stop sign,
-    fetch and parse them, and put each Parsed (or finished outcome) in `results`."""
+    """A worker process: takes sources until it meets a stop sign, fetches them (up to
+    `in_flight` at a time, from one thread) and parses what they bring; puts each
+    Parsed (or finished outcome) in `results`, or the exception that stopped it."""
     # Parsing makes and drops many small objects, nearly all freed by reference
     # counting: collect the young generation less often, and leave what a fork
     # inherited out of collections (scanning it would copy the parent's pages).
@@ -284,18 +264,21 @@ def _process_main(
     with Store(database) as store, Fetcher(fetch_limits, user_agent) as fetcher:
         records = PollRecords(store)
 
-        def poll(source: Source) -> PollOutcome | Parsed:
-            return fetch_and_parse(
-                source, store, fetcher, limits=limits, clock=clock, record=records
-            )
+        def starts() -> Iterator[tuple[PollStart, FetchRequest]]:
+            while (source := jobs.get()) is not None:
+                start = begin_poll(source, store.source_state(source.id), clock())
+                yield start, start.request
 
-        pool = [
-            threading.Thread(target=_work, args=(poll, jobs, results.put)) for _ in range(threads)
-        ]
-        for thread in pool:
-            thread.start()
-        for thread in pool:
-            thread.join()
+        try:
+            with contextlib.closing(fetcher.fetch_many(starts(), in_flight)) as fetches:
+                for start, fetched in fetches:
+                    results.put(
+                        after_fetch(
+                            start, fetched, store, record=records, clock=clock, limits=limits
+                        )
+                    )
+        except BaseException as exc:  # a storage fault, say: the caller re-raises it
+            results.put(exc)
         records.flush()
 
 
