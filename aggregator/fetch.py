@@ -476,10 +476,11 @@ class _MultiSession:
     """A thread's curl multi handle for fetch_many: one connection pool for all its
     transfers, and easy handles kept between calls, so connections stay alive."""
 
-    __slots__ = ("multi", "pool", "spare")
+    __slots__ = ("multi", "pool", "running", "spare")
 
     def __init__(self, multi: pycurl.CurlMulti) -> None:
         self.multi = multi
+        self.running = False
         self.spare: list[pycurl.Curl] = []
         self.pool = _Pool()
 
@@ -583,11 +584,16 @@ class Fetcher:
         One curl multi handle drives every transfer, so no thread waits for another
         to hand it the GIL: for a quick answer such as a 304, those hand-offs cost
         more than the request itself."""
-        run = _MultiRun(self, self._multi_session(), iter(requests), max(1, in_flight))
+        session = self._multi_session()
+        if session.running:  # its multi handle would mix two runs' transfers
+            raise RuntimeError("fetch_many is already running in this thread")
+        session.running = True
+        run = _MultiRun(self, session, iter(requests), max(1, in_flight))
         try:
             yield from run.results()
         finally:
             run.abandon()
+            session.running = False
 
     def _hops(self, request: FetchRequest) -> Hops:
         """A fetch as the requests it makes: each _Hop yielded is answered with its

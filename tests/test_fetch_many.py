@@ -10,6 +10,8 @@ import socket
 import threading
 from pathlib import Path
 
+import pytest
+
 from aggregator.errors import FetchError
 from aggregator.fetch import Fetcher, FetchRequest, Limits
 from aggregator.models import FetchResult
@@ -116,3 +118,15 @@ def test_a_caller_that_stops_early_gives_the_host_slots_back(server: FeedServer)
         found = fetch_all(fetcher, {u: FetchRequest(u) for u in urls}, in_flight=4)
         assert fetcher.fetch(urls[0]).body == FEED
     assert all(isinstance(r, FetchResult) and r.body == FEED for r in found.values())
+
+
+def test_one_thread_runs_one_fetch_many_at_a_time(server: FeedServer) -> None:
+    url = server.set("/feed.xml", FEED)
+    with Fetcher() as fetcher:
+        outer = fetcher.fetch_many([(1, FetchRequest(url))], in_flight=1)
+        next(outer)
+        inner = fetcher.fetch_many([(2, FetchRequest(url))], in_flight=1)
+        with pytest.raises(RuntimeError, match="already running"):
+            next(inner)
+        outer.close()
+        assert [key for key, _ in fetcher.fetch_many([(3, FetchRequest(url))], 1)] == [3]
