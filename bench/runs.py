@@ -1,6 +1,6 @@
 """One measured run, in a fresh process: ``python -m bench.runs SIDE SCENARIO JSON``.
 
-SIDE is "ours" (aggregator's real poll path, pollrun.poll_many over poll.poll_source) or "reader"
+SIDE is "ours" (aggregator's real poll path, pollrun.poll_many) or "reader"
 (lemon24/reader, update_feeds). It prints one JSON line with the timing and the
 process's memory, so every run starts cold and peak RSS belongs to that run alone.
 """
@@ -125,8 +125,8 @@ class Ours:
         from aggregator.pollrun import poll_many, processes_for  # imported by __init__
         from aggregator.sandbox import ParseLimits
 
-        # The path of `aggregator poll` (the daemon runs the same poll_source): a thread
-        # pool, in as many processes as that command would use for this many sources.
+        # The path of `aggregator poll` (the daemon runs the same steps in poll_source):
+        # in as many processes as that command would use for this many sources.
         polled = sources or self.sources
         processes = self.params.get("processes") or processes_for(
             self.store, polled, os.cpu_count()
