@@ -4,9 +4,9 @@ libcurl (pycurl) does the HTTP: one reused easy handle per thread, so each threa
 keeps its connections alive; fetch_many drives many fetches at once from one thread
 through a curl multi handle, whose pool keeps them alive. Every fetch has a connect
 timeout, a read timeout (no body data for so long) and a total deadline covering
-name resolution, connect, headers and body; the body is capped before and after decompression,
-which is ours (curl is never asked to inflate); redirects are followed by hand
-so permanent moves can be recorded and unsafe targets refused.
+name resolution, connect, headers and body; the body is capped before and after
+decompression, which is ours (curl is never asked to inflate); redirects are
+followed by hand so permanent moves can be recorded and unsafe targets refused.
 
 Keep-alive is safe against a server that sends more than its Content-Length:
 curl drops a connection where the surplus comes in the same read, and

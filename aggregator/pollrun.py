@@ -5,9 +5,10 @@ flight from one thread (Fetcher.fetch_many), so a hundred sources do not take a
 hundred fetch times, and reads and stores each answer as it comes. Parsing is CPU
 work that threads cannot spread over cores (the GIL), so a large first run also
 splits the sources over worker processes, each with its own fetches in flight,
-database connection and fetcher (the per-host limit shared out between them). The workers
-fetch and parse; the calling process stores what they parsed, so entries have one
-writer. On a terminal, a long run shows a progress bar instead of scrolling lines.
+database connection and fetcher (the per-host limit shared out between them). The
+workers fetch and parse; the calling process stores what they parsed, so entries
+have one writer. On a terminal, a long run shows a progress bar instead of
+scrolling lines.
 """
 
 from __future__ import annotations
