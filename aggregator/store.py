@@ -454,16 +454,26 @@ class Store:
         self.record_polls([(source_id, values)])
 
     def record_polls(self, polls: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        """record_poll for many sources in one write transaction."""
+        """record_poll for many sources in one write transaction: one statement for
+        each run of polls that set the same columns (all of a run of 304s do), in the
+        order given, so a source polled twice keeps its last poll."""
+        runs: list[tuple[tuple[str, ...], list[dict[str, Any]]]] = []
+        for source_id, values in polls:
+            names = tuple(values)
+            row = {k: iso(v) if isinstance(v, datetime) else v for k, v in values.items()}
+            row["id"] = source_id
+            if runs and runs[-1][0] == names:
+                runs[-1][1].append(row)
+            else:
+                runs.append((names, [row]))
         with self.transaction() as db:
             conn = db.conn
-            for source_id, values in polls:
-                columns = {k: iso(v) if isinstance(v, datetime) else v for k, v in values.items()}
-                assignments = ", ".join(f"{name} = :{name}" for name in columns)
-                conn.execute("INSERT OR IGNORE INTO sources (id) VALUES (?)", [source_id])
-                conn.execute(
-                    f"UPDATE sources SET {assignments} WHERE id = :id", {**columns, "id": source_id}
-                )
+            conn.executemany(
+                "INSERT OR IGNORE INTO sources (id) VALUES (?)", [(i,) for i, _ in polls]
+            )
+            for names, rows in runs:
+                assignments = ", ".join(f"{name} = :{name}" for name in names)
+                conn.executemany(f"UPDATE sources SET {assignments} WHERE id = :id", rows)
 
     # --- entries ---
 

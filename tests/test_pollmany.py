@@ -224,6 +224,19 @@ def test_poll_states_are_committed_a_batch_at_a_time(tmp_path: Path, clock: Cloc
         assert len(other.source_rows()) == 4
 
 
+def test_a_batch_of_poll_states_keeps_each_sources_last_poll(tmp_path: Path) -> None:
+    """Polls that set the same columns are written by one statement; a source polled
+    again later in the batch, with other columns, still ends with its last poll."""
+    error = {"last_result": "error", "last_error": "HTTP 503", "error_count": 1}
+    ok = {"last_result": "ok", "etag": '"v2"', "error_count": 0}
+    with Store(tmp_path / "states.db") as store:
+        store.record_polls([("a", error), ("b", ok), ("a", ok), ("c", ok), ("a", error)])
+        assert store.source_state("a").error_count == 1
+        assert [r["last_result"] for r in store.source_rows()] == ["error", "ok", "ok"]
+        assert store.source_state("b").etag == store.source_state("c").etag == '"v2"'
+        assert store.source_state("a").etag == '"v2"'  # set by its poll in between
+
+
 def test_source_states_reads_many_as_source_state_reads_one(
     server: FeedServer, write_config: Any, clock: Clock
 ) -> None:
