@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from aggregator.fetch import Fetcher, FetchRequest, Limits
 from aggregator.models import FetchResult
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer
-from tests.hostile import HostileServer, concurrency_probe
+from tests.hostile import HostileServer, concurrency_probe, respond
 
 FEED = rss([Item("NW202112240300260001", "凝神聚力保畅通")])
 
@@ -51,6 +52,32 @@ def check_limits(hostile: HostileServer) -> None:
     with Fetcher(Limits(per_host=8)) as fetcher:
         fetch_all(fetcher, requests, in_flight=3)
     assert max(seen) == 3  # the budget, when the host would allow more
+
+
+def test_a_host_slot_held_by_another_thread_is_waited_for() -> None:
+    """Another thread's fetch() holds the host's only slot: fetch_many waits for it."""
+    seen: list[int] = []
+    with HostileServer(lifetime=60) as hostile:
+        hostile.routes["/slow.xml"] = concurrency_probe(FEED, 0.5, seen, threading.Lock())
+        hostile.routes["/feed.xml"] = respond(FEED)
+        url = hostile.url("/feed.xml")
+        with Fetcher(Limits(per_host=1)) as fetcher:
+            other = threading.Thread(target=fetcher.fetch, args=(hostile.url("/slow.xml"),))
+            other.start()
+            while not seen:  # the other thread's request is under way: the slot is taken
+                time.sleep(0.01)
+            found = fetch_all(fetcher, {"a": FetchRequest(url), "b": FetchRequest(url)}, 2)
+            other.join()
+    assert all(isinstance(r, FetchResult) and r.body == FEED for r in found.values())
+
+
+def test_waiting_for_a_host_slot_counts_towards_the_deadline(server: FeedServer) -> None:
+    url = server.set("/feed.xml", FEED)
+    with Fetcher(Limits(per_host=1, deadline=0.3)) as fetcher:
+        with fetcher._slot("127.0.0.1"):  # held, as by another thread's fetch, too long
+            found = fetch_all(fetcher, {"a": FetchRequest(url)}, 2)
+        assert fetcher.fetch(url).body == FEED  # the slot is free again
+    assert isinstance(found["a"], FetchError) and "0.3 s deadline" in str(found["a"])
 
 
 def _closed_port() -> int:
