@@ -231,7 +231,7 @@ def _hint_fields(hints: str) -> tuple[Any, Any, frozenset[int], frozenset[int]] 
 @dataclass
 class Parsed:
     """A poll fetched and parsed, its entries ready for the store: the first half of a
-    poll (fetch_and_parse), which a worker process hands to the process that writes
+    poll (after_fetch), which a worker process hands to the process that writes
     (store_parsed). Plain data, so it can be pickled."""
 
     source: Source
@@ -244,29 +244,6 @@ class Parsed:
     stored_at: datetime
     rand: float
     status: int
-
-
-def poll_source(
-    source: Source,
-    store: Store,
-    fetcher: Fetcher,
-    *,
-    clock: Clock = utc_now,
-    rand: Callable[[], float] = random.random,
-    limits: ParseLimits | None = None,
-    state: SourceState | None = None,
-    record: RecordPoll | None = None,
-) -> PollOutcome:
-    """Poll one source end to end. Never raises for the source's own failures.
-
-    A failed fetch or parse stores nothing but the error: the source's entries
-    stay as they were. `state` is the source's stored state when the caller has
-    read it already; `record` stores the poll's state (default: at once)."""
-    record = record or (lambda source_id, values: store.record_poll(source_id, **values))
-    step = fetch_and_parse(
-        source, store, fetcher, clock=clock, rand=rand, limits=limits, state=state, record=record
-    )
-    return step if isinstance(step, PollOutcome) else store_parsed(step, store, record)
 
 
 @dataclass(frozen=True)
@@ -292,21 +269,20 @@ def begin_poll(source: Source, state: SourceState, started: datetime) -> PollSta
     return PollStart(source, state, started, request)
 
 
-def fetch_and_parse(
+def poll_source(
     source: Source,
     store: Store,
     fetcher: Fetcher,
     *,
-    record: RecordPoll,
     clock: Clock = utc_now,
     rand: Callable[[], float] = random.random,
     limits: ParseLimits | None = None,
-    state: SourceState | None = None,
-) -> PollOutcome | Parsed:
-    """The first half of a poll, which writes nothing but poll states: fetch, then parse
-    a new body. A 304, the same bytes again or a failure end the poll here (their state
-    stored with `record`); new bytes give a Parsed for store_parsed."""
-    start = begin_poll(source, state or store.source_state(source.id), clock())
+) -> PollOutcome:
+    """Poll one source end to end, its state stored at once (the daemon's way; the
+    `aggregator poll` command drives the same steps, begin_poll and finish_poll,
+    around Fetcher.fetch_many). Never raises for the source's own failures: a failed
+    fetch or parse stores nothing but the error, and the entries stay as they were."""
+    start = begin_poll(source, store.source_state(source.id), clock())
     request = start.request
     try:
         fetched: FetchResult | FetchError = fetcher.fetch(
@@ -319,7 +295,26 @@ def fetch_and_parse(
         )
     except FetchError as exc:
         fetched = exc
-    return after_fetch(start, fetched, store, record=record, clock=clock, rand=rand, limits=limits)
+
+    def record(source_id: str, values: dict[str, Any]) -> None:
+        store.record_poll(source_id, **values)
+
+    return finish_poll(start, fetched, store, record=record, clock=clock, rand=rand, limits=limits)
+
+
+def finish_poll(
+    start: PollStart,
+    fetched: FetchResult | FetchError,
+    store: Store,
+    *,
+    record: RecordPoll,
+    clock: Clock = utc_now,
+    rand: Callable[[], float] = random.random,
+    limits: ParseLimits | None = None,
+) -> PollOutcome:
+    """A poll once its fetch is done: read, stored, its state recorded with `record`."""
+    step = after_fetch(start, fetched, store, record=record, clock=clock, rand=rand, limits=limits)
+    return step if isinstance(step, PollOutcome) else store_parsed(step, store, record)
 
 
 def after_fetch(
@@ -332,7 +327,10 @@ def after_fetch(
     rand: Callable[[], float] = random.random,
     limits: ParseLimits | None = None,
 ) -> PollOutcome | Parsed:
-    """fetch_and_parse once the fetch is done (by fetch() or fetch_many())."""
+    """The first half of a poll once its fetch is done, which writes nothing but poll
+    states: a 304, the same bytes again or a failure end the poll here (their state
+    stored with `record`); new bytes are parsed into a Parsed for store_parsed. A
+    worker process stops here and hands the Parsed to the process that writes."""
     source, state, started = start.source, start.state, start.started
     if isinstance(fetched, FetchError):
         return _failed(source, record, state, fetched, started, rand())

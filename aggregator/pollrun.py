@@ -28,9 +28,8 @@ from typing import Any
 import click
 
 from aggregator.config import Source
-from aggregator.errors import AggregatorError, FetchError
+from aggregator.errors import AggregatorError
 from aggregator.fetch import Fetcher, FetchRequest, Limits
-from aggregator.models import FetchResult
 from aggregator.poll import (
     Clock,
     Parsed,
@@ -38,6 +37,7 @@ from aggregator.poll import (
     PollStart,
     after_fetch,
     begin_poll,
+    finish_poll,
     store_parsed,
     utc_now,
 )
@@ -65,19 +65,14 @@ class PollRecords:
         self.store = store
         self.size = size
         self._pending: list[tuple[str, dict[str, Any]]] = []
-        self._lock = threading.Lock()
 
     def __call__(self, source_id: str, values: dict[str, Any]) -> None:
-        with self._lock:
-            self._pending.append((source_id, values))
-            if len(self._pending) < self.size:
-                return
-            batch, self._pending = self._pending, []
-        self.store.record_polls(batch)
+        self._pending.append((source_id, values))
+        if len(self._pending) >= self.size:
+            self.flush()
 
     def flush(self) -> None:
-        with self._lock:
-            batch, self._pending = self._pending, []
+        batch, self._pending = self._pending, []
         if batch:
             self.store.record_polls(batch)
 
@@ -150,25 +145,14 @@ def poll_many(
         fetches = fetcher.fetch_many(((start, start.request) for start in starts), workers)
         with contextlib.closing(fetches):
             for start, fetched in fetches:
-                outcome = _settle(start, fetched, store, records, clock, limits)
+                outcome = finish_poll(
+                    start, fetched, store, record=records, clock=clock, limits=limits
+                )
                 by_id[outcome.source_id] = outcome
                 on_done(outcome)
     finally:
         records.flush()
     return [by_id[source.id] for source in sources]
-
-
-def _settle(
-    start: PollStart,
-    fetched: FetchResult | FetchError,
-    store: Store,
-    records: PollRecords,
-    clock: Clock,
-    limits: ParseLimits | None,
-) -> PollOutcome:
-    """The rest of a poll once its fetch is done: read and stored in this thread."""
-    step = after_fetch(start, fetched, store, record=records, clock=clock, limits=limits)
-    return step if isinstance(step, PollOutcome) else store_parsed(step, store, records)
 
 
 def _poll_in_processes(
