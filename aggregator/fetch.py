@@ -9,10 +9,9 @@ decompression, which is ours (curl is never asked to inflate); redirects are
 followed by hand so permanent moves can be recorded and unsafe targets refused.
 
 Keep-alive is safe against a server that sends more than its Content-Length:
-curl drops a connection where the surplus comes in the same read, and
-_Connections.tainted refuses one where unasked bytes arrived later (_Pool.clean, in a
-multi handle's pool), so they are never read as the next answer (which could only be
-from that same origin anyway).
+curl drops a connection where the surplus comes in the same read, and _Pool.clean
+shuts down one where unasked bytes arrived later, so they are never read as the next
+answer (which could only be from that same origin anyway).
 """
 
 from __future__ import annotations
@@ -339,56 +338,8 @@ def _header_lines(headers: dict[str, tuple[str, str]]) -> list[HeaderLine]:
 # --- one thread's handle ------------------------------------------------------------------
 
 Origin = tuple[str, str, int]  # scheme, host, port: what curl matches a connection on
-# curl itself refuses to reuse an idle connection with unread input, but only once
-# it has been idle for about a second; below that, _Connections.tainted looks.
-CURL_CHECKS_AFTER = 2.0
-
-
-class _Connections:
-    """The connection curl last used for each origin, to look at before reusing it."""
-
-    __slots__ = ("idle",)
-
-    def __init__(self) -> None:
-        # origin -> (socket fd, local port, remote port, when last used)
-        self.idle: dict[Origin, tuple[int, int, int, float]] = {}
-
-    def remember(self, origin: Origin, curl: pycurl.Curl) -> None:
-        """After a transfer: the connection curl keeps for this origin, if any."""
-        try:
-            fd = curl.getinfo(pycurl.ACTIVESOCKET)
-            if fd == -1:
-                self.idle.pop(origin, None)
-                return
-            local = curl.getinfo(pycurl.LOCAL_PORT)
-            remote = curl.getinfo(pycurl.PRIMARY_PORT)
-        except pycurl.error:
-            self.idle.pop(origin, None)
-            return
-        self.idle[origin] = (fd, local, remote, time.monotonic())
-
-    def tainted(self, origin: Origin) -> bool:
-        """True when the connection curl would reuse for this origin has bytes
-        waiting that nobody asked for (a server sent more than its answer, late):
-        they would be read as the start of the next answer."""
-        known = self.idle.get(origin)
-        if known is None:
-            return False
-        fd, local, remote, used = known
-        if time.monotonic() - used > CURL_CHECKS_AFTER:
-            return False
-        try:  # the common case, nothing to read, in one cheap call
-            if not select.select((fd,), (), (), 0)[0]:
-                return False
-        except (OSError, ValueError):  # closed, or a number too high for select
-            pass
-        with _borrowed(fd, local, remote) as sock:
-            if sock is None:
-                return False
-            try:
-                return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-            except OSError:  # nothing waiting (EAGAIN), or not connected any more
-                return False
+# curl itself refuses to reuse an idle connection with unread input only once it has
+# been idle for about a second; below that, _Pool.clean looks.
 
 
 @contextlib.contextmanager
@@ -410,19 +361,10 @@ def _borrowed(fd: int, local: int, remote: int) -> Iterator[socket.socket | None
         sock.detach()
 
 
-class _Session:
-    """A thread's curl handle, and the connections it keeps."""
-
-    __slots__ = ("connections", "curl")
-
-    def __init__(self, curl: pycurl.Curl) -> None:
-        self.curl = curl
-        self.connections = _Connections()
-
-
 class _Pool:
-    """The connections of a multi handle's pool, by origin. curl may reuse any idle one
-    for the next transfer to that origin, so all of them are looked at first."""
+    """The connections a handle keeps (an easy handle's, or a multi handle's pool), by
+    origin. curl may reuse any idle one for the next transfer to that origin, so all
+    of them are looked at first."""
 
     __slots__ = ("known",)
 
@@ -444,7 +386,7 @@ class _Pool:
         if len(known) > MAX_CONNECTIONS_PER_THREAD:  # long closed, most likely
             del known[next(iter(known))]
 
-    def clean(self, origin: Origin, busy: set[int]) -> bool:
+    def clean(self, origin: Origin, busy: frozenset[int]) -> bool:
         """Shut down every idle connection to the origin that has bytes waiting nobody
         asked for (they would be read as the next answer): sending on it then fails,
         and curl connects afresh. True when there was one. `busy`: the sockets of
@@ -470,6 +412,24 @@ class _Pool:
                         del known[fd]
                         found = True
         return found
+
+
+def _fresh_if_tainted(
+    handle: pycurl.Curl, pool: _Pool, origin: Origin, busy: frozenset[int] = frozenset()
+) -> None:
+    """Before a request: a kept connection with unasked bytes waiting is shut down, and
+    this request gets a new one rather than relying on curl's retry after a failed send."""
+    handle.setopt(pycurl.FRESH_CONNECT, 1 if pool.clean(origin, busy) else 0)
+
+
+class _Session:
+    """A thread's curl handle, and the connections it keeps."""
+
+    __slots__ = ("curl", "pool")
+
+    def __init__(self, curl: pycurl.Curl) -> None:
+        self.curl = curl
+        self.pool = _Pool()
 
 
 class _MultiSession:
@@ -664,13 +624,6 @@ class Fetcher:
         self._local.session = session
         return session
 
-    def _renew(self, session: _Session) -> _Session:
-        """A fresh handle for this thread: the old one's connections are all closed."""
-        with self._handles_lock:
-            self._handles.discard(session.curl)
-        session.curl.close()
-        return self._new_session()
-
     def _new_handle(self) -> pycurl.Curl:
         """The options every request of this fetcher shares; the rest are set per request."""
         limits = self.limits
@@ -725,9 +678,8 @@ class Fetcher:
         if left <= 0:
             raise FetchError(self._deadline_message())
         session = self._session()
-        if session.connections.tainted(hop.origin):
-            session = self._renew(session)
         handle = session.curl
+        _fresh_if_tainted(handle, session.pool, hop.origin)
         exchange = _Exchange(self.limits)
         try:
             _aim(handle, hop, exchange, left)
@@ -737,7 +689,7 @@ class Fetcher:
             if failure is not None:
                 raise failure from None
         finally:
-            session.connections.remember(hop.origin, handle)
+            session.pool.remember(hop.origin, handle)
         return exchange
 
     def _failure(
@@ -929,15 +881,12 @@ class _MultiRun:
             return
         session = self.session
         handle = self.fetcher._spare_handle(session)
-        busy = {
+        busy = frozenset(
             other.getinfo(pycurl.ACTIVESOCKET)
             for other, under_way in self.active.items()
             if under_way.hop.origin == hop.origin
-        }
-        # A connection with unasked bytes was shut down: this request gets a new one
-        # rather than relying on curl's retry after a failed send.
-        tainted = session.pool.clean(hop.origin, busy)
-        handle.setopt(pycurl.FRESH_CONNECT, 1 if tainted else 0)
+        )
+        _fresh_if_tainted(handle, session.pool, hop.origin, busy)
         transfer.exchange = _Exchange(self.fetcher.limits)
         _aim(handle, hop, transfer.exchange, left)
         session.multi.add_handle(handle)
