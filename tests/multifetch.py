@@ -4,8 +4,6 @@ tests run both ways, so the multi path keeps every promise the easy path keeps."
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 import pytest
@@ -16,18 +14,9 @@ from aggregator.models import FetchResult
 
 
 class MultiFetcher(Fetcher):
-    def fetch(
-        self,
-        url: str,
-        *,
-        etag: str | None = None,
-        last_modified: str | None = None,
-        headers: Iterable[tuple[str, str]] = (),
-        allow_private: bool = False,
-        now: datetime | None = None,
-    ) -> FetchResult:
-        request = FetchRequest(url, etag, last_modified, tuple(headers), allow_private, now)
-        [(key, result)] = list(self.fetch_many([(url, request)], in_flight=1))
+    def fetch(self, url: str, **kwargs: Any) -> FetchResult:
+        kwargs["headers"] = tuple(kwargs.get("headers", ()))
+        [(key, result)] = list(self.fetch_many([(url, FetchRequest(url, **kwargs))], 1))
         assert key == url
         if isinstance(result, FetchError):
             raise result
