@@ -141,6 +141,8 @@ def clean_html(fragment: str, max_length: int | None = None, base: str = "") -> 
     if not fragment:
         return ""
     cleaned = _nh3(strip_control(fragment), base)
+    if "&#" in fragment:  # a character reference may name a control: "&#1;" gives "\x01"
+        cleaned = strip_control(cleaned)
     if max_length is None:
         return cleaned
     whole, cut = cleaned, max_length

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import html
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +13,7 @@ from aggregator.encoding import decode
 from aggregator.errors import ParseError
 from aggregator.parse import FieldLimits, parse_feed, prepare
 from aggregator.sandbox import ParseLimits, needs_worker, parse_limited, run_in_worker
-from aggregator.sanitize import absolute_http_url, clean_html, plain_text
+from aggregator.sanitize import absolute_http_url, clean_html, plain_text, strip_control
 from aggregator.xmlguard import MAX_EXPANSION, screen
 
 SEEN = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -327,6 +328,18 @@ def test_titles_are_plain_text_and_control_characters_go_everywhere() -> None:
     assert entry.title == "粗 x()标题"
     assert (entry.author, entry.categories, entry.guid) == ("记者", ("分类",), "guid")
     assert entry.content == "<p>正文</p>"
+
+
+@pytest.mark.parametrize("reference", ["&#1;", "&#x1F;", "&#xFFFE;", "&#65535;", "&#0;"])
+def test_character_references_to_controls_leave_no_control_in_content(reference: str) -> None:
+    # Escaped HTML: the reference reaches the sanitizer, whose parser turns it into
+    # the character itself.
+    escaped = html.escape(f"<p>正{reference}文</p>")
+    body = rss(item("t", f"<description>{escaped}</description>"))
+    for fast in (True, False):
+        entry = parse_feed(body.encode(), seen_at=SEEN, fast=fast).entries[0]
+        assert strip_control(entry.content) == entry.content
+        assert "正" in entry.content and "文" in entry.content
 
 
 def test_oversized_fields_are_cut() -> None:
