@@ -22,7 +22,7 @@ import feedparser
 
 from aggregator import fastparse
 from aggregator.dates import entry_date, sane
-from aggregator.encoding import decode
+from aggregator.encoding import Decoded, decode
 from aggregator.errors import ParseError
 from aggregator.models import Enclosure, EntryRecord, ParsedFeed
 from aggregator.sanitize import absolute_http_url, clean_html, plain_text, strip_control
@@ -76,7 +76,8 @@ def prepare(body: bytes, content_type: str = "") -> Prepared:
     if not body.strip():
         raise ParseError("the body is empty")
     decoded = decode(body, content_type)
-    text = strip_control(decoded.text).lstrip("\ufeff")
+    as_sent = _utf8_as_sent(body, decoded)
+    text = (decoded.text if as_sent else strip_control(decoded.text)).lstrip("\ufeff")
     if not text.strip():
         raise ParseError("the body is empty")
     declaration = _XML_DECLARATION.match(text)
@@ -90,8 +91,32 @@ def prepare(body: bytes, content_type: str = "") -> Prepared:
         raise ParseError("not a feed: an HTML page")
     if not is_complete(screened.text, root):
         raise ParseError(f"truncated document: the closing </{root}> is missing")
-    data = ('<?xml version="1.0" encoding="utf-8"?>\n' + screened.text).encode("utf-8")
+    if as_sent and screened.text is text:
+        # The text is a tail of the body read as it was sent: that tail's bytes are
+        # what encoding it again would give, and copying them costs far less.
+        dropped = decoded.text[: len(decoded.text) - len(text)]
+        data = _DECLARATION + body[len(dropped.encode("utf-8")) :]
+    else:
+        data = _DECLARATION + screened.text.encode("utf-8")
     return Prepared(data, decoded.encoding, root, screened.has_dtd)
+
+
+_DECLARATION = b'<?xml version="1.0" encoding="utf-8"?>\n'
+# The C0 controls XML 1.0 forbids, as bytes (the same in UTF-8 as in ASCII).
+_C0_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])
+
+
+def _utf8_as_sent(body: bytes, decoded: Decoded) -> bool:
+    """Whether the text is the body read as UTF-8 from its first byte, with nothing
+    strip_control would remove: then the body's own bytes can be reused. Strict UTF-8
+    decoding leaves no surrogates; the controls and U+FFFE/U+FFFF are looked for."""
+    return (
+        decoded.encoding == "utf-8"
+        and decoded.chosen_by != "bom"
+        and len(body.translate(None, _C0_BYTES)) == len(body)
+        and "\ufffe" not in decoded.text
+        and "\uffff" not in decoded.text
+    )
 
 
 def _content_html(entry: Mapping[str, Any]) -> str:
