@@ -20,7 +20,7 @@ from typing import Any
 from aggregator.config import Source
 from aggregator.errors import FetchError, ParseError
 from aggregator.fetch import Fetcher, FetchRequest
-from aggregator.models import EntryRecord, FetchResult, ParsedFeed
+from aggregator.models import EntryRecord, FetchResult, ParsedFeed, evolve
 from aggregator.rules import prepare
 from aggregator.sandbox import ParseLimits, parse_limited
 from aggregator.schedule import PollFacts, next_poll_at
@@ -105,7 +105,7 @@ def with_share_codes(
     for entry in entries:
         code, rule = share_code(entry, source.share_code)
         digest = salted(entry.raw_digest, salt)
-        coded.append(replace(entry, code=code, code_rule=rule, raw_digest=digest))
+        coded.append(evolve(entry, code=code, code_rule=rule, raw_digest=digest))
     return coded
 
 
