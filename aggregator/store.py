@@ -9,6 +9,7 @@ One connection per Store, shared by threads behind a lock.
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import sqlite3
 import threading
@@ -30,9 +31,11 @@ FeedKey = tuple[str, str]  # ("all", ""), ("category", name), ("tag", name), ("s
 SourceRow = sqlite3.Row  # by column name; hashable, equal when the values are
 
 
+@functools.lru_cache(maxsize=1024)
 def iso(value: datetime) -> str:
     """Fixed-width UTC text, so stored times sort as strings (isoformat: strftime's
-    twin, several times faster)."""
+    twin, several times faster). Remembered: an ingest writes its `now` three times
+    per entry."""
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
@@ -526,6 +529,7 @@ class Store:
             stored = self._stored(db, [e.code for e in unique])
             digests_to_keep = []
             new = NewEntries()
+            joined: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()  # see below
             for entry in unique:
                 hashed = entry_hash(entry)
                 decision = decide(stored.get(entry.code), source.id, entry, hashed, now)
@@ -537,7 +541,11 @@ class Store:
                 if decision.action is Action.NEW:  # written together after the loop
                     new.add(source, entry, hashed, decision.updated or now, now)
                     result.new += 1
-                    result.changed_feeds |= feeds_of_new(source, entry)
+                    # The feeds a new entry joins differ only by its rules' additions.
+                    extras = (entry.extra_categories, entry.extra_tags)
+                    if extras not in joined:
+                        joined.add(extras)
+                        result.changed_feeds |= feeds_of_new(source, entry)
                     continue
                 if decision.action is Action.UPDATE:
                     self._update_entry(db, entry, decision.updated or now)
@@ -1027,7 +1035,9 @@ def feeds_of_new(source: Source, entry: EntryRecord) -> set[FeedKey]:
     }
 
 
-def _json_list(values: Sequence[str]) -> str:
+@functools.lru_cache(maxsize=1024)
+def _json_list(values: tuple[str, ...]) -> str:
+    # Remembered: the entries of a feed mostly share a few lists of categories.
     return json.dumps(list(values), ensure_ascii=False) if values else "[]"
 
 
