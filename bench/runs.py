@@ -53,11 +53,20 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
+SAMPLE_EVERY = 0.1  # seconds; see TreeMemory
+
+
 class TreeMemory:
-    """The peak, sampled every 20 ms, of the memory of a run's process and its worker
-    processes together: the sum of their PSS (shared pages counted once, split
-    between the processes sharing them; RSS would count a forked worker's pages
-    shared with its parent twice).
+    """The peak, sampled every SAMPLE_EVERY seconds, of the memory of a run's process
+    and its worker processes together: the sum of their PSS (shared pages counted
+    once, split between the processes sharing them; RSS would count a forked worker's
+    pages shared with its parent twice).
+
+    Reading a process's PSS makes the kernel walk its page tables: about 1 ms of CPU
+    per 70 MB process, taken from the 2 cores the run has. Sampled every 20 ms, the
+    three processes of our first poll cost the driver 0.4-0.55 s of CPU in a 2.5 s
+    run (a tenth of the machine) and slowed the run as much; every 100 ms they cost
+    0.1 s, with the same peaks (69-73 MB either way).
 
     The driver samples from outside the run: a sampling thread inside it would be a
     thread `aggregator poll` does not have, and with another thread alive poll_many
@@ -78,7 +87,7 @@ class TreeMemory:
         self._thread.join()
 
     def _run(self) -> None:
-        while not self._stop.wait(0.02):
+        while not self._stop.wait(SAMPLE_EVERY):
             total = sum(_pss_kb(pid) for pid in [self.pid, *_descendants(self.pid)])
             self.peak_kb = max(self.peak_kb, total)
 
