@@ -230,6 +230,40 @@ def _migration_7(db: sqlite_utils.Database) -> None:
         db.execute(f"DROP TRIGGER IF EXISTS {table}_renders_insert")
 
 
+# What the publisher reads whole on every publish, each with a number that moves when
+# it may have changed (see Store.version): unchanged, the publisher keeps its copy.
+_SOURCE_SHOWN = ("name", "url", "feed_title", "feed_link", "feed_id", "moved_to")
+
+
+def _migration_8(db: sqlite_utils.Database) -> None:
+    """Versions of what an incremental publish would otherwise read whole each time:
+    the sources' shown metadata (a thousand rows) and the set of feeds (a seek per feed).
+    Triggers keep them: poll states and unchanged feed titles move nothing."""
+    db.execute(
+        """CREATE TABLE store_versions (
+            what TEXT PRIMARY KEY,
+            version INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID"""
+    )
+    db.execute("INSERT INTO store_versions (what) VALUES ('source_meta'), ('feed_keys')")
+    bump_meta = "UPDATE store_versions SET version = version + 1 WHERE what = 'source_meta';"
+    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _SOURCE_SHOWN)
+    db.execute(f"CREATE TRIGGER sources_shown_insert AFTER INSERT ON sources BEGIN {bump_meta} END")
+    db.execute(f"CREATE TRIGGER sources_shown_delete AFTER DELETE ON sources BEGIN {bump_meta} END")
+    db.execute(
+        f"""CREATE TRIGGER sources_shown_update AFTER UPDATE OF {", ".join(_SOURCE_SHOWN)}
+            ON sources WHEN {changed} BEGIN {bump_meta} END"""
+    )
+    # A feed goes away only with its last entry (memberships follow entries by cascade).
+    # Feeds that appear are found by Store.feed_keys among the queued members, and
+    # position_feed moves the version when it numbers a feed's first members.
+    db.execute(
+        """CREATE TRIGGER entries_gone AFTER DELETE ON entries BEGIN
+            UPDATE store_versions SET version = version + 1 WHERE what = 'feed_keys';
+        END"""
+    )
+
+
 MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_1,
     _migration_2,
@@ -238,6 +272,7 @@ MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_5,
     _migration_6,
     _migration_7,
+    _migration_8,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -340,6 +375,7 @@ class Store:
             raise StoreError(f"cannot open database {self.path}: {exc}") from None
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
+        self._keys_seen: tuple[int, frozenset[FeedKey]] | None = None  # see feed_keys
         self._write_lock = _open_write_lock(self.path)
         conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: every commit survives a process kill; only an OS
@@ -707,8 +743,33 @@ class Store:
 
     # --- reading for publishing ---
 
+    def version(self, what: str) -> int:
+        """A number that moves whenever `what` ("source_meta": what source_meta_rows
+        reads; "feed_keys": the feeds that positions were given in) may have changed,
+        by any process."""
+        with self._lock:
+            row = self.db.conn.execute(
+                "SELECT version FROM store_versions WHERE what = ?", [what]
+            ).fetchone()
+        return int(row[0]) if row else 0
+
     def feed_keys(self) -> set[FeedKey]:
-        """Every feed that has at least one entry."""
+        """Every feed that has at least one entry.
+
+        The feeds with numbered members are kept between calls while their version
+        stands (a seek per feed otherwise: a thousand on every publish); the feeds with
+        members still queued are read each time (the queue is short but after a large
+        poll). A feed appears in the queue before it is ever numbered, and is gone only
+        when its last entry is, which moves the version."""
+        version = self.version("feed_keys")  # first: a change after it means a re-read
+        if self._keys_seen is None or self._keys_seen[0] != version:
+            self._keys_seen = (version, self._all_feed_keys())
+        with self._lock:
+            queued = self.db.conn.execute("SELECT DISTINCT kind, name FROM feed_pending")
+            keys = {(str(kind), str(name)) for kind, name in queued.fetchall()}
+        return keys | self._keys_seen[1]
+
+    def _all_feed_keys(self) -> frozenset[FeedKey]:
         keys: set[FeedKey] = {("all", "")}
         for kind, table, column in (
             ("category", "entry_categories", "name"),
@@ -716,7 +777,7 @@ class Store:
             ("source", "entry_sources", "source_id"),
         ):
             keys.update((kind, name) for name in self._distinct(table, column))
-        return keys
+        return frozenset(keys)
 
     def _distinct(self, table: str, column: str) -> list[str]:
         """DISTINCT column by hopping along its index, one seek per value (a plain
@@ -802,6 +863,11 @@ class Store:
                     [(kind, name, code, start + i) for i, code in enumerate(codes)],
                 )
                 db.execute("DELETE FROM feed_pending WHERE kind = ? AND name = ?", [kind, name])
+                if codes and start == 0:  # a feed no longer only in the queue: see feed_keys
+                    db.execute(
+                        """UPDATE store_versions SET version = version + 1
+                           WHERE what = 'feed_keys'"""
+                    )
             return start + len(codes)
 
     def _next_position(self, key: FeedKey) -> int:

@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+from aggregator.models import ParsedFeed
 from aggregator.store import FeedKey, Store, StoredArticle
 from tests.publishing import START, Site, record, site
 
@@ -84,3 +85,50 @@ def test_a_stored_entry_gaining_a_tag_drops_its_rendered_fragments(write_config:
         assert s.store.db.execute(cached, [record(1).code]).fetchone()[0] == 1
         s.add("jiaotong", record(1))  # gains the tag 交通 and a category
         assert s.store.db.execute(cached, [record(1).code]).fetchone()[0] == 0
+
+
+def all_feed_keys(store: Store) -> set[FeedKey]:
+    """Every feed with a member, read from the membership tables themselves."""
+    return {("all", "")} | {(kind, name) for kind, name, _code in members(store)}
+
+
+def test_feed_keys_kept_between_publishes_follow_every_writer(write_config: Any) -> None:
+    with site(write_config) as s:
+        s.add("yaowen", record(1))
+        s.publisher.publish()
+        assert s.store.feed_keys() == all_feed_keys(s.store)
+        # Another connection (a command beside the daemon, say) adds feeds: seen while
+        # they are queued, and after that connection has numbered their members.
+        with Store(s.config.settings.database) as other:
+            other.ingest(
+                s.config.sources[1],
+                ParsedFeed("rss20", "交通", "", "", (record(2),)),
+                [record(2)],
+                s.now,
+            )
+            assert ("tag", "交通") in s.store.feed_keys() == all_feed_keys(s.store)
+            for key in other.feed_keys():
+                other.position_feed(key)
+            assert s.store.db.execute("SELECT count(*) FROM feed_pending").fetchone()[0] == 0
+            assert ("tag", "交通") in s.store.feed_keys() == all_feed_keys(s.store)
+            # A feed goes with its last entry.
+            with other.transaction() as db:
+                db.execute("DELETE FROM entries WHERE code = ?", [record(2).code])
+        assert ("tag", "交通") not in s.store.feed_keys() == all_feed_keys(s.store)
+
+
+def test_source_metadata_is_read_again_only_when_it_changes(write_config: Any) -> None:
+    with site(write_config) as s:
+        s.add("yaowen", record(1))
+        meta = s.store.version("source_meta")
+        s.add("yaowen", record(2))  # the same feed title: nothing shown changed
+        s.store.record_poll("yaowen", etag='"v2"', last_http_status=200)
+        assert s.store.version("source_meta") == meta
+        s.publisher.publish()
+        before = (s.out / "all.xml").read_bytes()
+        renamed = ParsedFeed("rss20", "改名的要闻", "", "", (record(3),))
+        changed = s.store.ingest(s.config.sources[0], renamed, [record(3)], s.now).changed_feeds
+        assert s.store.version("source_meta") == meta + 1
+        s.publisher.publish(changed)
+        after = (s.out / "all.xml").read_bytes()
+        assert "改名的要闻".encode() in after and "改名的要闻".encode() not in before
