@@ -21,6 +21,7 @@ import email.utils
 import functools
 import ipaddress
 import math
+import os
 import queue
 import select
 import socket
@@ -29,7 +30,7 @@ import time
 import weakref
 import zlib
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -140,20 +141,37 @@ def parse_max_age(headers: dict[str, str], now: datetime) -> float | None:
     return None
 
 
-def _is_private_host(host: str) -> bool:
-    """True when a host name or address points at loopback, private or link-local space."""
+def is_private_address(address: str) -> bool:
+    """True for an IP address in loopback, private, link-local, reserved or unspecified
+    space ("" or a name: False)."""
     try:
-        addresses = [ipaddress.ip_address(host.strip("[]"))]
+        ip = ipaddress.ip_address(address.strip("[]").partition("%")[0])
     except ValueError:
-        try:
-            infos = socket.getaddrinfo(host, None)
-        except OSError:
-            return False
-        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-    return any(
-        a.is_private or a.is_loopback or a.is_link_local or a.is_reserved or a.is_unspecified
-        for a in addresses
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (
+        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_unspecified
     )
+
+
+def _is_private_host(host: str) -> bool:
+    """True when a host name or address points at private space (see is_private_address);
+    names are looked up here. Only for fetches through a proxy: see Fetcher._hops."""
+    if is_private_address(host):
+        return True
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return any(is_private_address(str(info[4][0])) for info in infos)
+
+
+def _proxy_configured() -> bool:
+    """Whether curl will send requests through a proxy named in the environment (the
+    variables curl reads: no upper-case HTTP_PROXY)."""
+    names = ("http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
+    return any(os.environ.get(name) for name in names)
 
 
 # --- one exchange, fed by curl's callbacks --------------------------------------------
@@ -173,16 +191,22 @@ class _Exchange:
         "decoder",
         "discarded",
         "error",
+        "guard",
         "headers",
         "limits",
+        "peer",
         "reason",
         "received",
+        "refused",
         "size",
         "status",
     )
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, guard: _Guard | None = None) -> None:
         self.limits = limits
+        self.guard = guard  # whose addresses this request may not connect to
+        self.refused = ""  # the address the guard refused
+        self.peer = ""  # the address curl talked to (CURLINFO_PRIMARY_IP)
         self.status = 0
         self.reason = ""
         self.headers: dict[str, str] = {}
@@ -192,6 +216,15 @@ class _Exchange:
         self.size = 0
         self.error: FetchError | None = None
         self.discarded = False
+
+    def open_socket(self, _purpose: int, address: Any) -> socket.socket | int:
+        """curl's socket(2), called with each address it is about to connect to (after
+        its own name lookup, within the request's timeouts): the place to refuse one."""
+        host = address.addr[0] if isinstance(address.addr, tuple) else ""
+        if self.guard is not None and self.guard.refuses(str(host)):
+            self.refused = str(host)
+            return int(pycurl.SOCKET_BAD)
+        return socket.socket(address.family, address.socktype, address.protocol)
 
     def header(self, line: bytes) -> int | None:
         if line.startswith(b"HTTP/"):  # a status line: a new response begins
@@ -446,6 +479,20 @@ class _MultiSession:
 
 
 @dataclass(frozen=True)
+class _Guard:
+    """The addresses a request may not connect to: after a redirect from public space,
+    private ones (SSRF). Checked on the addresses curl itself resolved, as it opens each
+    connection, so no name is looked up outside the request's timeouts, nor answered
+    one way to the check and another way to the connection."""
+
+    target: str  # the redirect's URL, for the error
+    private: Callable[[str], bool]
+
+    def refuses(self, address: str) -> bool:
+        return self.private(address)
+
+
+@dataclass(frozen=True)
 class _Hop:
     """One request of a fetch (a redirect makes another): what to ask, and by when."""
 
@@ -453,6 +500,7 @@ class _Hop:
     origin: Origin
     lines: list[HeaderLine]
     deadline: float  # time.monotonic() by which the whole fetch must be done
+    guard: _Guard | None = None
 
 
 Hops = Generator[_Hop, "_Exchange", FetchResult]
@@ -465,6 +513,9 @@ def _aim(handle: pycurl.Curl, hop: _Hop, exchange: _Exchange, left: float) -> No
     handle.setopt(pycurl.TIMEOUT_MS, max(1, int(left * 1000)))
     handle.setopt(pycurl.HEADERFUNCTION, exchange.header)
     handle.setopt(pycurl.WRITEFUNCTION, exchange.body)
+    handle.setopt(pycurl.OPENSOCKETFUNCTION, exchange.open_socket)
+    if hop.guard is not None:  # a kept connection was opened unguarded: a new one
+        handle.setopt(pycurl.FRESH_CONNECT, 1)
 
 
 # --- the fetcher -------------------------------------------------------------------------
@@ -474,9 +525,19 @@ class Fetcher:
     """Shared by all polls of a daemon. Thread-safe: each thread has its own curl
     handle (with its own live connections), made on its first fetch."""
 
-    def __init__(self, limits: Limits | None = None, user_agent: str = DEFAULT_USER_AGENT) -> None:
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        user_agent: str = DEFAULT_USER_AGENT,
+        *,
+        private: Callable[[str], bool] = is_private_address,
+    ) -> None:
         self.limits = limits or Limits()
         self.user_agent = user_agent
+        # What counts as private space for redirects (tests count loopback as public,
+        # so a refusal can be seen on 127.0.0.1).
+        self.private = private
+        self._proxied = _proxy_configured()
         self._base_headers = {
             "user-agent": ("User-Agent", user_agent),
             "accept": ("Accept", ACCEPT),
@@ -572,10 +633,14 @@ class Fetcher:
         url = request.url
         moved_to: str | None = None
         permanent_so_far = True
+        first_peer: str | None = None  # the address the first request went to
+        guarded = False  # redirected from public space: private addresses refused
         for _hop in range(self.limits.max_redirects + 1):
             origin = _origin(url)
             _check_scheme(url, origin[0])
-            exchange = yield _Hop(url, origin, lines, deadline)
+            guard = _Guard(url, self.private) if guarded else None
+            exchange = yield _Hop(url, origin, lines, deadline, guard)
+            first_peer = exchange.peer if first_peer is None else first_peer
             status = exchange.status
             if status not in REDIRECTS:
                 return self._result(url, exchange, moved_to, now)
@@ -584,10 +649,11 @@ class Fetcher:
                 raise FetchError(f"redirect {status} without Location", status=status)
             target = urljoin(url, _location(location))
             _check_scheme(target)
-            if not request.allow_private and _leaves_public_space(request.url, target):
-                raise FetchError(
-                    f"refused redirect from a public address to a private one: {target}"
-                )
+            guarded = guarded or not (request.allow_private or self.private(first_peer))
+            if guarded and self._proxied and _is_private_host(urlsplit(target).hostname or ""):
+                # Through a proxy curl connects to the proxy, never to the target: the
+                # target's name is looked up here instead.
+                raise FetchError(_refusal(target))
             permanent_so_far = permanent_so_far and status in PERMANENT_REDIRECTS
             if permanent_so_far:
                 moved_to = target
@@ -680,7 +746,7 @@ class Fetcher:
         session = self._session()
         handle = session.curl
         _fresh_if_tainted(handle, session.pool, hop.origin)
-        exchange = _Exchange(self.limits)
+        exchange = _Exchange(self.limits, hop.guard)
         try:
             _aim(handle, hop, exchange, left)
             handle.perform()
@@ -690,6 +756,7 @@ class Fetcher:
                 raise failure from None
         finally:
             session.pool.remember(hop.origin, handle)
+        exchange.peer = str(handle.getinfo(pycurl.PRIMARY_IP) or "")
         return exchange
 
     def _failure(
@@ -700,6 +767,8 @@ class Fetcher:
         left unread on purpose, as the status is the answer; else curl's reason."""
         if exchange.error is not None:
             return exchange.error
+        if exchange.refused and exchange.guard is not None:
+            return FetchError(_refusal(exchange.guard.target, exchange.refused))
         if exchange.discarded:
             return None
         return FetchError(self._curl_message(args, deadline))
@@ -887,7 +956,7 @@ class _MultiRun:
             if under_way.hop.origin == hop.origin
         )
         _fresh_if_tainted(handle, session.pool, hop.origin, busy)
-        transfer.exchange = _Exchange(self.fetcher.limits)
+        transfer.exchange = _Exchange(self.fetcher.limits, hop.guard)
         _aim(handle, hop, transfer.exchange, left)
         session.multi.add_handle(handle)
         self.active[handle] = transfer
@@ -916,6 +985,7 @@ class _MultiRun:
         transfer = self.active.pop(handle)
         hop, exchange = transfer.hop, transfer.exchange
         assert exchange is not None
+        exchange.peer = str(handle.getinfo(pycurl.PRIMARY_IP) or "")
         self.session.pool.remember(hop.origin, handle)
         self.session.multi.remove_handle(handle)
         self.session.spare.append(handle)
@@ -1071,11 +1141,9 @@ class BoundedDecoder:
                 raise FetchError(f"cannot decode the body: {exc}") from None
 
 
-def _leaves_public_space(first_url: str, target: str) -> bool:
-    """A redirect from a public address into loopback/private space (SSRF)."""
-    if not _is_private_host(urlsplit(target).hostname or ""):
-        return False
-    return not _is_private_host(urlsplit(first_url).hostname or "")
+def _refusal(target: str, address: str = "") -> str:
+    at = f" ({address})" if address else ""
+    return f"refused redirect from a public address to a private one: {target}{at}"
 
 
 @functools.lru_cache(maxsize=4096)

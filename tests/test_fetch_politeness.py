@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import socket
 import threading
 import zlib
 from collections.abc import Iterator
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import brotli
@@ -15,7 +17,14 @@ import pytest
 from aggregator import PROJECT_URL
 from aggregator.config import load_config
 from aggregator.errors import FetchError
-from aggregator.fetch import STEP, BoundedDecoder, Fetcher, Limits, _leaves_public_space
+from aggregator.fetch import (
+    STEP,
+    BoundedDecoder,
+    Fetcher,
+    Limits,
+    _is_private_host,
+    is_private_address,
+)
 from aggregator.poll import poll_source
 from aggregator.store import Store
 from tests.conftest import Clock
@@ -137,21 +146,89 @@ def test_a_source_on_loopback_may_redirect_on_loopback(hostile: HostileServer) -
 
 
 @pytest.mark.parametrize(
-    ("first", "target", "refused"),
+    ("address", "private"),
     [
-        ("http://93.184.216.34/feed", "http://127.0.0.1/admin", True),
-        ("http://93.184.216.34/feed", "http://10.0.0.5/", True),
-        ("http://93.184.216.34/feed", "http://192.168.1.1/", True),
-        ("http://93.184.216.34/feed", "http://169.254.169.254/latest/meta-data/", True),
-        ("http://93.184.216.34/feed", "http://[::1]:8080/", True),
-        ("http://93.184.216.34/feed", "http://[fe80::1]/", True),
-        ("http://93.184.216.34/feed", "http://1.1.1.1/feed", False),
-        ("http://127.0.0.1:8080/feed", "http://127.0.0.1:9090/feed", False),
-        ("http://10.0.0.1/feed", "http://192.168.0.1/feed", False),
+        ("127.0.0.1", True),
+        ("10.0.0.5", True),
+        ("192.168.1.1", True),
+        ("169.254.169.254", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("fe80::1%lo", True),
+        ("::ffff:127.0.0.1", True),
+        ("0.0.0.0", True),
+        ("93.184.216.34", False),
+        ("1.1.1.1", False),
+        ("2606:4700:4700::1111", False),
+        ("", False),
+        ("finews.example.cn", False),
     ],
 )
-def test_public_to_private_redirects_are_recognised(first: str, target: str, refused: bool) -> None:
-    assert _leaves_public_space(first, target) is refused
+def test_private_space_is_recognised(address: str, private: bool) -> None:
+    assert is_private_address(address) is private
+
+
+def test_through_a_proxy_the_target_name_is_looked_up_instead() -> None:
+    # curl connects to the proxy then, never to the target: the old check stands in.
+    assert _is_private_host("localhost") and _is_private_host("10.1.2.3")
+    assert not _is_private_host("93.184.216.34")
+
+
+def _loopback_is_public(address: str) -> bool:
+    """A view of private space in which 127.0.0.1 is public, so a redirect from it into
+    private space can be seen on loopback."""
+    return address != "127.0.0.1" and (address == "127.0.0.2" or is_private_address(address))
+
+
+def test_a_redirect_from_public_into_private_space_is_refused(hostile: HostileServer) -> None:
+    hostile.routes["/a"] = redirect(f"http://127.0.0.2:{hostile.port}/admin", 302)
+    hostile.routes["/b"] = redirect(hostile.url("/feed"), 302)
+    hostile.routes["/feed"] = respond(FEED)
+    with Fetcher(private=_loopback_is_public) as fetcher:
+        with pytest.raises(FetchError, match=r"refused redirect .*/admin \(127\.0\.0\.2\)"):
+            fetcher.fetch(hostile.url("/a"))
+        assert fetcher.fetch(hostile.url("/b")).body == FEED  # public to public
+        # The operator may allow it per source.
+        with pytest.raises(FetchError, match="cannot connect"):
+            fetcher.fetch(hostile.url("/a"), allow_private=True)
+
+
+class _IPv6Feed(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    daemon_threads = True
+
+
+class _FeedHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keeps the connection open for the next request
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(FEED)))
+        self.end_headers()
+        self.wfile.write(FEED)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_kept_connection_into_private_space_is_not_reused_after_such_a_redirect(
+    hostile: HostileServer,
+) -> None:
+    try:
+        private = _IPv6Feed(("::1", 0), _FeedHandler)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    threading.Thread(target=private.serve_forever, daemon=True).start()
+    inside = f"http://[::1]:{private.server_address[1]}/feed"
+    hostile.routes["/a"] = redirect(inside, 302)
+    try:
+        with Fetcher(private=_loopback_is_public) as fetcher:
+            assert fetcher.fetch(inside).body == FEED  # asked for directly: allowed, kept
+            with pytest.raises(FetchError, match=r"refused redirect .* \(::1\)"):
+                fetcher.fetch(hostile.url("/a"))
+    finally:
+        private.shutdown()
+        private.server_close()
 
 
 # --- bounded decoding -----------------------------------------------------------------------
