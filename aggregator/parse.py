@@ -146,7 +146,7 @@ def _enclosures(entry: Mapping[str, Any], base: str) -> tuple[Enclosure, ...]:
     return tuple(found.values())
 
 
-def _entry(
+def entry_from_fields(
     raw: dict[str, Any],
     base: str,
     tz: str,
@@ -236,7 +236,7 @@ def parse_prepared(
     link = absolute_http_url(feed.get("link") or "", base)
     ttl = str(feed.get("ttl") or "").strip()
     raw_entries = parsed.get("entries", [])[: limits.entries]
-    entries = tuple(_entry(e, base, timezone, seen_at, limits) for e in raw_entries)
+    entries = tuple(entry_from_fields(e, base, timezone, seen_at, limits) for e in raw_entries)
     return ParsedFeed(
         version=str(parsed.get("version")),
         title=plain_text(feed.get("title") or "", limits.title),
@@ -269,7 +269,7 @@ def parse_fast(
         return None
 
     def build(raw: dict[str, Any], base: str, tz: str, seen: datetime, digest: str) -> EntryRecord:
-        return _entry(raw, base, tz, seen, limits, digest)
+        return entry_from_fields(raw, base, tz, seen, limits, digest)
 
     found = fastparse.parse_fast(
         prepared.data,
@@ -312,7 +312,14 @@ def parse_feed(
     limits: FieldLimits | None = None,
     fast: bool = True,
 ) -> ParsedFeed:
-    """Parse one feed document. Raises ParseError when it is not a feed."""
+    """Parse one feed document (RSS, Atom or JSON Feed). Raises ParseError when it is
+    not a feed."""
+    from aggregator import jsonread  # it builds on this module
+
+    if jsonread.looks_like_json(body, content_type):
+        return jsonread.parse_json_feed(
+            body, url=url, timezone=timezone, seen_at=seen_at, limits=limits
+        )
     return parse_prepared(
         prepare(body, content_type),
         url=url,

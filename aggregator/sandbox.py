@@ -28,6 +28,7 @@ from pathlib import Path
 
 from aggregator.config import Settings
 from aggregator.errors import ParseError
+from aggregator.jsonread import looks_like_json, parse_json_feed
 from aggregator.models import ParsedFeed
 from aggregator.parse import FieldLimits, Prepared, parse_fast, parse_prepared, prepare
 
@@ -196,6 +197,10 @@ def parse_limited(
     """parse_feed, with a time and memory limit where the document could need one.
     `known` tells raw entry digests already stored (fast path only: see fastparse)."""
     limits = limits or ParseLimits()
+    if looks_like_json(body, content_type):  # no entities, no recursion: read here
+        return parse_json_feed(
+            body, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields
+        )
     prepared = prepare(body, content_type)
     # A well-formed document without a DTD goes through lxml in-process, whatever its
     # size: lxml neither expands entities nor lifts its own limits.

@@ -31,15 +31,7 @@ MANIFEST: list[dict[str, Any]] = tomllib.loads((CORPUS / "manifest.toml").read_t
 ]
 
 
-JSON_FEED = pytest.mark.xfail(
-    strict=False,
-    reason="JSON Feed input is not read: feedparser 6.0.11 has no JSON Feed parser, so "
-    "parse.py would need its own (reported to the lead)",
-)
-CASES = [
-    pytest.param(item, id=item["file"], marks=[JSON_FEED] if item["file"].endswith(".json") else [])
-    for item in MANIFEST
-]
+CASES = [pytest.param(item, id=item["file"]) for item in MANIFEST]
 
 
 @pytest.fixture(scope="module")

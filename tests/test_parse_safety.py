@@ -229,7 +229,7 @@ def test_small_plain_documents_stay_in_process() -> None:
         (b"<!DOCTYPE html>\n<html><head><title>t</title></head><body>x</body></html>", "HTML"),
         (b"<html><body><rss version='2.0'></rss></body></html>", "HTML"),
         (b"Just some text, not XML", "does not start with an XML element"),
-        (b'{"version": "https://jsonfeed.org/version/1"}', "does not start with an XML element"),
+        (b'{"version": "https://jsonfeed.org/version/1"}', "JSON Feed without a list of items"),
         (b"<?xml version='1.0'?><note><to>x</to></note>", "not a feed"),
         (rss(item() * 3).encode()[:-30], "truncated"),
         (rss(item() * 3).encode()[:-7], "truncated"),
