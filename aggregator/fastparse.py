@@ -1,14 +1,14 @@
 """A fast path for well-formed RSS 2.0, RSS 1.0 and Atom 1.0: lxml instead of feedparser.
 
-feedparser spends most of its time in its SAX handlers and in re-parsing every
-content element to resolve relative URIs. For the common, well-formed feed this
-module reads the tree with lxml and rebuilds exactly the entry dictionaries
-feedparser would have built, then hands them to the same normalisation as the
-slow path (parse._entry: nh3 sanitizing, plain-text titles, absolute URLs, dates
-in the source's zone). Where feedparser's own rules matter (character encoding,
-URI joining, date formats, relative URIs inside HTML) its functions are called,
-so the two paths cannot drift apart; tests/test_fastparse_diff.py proves they
-agree on every feed in the test corpus.
+feedparser spends most of its time in its SAX handlers. For the common,
+well-formed feed this module reads the tree with lxml and rebuilds exactly the
+entry dictionaries feedparser would have built (told, like here, to leave HTML
+as it came: relative URLs inside it are resolved by the sanitizer), then hands
+them to the same normalisation as the slow path (parse.entry_from_fields: nh3
+sanitizing, plain-text titles, absolute URLs, dates in the source's zone). Where
+feedparser's own rules matter (character encoding, URI joining, date formats)
+its functions are called, so the two paths cannot drift apart;
+tests/test_fastparse_diff.py proves they agree on every feed in the test corpus.
 
 Anything this reader does not accept cleanly -- a DTD or entity declaration, an
 XML error, xml:base, an element it does not know, an unusual content type, a
@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,16 +34,18 @@ from urllib.parse import urlsplit
 
 from feedparser.encodings import convert_to_utf8
 from feedparser.html import _cp1252
-from feedparser.mixin import _FeedParserMixin
-from feedparser.urls import RelativeURIResolver, _urljoin, make_safe_absolute_uri
+from feedparser.urls import _urljoin
 from lxml import etree
 
 from aggregator.dates import feedparser_date
 from aggregator.models import EntryRecord
-from aggregator.sanitize import http_join
+from aggregator.sanitize import http_base, http_join
 
 # Bump when the fast path's output for the same bytes changes: stored raw digests
 # from an older version then no longer match, and entries are processed again.
+# (Left at "1" when relative URLs in HTML moved from feedparser's pass to the
+# sanitizer: the same HTML but for the order of attributes, and processing every
+# stored entry again would count each one as edited.)
 FAST_VERSION = "1"
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -73,15 +74,6 @@ _DOCTYPE = re.compile(rb"<!DOCTYPE|<!ENTITY", re.IGNORECASE)
 # that starts with a character class is many times slower to search for.
 _BASE_ATTR = re.compile(rb"base\s*=")
 _BEFORE_BASE = frozenset(b" \t\n\r\f\v:")
-# A start tag with attributes; _tag_parts splits off its closing "\s*/?" (a lazy
-# pattern doing that here costs more than the rest of the pass).
-_START_TAG = re.compile(r"<([a-zA-Z][-_.:a-zA-Z0-9]*+)(\s[^<>]*+)>")
-_ATTRIBUTE = re.compile(
-    r"\s*([a-zA-Z_][-:.a-zA-Z_0-9]*)[$]?(\s*=\s*"
-    r"""('[^']*'|"[^"]*"|[][\-a-zA-Z0-9./,:;+*%?!&$\(\)_#=~'"@]*))?"""
-)
-_SIMPLE_ATTRIBUTE = re.compile(r'\s+([a-zA-Z_][-:.a-zA-Z_0-9]*)="([^"<>&\s]*)"\Z')
-RELATIVE_URIS = frozenset(RelativeURIResolver.relative_uris)
 _LINK_ENTITY = re.compile(r"&([A-Za-z0-9_]+);")
 _C1 = re.compile("[\x80-\x9f]")
 # An absolute http(s) URL that urljoin gives back unchanged, whatever the base (if it
@@ -120,11 +112,6 @@ class RawFeed:
 # --- text as feedparser's pop() leaves it ----------------------------------------------
 
 
-def _looks_like_html(text: str) -> bool:
-    # feedparser's test needs a close tag or an entity: without "<" or "&", no.
-    return ("<" in text or "&" in text) and bool(_FeedParserMixin.looks_like_html(text))
-
-
 def _finish(text: str) -> str:
     """feedparser's last touches on every value: undo UTF-8 read as Latin-1, map C1
     controls to their windows-1252 characters."""
@@ -155,94 +142,6 @@ def _join(base: str, value: str) -> str:
         return value
     joined = http_join(base, value) if base else None
     return str(_urljoin(base, value)) if joined is None else joined
-
-
-def _safe_join(base: str, value: str) -> str:
-    """feedparser's make_safe_absolute_uri, likewise (http and https are acceptable)."""
-    if base and _PLAIN_URL.match(value) and "/." not in value and _parses(base):
-        return value
-    joined = http_join(base, value) if base and value else None
-    return str(make_safe_absolute_uri(base, value)) if joined is None else joined
-
-
-def _tag_attributes(text: str) -> list[tuple[str, str]] | None:
-    """A start tag's attributes as sgmllib reads them, or None when unsure."""
-    found = []
-    position = 0
-    while position < len(text):
-        match = _ATTRIBUTE.match(text, position)
-        if not match or match.end() == position:
-            break
-        name, rest, value = match.group(1, 2, 3)
-        if not rest:
-            value = name
-        else:
-            if value[:1] in ("'", '"'):
-                if len(value) < 2 or value[-1] != value[0]:
-                    return None  # a quote left open: '>' inside a value
-                value = value[1:-1]
-            value = html.unescape(value)
-        found.append((name.lower(), value))
-        position = match.end()
-    if text[position:].strip(" \t\r\n/"):
-        return None
-    return found
-
-
-def _tag_parts(match: re.Match[str]) -> tuple[str, str, str]:
-    r"""(name, attributes, closing) of a _START_TAG match, split exactly as the pattern
-    <([a-zA-Z][-_.:a-zA-Z0-9]*)(\s[^<>]*?)(\s*/?)> splits the same tag."""
-    rest = match.group(2)
-    cut = max(len((rest[:-1] if rest.endswith("/") else rest).rstrip()), 1)
-    return match.group(1), rest[:cut], rest[cut:]
-
-
-def _rewrite_tag(match: re.Match[str], base: str) -> str:
-    """One start tag as feedparser's resolver writes it: attribute names lower-cased,
-    duplicates collapsed, rel/type lower-cased, URLs made absolute, sorted."""
-    name_text, attribute_text, closing = match.group(1), match.group(2), ""
-    single = _SIMPLE_ATTRIBUTE.match(attribute_text)  # ends in '"': nothing to split off
-    if not single:
-        name_text, attribute_text, closing = _tag_parts(match)
-        single = _SIMPLE_ATTRIBUTE.match(attribute_text)
-    tag = name_text.lower()
-    if single:  # one plain attribute, the common case: unchanged unless it is a URL
-        name = single.group(1).lower()
-        if name not in ("rel", "type") and (
-            (tag, name) not in RELATIVE_URIS or _PLAIN_URL.match(single.group(2))
-        ):
-            return match.group(0)
-    attributes = _tag_attributes(attribute_text)
-    if attributes is None:
-        raise Unsupported("a start tag the fast path cannot read")
-    fixed = []
-    for key, value in dict(attributes).items():
-        if key in ("rel", "type"):
-            value = value.lower()
-        elif base and (tag, key) in RELATIVE_URIS:
-            value = _safe_join(base, value.strip()) or value
-        fixed.append((key, value))
-    fixed.sort()
-    text = "".join(f' {k}="{html.escape(v, quote=True)}"' for k, v in fixed)
-    return f"<{name_text}{text}{closing}>"
-
-
-def normalise_tags(markup: str, base: str) -> str:
-    """What feedparser's relative-URI pass changes in an HTML fragment that nh3 still
-    sees afterwards; only start tags with attributes are rewritten."""
-    return _START_TAG.sub(lambda m: _rewrite_tag(m, base), markup)
-
-
-def _markup(text: str, ctype: str, base: str, *, guess: bool) -> str:
-    """A title, summary or content value: feedparser resolves relative URIs in it when
-    it is HTML (RSS text that looks like HTML counts as HTML)."""
-    if "<>" in text:  # an SGML empty tag: feedparser's sgmllib has its own reading of it
-        raise Unsupported("empty tag")
-    if guess and ctype == "text/plain" and _looks_like_html(text):
-        ctype = "text/html"
-    if ctype in HTML_TYPES and text:
-        text = normalise_tags(text, base)
-    return _finish(text)
 
 
 def _map_type(value: str) -> str:
@@ -371,7 +270,7 @@ class _Entry:
             found["href"] = href
         self.links.append(found)
 
-    def text_construct(self, key: str, element: etree._Element, default: str, atom: bool) -> None:
+    def text_construct(self, key: str, element: etree._Element, default: str) -> None:
         self.once(key)
         attrs = _attrs(element)
         if "src" in attrs or attrs.get("mode") == "base64" or "base64" in attrs.get("mode", ""):
@@ -381,7 +280,7 @@ class _Entry:
             raise Unsupported(f"content of type {ctype}")
         if ctype == "application/xhtml+xml":
             raise Unsupported("xhtml content")
-        self.raw[key] = (_text(element), ctype, not atom)
+        self.raw[key] = (_text(element), ctype)
 
     def date(self, key: str, element: etree._Element) -> None:
         self.once(key)
@@ -406,11 +305,11 @@ def _rss_item(item: etree._Element, base: str, rdf: bool) -> dict[str, Any]:
         namespace, local = _name(child)
         if namespace == plain:
             if local == "title":
-                entry.text_construct("title", child, "text/plain", atom=False)
+                entry.text_construct("title", child, "text/plain")
             elif local == "link":
                 entry.link_text(child)
             elif local == "description":
-                entry.text_construct("summary", child, "text/html", atom=False)
+                entry.text_construct("summary", child, "text/html")
             elif local == "guid" and not rdf:
                 is_link = _attrs(child).get("ispermalink", "true") == "true"
                 entry.guid(child, is_link)
@@ -428,7 +327,7 @@ def _rss_item(item: etree._Element, base: str, rdf: bool) -> dict[str, Any]:
             else:
                 raise Unsupported(f"item element {local}")
         elif namespace == CONTENT and local == "encoded":
-            entry.text_construct("content", child, "text/html", atom=False)
+            entry.text_construct("content", child, "text/html")
         elif namespace == DC and local == "creator":
             entry.once("rss_author")
             entry.raw["author"] = _finish(_text(child))
@@ -465,7 +364,7 @@ def _atom_entry(item: etree._Element, base: str) -> dict[str, Any]:
         if namespace != ATOM:
             raise Unsupported(f"entry element {{{namespace}}}{local}")
         if local == "title":
-            entry.text_construct("title", child, "text/plain", atom=True)
+            entry.text_construct("title", child, "text/plain")
         elif local == "id":
             entry.guid(child, is_link=True)
         elif local == "link":
@@ -475,9 +374,9 @@ def _atom_entry(item: etree._Element, base: str) -> dict[str, Any]:
         elif local == "updated":
             entry.date("updated", child)
         elif local == "summary":
-            entry.text_construct("summary", child, "text/plain", atom=True)
+            entry.text_construct("summary", child, "text/plain")
         elif local == "content":
-            entry.text_construct("content", child, "text/plain", atom=True)
+            entry.text_construct("content", child, "text/plain")
         elif local == "author":
             entry.once("atom_author")  # several: feedparser mixes their details
             entry.raw["author"] = _atom_author(child)
@@ -594,7 +493,7 @@ def _rss20(root: etree._Element, base: str, digest: Digest) -> RawFeed:
                 raise Unsupported(f"repeated channel {local}")
             seen.add(local)
             if local == "title":
-                title = _markup(_text(child), "text/plain", base, guess=True)
+                title = _finish(_text(child))
             elif local == "link":
                 value = _text(child)
                 link = _LINK_ENTITY.sub(r"&\g<1>", _finish(_join(base, value) if value else ""))
@@ -625,7 +524,7 @@ def _rss10(root: etree._Element, base: str, digest: Digest) -> RawFeed:
             for part in child:
                 part_ns, part_local = _name(part)
                 if part_ns == RSS10 and part_local == "title":
-                    title = _markup(_text(part), "text/plain", base, guess=True)
+                    title = _finish(_text(part))
                 elif part_ns == RSS10 and part_local == "link":
                     value = _text(part)
                     link = _finish(_join(base, value) if value else "")
@@ -663,7 +562,7 @@ def _atom(root: etree._Element, base: str, digest: Digest) -> RawFeed:
             ctype = _map_type(_attrs(child).get("type", "text"))
             if ctype not in ("text/plain", "text/html"):
                 raise Unsupported("feed title type")
-            title = _markup(_text(child), ctype, base, guess=False)
+            title = _finish(_text(child))
         elif local == "id":
             value = _text(child)
             feed_id = _finish(_join(base, value) if value else "")
@@ -741,20 +640,19 @@ def _read(body: bytes, url: str, content_type: str, digest: Digest) -> RawFeed:
 # --- normalising -----------------------------------------------------------------------
 
 
-def feedparser_entry(raw: dict[str, Any], base: str) -> dict[str, Any]:
-    """The entry dictionary feedparser would have produced (the fields we read)."""
+def feedparser_entry(raw: dict[str, Any]) -> dict[str, Any]:
+    """The entry dictionary feedparser would have produced (the fields we read), told
+    not to resolve relative URIs inside HTML (the sanitizer does, against the base)."""
     entry: dict[str, Any] = {
         k: v for k, v in raw.items() if k not in ("title", "summary", "content")
     }
     if "title" in raw:
-        text, ctype, guess = raw["title"]
-        entry["title"] = _markup(text, ctype, base, guess=guess)
+        entry["title"] = _finish(raw["title"][0])
     if "summary" in raw:
-        text, ctype, guess = raw["summary"]
-        entry["summary"] = _markup(text, ctype, base, guess=guess)
+        entry["summary"] = _finish(raw["summary"][0])
     if "content" in raw:
-        text, ctype, guess = raw["content"]
-        value = _markup(text, ctype, base, guess=False)
+        text, ctype = raw["content"]
+        value = _finish(text)
         entry["content"] = [{"type": ctype, "value": value}]
         entry.setdefault("summary", value)
     for key in ("published", "updated"):
@@ -771,8 +669,8 @@ def normalise(
     raw: RawEntry, feed: RawFeed, timezone: str, seen_at: datetime, build: EntryBuilder
 ) -> EntryRecord:
     """One entry through the same normalisation as the feedparser path."""
-    base = feed.base if feed.base.startswith(("http://", "https://")) else ""
-    return build(feedparser_entry(raw.fields, feed.base), base, timezone, seen_at, raw.digest)
+    base = http_base(feed.base)
+    return build(feedparser_entry(raw.fields), base, timezone, seen_at, raw.digest)
 
 
 def parse_fast(

@@ -22,7 +22,7 @@ from aggregator.dates import feedparser_date
 from aggregator.errors import ParseError
 from aggregator.models import ParsedFeed
 from aggregator.parse import MAX_GUID, FieldLimits, entry_from_fields
-from aggregator.sanitize import absolute_http_url, plain_text, strip_control
+from aggregator.sanitize import absolute_http_url, http_base, plain_text, strip_control
 
 VERSION_PREFIX = "https://jsonfeed.org/version/"
 JSON_TYPES = ("application/feed+json", "application/json")
@@ -53,7 +53,7 @@ def parse_json_feed(
     items = document.get("items")
     if not isinstance(items, list):
         raise ParseError("not a feed: a JSON Feed without a list of items")
-    base = url if url.startswith(("http://", "https://")) else ""
+    base = http_base(url)
     link = absolute_http_url(_text(document.get("home_page_url")), base)
     feed_url = absolute_http_url(_text(document.get("feed_url")), base)
     entries = tuple(

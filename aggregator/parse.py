@@ -25,7 +25,13 @@ from aggregator.dates import entry_date, sane
 from aggregator.encoding import Decoded, decode
 from aggregator.errors import ParseError
 from aggregator.models import Enclosure, EntryRecord, ParsedFeed
-from aggregator.sanitize import absolute_http_url, clean_html, plain_text, strip_control
+from aggregator.sanitize import (
+    absolute_http_url,
+    clean_html,
+    http_base,
+    plain_text,
+    strip_control,
+)
 from aggregator.xmlguard import is_complete, screen
 
 MAX_TITLE = 1000
@@ -119,13 +125,19 @@ def _utf8_as_sent(body: bytes, decoded: Decoded) -> bool:
     )
 
 
-def _content_html(entry: Mapping[str, Any]) -> str:
+def _content_part(entry: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The content element to keep: the first HTML one, else the first."""
     contents = entry.get("content") or []
     html_parts = [c for c in contents if "html" in (c.get("type") or "")]
     chosen = html_parts or contents
-    if chosen:
-        return str(chosen[0].get("value") or "")
-    return ""
+    return chosen[0] if chosen else {}
+
+
+def _base_of(detail: Any, base: str) -> str:
+    """The base URI in force where a field was read (feedparser's detail carries its
+    xml:base), when that is http(s); else the document's."""
+    found = detail.get("base") if isinstance(detail, Mapping) else None
+    return (http_base(found) if isinstance(found, str) else "") or base
 
 
 def _enclosures(entry: Mapping[str, Any], base: str) -> tuple[Enclosure, ...]:
@@ -155,8 +167,12 @@ def entry_from_fields(
     raw_digest: str = "",
 ) -> EntryRecord:
     link = absolute_http_url(raw.get("link") or "", base)
-    content = _content_html(raw)
+    part = _content_part(raw)
+    content = str(part.get("value") or "")
     summary = str(raw.get("summary") or "")
+    # Relative URLs inside the HTML are resolved by the sanitizer, against the base
+    # in force where the field was (the fast path declines documents with xml:base).
+    content_base = _base_of(part, base) if content else _base_of(raw.get("summary_detail"), base)
     # dict.get: FeedParserDict.get would map a missing `updated` to `published`.
     published = entry_date(dict.get(raw, "published"), dict.get(raw, "published_parsed"), tz)
     updated = entry_date(dict.get(raw, "updated"), dict.get(raw, "updated_parsed"), tz)
@@ -170,8 +186,12 @@ def entry_from_fields(
         updated=sane(updated, seen_at),
         author=plain_text(str(author), MAX_NAME),
         # RSS often has only <description>: then it is the content, not a summary.
-        summary=clean_html(summary, limits.summary, base) if content and summary != content else "",
-        content=clean_html(content or summary, limits.content, base),
+        summary=(
+            clean_html(summary, limits.summary, _base_of(raw.get("summary_detail"), base))
+            if content and summary != content
+            else ""
+        ),
+        content=clean_html(content or summary, limits.content, content_base),
         categories=tuple(
             dict.fromkeys(c for c in (plain_text(str(t), MAX_NAME) for t in terms) if c)
         ),
@@ -225,14 +245,14 @@ def parse_prepared(
             return quick
     headers = {"content-location": url, "content-type": "application/xml; charset=utf-8"}
     parsed = feedparser.parse(
-        prepared.data, response_headers=headers, sanitize_html=False, resolve_relative_uris=True
+        prepared.data, response_headers=headers, sanitize_html=False, resolve_relative_uris=False
     )
     if not parsed.get("version"):
         # feedparser's bozo flag alone does not tell an HTML page from a feed.
         reason = parsed.get("bozo_exception")
         raise ParseError(f"not a feed{': ' + str(reason) if reason else ''}")
     feed = parsed.get("feed", {})
-    base = url if url.startswith(("http://", "https://")) else ""
+    base = http_base(url)
     link = absolute_http_url(feed.get("link") or "", base)
     ttl = str(feed.get("ttl") or "").strip()
     raw_entries = parsed.get("entries", [])[: limits.entries]
@@ -284,7 +304,7 @@ def parse_fast(
     if found is None:
         return None
     raw, entries = found
-    base = url if url.startswith(("http://", "https://")) else ""
+    base = http_base(url)
     link = absolute_http_url(raw.link, base)
     ttl = raw.ttl.strip()
     syndication = {f"sy_{k.lower()}": v for k, v in raw.syndication}

@@ -169,6 +169,11 @@ def plain_text(fragment: str, max_length: int | None = None) -> str:
     return text
 
 
+def http_base(url: str) -> str:
+    """url when relative URLs can be resolved against it into http(s) ones, else ""."""
+    return url if url[:8].lower().startswith(("http://", "https://")) else ""
+
+
 def absolute_http_url(url: str, base: str = "") -> str:
     """An absolute http(s) URL, or "" when the value cannot be one."""
     joined = http_join(base, url) if url and len(url) <= MAX_URL else None

@@ -190,9 +190,10 @@ def _variants() -> list[Case]:
         ("atom full", ATOM_FULL.encode(), URL, "application/atom+xml", True),
         ("atom full file url", ATOM_FULL.encode(), "file:/tmp/x.atom", "", True),
     ]
-    # Read by the fast path, but one entry's markup sends the whole feed to feedparser.
+    # Markup feedparser's own relative-URI pass would have read its own way ('>' in a
+    # quoted value): both paths now hand it to the sanitizer as it came.
     odd = rss([Item("NW1", "甲", body='<p><img src="x.jpg" alt="a>b"></p>'), Item("NW2", "乙")])
-    cases.append(("odd markup", odd, URL, "", False))
+    cases.append(("odd markup", odd, URL, "", True))
     return cases + [(name, body, URL, "", False) for name, body in DECLINED]
 
 

@@ -305,6 +305,26 @@ def test_xml_base_is_used_for_links() -> None:
     assert [e.url for e in entry.enclosures] == ["http://base.example.cn/news/a.mp3"]
 
 
+def test_html_is_resolved_against_the_xml_base_of_its_own_element() -> None:
+    # The sanitizer resolves relative URLs inside HTML, against the base feedparser
+    # says was in force where each field was: the entry's, the content's own.
+    body = (
+        '<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom" '
+        'xml:base="http://base.example.cn/news/"><title>t</title><id>x</id>'
+        '<entry xml:base="http://entry.example.cn/e/"><title>e</title><id>e1</id>'
+        '<summary type="html">&lt;a href="s.html"&gt;s&lt;/a&gt;</summary>'
+        '<content type="html" xml:base="/c/">&lt;img src="p.png" alt="图"&gt;'
+        '&lt;a href="../up.html"&gt;up&lt;/a&gt;</content></entry>'
+        '<entry><title>f</title><id>e2</id><summary type="html">&lt;img src="q.png"&gt;'
+        "</summary></entry></feed>"
+    )
+    first, second = parse_feed(body.encode(), url="file:/tmp/f.xml", seen_at=SEEN).entries
+    assert 'src="http://entry.example.cn/c/p.png"' in first.content
+    assert 'href="http://entry.example.cn/up.html"' in first.content
+    assert 'href="http://entry.example.cn/e/s.html"' in first.summary
+    assert 'src="http://base.example.cn/news/q.png"' in second.content
+
+
 @pytest.mark.parametrize(
     "link", ["javascript:alert(1)", "data:text/html,x", "ftp://x/y", "file:///etc/passwd", "//"]
 )
