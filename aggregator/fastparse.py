@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from feedparser.encodings import convert_to_utf8
 from feedparser.html import _cp1252
+from feedparser.mixin import _FeedParserMixin
 from feedparser.urls import _urljoin
 from lxml import etree
 
@@ -110,6 +111,11 @@ class RawFeed:
 
 
 # --- text as feedparser's pop() leaves it ----------------------------------------------
+
+
+def _looks_like_html(text: str) -> bool:
+    # feedparser's test needs a close tag or an entity: without "<" or "&", no.
+    return ("<" in text or "&" in text) and bool(_FeedParserMixin.looks_like_html(text))
 
 
 def _finish(text: str) -> str:
@@ -270,7 +276,7 @@ class _Entry:
             found["href"] = href
         self.links.append(found)
 
-    def text_construct(self, key: str, element: etree._Element, default: str) -> None:
+    def text_construct(self, key: str, element: etree._Element, default: str, atom: bool) -> None:
         self.once(key)
         attrs = _attrs(element)
         if "src" in attrs or attrs.get("mode") == "base64" or "base64" in attrs.get("mode", ""):
@@ -280,7 +286,7 @@ class _Entry:
             raise Unsupported(f"content of type {ctype}")
         if ctype == "application/xhtml+xml":
             raise Unsupported("xhtml content")
-        self.raw[key] = (_text(element), ctype)
+        self.raw[key] = (_text(element), ctype, not atom)
 
     def date(self, key: str, element: etree._Element) -> None:
         self.once(key)
@@ -305,11 +311,11 @@ def _rss_item(item: etree._Element, base: str, rdf: bool) -> dict[str, Any]:
         namespace, local = _name(child)
         if namespace == plain:
             if local == "title":
-                entry.text_construct("title", child, "text/plain")
+                entry.text_construct("title", child, "text/plain", atom=False)
             elif local == "link":
                 entry.link_text(child)
             elif local == "description":
-                entry.text_construct("summary", child, "text/html")
+                entry.text_construct("summary", child, "text/html", atom=False)
             elif local == "guid" and not rdf:
                 is_link = _attrs(child).get("ispermalink", "true") == "true"
                 entry.guid(child, is_link)
@@ -327,7 +333,7 @@ def _rss_item(item: etree._Element, base: str, rdf: bool) -> dict[str, Any]:
             else:
                 raise Unsupported(f"item element {local}")
         elif namespace == CONTENT and local == "encoded":
-            entry.text_construct("content", child, "text/html")
+            entry.text_construct("content", child, "text/html", atom=False)
         elif namespace == DC and local == "creator":
             entry.once("rss_author")
             entry.raw["author"] = _finish(_text(child))
@@ -364,7 +370,7 @@ def _atom_entry(item: etree._Element, base: str) -> dict[str, Any]:
         if namespace != ATOM:
             raise Unsupported(f"entry element {{{namespace}}}{local}")
         if local == "title":
-            entry.text_construct("title", child, "text/plain")
+            entry.text_construct("title", child, "text/plain", atom=True)
         elif local == "id":
             entry.guid(child, is_link=True)
         elif local == "link":
@@ -374,9 +380,9 @@ def _atom_entry(item: etree._Element, base: str) -> dict[str, Any]:
         elif local == "updated":
             entry.date("updated", child)
         elif local == "summary":
-            entry.text_construct("summary", child, "text/plain")
+            entry.text_construct("summary", child, "text/plain", atom=True)
         elif local == "content":
-            entry.text_construct("content", child, "text/plain")
+            entry.text_construct("content", child, "text/plain", atom=True)
         elif local == "author":
             entry.once("atom_author")  # several: feedparser mixes their details
             entry.raw["author"] = _atom_author(child)
@@ -646,23 +652,28 @@ def feedparser_entry(raw: dict[str, Any]) -> dict[str, Any]:
     entry: dict[str, Any] = {
         k: v for k, v in raw.items() if k not in ("title", "summary", "content")
     }
-    if "title" in raw:
-        entry["title"] = _finish(raw["title"][0])
-    if "summary" in raw:
-        entry["summary"] = _finish(raw["summary"][0])
-    if "content" in raw:
-        text, ctype = raw["content"]
+    for key in ("title", "summary", "content"):
+        if key not in raw:
+            continue
+        text, ctype, guess = raw[key]
+        if guess and ctype == "text/plain" and _looks_like_html(text):
+            ctype = "text/html"  # RSS text that looks like HTML counts as HTML
         value = _finish(text)
-        entry["content"] = [{"type": ctype, "value": value}]
-        entry.setdefault("summary", value)
+        if key == "content":
+            entry["content"] = [{"type": ctype, "value": value}]
+            entry.setdefault("summary", value)  # a copy: no summary_detail
+        else:
+            entry[key] = value
+            entry[f"{key}_detail"] = {"type": ctype}
     for key in ("published", "updated"):
         if key in entry:
             entry[f"{key}_parsed"] = feedparser_date(entry[key])
     return entry
 
 
-# (feedparser-style fields, base URL, time zone, seen at, raw digest) -> the entry
-EntryBuilder = Callable[[dict[str, Any], str, str, datetime, str], EntryRecord]
+# (feedparser-style fields, base URL, time zone, seen at, raw digest, whether the feed
+# is Atom) -> the entry
+EntryBuilder = Callable[[dict[str, Any], str, str, datetime, str, bool], EntryRecord]
 
 
 def normalise(
@@ -670,7 +681,8 @@ def normalise(
 ) -> EntryRecord:
     """One entry through the same normalisation as the feedparser path."""
     base = http_base(feed.base)
-    return build(feedparser_entry(raw.fields), base, timezone, seen_at, raw.digest)
+    atom = feed.version.startswith("atom")
+    return build(feedparser_entry(raw.fields), base, timezone, seen_at, raw.digest, atom)
 
 
 def parse_fast(

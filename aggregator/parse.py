@@ -12,6 +12,7 @@ sane dates, fields cut to their limits.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -158,6 +159,18 @@ def _enclosures(entry: Mapping[str, Any], base: str) -> tuple[Enclosure, ...]:
     return tuple(found.values())
 
 
+def _is_text(detail: Any) -> bool:
+    """Whether feedparser says a field is plain text: Atom's type="text" (its default),
+    or RSS text that does not look like HTML."""
+    return isinstance(detail, Mapping) and detail.get("type") == "text/plain"
+
+
+def _as_html(value: str, detail: Any) -> str:
+    """A field as HTML: plain text is escaped, so its "<" and "&" are shown as written,
+    not read as markup."""
+    return html.escape(value, quote=False) if _is_text(detail) else value
+
+
 def entry_from_fields(
     raw: dict[str, Any],
     base: str,
@@ -165,33 +178,48 @@ def entry_from_fields(
     seen_at: datetime,
     limits: FieldLimits,
     raw_digest: str = "",
+    *,
+    atom: bool = False,
 ) -> EntryRecord:
+    """One entry from feedparser-style fields. In Atom a text construct's type is
+    declared, so a plain-text title keeps a "<" it has; an RSS title is plain text
+    only by guess, and is read as markup with its tags dropped."""
     link = absolute_http_url(raw.get("link") or "", base)
     part = _content_part(raw)
     content = str(part.get("value") or "")
     summary = str(raw.get("summary") or "")
+    summary_detail = raw.get("summary_detail")
     # Relative URLs inside the HTML are resolved by the sanitizer, against the base
     # in force where the field was (the fast path declines documents with xml:base).
-    content_base = _base_of(part, base) if content else _base_of(raw.get("summary_detail"), base)
+    content_base = _base_of(part, base) if content else _base_of(summary_detail, base)
     # dict.get: FeedParserDict.get would map a missing `updated` to `published`.
     published = entry_date(dict.get(raw, "published"), dict.get(raw, "published_parsed"), tz)
     updated = entry_date(dict.get(raw, "updated"), dict.get(raw, "updated_parsed"), tz)
     author = raw.get("author") or (raw.get("author_detail") or {}).get("name") or ""
     terms = (t.get("term") or t.get("label") or "" for t in raw.get("tags") or [])
+    title = str(raw.get("title") or "")
     return EntryRecord(
         guid=strip_control(str(raw.get("id") or "")).strip()[:MAX_GUID],
-        title=plain_text(str(raw.get("title") or ""), limits.title),
+        title=plain_text(
+            title, limits.title, markup=not (atom and _is_text(raw.get("title_detail")))
+        ),
         link=link,
         published=sane(published, seen_at),
         updated=sane(updated, seen_at),
         author=plain_text(str(author), MAX_NAME),
         # RSS often has only <description>: then it is the content, not a summary.
         summary=(
-            clean_html(summary, limits.summary, _base_of(raw.get("summary_detail"), base))
+            clean_html(
+                _as_html(summary, summary_detail), limits.summary, _base_of(summary_detail, base)
+            )
             if content and summary != content
             else ""
         ),
-        content=clean_html(content or summary, limits.content, content_base),
+        content=clean_html(
+            _as_html(content, part) if content else _as_html(summary, summary_detail),
+            limits.content,
+            content_base,
+        ),
         categories=tuple(
             dict.fromkeys(c for c in (plain_text(str(t), MAX_NAME) for t in terms) if c)
         ),
@@ -256,7 +284,10 @@ def parse_prepared(
     link = absolute_http_url(feed.get("link") or "", base)
     ttl = str(feed.get("ttl") or "").strip()
     raw_entries = parsed.get("entries", [])[: limits.entries]
-    entries = tuple(entry_from_fields(e, base, timezone, seen_at, limits) for e in raw_entries)
+    atom = str(parsed.get("version")).startswith("atom")
+    entries = tuple(
+        entry_from_fields(e, base, timezone, seen_at, limits, atom=atom) for e in raw_entries
+    )
     return ParsedFeed(
         version=str(parsed.get("version")),
         title=plain_text(feed.get("title") or "", limits.title),
@@ -288,8 +319,10 @@ def parse_fast(
     if prepared.has_dtd:
         return None
 
-    def build(raw: dict[str, Any], base: str, tz: str, seen: datetime, digest: str) -> EntryRecord:
-        return entry_from_fields(raw, base, tz, seen, limits, digest)
+    def build(
+        raw: dict[str, Any], base: str, tz: str, seen: datetime, digest: str, atom: bool
+    ) -> EntryRecord:
+        return entry_from_fields(raw, base, tz, seen, limits, digest, atom=atom)
 
     found = fastparse.parse_fast(
         prepared.data,

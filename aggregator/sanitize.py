@@ -154,15 +154,18 @@ def clean_html(fragment: str, max_length: int | None = None, base: str = "") -> 
     return cleaned if len(cleaned) <= max_length else ""
 
 
-def plain_text(fragment: str, max_length: int | None = None) -> str:
-    """A title or name as plain text: tags dropped, entities decoded, space folded."""
+def plain_text(fragment: str, max_length: int | None = None, *, markup: bool = True) -> str:
+    """A title or name as plain text: tags dropped, entities decoded, space folded.
+    With markup=False the value already is plain text: only controls and space change."""
     text = fragment or ""
     if text.isprintable() and "<" not in text and "&" not in text and "  " not in text:
         # No controls, no tag, no entity, no space but single U+0020 (every other
         # whitespace character is unprintable): only the ends can change.
         text = text.strip()
-    else:
+    elif markup:
         text = html.unescape(_TAG.sub("", strip_control(text)))
+        text = _SPACE.sub(" ", strip_control(text)).strip()
+    else:
         text = _SPACE.sub(" ", strip_control(text)).strip()
     if max_length is not None and len(text) > max_length:
         text = text[: max_length - 1].rstrip() + "…"

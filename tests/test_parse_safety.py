@@ -338,6 +338,25 @@ def test_non_http_links_are_dropped(link: str) -> None:
     assert entry.enclosures == ()
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_atom_plain_text_is_shown_as_written(fast: bool) -> None:
+    # type="text" (Atom's default): a "<" or "&amp;" in it is text, not markup.
+    body = (
+        '<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'
+        "<id>x</id><entry><title>if a &lt;b&gt; c &amp;amp; d</title><id>e1</id>"
+        "<summary>1 &lt; 2, x&lt;y, AT&amp;T &lt;script&gt;</summary>"
+        '<content type="text">Line &lt;br&gt; one</content></entry>'
+        '<entry><title type="html">&lt;b&gt;粗&lt;/b&gt; &amp;amp;</title><id>e2</id>'
+        '<content type="html">&lt;p&gt;正文&lt;/p&gt;</content></entry></feed>'
+    )
+    feed = parse_feed(body.encode(), url="http://x.cn/f.xml", seen_at=SEEN, fast=fast)
+    text, markup = feed.entries
+    assert text.title == "if a <b> c &amp; d"
+    assert text.summary == "1 &lt; 2, x&lt;y, AT&amp;T &lt;script&gt;"
+    assert text.content == "Line &lt;br&gt; one"
+    assert (markup.title, markup.content) == ("粗 &", "<p>正文</p>")
+
+
 def test_titles_are_plain_text_and_control_characters_go_everywhere() -> None:
     title = "&lt;b&gt;粗&lt;/b&gt; &lt;script&gt;x()&lt;/script&gt;标\x02题&#1;"
     extra = (
