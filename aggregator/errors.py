@@ -66,3 +66,7 @@ class ParseError(AggregatorError):
 
 class StoreError(AggregatorError):
     """The database cannot be used (locked by another daemon, too new a schema, ...)."""
+
+
+class BatchFailed(StoreError):
+    """A transaction inside a Store.batch failed, so the whole batch was rolled back."""

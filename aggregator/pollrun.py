@@ -18,6 +18,7 @@ import gc
 import multiprocessing
 import os
 import queue
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -28,7 +29,7 @@ from typing import Any
 import click
 
 from aggregator.config import Source
-from aggregator.errors import AggregatorError
+from aggregator.errors import AggregatorError, BatchFailed
 from aggregator.fetch import Fetcher, FetchRequest, Limits
 from aggregator.poll import (
     Clock,
@@ -52,6 +53,10 @@ MAX_PROCESSES = 4
 WORKER_GC_THRESHOLD = 10_000
 # Polls whose state is committed together (see PollRecords).
 RECORD_BATCH = 64
+# Parsed feeds, already waiting, whose entries are committed together: each commit
+# rewrites the index pages its entries touched, and a feed's few entries touch
+# nearly as many as several feeds' (see _store_all).
+STORE_BATCH = 8
 
 
 class PollRecords:
@@ -191,23 +196,60 @@ def _poll_in_processes(
     try:
         while answers < len(sources):
             try:
-                done: PollOutcome | Parsed | BaseException = results.get(timeout=1.0)
+                first: PollOutcome | Parsed | BaseException = results.get(timeout=1.0)
             except queue.Empty:
                 if not any(child.is_alive() for child in children):
                     raise AggregatorError("the poll worker processes stopped early") from None
                 continue
-            if isinstance(done, BaseException):
-                raise done
             # The workers fetch and parse; this process alone writes entries, so no
             # write waits for another process and the page cache stays warm.
-            outcome = store_parsed(done, store, records) if isinstance(done, Parsed) else done
-            answers += 1
-            by_id[outcome.source_id] = outcome
-            on_done(outcome)
+            for outcome in _store_all(_waiting(results, first), store, records):
+                answers += 1
+                by_id[outcome.source_id] = outcome
+                on_done(outcome)
     finally:
         _end(children, (jobs, results), finished=answers == len(sources))
         records.flush()
     return [by_id[source.id] for source in sources]
+
+
+def _waiting(results: Any, first: PollOutcome | Parsed | BaseException) -> list[Any]:
+    """The first answer and those already waiting behind it, up to STORE_BATCH; a
+    worker's exception is raised."""
+    found = [first]
+    while len(found) < STORE_BATCH:
+        try:
+            found.append(results.get_nowait())
+        except queue.Empty:
+            break
+    for done in found:
+        if isinstance(done, BaseException):
+            raise done
+    return found
+
+
+def _store_all(
+    answers: Sequence[PollOutcome | Parsed], store: Store, records: PollRecords
+) -> list[PollOutcome]:
+    """Each parsed feed stored by its own transaction, all of them committed together
+    (see STORE_BATCH); the polls' states are recorded once their entries are
+    committed. If any feed fails to store, or the batch cannot commit, nothing of it
+    stays and each feed is stored alone, to succeed or fail alone."""
+    parsed = [a for a in answers if isinstance(a, Parsed)]
+    if len(parsed) > 1:
+        held: list[tuple[str, dict[str, Any]]] = []
+        try:
+            with store.batch():
+                stored = {
+                    id(p): store_parsed(p, store, lambda *poll: held.append(poll)) for p in parsed
+                }
+        except (BatchFailed, sqlite3.Error):
+            pass  # nothing of it was committed: one by one below
+        else:
+            for poll in held:
+                records(*poll)
+            return [stored[id(a)] if isinstance(a, Parsed) else a for a in answers]
+    return [store_parsed(a, store, records) if isinstance(a, Parsed) else a for a in answers]
 
 
 def _end(children: Sequence[Any], channels: Sequence[Any], finished: bool) -> None:

@@ -24,7 +24,7 @@ import sqlite_utils
 
 from aggregator.config import Source
 from aggregator.dedup import Action, StoredEntry, decide, entry_hash, first_per_code
-from aggregator.errors import StoreError
+from aggregator.errors import BatchFailed, StoreError
 from aggregator.models import Enclosure, EntryRecord, ParsedFeed
 
 FeedKey = tuple[str, str]  # ("all", ""), ("category", name), ("tag", name), ("source", id)
@@ -384,6 +384,7 @@ class Store:
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
         self._keys_seen: tuple[int, frozenset[FeedKey]] | None = None  # see feed_keys
+        self._batch: _Batch | None = None  # the batch under way (see batch)
         self._write_lock = _open_write_lock(self.path)
         conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: every commit survives a process kill; only an OS
@@ -408,16 +409,49 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
-        """One write transaction; rolled back whole on any exception."""
-        with self._lock, _held(self._write_lock):
-            conn = self.db.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        """One write transaction; rolled back whole on any exception. Opened inside a
+        batch, it is part of the batch's transaction (see batch)."""
+        with self._lock:
+            if self._batch is not None:
+                try:
+                    yield self.db
+                except BaseException:
+                    self._batch.failed = True
+                    raise
+                return
+            with _held(self._write_lock):
+                conn = self.db.conn
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.db
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                try:
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:  # a failed COMMIT may leave it open
+                        conn.execute("ROLLBACK")
+                    raise
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Several transactions committed as one: one commit (its WAL writes, its
+        lock) instead of one each. All or nothing: if any of them fails, even one
+        whose caller went on, the whole batch is rolled back and BatchFailed raised,
+        for the caller to do each alone. (A savepoint each would keep the others,
+        but costs a copy of every page it changes.)"""
+        with self._lock:
+            if self._batch is not None:
+                raise StoreError("batches do not nest")
+            with self.transaction():
+                self._batch = _Batch()
+                try:
+                    yield
+                finally:
+                    failed, self._batch = self._batch.failed, None
+                if failed:
+                    raise BatchFailed("a transaction in the batch failed")
 
     def _query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
@@ -1003,6 +1037,11 @@ def _open_write_lock(database: Path) -> BinaryIO | None:
         return open(database.with_name(database.name + ".write-lock"), "ab")
     except OSError:  # a read-only folder: SQLite's own locking still applies
         return None
+
+
+@dataclass
+class _Batch:
+    failed: bool = False
 
 
 @contextmanager

@@ -10,13 +10,15 @@ from typing import Any
 import pytest
 
 from aggregator import fastparse
-from aggregator.config import Config, load_config
+from aggregator.config import Config, Source, load_config
+from aggregator.errors import BatchFailed
 from aggregator.fetch import Fetcher
-from aggregator.poll import poll_source
+from aggregator.poll import after_fetch, begin_poll, poll_source
 from aggregator.pollrun import (
     MAX_PROCESSES,
     PROCESS_MIN_SOURCES,
     PollRecords,
+    _store_all,
     poll_many,
     process_count,
     processes_for,
@@ -305,3 +307,95 @@ def test_a_source_named_twice_is_answered_twice(
         store.sync_sources(config.sources)
         outcomes = poll_many(twice, store, fetcher, 1, clock=clock)
     assert [o.source_id for o in outcomes] == [s.id for s in twice]
+
+
+def test_a_batch_commits_its_transactions_together_or_none_of_them(tmp_path: Path) -> None:
+    # poll_many stores the parsed feeds already waiting as one batch: one commit for
+    # several feeds. If one of them fails, the batch leaves nothing, for each to be
+    # stored alone (test_a_storage_fault_in_a_batch_fails_that_source_alone).
+    with Store(tmp_path / "s.db") as store, Store(tmp_path / "s.db") as reader:
+
+        def remove(code: str) -> None:
+            with store.transaction() as db:
+                db.execute("INSERT INTO tombstones (code, removed_at) VALUES (?, 'x')", [code])
+                if code.startswith("bad"):
+                    raise RuntimeError("a fault in the middle of one feed's transaction")
+
+        def committed() -> list[str]:
+            return [r[0] for r in reader.db.execute("SELECT code FROM tombstones ORDER BY code")]
+
+        with store.batch():
+            remove("a")
+            remove("c")
+            assert committed() == []  # nothing is visible before the batch commits
+        assert committed() == ["a", "c"]
+        with pytest.raises(BatchFailed), store.batch():
+            remove("d")
+            with pytest.raises(RuntimeError):
+                remove("bad")  # its caller goes on, as store_parsed does
+            remove("e")
+        assert committed() == ["a", "c"]
+        remove("f")  # a lone transaction commits at once, as before
+        assert committed() == ["a", "c", "f"]
+
+
+def parsed_waiting(store: Store, sources: list[Source], clock: Clock) -> list[Any]:
+    """Each source fetched and parsed as a worker process does it, nothing stored yet."""
+    waiting = []
+    with Fetcher() as fetcher:
+        for source in sources:
+            start = begin_poll(source, store.source_state(source.id), clock())
+            fetched = fetcher.fetch(start.request.url, now=start.request.now)
+            waiting.append(after_fetch(start, fetched, store, record=store.record_poll))
+    return waiting
+
+
+def test_parsed_feeds_waiting_together_are_committed_once(
+    server: FeedServer, write_config: Any, clock: Clock
+) -> None:
+    config = corpus_config(server, write_config, Corpus(4, 3, seed=14))
+    with Store(config.settings.database) as store:
+        store.sync_sources(config.sources[:4])
+        waiting = parsed_waiting(store, list(config.sources[:4]), clock)
+        statements: list[str] = []
+        store.db.conn.set_trace_callback(statements.append)
+        outcomes = _store_all(waiting, store, PollRecords(store))
+        store.db.conn.set_trace_callback(None)
+        assert [o.result for o in outcomes] == ["ok"] * 4
+        assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == [
+            "BEGIN IMMEDIATE",
+            "COMMIT",
+        ]
+        carried = store.db.execute("SELECT count(*) FROM entry_sources").fetchone()[0]
+        assert carried == sum(o.new + o.added_source for o in outcomes) > 0
+
+
+def test_a_storage_fault_in_a_batch_fails_that_source_alone(
+    server: FeedServer, write_config: Any, clock: Clock
+) -> None:
+    # Feeds parsed as a worker process parses them, then stored as the calling
+    # process stores what is waiting: one batch. The database refuses s2's entries.
+    config = corpus_config(server, write_config, Corpus(5, 4, seed=13))
+    sources = list(config.sources[:5])
+    with Store(config.settings.database) as store:
+        store.sync_sources(sources)
+        waiting = parsed_waiting(store, sources, clock)
+        store.db.execute(
+            """CREATE TEMP TRIGGER fault BEFORE INSERT ON entry_sources
+               WHEN NEW.source_id = 's2' BEGIN SELECT RAISE(ABORT, 'disk I/O fault'); END"""
+        )
+        records = PollRecords(store)
+        outcomes = _store_all(waiting, store, records)
+        records.flush()
+        assert [(o.source_id, o.result) for o in outcomes] == [
+            ("s0", "ok"),
+            ("s1", "ok"),
+            ("s2", "error"),
+            ("s3", "ok"),
+            ("s4", "ok"),
+        ]
+        assert "disk I/O fault" in (outcomes[2].error or "")
+        carriers = {r[0] for r in store.db.execute("SELECT source_id FROM entry_sources")}
+        assert carriers == {"s0", "s1", "s3", "s4"}
+        states = {r["id"]: r["last_result"] for r in store.source_rows()}
+        assert [states[s.id] for s in sources] == ["ok", "ok", "error", "ok", "ok"]
