@@ -165,10 +165,12 @@ def _is_text(detail: Any) -> bool:
     return isinstance(detail, Mapping) and detail.get("type") == "text/plain"
 
 
-def _as_html(value: str, detail: Any) -> str:
-    """A field as HTML: plain text is escaped, so its "<" and "&" are shown as written,
-    not read as markup."""
-    return html.escape(value, quote=False) if _is_text(detail) else value
+def _html_field(value: str, detail: Any, limit: int, base: str) -> str:
+    """A summary or content value sanitized: plain text escaped first, so its "<" and
+    "&" are shown as written; relative URLs resolved against the base in force where
+    the field was (the fast path declines documents with xml:base)."""
+    markup = html.escape(value, quote=False) if _is_text(detail) else value
+    return clean_html(markup, limit, _base_of(detail, base))
 
 
 def entry_from_fields(
@@ -189,9 +191,8 @@ def entry_from_fields(
     content = str(part.get("value") or "")
     summary = str(raw.get("summary") or "")
     summary_detail = raw.get("summary_detail")
-    # Relative URLs inside the HTML are resolved by the sanitizer, against the base
-    # in force where the field was (the fast path declines documents with xml:base).
-    content_base = _base_of(part, base) if content else _base_of(summary_detail, base)
+    # RSS often has only <description>: then it is the content, not a summary.
+    body, body_detail = (content, part) if content else (summary, summary_detail)
     # dict.get: FeedParserDict.get would map a missing `updated` to `published`.
     published = entry_date(dict.get(raw, "published"), dict.get(raw, "published_parsed"), tz)
     updated = entry_date(dict.get(raw, "updated"), dict.get(raw, "updated_parsed"), tz)
@@ -207,19 +208,12 @@ def entry_from_fields(
         published=sane(published, seen_at),
         updated=sane(updated, seen_at),
         author=plain_text(str(author), MAX_NAME),
-        # RSS often has only <description>: then it is the content, not a summary.
         summary=(
-            clean_html(
-                _as_html(summary, summary_detail), limits.summary, _base_of(summary_detail, base)
-            )
+            _html_field(summary, summary_detail, limits.summary, base)
             if content and summary != content
             else ""
         ),
-        content=clean_html(
-            _as_html(content, part) if content else _as_html(summary, summary_detail),
-            limits.content,
-            content_base,
-        ),
+        content=_html_field(body, body_detail, limits.content, base),
         categories=tuple(
             dict.fromkeys(c for c in (plain_text(str(t), MAX_NAME) for t in terms) if c)
         ),

@@ -203,29 +203,35 @@ def _poll_in_processes(
                 continue
             # The workers fetch and parse; this process alone writes entries, so no
             # write waits for another process and the page cache stays warm.
-            for outcome in _store_all(_waiting(results, first), store, records):
+            waiting, fault = _waiting(results, first)
+            for outcome in _store_all(waiting, store, records):
                 answers += 1
                 by_id[outcome.source_id] = outcome
                 on_done(outcome)
+            if fault is not None:
+                raise fault  # after storing what came before it
     finally:
         _end(children, (jobs, results), finished=answers == len(sources))
         records.flush()
     return [by_id[source.id] for source in sources]
 
 
-def _waiting(results: Any, first: PollOutcome | Parsed | BaseException) -> list[Any]:
-    """The first answer and those already waiting behind it, up to STORE_BATCH; a
-    worker's exception is raised."""
-    found = [first]
-    while len(found) < STORE_BATCH:
+def _waiting(
+    results: Any, first: PollOutcome | Parsed | BaseException
+) -> tuple[list[PollOutcome | Parsed], BaseException | None]:
+    """The first answer and those already waiting behind it, up to STORE_BATCH, and
+    the exception a worker sent, if one came among them (the answers stop there)."""
+    found: list[PollOutcome | Parsed] = []
+    done = first
+    while not isinstance(done, BaseException):
+        found.append(done)
+        if len(found) == STORE_BATCH:
+            return found, None
         try:
-            found.append(results.get_nowait())
+            done = results.get_nowait()
         except queue.Empty:
-            break
-    for done in found:
-        if isinstance(done, BaseException):
-            raise done
-    return found
+            return found, None
+    return found, done
 
 
 def _store_all(
@@ -240,15 +246,15 @@ def _store_all(
         held: list[tuple[str, dict[str, Any]]] = []
         try:
             with store.batch():
-                stored = {
-                    id(p): store_parsed(p, store, lambda *poll: held.append(poll)) for p in parsed
-                }
+                stored = iter(
+                    [store_parsed(p, store, lambda *poll: held.append(poll)) for p in parsed]
+                )
         except (BatchFailed, sqlite3.Error):
             pass  # nothing of it was committed: one by one below
         else:
             for poll in held:
                 records(*poll)
-            return [stored[id(a)] if isinstance(a, Parsed) else a for a in answers]
+            return [next(stored) if isinstance(a, Parsed) else a for a in answers]
     return [store_parsed(a, store, records) if isinstance(a, Parsed) else a for a in answers]
 
 

@@ -162,10 +162,9 @@ def plain_text(fragment: str, max_length: int | None = None, *, markup: bool = T
         # No controls, no tag, no entity, no space but single U+0020 (every other
         # whitespace character is unprintable): only the ends can change.
         text = text.strip()
-    elif markup:
-        text = html.unescape(_TAG.sub("", strip_control(text)))
-        text = _SPACE.sub(" ", strip_control(text)).strip()
     else:
+        if markup:
+            text = html.unescape(_TAG.sub("", strip_control(text)))
         text = _SPACE.sub(" ", strip_control(text)).strip()
     if max_length is not None and len(text) > max_length:
         text = text[: max_length - 1].rstrip() + "…"
