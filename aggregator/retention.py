@@ -148,6 +148,9 @@ def cleanup(store: Store, config: Config, now: datetime, *, dry_run: bool = Fals
         )
         # entry_sources, entry_categories and entry_tags follow by ON DELETE CASCADE.
         db.conn.executemany("DELETE FROM entries WHERE code = ?", [(c,) for c in result.removed])
+        # The publish queue has no foreign key (see store._migration_9): one pass over
+        # it drops what removed entries left there, still unnumbered.
+        db.execute("DELETE FROM feed_pending WHERE code NOT IN (SELECT code FROM entries)")
     log.info("retention removed %d entries", len(result.removed))
     return result
 

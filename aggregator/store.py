@@ -264,6 +264,67 @@ def _migration_8(db: sqlite_utils.Database) -> None:
     )
 
 
+# The membership tables as migration 9 leaves them: keyed by what they are looked up
+# by, with no rowid beside the key.
+_MEMBERSHIP_TABLES = {
+    "entry_sources": (
+        """code TEXT NOT NULL REFERENCES entries(code) ON DELETE CASCADE,
+           source_id TEXT NOT NULL,
+           guid TEXT NOT NULL DEFAULT '',
+           entry_hash TEXT NOT NULL,
+           first_seen TEXT NOT NULL,
+           last_seen TEXT NOT NULL,
+           raw_digest TEXT,
+           PRIMARY KEY (code, source_id)""",
+        "CREATE INDEX entry_sources_source ON entry_sources(source_id, code)",
+    ),
+    **{
+        f"entry_{kind}": (
+            """code TEXT NOT NULL REFERENCES entries(code) ON DELETE CASCADE,
+               name TEXT NOT NULL,
+               PRIMARY KEY (code, name)""",
+            f"CREATE INDEX entry_{kind}_name ON entry_{kind}(name, code)",
+        )
+        for kind in ("categories", "tags")
+    },
+}
+
+
+def _migration_9(db: sqlite_utils.Database) -> None:
+    """Fewer B-trees written per new entry (a first poll stores thousands a second,
+    each into every index of every table it joins):
+    - the membership tables lose their rowid: a rowid table keeps its primary key in
+      a second B-tree beside the rows, so every row was written twice;
+    - the publish queue loses its foreign key and the index on code that served it:
+      a queued member whose entry is gone is passed over where the queue is read
+      (Store.feed_keys, _unpositioned) and dropped with its feed's queue;
+    - entries lose the index by publication date: feeds are read by position."""
+    for table, (columns, index) in _MEMBERSHIP_TABLES.items():
+        db.execute(f"CREATE TABLE {table}_new ({columns}) WITHOUT ROWID")
+        names = ", ".join(row[1] for row in db.execute(f"PRAGMA table_info({table})"))
+        db.execute(f"INSERT INTO {table}_new ({names}) SELECT {names} FROM {table}")
+        db.execute(f"DROP TABLE {table}")  # and its index and triggers
+        db.execute(f"ALTER TABLE {table}_new RENAME TO {table}")
+        db.execute(index)
+    for table in ("entry_categories", "entry_tags"):  # as migration 6 made them
+        db.execute(
+            f"""CREATE TRIGGER {table}_renders_delete AFTER DELETE ON {table}
+                BEGIN DELETE FROM entry_renders WHERE code = OLD.code; END"""
+        )
+    db.execute(
+        """CREATE TABLE feed_pending_new (
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            code TEXT NOT NULL,
+            PRIMARY KEY (kind, name, code)
+        ) WITHOUT ROWID"""
+    )
+    db.execute("INSERT INTO feed_pending_new SELECT kind, name, code FROM feed_pending")
+    db.execute("DROP TABLE feed_pending")
+    db.execute("ALTER TABLE feed_pending_new RENAME TO feed_pending")
+    db.execute("DROP INDEX entries_published")
+
+
 MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_1,
     _migration_2,
@@ -273,6 +334,7 @@ MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_6,
     _migration_7,
     _migration_8,
+    _migration_9,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -809,7 +871,12 @@ class Store:
         if self._keys_seen is None or self._keys_seen[0] != version:
             self._keys_seen = (version, self._all_feed_keys())
         with self._lock:
-            queued = self.db.conn.execute("SELECT DISTINCT kind, name FROM feed_pending")
+            # A queued member whose entry is gone (retention) makes no feed.
+            queued = self.db.conn.execute(
+                """SELECT kind, name FROM (SELECT DISTINCT kind, name FROM feed_pending) k
+                   WHERE EXISTS (SELECT 1 FROM feed_pending q JOIN entries e ON e.code = q.code
+                                 WHERE q.kind = k.kind AND q.name = k.name)"""
+            )
             keys = {(str(kind), str(name)) for kind, name in queued.fetchall()}
         return keys | self._keys_seen[1]
 

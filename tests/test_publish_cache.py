@@ -4,6 +4,7 @@ never a stale entry (edits, new categories, source metadata, retention, config).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -182,6 +183,25 @@ def test_retained_entries_disappear_and_leave_no_fragments(write_config: Any) ->
         assert code not in files["all.json"].decode()
 
 
+MEMBERSHIPS = ("entry_sources", "entry_categories", "entry_tags")
+
+
+def as_of_schema(version: int, database: Path, old: Path, tables: Sequence[str]) -> None:
+    """A database at an older schema version holding the rows of `tables` copied
+    from `database` (a current one), for the migrations after it to upgrade."""
+    conn = sqlite3.connect(old, isolation_level=None)
+    for migration in MIGRATIONS[:version]:
+        migration(sqlite_utils.Database(conn))
+    conn.execute(f"PRAGMA user_version = {version}")
+    conn.execute(f"ATTACH DATABASE '{database}' AS new")
+    for table in tables:
+        columns = [row[1] for row in conn.execute(f"PRAGMA main.table_info({table})")]
+        names = ", ".join(columns)
+        conn.execute(f"INSERT INTO main.{table} ({names}) SELECT {names} FROM new.{table}")
+    conn.execute("DETACH DATABASE new")
+    conn.close()
+
+
 def test_migration_queues_entries_stored_before_it(tmp_path: Path, write_config: Any) -> None:
     """A store from before migration 6 (entries, no positions yet) publishes every entry."""
     with site(write_config) as s:
@@ -190,17 +210,7 @@ def test_migration_queues_entries_stored_before_it(tmp_path: Path, write_config:
         expected = uncached(s.publisher)
         database = s.store.path
     old = tmp_path / "old.db"
-    conn = sqlite3.connect(old, isolation_level=None)
-    for migration in MIGRATIONS[:5]:
-        migration(sqlite_utils.Database(conn))
-    conn.execute("PRAGMA user_version = 5")
-    conn.execute(f"ATTACH DATABASE '{database}' AS new")
-    for table in ("sources", "entries", "entry_sources", "entry_categories", "entry_tags"):
-        columns = [row[1] for row in conn.execute(f"PRAGMA main.table_info({table})")]
-        names = ", ".join(columns)
-        conn.execute(f"INSERT INTO main.{table} ({names}) SELECT {names} FROM new.{table}")
-    conn.execute("DETACH DATABASE new")
-    conn.close()
+    as_of_schema(5, database, old, ("sources", "entries", *MEMBERSHIPS))
     config = load_config(write_config(SOURCES, database=str(old)))
     with Store(old) as store:
         publisher = Publisher(config, store)
@@ -210,3 +220,58 @@ def test_migration_queues_entries_stored_before_it(tmp_path: Path, write_config:
     for key in KEYS:
         info = publisher.info(key)
         assert files[info.path] == expected[info.path]
+
+
+ROWS = {
+    "entries": "SELECT * FROM entries",
+    "entry_sources": "SELECT * FROM entry_sources",
+    "entry_categories": "SELECT * FROM entry_categories",
+    "entry_tags": "SELECT * FROM entry_tags",
+    "feed_pending": "SELECT * FROM feed_pending",
+    "feed_positions": "SELECT * FROM feed_positions",
+    "entry_renders": "SELECT * FROM entry_renders",
+}
+
+
+def test_migration_9_keeps_every_row_and_the_published_bytes(
+    tmp_path: Path, write_config: Any
+) -> None:
+    """The membership tables and the queue are rebuilt without rowids (and the queue
+    without its foreign key): every row survives, queued members are still numbered,
+    rendered fragments stay, and the feeds come out the same."""
+    with site(write_config) as s:
+        s.add("yaowen", record(1), record(2))
+        s.publisher.publish()  # positions and rendered fragments
+        s.add("jiaotong", record(3), record(2))  # queued, not yet numbered
+        database = s.store.path
+    old = tmp_path / "v8.db"
+    as_of_schema(8, database, old, ("sources", *ROWS))
+    with sqlite3.connect(old) as conn:
+        before = {t: sorted(conn.execute(q)) for t, q in ROWS.items()}
+    assert before["feed_pending"] and before["entry_renders"]
+
+    def publish(store: Store, output: Path) -> dict[str, bytes]:
+        config = load_config(
+            write_config(SOURCES, database=str(store.path), output_dir=str(output))
+        )
+        publisher = Publisher(config, store)
+        publisher.publish()
+        return feeds_only(published(publisher))
+
+    with Store(database) as store:
+        expected = publish(store, tmp_path / "out8")
+    with Store(old) as store:
+        assert {t: sorted(store.db.execute(q)) for t, q in ROWS.items()} == before
+        ddl = dict(store.db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+        for table in ("entry_sources", "entry_categories", "entry_tags", "feed_pending"):
+            assert ddl[table].rstrip().endswith("WITHOUT ROWID"), table
+        assert "REFERENCES" not in ddl["feed_pending"]
+        assert store.db.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert publish(store, tmp_path / "out9") == expected
+        assert len(expected) > 4
+        # The category and tag tables kept their trigger: losing one drops the fragments.
+        code = record(1).code
+        with store.transaction() as db:
+            db.execute("DELETE FROM entry_tags WHERE code = ?", [code])
+        rendered = store.db.execute("SELECT 1 FROM entry_renders WHERE code = ?", [code])
+        assert rendered.fetchall() == []

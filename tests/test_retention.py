@@ -136,6 +136,9 @@ def test_removed_entries_never_come_back(
         assert reasons.fetchall() == [("retention", 4)]
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
         assert conn.execute("SELECT count(*) FROM entry_sources").fetchone() == (2,)
+        # Never published, so still queued: what was removed left nothing in the queue.
+        queued = conn.execute("SELECT DISTINCT code FROM feed_pending").fetchall()
+        assert sorted(code for (code,) in queued) == sorted(i.code for i in [ITEMS[0], newer])
 
 
 def test_an_old_database_gains_the_tombstone_table(tmp_path: Any) -> None:
