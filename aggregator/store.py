@@ -23,7 +23,15 @@ from typing import Any, BinaryIO
 import sqlite_utils
 
 from aggregator.config import Source
-from aggregator.dedup import Action, StoredEntry, decide, entry_hash, first_per_code
+from aggregator.dedup import (
+    Action,
+    StoredEntry,
+    decide,
+    entry_hash,
+    first_per_code,
+    in_current_hashes,
+    is_current_hash,
+)
 from aggregator.errors import BatchFailed, StoreError
 from aggregator.models import Enclosure, EntryRecord, ParsedFeed
 
@@ -672,13 +680,19 @@ class Store:
             digests_to_keep = []
             new = NewEntries()
             joined: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()  # see below
+            hashes_to_renew = []
             for entry in unique:
                 hashed = entry_hash(entry)
-                decision = decide(stored.get(entry.code), source.id, entry, hashed, now)
+                known = stored.get(entry.code)
+                if known is not None:
+                    known = in_current_hashes(known, entry, hashed)
+                decision = decide(known, source.id, entry, hashed, now)
                 if decision.action is Action.UNCHANGED:
                     result.unchanged += 1
                     if entry.raw_digest:
                         digests_to_keep.append((entry.raw_digest, entry.code, source.id))
+                    if not is_current_hash(stored[entry.code].source_hashes[source.id]):
+                        hashes_to_renew.append((hashed, entry.code, source.id))
                     continue
                 if decision.action is Action.NEW:  # written together after the loop
                     new.add(source, entry, hashed, decision.updated or now, now)
@@ -704,6 +718,10 @@ class Store:
                 """UPDATE entry_sources SET raw_digest = ?1
                    WHERE code = ?2 AND source_id = ?3 AND raw_digest IS NOT ?1""",
                 digests_to_keep,
+            )
+            db.conn.executemany(  # an old recipe's hash, once: see dedup.HASH_VERSION
+                "UPDATE entry_sources SET entry_hash = ? WHERE code = ? AND source_id = ?",
+                hashes_to_renew,
             )
             db.execute(
                 """INSERT INTO sources (id, name, url, category, feed_title, feed_link, feed_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aggregator.config import Source
-from aggregator.dedup import Action, StoredEntry, decide, entry_hash
+from aggregator.dedup import (
+    Action,
+    StoredEntry,
+    decide,
+    entry_hash,
+    in_current_hashes,
+    is_current_hash,
+    legacy_entry_hash,
+)
 from aggregator.models import EntryRecord, ParsedFeed
 from aggregator.store import Store
 
@@ -139,3 +148,51 @@ def test_a_new_carrier_with_a_newer_copy_updates_the_entry() -> None:
     assert decision.action is Action.UPDATE and decision.updated == v2.updated
     older = decide(StoredEntry("NW1", v2.updated or NOW, {"a": "x"}), "b", v1, "y", NOW)
     assert older.action is Action.ADD_SOURCE  # an older copy never rolls the entry back
+
+
+def test_hashes_stored_by_the_old_recipe_are_compared_in_its_terms() -> None:
+    """A database from before HASH_VERSION holds old-recipe hashes: the same copy is
+    still unchanged (and its hash renewed, once), an edit is still an update, and a
+    copy another carrier brought is still known."""
+    v1, v2 = copy(1, 0), copy(1, 1)
+    old = StoredEntry("NW1", NOW, {"a": legacy_entry_hash(v1), "b": legacy_entry_hash(v2)})
+    seen = in_current_hashes(old, v1, entry_hash(v1))
+    assert seen.source_hashes == {"a": entry_hash(v1), "b": legacy_entry_hash(v2)}
+    assert decide(seen, "a", v1, entry_hash(v1), NOW).action is Action.UNCHANGED
+    assert in_current_hashes(seen, v2, entry_hash(v2)).source_hashes["b"] == entry_hash(v2)
+    current = StoredEntry("NW1", NOW, {"a": entry_hash(v1)})
+    assert in_current_hashes(current, v2, entry_hash(v2)) is current
+
+    with tempfile.TemporaryDirectory() as temp, Store(Path(temp) / "s.db") as store:
+        feed = ParsedFeed("rss20", "t", "", "")
+        store.ingest(source("a"), feed, [v1, copy(2, 0)], NOW)
+        with store.transaction() as db:  # as an older version stored them
+            for entry in (v1, copy(2, 0)):
+                db.execute(
+                    "UPDATE entry_sources SET entry_hash = ? WHERE code = ?",
+                    [legacy_entry_hash(entry), entry.code],
+                )
+        later = store.ingest(source("a"), feed, [v1, copy(2, 1)], NOW + timedelta(days=1))
+        assert (later.unchanged, later.updated, later.new) == (1, 1, 0)
+        hashes = dict(store.db.execute("SELECT code, entry_hash FROM entry_sources"))
+        assert hashes == {"NW1": entry_hash(v1), "NW2": entry_hash(copy(2, 1))}
+
+
+def test_the_hash_tells_every_shown_field_apart() -> None:
+    """Moving text from one field to the next (the bodies are hashed as they are, with
+    their lengths) changes the hash, as does any single field."""
+    base = copy(1, 0)
+    variants = [
+        base,
+        replace(base, content="", summary=base.content),
+        replace(base, content=base.content[:-1], summary=base.content[-1:]),
+        replace(base, title=base.title + "!"),
+        replace(base, link=base.link + "&x=1"),
+        replace(base, author="记者"),
+        replace(base, categories=("文化",)),
+        replace(base, updated=NOW),
+        replace(base, published=None),
+    ]
+    assert len({entry_hash(v) for v in variants}) == len(variants)
+    assert all(is_current_hash(entry_hash(v)) for v in variants)
+    assert not is_current_hash(legacy_entry_hash(base))
