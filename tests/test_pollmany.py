@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from aggregator.fetch import Fetcher
 from aggregator.poll import after_fetch, begin_poll, poll_source
 from aggregator.pollrun import (
     MAX_PROCESSES,
+    PIPE_SIZE,
     PROCESS_MIN_SOURCES,
     PollRecords,
     _store_all,
@@ -24,6 +26,7 @@ from aggregator.pollrun import (
     processes_for,
     share_out,
     start_method,
+    widen_pipe,
 )
 from aggregator.store import Store
 from bench.corpus import Corpus
@@ -399,3 +402,17 @@ def test_a_storage_fault_in_a_batch_fails_that_source_alone(
         assert carriers == {"s0", "s1", "s3", "s4"}
         states = {r["id"]: r["last_result"] for r in store.source_rows()}
         assert [states[s.id] for s in sources] == ["ok", "ok", "error", "ok", "ok"]
+
+
+def test_the_pipe_from_the_workers_is_widened() -> None:
+    """The buffer is PIPE_SIZE where the system allows that much, and a parsed feed's
+    worth of bytes goes through in one write."""
+    read, write = os.pipe()
+    try:
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+        assert widen_pipe(read) == min(PIPE_SIZE, limit)
+        os.write(write, b"x" * 200_000)  # a parsed feed's size, in one write
+        assert len(os.read(read, 300_000)) == 200_000
+    finally:
+        os.close(read)
+        os.close(write)
