@@ -18,6 +18,7 @@ import fcntl
 import gc
 import multiprocessing
 import os
+import pickle
 import queue
 import sqlite3
 import sys
@@ -61,6 +62,12 @@ STORE_BATCH = 8
 # The pipe buffer asked for between the workers and the storing process (the most
 # Linux lets a user have without privileges, by default).
 PIPE_SIZE = 1 << 20
+# Parsed feeds waiting for the storing process, counted in pickled bytes. Now and then
+# a commit copies the WAL back into the database (~150 ms in a large first poll): the
+# workers go on parsing into this much meanwhile instead of waiting with idle cores.
+# Counted in bytes, not feeds, so a run of huge feeds cannot pile up.
+WAITING_BYTES = 16 * 1024 * 1024
+WAITING_UNIT = 64 * 1024
 
 
 class PollRecords:
@@ -84,6 +91,52 @@ class PollRecords:
         batch, self._pending = self._pending, []
         if batch:
             self.store.record_polls(batch)
+
+
+class ByteBudget:
+    """A number of bytes shared by processes, taken by whoever sends a message and
+    given back by whoever has read it (in units of WAITING_UNIT)."""
+
+    def __init__(self, context: Any, total: int = WAITING_BYTES) -> None:
+        self.units = max(1, total // WAITING_UNIT)
+        self._free = context.Semaphore(self.units)
+        # One taker at a time: two takers each holding part of what they need could
+        # otherwise wait on each other for ever.
+        self._taking = context.Lock()
+
+    def units_for(self, size: int) -> int:
+        """A message's share: never more than the whole, so even a huge one can go
+        (alone) once everything before it has been read."""
+        return max(1, min(self.units, -(-size // WAITING_UNIT)))
+
+    def take(self, units: int) -> None:
+        with self._taking:
+            for _ in range(units):
+                self._free.acquire()
+
+    def give(self, units: int) -> None:
+        for _ in range(units):
+            self._free.release()
+
+
+def send(results: Any, budget: ByteBudget, answer: object) -> None:
+    """Put an answer in the results queue once the budget has room for its bytes."""
+    try:
+        blob = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # an exception that cannot be pickled: its message can
+        blob = pickle.dumps(AggregatorError(f"{answer!r} (unpicklable: {exc})"))
+    units = budget.units_for(len(blob))
+    budget.take(units)
+    results.put((units, blob))
+
+
+def receive(results: Any, budget: ByteBudget, timeout: float | None) -> Any:
+    """The next answer (queue.Empty after timeout; None waits, 0 does not)."""
+    units, blob = results.get(block=timeout != 0, timeout=timeout or None)
+    try:
+        return pickle.loads(blob)
+    finally:
+        budget.give(units)
 
 
 def widen_pipe(fd: int, size: int = PIPE_SIZE) -> int:
@@ -193,7 +246,8 @@ def _poll_in_processes(
     jobs: Any = context.Queue()
     in_flight = share_out(workers, processes)
     # Bounded: parsing may run ahead of storing, but not with the whole run in memory.
-    results: Any = context.Queue(maxsize=in_flight * processes)
+    results: Any = context.Queue()  # bounded by the budget
+    budget = ByteBudget(context)
     widen_pipe(results._reader.fileno())  # the queue's pipe (private, but long stable)
     for source in sources:
         jobs.put(source)
@@ -203,7 +257,16 @@ def _poll_in_processes(
     children = [
         context.Process(
             target=_process_main,
-            args=(store.path, shared, fetcher.user_agent, limits, clock, in_flight, jobs, results),
+            args=(
+                store.path,
+                shared,
+                fetcher.user_agent,
+                limits,
+                clock,
+                in_flight,
+                jobs,
+                (results, budget),
+            ),
             daemon=True,
         )
         for _ in range(processes)
@@ -216,14 +279,14 @@ def _poll_in_processes(
     try:
         while answers < len(sources):
             try:
-                first: PollOutcome | Parsed | BaseException = results.get(timeout=1.0)
+                first: PollOutcome | Parsed | BaseException = receive(results, budget, 1.0)
             except queue.Empty:
                 if not any(child.is_alive() for child in children):
                     raise AggregatorError("the poll worker processes stopped early") from None
                 continue
             # The workers fetch and parse; this process alone writes entries, so no
             # write waits for another process and the page cache stays warm.
-            waiting, fault = _waiting(results, first)
+            waiting, fault = _waiting(lambda: receive(results, budget, 0), first)
             for outcome in _store_all(waiting, store, records):
                 answers += 1
                 by_id[outcome.source_id] = outcome
@@ -237,7 +300,8 @@ def _poll_in_processes(
 
 
 def _waiting(
-    results: Any, first: PollOutcome | Parsed | BaseException
+    next_waiting: Callable[[], PollOutcome | Parsed | BaseException],
+    first: PollOutcome | Parsed | BaseException,
 ) -> tuple[list[PollOutcome | Parsed], BaseException | None]:
     """The first answer and those already waiting behind it, up to STORE_BATCH, and
     the exception a worker sent, if one came among them (the answers stop there)."""
@@ -248,7 +312,7 @@ def _waiting(
         if len(found) == STORE_BATCH:
             return found, None
         try:
-            done = results.get_nowait()
+            done = next_waiting()
         except queue.Empty:
             return found, None
     return found, done
@@ -304,11 +368,12 @@ def _process_main(
     clock: Clock,
     in_flight: int,
     jobs: Any,
-    results: Any,
+    channel: tuple[Any, ByteBudget],
 ) -> None:
     """A worker process: takes sources until it meets a stop sign, fetches them (up to
-    `in_flight` at a time, from one thread) and parses what they bring; puts each
-    Parsed (or finished outcome) in `results`, or the exception that stopped it."""
+    `in_flight` at a time, from one thread) and parses what they bring; sends each
+    Parsed (or finished outcome) through `channel` (the results queue and its byte
+    budget), or the exception that stopped it."""
     # Parsing makes and drops many small objects, nearly all freed by reference
     # counting: collect the young generation less often, and leave what a fork
     # inherited out of collections (scanning it would copy the parent's pages).
@@ -325,13 +390,12 @@ def _process_main(
         try:
             with contextlib.closing(fetcher.fetch_many(starts(), in_flight)) as fetches:
                 for start, fetched in fetches:
-                    results.put(
-                        after_fetch(
-                            start, fetched, store, record=records, clock=clock, limits=limits
-                        )
+                    answer = after_fetch(
+                        start, fetched, store, record=records, clock=clock, limits=limits
                     )
+                    send(*channel, answer)
         except BaseException as exc:  # a storage fault, say: the caller re-raises it
-            results.put(exc)
+            send(*channel, exc)
         records.flush()
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import queue
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -19,11 +21,15 @@ from aggregator.pollrun import (
     MAX_PROCESSES,
     PIPE_SIZE,
     PROCESS_MIN_SOURCES,
+    WAITING_UNIT,
+    ByteBudget,
     PollRecords,
     _store_all,
     poll_many,
     process_count,
     processes_for,
+    receive,
+    send,
     share_out,
     start_method,
     widen_pipe,
@@ -416,3 +422,29 @@ def test_the_pipe_from_the_workers_is_widened() -> None:
     finally:
         os.close(read)
         os.close(write)
+
+
+def test_waiting_answers_are_bounded_by_their_bytes() -> None:
+    """A sender waits while what is unread holds the budget; a message larger than the
+    whole budget still goes, alone, once everything before it has been read."""
+    context = multiprocessing.get_context()
+    results = context.Queue()
+    budget = ByteBudget(context, total=4 * WAITING_UNIT)
+    assert (budget.units_for(1), budget.units_for(WAITING_UNIT + 1)) == (1, 2)
+    assert budget.units_for(100 * WAITING_UNIT) == 4
+    small = ["一" * 100] * 3
+    for message in small:  # one unit each
+        send(results, budget, message)
+    big = "报" * (2 * WAITING_UNIT)  # 6 units of UTF-8: takes the whole budget
+    sender = threading.Thread(target=send, args=(results, budget, big))
+    sender.start()
+    sender.join(timeout=0.2)
+    assert sender.is_alive()  # waiting for room
+    assert [receive(results, budget, 5) for _ in small] == small
+    sender.join(timeout=5)
+    assert not sender.is_alive()
+    assert receive(results, budget, 5) == big
+    with pytest.raises(queue.Empty):
+        receive(results, budget, 0)
+    results.close()
+    results.join_thread()
