@@ -222,8 +222,16 @@ def entry_from_fields(
     )
 
 
+def _skips(data: bytes) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """RSS <skipHours> and <skipDays>. One bytes search for what both start with
+    first: many times faster than the patterns over a document without either, and
+    a document is mostly without (each search reads the whole document)."""
+    if b"<skip" not in data:
+        return (), ()
+    return _skip_hours(data), _skip_days(data)
+
+
 def _skip_hours(data: bytes) -> tuple[int, ...]:
-    # bytes.find first: many times faster than the pattern over a document without it.
     match = _SKIP_HOURS.search(data) if b"<skipHours" in data else None
     if not match:
         return ()
@@ -282,6 +290,7 @@ def parse_prepared(
     entries = tuple(
         entry_from_fields(e, base, timezone, seen_at, limits, atom=atom) for e in raw_entries
     )
+    skip_hours, skip_days = _skips(prepared.data)
     return ParsedFeed(
         version=str(parsed.get("version")),
         title=plain_text(feed.get("title") or "", limits.title),
@@ -289,8 +298,8 @@ def parse_prepared(
         feed_id=strip_control(str(feed.get("id") or link or url)).strip()[:MAX_GUID],
         entries=entries,
         ttl_minutes=int(ttl) if ttl.isdigit() and len(ttl) < 9 else None,
-        skip_hours=_skip_hours(prepared.data),
-        skip_days=_skip_days(prepared.data),
+        skip_hours=skip_hours,
+        skip_days=skip_days,
         update_period=_update_period(feed),
     )
 
@@ -335,6 +344,7 @@ def parse_fast(
     link = absolute_http_url(raw.link, base)
     ttl = raw.ttl.strip()
     syndication = {f"sy_{k.lower()}": v for k, v in raw.syndication}
+    skip_hours, skip_days = _skips(prepared.data)
     return ParsedFeed(
         version=raw.version,
         title=plain_text(raw.title, limits.title),
@@ -342,8 +352,8 @@ def parse_fast(
         feed_id=strip_control(raw.feed_id or link or url).strip()[:MAX_GUID],
         entries=entries,
         ttl_minutes=int(ttl) if ttl.isdigit() and len(ttl) < 9 else None,
-        skip_hours=_skip_hours(prepared.data),
-        skip_days=_skip_days(prepared.data),
+        skip_hours=skip_hours,
+        skip_days=skip_days,
         update_period=_update_period(syndication),
         skipped=min(len(raw.entries), limits.entries) - len(entries),
     )

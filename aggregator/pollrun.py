@@ -249,8 +249,10 @@ def _poll_in_processes(
     results: Any = context.Queue()  # bounded by the budget
     budget = ByteBudget(context)
     widen_pipe(results._reader.fileno())  # the queue's pipe (private, but long stable)
+    # Read here in one query, not by each worker in one query per source.
+    states = store.source_states([source.id for source in sources])
     for source in sources:
-        jobs.put(source)
+        jobs.put((source, states[source.id]))
     for _ in range(processes):
         jobs.put(None)  # one stop sign per process
     shared = replace(fetcher.limits, per_host=share_out(fetcher.limits.per_host, processes))
@@ -370,10 +372,10 @@ def _process_main(
     jobs: Any,
     channel: tuple[Any, ByteBudget],
 ) -> None:
-    """A worker process: takes sources until it meets a stop sign, fetches them (up to
-    `in_flight` at a time, from one thread) and parses what they bring; sends each
-    Parsed (or finished outcome) through `channel` (the results queue and its byte
-    budget), or the exception that stopped it."""
+    """A worker process: takes sources (each with its stored state) until it meets a
+    stop sign, fetches them (up to `in_flight` at a time, from one thread) and parses
+    what they bring; sends each Parsed (or finished outcome) through `channel` (the
+    results queue and its byte budget), or the exception that stopped it."""
     # Parsing makes and drops many small objects, nearly all freed by reference
     # counting: collect the young generation less often, and leave what a fork
     # inherited out of collections (scanning it would copy the parent's pages).
@@ -383,8 +385,9 @@ def _process_main(
         records = PollRecords(store)
 
         def starts() -> Iterator[tuple[PollStart, FetchRequest]]:
-            while (source := jobs.get()) is not None:
-                start = begin_poll(source, store.source_state(source.id), clock())
+            while (job := jobs.get()) is not None:
+                source, state = job
+                start = begin_poll(source, state, clock())
                 yield start, start.request
 
         try:
