@@ -123,8 +123,9 @@ def send(results: Any, budget: ByteBudget, answer: object) -> None:
     """Put an answer in the results queue once the budget has room for its bytes."""
     try:
         blob = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:  # an exception that cannot be pickled: its message can
-        blob = pickle.dumps(AggregatorError(f"{answer!r} (unpicklable: {exc})"))
+    except Exception as exc:  # an exception that cannot be pickled: its text can
+        text = f"{type(answer).__name__}: {str(answer)[:500]} (could not be sent: {exc})"
+        blob = pickle.dumps(AggregatorError(text))
     units = budget.units_for(len(blob))
     budget.take(units)
     results.put((units, blob))
@@ -245,8 +246,9 @@ def _poll_in_processes(
     context: Any = multiprocessing.get_context(start_method(threading.active_count()))
     jobs: Any = context.Queue()
     in_flight = share_out(workers, processes)
-    # Bounded: parsing may run ahead of storing, but not with the whole run in memory.
-    results: Any = context.Queue()  # bounded by the budget
+    # Parsing may run ahead of storing, but not with the whole run in memory: the
+    # queue holds what the budget lets the workers send.
+    results: Any = context.Queue()
     budget = ByteBudget(context)
     widen_pipe(results._reader.fileno())  # the queue's pipe (private, but long stable)
     # Read here in one query, not by each worker in one query per source.

@@ -18,7 +18,9 @@ from urllib.parse import urljoin, urlsplit
 import nh3
 
 # Characters XML 1.0 forbids (C0 controls but tab/LF/CR, surrogates, U+FFFE/F).
-_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# The characters XML 1.0 forbids, as the inside of a regular-expression class.
+_ILLEGAL_CHARS = "\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff"
+_XML_ILLEGAL = re.compile(f"[{_ILLEGAL_CHARS}]")
 _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 
@@ -142,7 +144,7 @@ def _nh3(fragment: str, base: str, strip_comments: bool = True) -> str:
 # the URLs, which are joined as it joins them. News sites like the one in the seed
 # article publish exactly this, and sanitizing it costs several times the check
 # (tests/test_fast_paths.py holds the result to nh3's).
-_SAFE_CHAR = "[^<>&\r\xa0\ufeff\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]"
+_SAFE_CHAR = f"[^<>&\r\xa0\ufeff{_ILLEGAL_CHARS}]"
 _VALUE = '[^":<>&\r\xa0\x00-\x1f\ud800-\udfff\ufffe\uffff]*+'
 _URL_VALUE = '[^"<>&\\\\\\s\x00-\x1f\x7f-\xa0\ud800-\udfff\ufffe\uffff]++'
 _SAFE_ATTRIBUTE = f'(?: (?:class|title|lang|dir)="{_VALUE}")?'

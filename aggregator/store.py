@@ -304,8 +304,9 @@ def _migration_9(db: sqlite_utils.Database) -> None:
     - the membership tables lose their rowid: a rowid table keeps its primary key in
       a second B-tree beside the rows, so every row was written twice;
     - the publish queue loses its foreign key and the index on code that served it:
-      a queued member whose entry is gone is passed over where the queue is read
-      (Store.feed_keys, _unpositioned) and dropped with its feed's queue;
+      retention drops the queued members of what it removes, and any other member
+      whose entry is gone is passed over where the queue is read (Store.feed_keys,
+      _unpositioned) and dropped with its feed's queue;
     - entries lose the index by publication date: feeds are read by position."""
     for table, (columns, index) in _MEMBERSHIP_TABLES.items():
         db.execute(f"CREATE TABLE {table}_new ({columns}) WITHOUT ROWID")

@@ -14,7 +14,7 @@ import pytest
 
 from aggregator import fastparse
 from aggregator.config import Config, Source, load_config
-from aggregator.errors import BatchFailed
+from aggregator.errors import AggregatorError, BatchFailed
 from aggregator.fetch import Fetcher
 from aggregator.poll import after_fetch, begin_poll, poll_source
 from aggregator.pollrun import (
@@ -446,5 +446,20 @@ def test_waiting_answers_are_bounded_by_their_bytes() -> None:
     assert receive(results, budget, 5) == big
     with pytest.raises(queue.Empty):
         receive(results, budget, 0)
+    results.close()
+    results.join_thread()
+
+
+def test_an_answer_that_cannot_be_pickled_arrives_as_an_error() -> None:
+    """A worker's exception that pickle refuses still reaches the storing process,
+    named and short, instead of being lost in the queue's feeder thread."""
+    context = multiprocessing.get_context()
+    results = context.Queue()
+    budget = ByteBudget(context)
+    refused = ValueError("x" * 10_000, lambda: None)  # a lambda cannot be pickled
+    send(results, budget, refused)
+    got = receive(results, budget, 5)
+    assert isinstance(got, AggregatorError)
+    assert str(got).startswith("ValueError: ") and len(str(got)) < 700
     results.close()
     results.join_thread()
