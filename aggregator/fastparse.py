@@ -420,10 +420,11 @@ def _decoded(body: bytes, url: str, content_type: str) -> bytes:
     """The document as UTF-8, decoded exactly as feedparser would decode it."""
     if content_type == _PREPARED_TYPE and body.startswith(_PREPARED_DECLARATION):
         # feedparser reads this as UTF-8 (no byte order mark or other-family pattern
-        # can start it) and writes it back unchanged but for the declaration. Bytes
-        # that are not UTF-8 it would read in another encoding; here lxml refuses them
-        # (it accepts nothing but well-formed UTF-8), so the fast path declines them.
-        return _FEEDPARSER_DECLARATION + body[len(_PREPARED_DECLARATION) :]
+        # can start it) and writes it back unchanged but for the declaration's quotes,
+        # which lxml reads the same: no copy. Bytes that are not UTF-8 it would read in
+        # another encoding; here lxml refuses them (it accepts nothing but well-formed
+        # UTF-8), so the fast path declines them.
+        return body
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type

@@ -12,6 +12,7 @@ sane dates, fields cut to their limits.
 
 from __future__ import annotations
 
+import codecs
 import html
 import re
 from collections.abc import Callable, Mapping
@@ -23,7 +24,7 @@ import feedparser
 
 from aggregator import fastparse
 from aggregator.dates import entry_date, sane
-from aggregator.encoding import Decoded, decode
+from aggregator.encoding import Decoded, bom_encoding, candidates, decode
 from aggregator.errors import ParseError
 from aggregator.models import Enclosure, EntryRecord, ParsedFeed
 from aggregator.sanitize import (
@@ -109,6 +110,46 @@ def prepare(body: bytes, content_type: str = "") -> Prepared:
 
 
 _DECLARATION = b'<?xml version="1.0" encoding="utf-8"?>\n'
+# How much of a body prepare_unread decodes: a prolog longer than this is read in full.
+_HEAD = 8192
+
+
+def prepare_unread(body: bytes, content_type: str = "") -> Prepared | None:
+    """prepare()'s answer for the usual body, without decoding and scanning all of it,
+    or None when the body is not of that kind: one that prepare would read as UTF-8
+    from its first byte (no byte order mark, UTF-8 the first encoding to try), with no
+    DOCTYPE. Only the head is decoded, to screen the prolog; the rest is handed on as
+    it came.
+
+    So this is prepare()'s answer only once a strict XML parser has read the data.
+    lxml refuses everything that would make prepare's differ: bytes that are not
+    UTF-8 (another encoding would be tried), controls and U+FFFE/U+FFFF (they would be
+    removed), a document cut off (it would be refused). A caller that meets such a
+    refusal prepares the body in full."""
+    if bom_encoding(body)[0] or candidates(body, content_type)[0][0] != "utf-8":
+        return None
+    try:  # strict, but a character cut at the head's end is held back, not refused
+        head = codecs.getincrementaldecoder("utf-8")().decode(body[:_HEAD])
+    except UnicodeDecodeError:
+        return None
+    declaration = _XML_DECLARATION.match(head)
+    start = declaration.end() if declaration else 0
+    prolog = head[start:]
+    try:
+        screened = screen(prolog)
+    except ParseError:  # a refused DTD, or a prolog running past the head
+        return None
+    root = screened.root
+    if (
+        screened.text != prolog  # a DOCTYPE, rewritten: prepare's own work
+        or root is None
+        or root.lower() == "html"
+        or head.endswith(root)  # the name may go on past the head
+    ):
+        return None
+    return Prepared(_DECLARATION + body[len(head[:start].encode()) :], "utf-8", root, False)
+
+
 # The C0 controls XML 1.0 forbids, as bytes (the same in UTF-8 as in ASCII).
 _C0_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])
 

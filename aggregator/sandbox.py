@@ -30,7 +30,14 @@ from aggregator.config import Settings
 from aggregator.errors import ParseError
 from aggregator.jsonread import looks_like_json, parse_json_feed
 from aggregator.models import ParsedFeed
-from aggregator.parse import FieldLimits, Prepared, parse_fast, parse_prepared, prepare
+from aggregator.parse import (
+    FieldLimits,
+    Prepared,
+    parse_fast,
+    parse_prepared,
+    prepare,
+    prepare_unread,
+)
 
 MIB = 1024 * 1024
 
@@ -201,14 +208,25 @@ def parse_limited(
         return parse_json_feed(
             body, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields
         )
-    prepared = prepare(body, content_type)
     # A well-formed document without a DTD goes through lxml in-process, whatever its
-    # size: lxml neither expands entities nor lifts its own limits.
-    quick = parse_fast(
-        prepared, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields, known=known
-    )
-    if quick is not None:
-        return quick
+    # size: lxml neither expands entities nor lifts its own limits. Most bodies are
+    # UTF-8 as sent, and lxml's strict reading spares decoding them here first.
+    unread = prepare_unread(body, content_type)
+    if unread is not None:
+        quick = parse_fast(
+            unread, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields, known=known
+        )
+        if quick is not None:
+            return quick
+    prepared = prepare(body, content_type)
+    # Unless lxml refused the unread bytes (before reading any entry, so `known` was
+    # not asked), they were these bytes, and would be declined again.
+    if prepared != unread:
+        quick = parse_fast(
+            prepared, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields, known=known
+        )
+        if quick is not None:
+            return quick
     if not needs_worker(prepared, limits):
         return parse_prepared(
             prepared, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields, fast=False
