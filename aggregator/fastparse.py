@@ -398,16 +398,65 @@ def _atom_entry(item: etree._Element, base: str) -> dict[str, Any]:
 # --- the document ----------------------------------------------------------------------
 
 
-Digest = Callable[[etree._Element, str], str]
+# A document's entry elements (children of one parent, in document order) -> their
+# digests. Made per document by _read: it needs the document's bytes and base.
+Digests = Callable[[list[etree._Element]], list[str]]
 
 
-def _no_digest(item: etree._Element, base: str) -> str:
-    return ""
+def _no_digests(entries: list[etree._Element]) -> list[str]:
+    return [""] * len(entries)
 
 
-def _digest(item: etree._Element, base: str) -> str:
-    material = etree.tostring(item, encoding="utf-8")
-    return hashlib.sha1(f"{FAST_VERSION}\x00{base}\x00".encode() + material).hexdigest()
+def _digests(data: bytes, base: str, entries: list[etree._Element]) -> list[str]:
+    """sha1 of the fast path's version, the base URL, the namespaces in scope around
+    the entries and each entry's own bytes, from its start tag to its end tag
+    (serialising each entry again cost more than parsing it). When the entries' start
+    tags differ (<item>, <Item>), or one is also found where no entry starts (in text
+    or a comment), the bytes cannot be told apart: the entries are serialised."""
+    if not entries:
+        return []
+    first = entries[0]
+    parent = first.getparent()
+    assert parent is not None  # entries are never the root
+    scope = sorted((prefix or "", uri) for prefix, uri in parent.nsmap.items())
+    salt = hashlib.sha1(f"{FAST_VERSION}\x00{base}\x00{scope}\x00".encode())
+    name = etree.QName(first).localname
+    qname = f"{first.prefix}:{name}" if first.prefix else name
+    starts = _tag_starts(data, f"<{qname}".encode())
+    same_tags = all(e.tag == first.tag and e.prefix == first.prefix for e in entries)
+    # Each entry's start tag is found; with no others, they are the entries', in order.
+    if not same_tags or len(starts) != len(entries):
+        parts: list[bytes | memoryview] = [etree.tostring(e, encoding="utf-8") for e in entries]
+    else:
+        view = memoryview(data)
+        closing = f"</{qname}".encode()
+        parts = []
+        for start, limit in zip(starts, [*starts[1:], len(data)], strict=True):
+            # The entry ends before the next starts: at the last end tag of its name
+            # there, or beyond (in a comment, say), so no byte of it is left out.
+            end = data.rfind(closing, start, limit)
+            parts.append(view[start : end + len(closing) if end >= 0 else limit])
+    found = []
+    for part in parts:
+        digest = salt.copy()
+        digest.update(part)
+        found.append(digest.hexdigest())
+    return found
+
+
+_AFTER_TAG_NAME = frozenset(b" \t\r\n/>")
+
+
+def _tag_starts(data: bytes, tag: bytes) -> list[int]:
+    """Where `tag` (b"<item", say) is followed by what may end a tag's name."""
+    starts = []
+    at = data.find(tag)
+    while at >= 0:
+        after = at + len(tag)
+        if after < len(data) and data[after] in _AFTER_TAG_NAME:
+            starts.append(at)
+        at = data.find(tag, after)
+    return starts
 
 
 # What parse.prepare hands over: UTF-8 behind this declaration, said so in the header.
@@ -475,7 +524,7 @@ _CHANNEL_IGNORED = frozenset(
 )
 
 
-def _rss20(root: etree._Element, base: str, digest: Digest) -> RawFeed:
+def _rss20(root: etree._Element, base: str, digests: Digests) -> RawFeed:
     if not root.get("version", "").startswith("2."):
         raise Unsupported("not RSS 2.x")
     channels = list(root)
@@ -486,14 +535,16 @@ def _rss20(root: etree._Element, base: str, digest: Digest) -> RawFeed:
         raise Unsupported("channel attributes")
     title = link = ttl = ""
     seen: set[str] = set()
-    items = []
+    items: list[dict[str, Any]] = []
+    elements: list[etree._Element] = []
     sy: list[tuple[str, str]] = []
     for child in channel:
         namespace, local = _name(child)
         if namespace == "" and local == "item":
             if child.attrib:
                 raise Unsupported("item attributes")
-            items.append(RawEntry(_rss_item(child, base, rdf=False), digest(child, base)))
+            elements.append(child)
+            items.append(_rss_item(child, base, rdf=False))
             continue
         if namespace == "" and local in ("title", "link", "ttl"):
             if local in seen:
@@ -514,18 +565,21 @@ def _rss20(root: etree._Element, base: str, digest: Digest) -> RawFeed:
             continue
         else:
             raise Unsupported(f"channel element {{{namespace}}}{local}")
-    return RawFeed("rss20", title, link, "", ttl, base, tuple(items), tuple(sy))
+    entries = tuple(map(RawEntry, items, digests(elements)))
+    return RawFeed("rss20", title, link, "", ttl, base, entries, tuple(sy))
 
 
-def _rss10(root: etree._Element, base: str, digest: Digest) -> RawFeed:
+def _rss10(root: etree._Element, base: str, digests: Digests) -> RawFeed:
     title = link = ""
-    items = []
+    items: list[dict[str, Any]] = []
+    elements: list[etree._Element] = []
     channels = 0
     sy: list[tuple[str, str]] = []
     for child in root:
         namespace, local = _name(child)
         if namespace == RSS10 and local == "item":
-            items.append(RawEntry(_rss_item(child, base, rdf=True), digest(child, base)))
+            elements.append(child)
+            items.append(_rss_item(child, base, rdf=True))
         elif namespace == RSS10 and local == "channel":
             channels += 1
             for part in child:
@@ -548,19 +602,22 @@ def _rss10(root: etree._Element, base: str, digest: Digest) -> RawFeed:
             raise Unsupported(f"RDF element {{{namespace}}}{local}")
     if channels != 1:
         raise Unsupported("not exactly one channel")
-    return RawFeed("rss10", title, link, "", "", base, tuple(items), tuple(sy))
+    entries = tuple(map(RawEntry, items, digests(elements)))
+    return RawFeed("rss10", title, link, "", "", base, entries, tuple(sy))
 
 
-def _atom(root: etree._Element, base: str, digest: Digest) -> RawFeed:
+def _atom(root: etree._Element, base: str, digests: Digests) -> RawFeed:
     title = link = feed_id = ""
     seen: set[str] = set()
-    items = []
+    items: list[dict[str, Any]] = []
+    elements: list[etree._Element] = []
     for child in root:
         namespace, local = _name(child)
         if namespace != ATOM:
             raise Unsupported(f"feed element {{{namespace}}}{local}")
         if local == "entry":
-            items.append(RawEntry(_atom_entry(child, base), digest(child, base)))
+            elements.append(child)
+            items.append(_atom_entry(child, base))
             continue
         if local in ("title", "id") and local in seen:
             raise Unsupported(f"repeated feed {local}")
@@ -590,23 +647,25 @@ def _atom(root: etree._Element, base: str, digest: Digest) -> RawFeed:
             continue
         else:
             raise Unsupported(f"feed element {local}")
-    return RawFeed("atom10", title, link, feed_id, "", base, tuple(items))
+    return RawFeed(
+        "atom10", title, link, feed_id, "", base, tuple(map(RawEntry, items, digests(elements)))
+    )
 
 
 def read(body: bytes, *, url: str = "", content_type: str = "") -> RawFeed | None:
     """The raw entries of a well-formed feed, or None when feedparser must read it."""
-    return _read_or_none(body, url, content_type, _digest)
+    return _read_or_none(body, url, content_type, digested=True)
 
 
 def read_undigested(body: bytes, *, url: str = "", content_type: str = "") -> RawFeed | None:
     """read() for a caller that normalises every entry anyway: the entries' digests
     (a tenth of the reading) are left out, as ""."""
-    return _read_or_none(body, url, content_type, _no_digest)
+    return _read_or_none(body, url, content_type, digested=False)
 
 
-def _read_or_none(body: bytes, url: str, content_type: str, digest: Digest) -> RawFeed | None:
+def _read_or_none(body: bytes, url: str, content_type: str, digested: bool) -> RawFeed | None:
     try:
-        return _read(body, url, content_type, digest)
+        return _read(body, url, content_type, digested)
     except (Unsupported, etree.XMLSyntaxError, ValueError):
         return None
 
@@ -619,7 +678,7 @@ def _has_base(body: bytes) -> bool:
     )
 
 
-def _read(body: bytes, url: str, content_type: str, digest: Digest) -> RawFeed:
+def _read(body: bytes, url: str, content_type: str, digested: bool) -> RawFeed:
     if _DOCTYPE.search(body[:4096]) or _has_base(body):
         raise Unsupported("DTD, entities or xml:base")
     data = _decoded(body, url, content_type)
@@ -627,20 +686,21 @@ def _read(body: bytes, url: str, content_type: str, digest: Digest) -> RawFeed:
         raise Unsupported("DTD")
     root = etree.fromstring(data, _PARSER)
     base = url
+    digests = functools.partial(_digests, data, base) if digested else _no_digests
     namespace, local = _name(root)
     declared = set(root.nsmap.values())
     if namespace == "" and local == "rss":
         if declared & {RSS10}:
             raise Unsupported("mixed namespaces")
-        return _rss20(root, base, digest)
+        return _rss20(root, base, digests)
     if namespace == RDF and local == "rdf" and root.tag.endswith("}RDF"):
         if RSS10 not in declared or ATOM in declared:
             raise Unsupported("not plain RSS 1.0")
-        return _rss10(root, base, digest)
+        return _rss10(root, base, digests)
     if namespace == ATOM and local == "feed":
         if RSS10 in declared:
             raise Unsupported("mixed namespaces")
-        return _atom(root, base, digest)
+        return _atom(root, base, digests)
     raise Unsupported("not RSS 2.0, RSS 1.0 or Atom 1.0")
 
 

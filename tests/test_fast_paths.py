@@ -309,7 +309,7 @@ def test_decoding_shortcut_agrees_with_feedparser(rest: bytes, start: bytes, cty
 
 # --- preparing a body without decoding it all -----------------------------------------
 
-PROLOG_PIECES = [
+UNREAD_PROLOGS = [
     b"\xef\xbb\xbf",
     b" \n",
     PREPARED,
@@ -325,7 +325,7 @@ PROLOG_PIECES = [
     b"<!--",
     b"\xff",
 ]
-BODY_BYTES = [
+UNREAD_BODIES = [
     b"<rss>",
     b"<channel><title>",
     b"\xe4\xb8\x89",
@@ -345,12 +345,12 @@ WHOLE_RSS = b"<rss><channel><title>\xe4\xb8\x89</title></channel></rss>"
 
 @settings(max_examples=400)
 @given(
-    st.lists(st.sampled_from(PROLOG_PIECES), max_size=4).map(b"".join),
+    st.lists(st.sampled_from(UNREAD_PROLOGS), max_size=4).map(b"".join),
     st.sampled_from([0, 1, 8000, 8185, 8189, 8190, 8192]).map(lambda n: b" " * n),
     st.one_of(
         st.just(WHOLE_RSS),
-        st.lists(st.sampled_from(BODY_BYTES), max_size=8).map(b"".join),
-        st.tuples(st.integers(0, len(WHOLE_RSS)), st.sampled_from(BODY_BYTES)).map(
+        st.lists(st.sampled_from(UNREAD_BODIES), max_size=8).map(b"".join),
+        st.tuples(st.integers(0, len(WHOLE_RSS)), st.sampled_from(UNREAD_BODIES)).map(
             lambda cut: WHOLE_RSS[: cut[0]] + cut[1] + WHOLE_RSS[cut[0] :]
         ),
     ),
@@ -527,6 +527,102 @@ def test_reading_without_digests_reads_the_same() -> None:
         assert {e.digest for e in bare.entries} == {""}
         assert all(len(e.digest) == 40 for e in full.entries)
         assert replace(bare, entries=()) == replace(full, entries=())
+
+
+# Entry digests are taken from the document's own bytes: (head, entry, tail) per form,
+# the entry with slots for its title, number and body.
+RSS10_HEAD = (
+    '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"'
+    ' xmlns="http://purl.org/rss/1.0/"><channel rdf:about="http://x.cn/">'
+    "<title>{}</title><link>http://x.cn/</link></channel>"
+)
+ENTRY_FORMS = {
+    "rss20": (
+        '<rss version="2.0"><channel><title>{}</title>',
+        "<item><title>{}</title><guid>g{}</guid><description>{}</description></item>",
+        "</channel></rss>",
+    ),
+    "rss20, one <Item>": (
+        '<rss version="2.0"><channel><title>{}</title><Item><title>x</title></Item>',
+        "<item><title>{}</title><guid>g{}</guid><description>{}</description></item>",
+        "</channel></rss>",
+    ),
+    "rss10": (
+        RSS10_HEAD,
+        '<item rdf:about="http://x.cn/{1}"><title>{0}</title><description>{2}</description></item>',
+        "</rdf:RDF>",
+    ),
+    "atom": (
+        '<feed xmlns="http://www.w3.org/2005/Atom"><title>{}</title>',
+        '<entry><title>{}</title><id>http://x.cn/{}</id><content type="html">{}</content></entry>',
+        "</feed>",
+    ),
+    "atom, prefixed": (
+        '<a:feed xmlns:a="http://www.w3.org/2005/Atom"><a:title>{}</a:title>',
+        "<a:entry><a:title>{}</a:title><a:id>http://x.cn/{}</a:id>"
+        '<a:content type="html">{}</a:content></a:entry>',
+        "</a:feed>",
+    ),
+}
+DECOYS = "&lt;item&gt; <item> <Item> <entry> <a:entry> </item> </entry> </a:entry>"
+END_DECOYS = "</item> </entry> </a:entry>"  # end tags alone leave the bytes readable
+ENTRY_BODIES = [
+    "&lt;p&gt;正文&lt;/p&gt;",
+    f"<![CDATA[{DECOYS}]]>",
+    "",
+    "三 &amp; 四",
+    f"<![CDATA[{END_DECOYS} 后]]>",
+]
+BETWEEN = ["", "\n  ", f"<!-- {DECOYS} -->", f"<!-- {END_DECOYS} -->"]
+
+
+def _feed(form: str, channel: str, titles: list[str], bodies: list[str], between: str) -> bytes:
+    head, entry, tail = ENTRY_FORMS[form]
+    entries = [entry.format(t, n, b) for n, (t, b) in enumerate(zip(titles, bodies, strict=True))]
+    return (head.format(channel) + between.join(entries) + between + tail).encode()
+
+
+def _entry_digests(body: bytes) -> list[str]:
+    found = fastparse.read(body, url=URL, content_type="application/xml; charset=utf-8")
+    assert found is not None
+    return [e.digest for e in found.entries if e.fields["title"][0] != "x"]  # not <Item>
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from(sorted(ENTRY_FORMS)),
+    st.lists(st.sampled_from(ENTRY_BODIES), min_size=1, max_size=5),
+    st.sampled_from(BETWEEN),
+    st.data(),
+)
+def test_an_entrys_digest_follows_its_own_bytes(
+    form: str, bodies: list[str], between: str, data: st.DataObject
+) -> None:
+    changed = data.draw(st.integers(0, len(bodies) - 1))
+    titles = [f"标题{n}" for n in range(len(bodies))]
+    before = _entry_digests(_feed(form, "频道", titles, bodies, between))
+    retitled = [*titles[:changed], "改了", *titles[changed + 1 :]]
+    after = _entry_digests(_feed(form, "另一个频道", retitled, bodies, between))
+    assert len(set(before)) == len(before)
+    assert after[changed] != before[changed]
+    assert [d for n, d in enumerate(after) if n != changed] == [
+        d for n, d in enumerate(before) if n != changed
+    ]
+    other = ENTRY_BODIES[(ENTRY_BODIES.index(bodies[changed]) + 1) % len(ENTRY_BODIES)]
+    rewritten = [*bodies[:changed], other, *bodies[changed + 1 :]]
+    assert (
+        _entry_digests(_feed(form, "频道", titles, rewritten, between))[changed] != before[changed]
+    )
+
+
+def test_a_namespace_moved_changes_every_digest() -> None:
+    """The same bytes under another namespace are other entries."""
+    head, entry, tail = ENTRY_FORMS["atom, prefixed"]
+    body = (head.format("c") + entry.format("t", 1, "b") + tail).encode()
+    moved = body.replace(b"http://www.w3.org/2005/Atom", b"http://www.w3.org/2005/Atom#")
+    assert fastparse.read(moved, url=URL, content_type=fastparse._PREPARED_TYPE) is None
+    renamed = body.replace(b'xmlns:a="', b'xmlns:b="urn:x" xmlns:a="')
+    assert _entry_digests(renamed) != _entry_digests(body)
 
 
 # prepare() reuses a UTF-8 body's own bytes when reading them changed nothing.
