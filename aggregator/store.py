@@ -683,8 +683,10 @@ class Store:
             joined: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()  # see below
             hashes_to_renew = []
             for entry in unique:
-                hashed = entry_hash(entry)
                 known = stored.get(entry.code)
+                # A new entry's hash waits for its row to be written (NewEntries.write);
+                # deciding that it is new reads no hash.
+                hashed = "" if known is None else entry_hash(entry)
                 if known is not None:
                     known = in_current_hashes(known, entry, hashed)
                 decision = decide(known, source.id, entry, hashed, now)
@@ -696,7 +698,7 @@ class Store:
                         hashes_to_renew.append((hashed, entry.code, source.id))
                     continue
                 if decision.action is Action.NEW:  # written together after the loop
-                    new.add(source, entry, hashed, decision.updated or now, now)
+                    new.add(source, entry, decision.updated or now, now)
                     result.new += 1
                     # The feeds a new entry joins differ only by its rules' additions.
                     extras = (entry.extra_categories, entry.extra_tags)
@@ -1147,13 +1149,12 @@ class NewEntries:
     """The rows of one poll's new entries, written with one statement per table."""
 
     entries: list[tuple[Any, ...]] = field(default_factory=list)
-    links: list[tuple[Any, ...]] = field(default_factory=list)
+    # (entry, source id, stamp): each one's entry_sources row, made in write()
+    carried: list[tuple[EntryRecord, str, str]] = field(default_factory=list)
     categories: list[tuple[str, str]] = field(default_factory=list)
     tags: list[tuple[str, str]] = field(default_factory=list)
 
-    def add(
-        self, source: Source, entry: EntryRecord, hashed: str, updated: datetime, now: datetime
-    ) -> None:
+    def add(self, source: Source, entry: EntryRecord, updated: datetime, now: datetime) -> None:
         published = entry.published or entry.updated or now
         stamp = iso(now)
         self.entries.append(
@@ -1174,9 +1175,7 @@ class NewEntries:
                 source.id,
             )
         )
-        self.links.append(
-            (entry.code, source.id, entry.guid, hashed, stamp, stamp, entry.raw_digest or None)
-        )
+        self.carried.append((entry, source.id, stamp))
         self.categories += [(entry.code, c) for c in (source.category, *entry.extra_categories)]
         self.tags += [(entry.code, tag) for tag in (*source.tags, *entry.extra_tags)]
 
@@ -1189,18 +1188,22 @@ class NewEntries:
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             self.entries,
         )
+        # Hashed only now: writing the rows left each body's UTF-8 with its str
+        # (CPython keeps what sqlite3 asked for), so hashing does not encode it again.
+        links = [
+            (e.code, source_id, e.guid, entry_hash(e), stamp, stamp, e.raw_digest or None)
+            for e, source_id, stamp in self.carried
+        ]
         conn.executemany(
             """INSERT INTO entry_sources (code, source_id, guid, entry_hash, first_seen,
                  last_seen, raw_digest) VALUES (?, ?, ?, ?, ?, ?, ?)""",
-            self.links,
+            links,
         )
         conn.executemany(
             "INSERT OR IGNORE INTO entry_categories (code, name) VALUES (?, ?)", self.categories
         )
         conn.executemany("INSERT OR IGNORE INTO entry_tags (code, name) VALUES (?, ?)", self.tags)
-        _queue_members(
-            conn, [row[0] for row in self.entries], self.links, self.categories, self.tags
-        )
+        _queue_members(conn, [row[0] for row in self.entries], links, self.categories, self.tags)
 
 
 def _queue_members(
