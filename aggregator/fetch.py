@@ -63,6 +63,9 @@ RETRY_AFTER_STATUSES = {429, 503}
 # Idle connections kept per thread: enough for every host a thread polls in
 # turn, few enough that threads x connections stays far below the fd limit.
 MAX_CONNECTIONS_PER_THREAD = 16
+# Bytes curl reads from a socket at a time and hands to the body callback: a feed of
+# a few hundred KB comes in a few calls, not one every 16 KB (curl's default).
+RECEIVE_BUFFER = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -706,6 +709,7 @@ class Fetcher:
         handle.setopt(pycurl.LOW_SPEED_LIMIT, 1)
         handle.setopt(pycurl.LOW_SPEED_TIME, max(1, math.ceil(limits.read_timeout)))
         handle.setopt(pycurl.MAXCONNECTS, MAX_CONNECTIONS_PER_THREAD)
+        handle.setopt(pycurl.BUFFERSIZE, RECEIVE_BUFFER)
         if CA_BUNDLE:
             handle.setopt(pycurl.CAINFO, CA_BUNDLE)
         return handle
