@@ -162,10 +162,13 @@ def parse_for_store(
     content_type: str,
     now: datetime,
     limits: ParseLimits | None = None,
+    *,
+    parsed_before: bool = True,
 ) -> tuple[ParsedFeed, list[EntryRecord]]:
     """Parse a fetched body, leaving out the entries the store has byte for byte, and
-    apply the source's rules: the entries ingest_parsed stores. Raises ParseError."""
-    known = store.known_digests(source.id)
+    apply the source's rules: the entries ingest_parsed stores. Raises ParseError.
+    A source never parsed before has no digests stored: the store is not asked."""
+    known = store.known_digests(source.id) if parsed_before else None
     feed = extract(source, body, url, content_type, now, limits, known)
     return feed, prepare(feed.entries, source)
 
@@ -354,7 +357,14 @@ def after_fetch(
         )
     try:
         feed, entries = parse_for_store(
-            source, store, fetched.body, fetched.url, fetched.content_type, started, limits
+            source,
+            store,
+            fetched.body,
+            fetched.url,
+            fetched.content_type,
+            started,
+            limits,
+            parsed_before=state.body_hash is not None,  # set by every parse that stored
         )
     except ParseError as exc:
         moved = {"moved_to": fetched.moved_to} if fetched.moved_to else {}

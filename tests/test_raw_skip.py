@@ -85,6 +85,24 @@ def test_a_changed_feed_reads_only_its_new_entry(
         assert len(store.known_digests(source.id)) == 21
 
 
+def test_a_source_never_parsed_is_polled_without_asking_for_digests(
+    server: FeedServer, clock: Clock, tmp_path: Path, fetcher: Fetcher
+) -> None:
+    """Nothing of a new source can be skipped: its first poll spends no query on it."""
+    url = server.set("/feed.xml", rss(items(3)))
+    source = source_for(url)
+    with Store(tmp_path / "db.sqlite") as store:
+        statements: list[str] = []
+        store.db.conn.set_trace_callback(statements.append)
+        assert poll_source(source, store, fetcher, clock=clock).new == 3
+        assert not [s for s in statements if "raw_digest, code" in s]
+
+        server.set("/feed.xml", rss(items(4)))
+        clock.advance(600)
+        assert poll_source(source, store, fetcher, clock=clock).new == 1
+        assert len([s for s in statements if "raw_digest, code" in s]) == 1
+
+
 def test_an_edited_entry_is_read_again_and_updated(
     server: FeedServer, clock: Clock, tmp_path: Path, fetcher: Fetcher
 ) -> None:
