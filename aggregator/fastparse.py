@@ -93,8 +93,9 @@ class RawEntry:
     """One entry as read from the tree, before the expensive normalisation."""
 
     fields: dict[str, Any]
-    # sha1 of the entry's raw XML, the fast path's version and the base URL ("" from
-    # read_undigested, for callers that normalise every entry anyway)
+    # sha1 of the entry's raw XML, the fast path's version, the base URL and the
+    # namespaces in scope (see _digests; "" from read_undigested, for callers that
+    # normalise every entry anyway)
     digest: str
 
 

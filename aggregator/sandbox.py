@@ -208,25 +208,25 @@ def parse_limited(
         return parse_json_feed(
             body, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields
         )
+
     # A well-formed document without a DTD goes through lxml in-process, whatever its
     # size: lxml neither expands entities nor lifts its own limits. Most bodies are
     # UTF-8 as sent, and lxml's strict reading spares decoding them here first.
-    unread = prepare_unread(body, content_type)
-    if unread is not None:
-        quick = parse_fast(
-            unread, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields, known=known
+    def fast(ready: Prepared) -> ParsedFeed | None:
+        return parse_fast(
+            ready, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields, known=known
         )
-        if quick is not None:
-            return quick
+
+    unread = prepare_unread(body, content_type)
+    quick = fast(unread) if unread is not None else None
+    if quick is not None:
+        return quick
     prepared = prepare(body, content_type)
     # Unless lxml refused the unread bytes (before reading any entry, so `known` was
     # not asked), they were these bytes, and would be declined again.
-    if prepared != unread:
-        quick = parse_fast(
-            prepared, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields, known=known
-        )
-        if quick is not None:
-            return quick
+    quick = fast(prepared) if prepared != unread else None
+    if quick is not None:
+        return quick
     if not needs_worker(prepared, limits):
         return parse_prepared(
             prepared, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields, fast=False
