@@ -354,6 +354,11 @@ SCHEMA_VERSION = len(MIGRATIONS)
 WAL_CHECKPOINT_PAGES = 16_000
 # Once a checkpoint has emptied the WAL, its file is cut back to this size.
 WAL_SIZE_LIMIT = 16 * 1024 * 1024
+# The page size of a new database (one made before keeps its own: SQLite cannot change
+# it in WAL mode). An entry row carries a 2-4 KB body, often more than a 4 KB page
+# (SQLite's default) holds, so each spilled onto an overflow page of its own; in 16 KB
+# pages a few rows share one, and a first poll makes half the write and read calls.
+PAGE_SIZE = 16 * 1024
 
 
 # --- plain results -------------------------------------------------------------------
@@ -457,6 +462,7 @@ class Store:
         self._keys_seen: tuple[int, frozenset[FeedKey]] | None = None  # see feed_keys
         self._batch: _Batch | None = None  # the batch under way (see batch)
         self._write_lock = _open_write_lock(self.path)
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before anything is written
         conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: every commit survives a process kill; only an OS
         # crash could lose the last transactions.
