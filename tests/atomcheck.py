@@ -17,9 +17,8 @@ CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 def schema_path() -> Path:
-    # The project sits beside shared/ (../shared from the project root).
-    here = Path(__file__).resolve().parent.parent
-    return here.parent / "shared" / "schemas" / "atom.rng"
+    # A copy of the RFC 4287 RELAX NG schema kept with the tests.
+    return Path(__file__).resolve().parent / "fixtures" / "schemas" / "atom.rng"
 
 
 @lru_cache(maxsize=1)

@@ -38,9 +38,7 @@ from aggregator.store import Store
 from tests.conftest import Clock
 from tests.feedserver import FeedServer
 
-SEED = (
-    Path(__file__).resolve().parent.parent.parent / "shared" / "seed" / "000_aacddcea547c7f45.txt"
-)
+SEED = Path(__file__).resolve().parent / "fixtures" / "seed" / "000_aacddcea547c7f45.txt"
 SITE = "//finews.withounder.com"
 SEED_NAME = "2021-12-24-nw202112242224484383.md"
 ATTRIBUTION = '<p class="em_media">（文章来源：三秦都市报）</p>'
