@@ -112,6 +112,31 @@ def _autolink(url: str) -> str:
     return re.sub(r"[\s<>]", lambda m: f"%{ord(m.group(0)):02X}", url)
 
 
+# Liquid, which Jekyll runs over a post's body before Markdown, starts at these.
+_LIQUID = re.compile(r"\{[{%]")
+RAW, ENDRAW = "{% raw %}", "{% endraw %}"
+# Inside {% raw %}, the brace of an endraw tag (which would end the block early) is
+# spelt as an HTML character reference, which a browser shows the same.
+_BRACE_REF = "&#123;"
+_ENDRAW_BRACE = re.compile(r"\{(?=%-?\s*endraw\b)")
+_ENDRAW_REF = re.compile(r"&#123;(?=%-?\s*endraw\b)")
+
+
+def protect_liquid(text: str) -> str:
+    """Text Jekyll will show as written: wrapped in {% raw %} when it holds a Liquid
+    delimiter ({{ or {%), else unchanged (so the example's post stays byte for byte)."""
+    if not _LIQUID.search(text):
+        return text
+    return RAW + _ENDRAW_BRACE.sub(_BRACE_REF, text) + ENDRAW
+
+
+def unprotect_liquid(text: str) -> str:
+    """Undo protect_liquid."""
+    if not (text.startswith(RAW) and text.endswith(ENDRAW)):
+        return text
+    return _ENDRAW_REF.sub("{", text[len(RAW) : -len(ENDRAW)])
+
+
 def render_post(post: PostData) -> str:
     """The text of a post file, in the example's exact shape (no final newline)."""
     front = [
@@ -125,9 +150,9 @@ def render_post(post: PostData) -> str:
     if post.code:
         front.append(f"share_code: {yaml_quoted(post.code)}")
     front.append("---")
-    body = [post.html]
+    body = [protect_liquid(post.html)]
     if post.link:
-        body.append(f"<{_autolink(post.link)}>")
+        body.append(protect_liquid(f"<{_autolink(post.link)}>"))
     if post.footer:
         body.append(post.footer)
     return "\n".join(front) + "\n" + "\n\n".join(body)
@@ -195,9 +220,10 @@ def read_post(text: str, *, timezone: str = "Asia/Shanghai") -> PostData:
     if head and _FOOTER.fullmatch(last.strip()):
         footer, body = last.strip(), head
         head, _, last = body.rpartition("\n\n")
-    match = _LINK_BLOCK.fullmatch(last.strip())
+    match = _LINK_BLOCK.fullmatch(unprotect_liquid(last.strip()))
     if head and match:
         link, body = match.group(1), head
+    body = unprotect_liquid(body)
     title = meta.get("title")
     return PostData(
         title="" if title is None else str(title),
@@ -361,7 +387,9 @@ def build_post(article: StoredArticle, config: Config) -> PostData:
         link=article.link,
         footer=footer,
         layout=config.posts.layout,
-        code="" if derived == article.code else article.code,
+        # The code is written unless the share link gives it back, so every post imports
+        # back to its article (one without a link always carries its code).
+        code="" if article.link and derived == article.code else article.code,
     )
 
 
