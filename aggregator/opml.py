@@ -7,7 +7,9 @@ inside it, and the OPML 2.0 ``category`` attribute, become tags.
 
 Export writes the sources the same way, plus an ``aggregator:source``
 attribute (JSON, in our own namespace, ignored by other readers) holding the
-remaining keys, so that importing an export gives back the same sources.
+remaining keys, so that importing an export gives back the same sources. An
+export may be shared: ``for_export`` leaves out what could hold a secret
+(request headers, credentials in a URL) unless asked, and ``file:`` sources.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from lxml import etree
 
@@ -29,6 +31,8 @@ NS = f"{PROJECT_URL}/opml"
 _EXTRA = f"{{{NS}}}source"
 # Keys carried by the standard attributes and the folder structure.
 STANDARD_KEYS = ("name", "url", "category")
+# Keys that may hold secrets (an Authorization header, an API token).
+SECRET_KEYS = ("headers",)
 # FreshRSS "feeds" that scrape web pages: there is no feed to poll.
 _SCRAPED_TYPES = ("xpath", "dotnotation")
 
@@ -146,6 +150,41 @@ def parse_opml(data: bytes) -> OpmlImport:
             )
         )
     return result
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def for_export(
+    sources: Sequence[Mapping[str, Any]], *, include_secrets: bool = False
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The [[sources]] tables as they may leave this machine, and a note for each thing
+    left out: sources read from a file: URL (a path here, nothing another reader can
+    fetch), and unless include_secrets, request headers and credentials in URLs."""
+    exported: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for table in sources:
+        source = dict(table)
+        name = source.get("id", source.get("url"))
+        url = str(source.get("url", ""))
+        if urlsplit(url).scheme == "file":
+            notes.append(f"left out source {name!r}: a file: URL is a path on this machine")
+            continue
+        hidden = [] if include_secrets else [key for key in SECRET_KEYS if key in source]
+        for key in hidden:
+            del source[key]
+        if not include_secrets and "@" in urlsplit(url).netloc:
+            source["url"] = _without_credentials(url)
+            hidden.append("the credentials in its URL")
+        if hidden:
+            notes.append(
+                f"source {name!r}: left out {' and '.join(hidden)}, which may hold secrets "
+                "(--include-secrets keeps them)"
+            )
+        exported.append(source)
+    return exported, notes
 
 
 def build_opml(

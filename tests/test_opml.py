@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -104,7 +106,7 @@ def project(tmp_path: Path, config: Path) -> Path:
 
 def run(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout
 
 
 def test_import_every_dialect_into_a_commented_config(tmp_path: Path) -> None:
@@ -156,30 +158,73 @@ def test_import_an_unreadable_file_fails(tmp_path: Path) -> None:
     config_path = project(tmp_path, COMMENTED)
     bad = tmp_path / "bad.opml"
     bad.write_text("<html/>")
-    code, output = run("import-opml", "--config", str(config_path), str(bad))
-    assert code == 1
-    assert "not <opml>" in output
+    result = CliRunner().invoke(main, ["import-opml", "--config", str(config_path), str(bad)])
+    assert result.exit_code == 1
+    assert "not <opml>" in result.stderr
 
 
-@pytest.mark.parametrize("config", [COMMENTED, SAMPLE])
-def test_export_then_import_gives_the_same_sources(tmp_path: Path, config: Path) -> None:
-    config_path = project(tmp_path, config)
-    if config == SAMPLE:
-        shutil.copytree(SAMPLE.parent / "samples", config_path.parent / "samples")
+@pytest.mark.parametrize("secrets", [True, False], ids=["with-secrets", "without"])
+def test_export_then_import_gives_the_same_sources(tmp_path: Path, secrets: bool) -> None:
+    config_path = project(tmp_path, COMMENTED)
     exported = tmp_path / "out.opml"
-    code, output = run("export-opml", "--config", str(config_path), "--output", str(exported))
+    args = ["--include-secrets"] if secrets else []
+    code, output = run("export-opml", "--config", str(config_path), "-o", str(exported), *args)
     assert code == 0, output
     fresh = tmp_path / "fresh" / "config" / "sources.toml"
     fresh.parent.mkdir(parents=True)
     fresh.write_text("# a new installation\n", encoding="utf-8")
-    if config == SAMPLE:
-        shutil.copytree(SAMPLE.parent / "samples", fresh.parent / "samples")
     code, output = run("import-opml", "--config", str(fresh), str(exported))
     assert code == 0, output
     original = tomllib.loads(config_path.read_text(encoding="utf-8"))["sources"]
     imported = tomllib.loads(fresh.read_text(encoding="utf-8"))["sources"]
+    if not secrets:  # the one source with headers comes back without them
+        assert original[1].pop("headers") == {"Referer": "http://finews.example.cn/"}
     assert imported == original
-    assert comparable(load_config(fresh).sources) == comparable(load_config(config_path).sources)
+    if secrets:
+        assert comparable(load_config(fresh).sources) == comparable(
+            load_config(config_path).sources
+        )
+
+
+def test_an_export_keeps_secrets_and_local_files_out(tmp_path: Path) -> None:
+    """Run as an operator runs it: the OPML on stdout holds no header, no password and no
+    local path unless asked; stderr says what was left out and why."""
+    config_path = project(tmp_path, COMMENTED)
+    text = config_path.read_text(encoding="utf-8")
+    text = text.replace('Referer = "http://finews.example.cn/"', 'Authorization = "Bearer s3cret"')
+    text = text.replace("http://www.example.org/feeds/xawb.atom", "https://me:pa55@example.org/f")
+    local = tmp_path / "local.xml"
+    text += f'\n[[sources]]\nid = "local"\nname = "L"\nurl = "{local.as_uri()}"\ncategory = "c"\n'
+    config_path.write_text(text, encoding="utf-8")
+    command = [sys.executable, "-m", "aggregator", "export-opml", "--config", str(config_path)]
+    shared = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert shared.returncode == 0, shared.stderr
+    assert "s3cret" not in shared.stdout and "pa55" not in shared.stdout
+    assert str(local) not in shared.stdout and "file:" not in shared.stdout
+    assert 'xmlUrl="https://example.org/f"' in shared.stdout
+    assert shared.stderr.splitlines() == [
+        "source 'jiaotong': left out headers, which may hold secrets (--include-secrets keeps "
+        "them)",
+        "source 'xawb': left out the credentials in its URL, which may hold secrets "
+        "(--include-secrets keeps them)",
+        "left out source 'local': a file: URL is a path on this machine",
+    ]
+    asked = subprocess.run(
+        [*command, "--include-secrets"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert asked.returncode == 0, asked.stderr
+    assert "Bearer s3cret" in asked.stdout and "https://me:pa55@example.org/f" in asked.stdout
+    assert "file:" not in asked.stdout
+    assert asked.stderr.splitlines() == [
+        "left out source 'local': a file: URL is a path on this machine"
+    ]
+
+
+def test_the_bundled_sample_sources_are_local_files_and_stay_out(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["export-opml", "--config", str(SAMPLE)])
+    assert result.exit_code == 0, result.output
+    assert parse_opml(result.stdout.encode("utf-8")).feeds == []
+    assert result.stderr.count("a file: URL is a path on this machine") == 2
 
 
 def comparable(sources: tuple[Source, ...]) -> list[Source]:

@@ -21,29 +21,25 @@ import click
 from aggregator import sourcefile
 from aggregator.cli import EXIT_FAILED, _load, config_option, main
 from aggregator.commands.sources import apply_edit, fail, read_config
+from aggregator.config import feed_url_key
 from aggregator.discover import propose_id
 from aggregator.files import write_if_changed
-from aggregator.opml import OpmlError, OpmlFeed, build_opml, parse_opml
-from aggregator.sharecode import normalize_url
+from aggregator.opml import OpmlError, OpmlFeed, build_opml, for_export, parse_opml
 from aggregator.store import Store
 
 DEFAULT_CATEGORY = "Uncategorized"
-
-
-def _url_key(url: str) -> str:
-    return normalize_url(url.rstrip("/"))
 
 
 def plan_import(
     feeds: list[OpmlFeed], existing: list[dict[str, Any]], default_category: str
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """The [[sources]] tables to add, and the feeds skipped with the reason. Pure."""
-    urls = {_url_key(str(s.get("url", ""))): str(s.get("id")) for s in existing}
+    urls = {feed_url_key(str(s.get("url", ""))): str(s.get("id")) for s in existing}
     taken = {str(s.get("id")) for s in existing}
     added: list[dict[str, Any]] = []
     skipped: list[tuple[str, str]] = []
     for feed in feeds:
-        key = _url_key(feed.url)
+        key = feed_url_key(feed.url)
         if key in urls:
             skipped.append((feed.url, f"already configured, as source {urls[key]!r}"))
             continue
@@ -125,14 +121,25 @@ def import_opml(
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write to this file (atomically) instead of standard output.",
 )
-def export_opml(config_path: Path, output: Path | None) -> None:
+@click.option(
+    "--include-secrets",
+    is_flag=True,
+    help="Also export request headers and credentials in URLs (they may hold tokens).",
+)
+def export_opml(config_path: Path, output: Path | None, include_secrets: bool) -> None:
     """Write the configured sources as OPML 2.0, one folder per category, for another reader.
 
     Importing the file again (aggregator import-opml) gives back the same sources.
+    Request headers and credentials in URLs are left out unless --include-secrets is
+    given, and sources read from file: URLs always are; each omission is noted on stderr.
     """
     config = _load(config_path)
     text = sourcefile.read(config_path)
-    tables = tomllib.loads(text).get("sources", [])
+    tables, notes = for_export(
+        tomllib.loads(text).get("sources", []), include_secrets=include_secrets
+    )
+    for note in notes:
+        click.secho(note, fg="yellow", err=True)
     html_urls: dict[str, str] = {}
     if config.settings.database.exists():
         with Store(config.settings.database) as store:
