@@ -4,6 +4,7 @@
     python3 dev.py run     # virtualenv + install, then the daemon on config/sources.toml
     python3 dev.py test    # virtualenv + install, then ruff, mypy and the whole pytest suite
     python3 dev.py bench   # the benchmarks under bench/, results into BENCHMARKS.md
+    python3 dev.py aggregator ARGS...   # the command line, e.g. `... aggregator status`
 
 The virtualenv is .venv (or $AGGREGATOR_VENV); it is reinstalled only when
 pyproject.toml changes. Extra arguments go to the command run.
@@ -53,6 +54,18 @@ def run(args: list[str]) -> int:
         return 0
 
 
+def aggregator(args: list[str]) -> int:
+    """The `aggregator` command installed in the virtualenv, run from the current folder;
+    without --config or AGGREGATOR_CONFIG it works on this project's config file."""
+    ensure_venv()
+    env = {**os.environ}
+    env.setdefault("AGGREGATOR_CONFIG", str(ROOT / "config" / "sources.toml"))
+    try:
+        return subprocess.call([str(BIN / "python"), "-m", "aggregator", *args], env=env)
+    except KeyboardInterrupt:
+        return 130
+
+
 def test(args: list[str]) -> int:
     ensure_venv()
     steps = [
@@ -78,7 +91,7 @@ def bench(args: list[str]) -> int:
 
 
 def main() -> int:
-    commands = {"run": run, "test": test, "bench": bench}
+    commands = {"run": run, "test": test, "bench": bench, "aggregator": aggregator}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__)
         return 2

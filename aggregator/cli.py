@@ -7,6 +7,7 @@ by a running daemon.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -15,13 +16,19 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from aggregator import __version__
 from aggregator.config import DEFAULT_CONFIG_PATH, Config, load_config
-from aggregator.errors import AggregatorError, ConfigError, StoreError
+from aggregator.errors import (
+    AggregatorError,
+    ConfigError,
+    ConfigNotFound,
+    StartError,
+    StoreError,
+)
 from aggregator.fetch import Fetcher, Limits
 from aggregator.poll import PollOutcome
 from aggregator.pollrun import poll_interactive
@@ -75,12 +82,25 @@ def config_option(command: F) -> F:
     )(command)
 
 
+def config_failure(exc: ConfigError) -> NoReturn:
+    """Say what is wrong with the config file (or that there is none) and exit 2."""
+    if isinstance(exc, ConfigNotFound):
+        click.echo(
+            f"error: the config file {exc.path} does not exist ({exc.where})\n"
+            "Give another with --config FILE or AGGREGATOR_CONFIG; "
+            "to start a new one, create an empty file there.",
+            err=True,
+        )
+    else:
+        click.echo(f"error: invalid config\n{exc}", err=True)
+    sys.exit(EXIT_CONFIG)
+
+
 def _load(config_path: Path) -> Config:
     try:
         return load_config(config_path)
     except ConfigError as exc:
-        click.echo(f"error: invalid config\n{exc}", err=True)
-        sys.exit(EXIT_CONFIG)
+        config_failure(exc)
 
 
 def _open_store(config: Config) -> Store:
@@ -91,7 +111,30 @@ def _open_store(config: Config) -> Store:
         sys.exit(EXIT_LOCKED)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Commands(click.Group):
+    """The command group: an error a command did not handle becomes one line naming its
+    cause and an exit status, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            config_failure(exc)
+        except StoreError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_LOCKED)
+        except AggregatorError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise  # the reader went away (| head): click leaves quietly
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            sys.exit(EXIT_FAILED)
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="aggregator")
 @click.option(
     "--log-level",
@@ -123,26 +166,20 @@ def run(config_path: Path) -> None:
 
     def ready(daemon: Daemon) -> None:
         assert daemon.server and daemon.publisher
-        click.echo(f"aggregator {__version__}: serving {daemon.server.url}/")
-        click.echo("Published feeds (more appear as sources are polled):")
-        for url in daemon.publisher.feed_urls():
-            click.echo(f"  {url}")
+        lines = [
+            f"aggregator {__version__}: serving {daemon.server.url}/",
+            "Published feeds (more appear as sources are polled):",
+            *(f"  {url}" for url in daemon.publisher.feed_urls()),
+        ]
+        click.echo("\n".join(lines))  # one write: no log line lands inside the list
 
     def new_feeds(urls: list[str]) -> None:
-        for url in urls:
-            click.echo(f"  {url}")
+        click.echo("\n".join(f"  {url}" for url in urls))
 
-    try:
-        daemon = Daemon(config_path, on_ready=ready, on_new_feeds=new_feeds)
-    except ConfigError as exc:
-        click.echo(f"error: invalid config\n{exc}", err=True)
-        sys.exit(EXIT_CONFIG)
+    daemon = Daemon(config_path, on_ready=ready, on_new_feeds=new_feeds)
     try:
         daemon.run_forever()
-    except StoreError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_LOCKED)
-    except OSError as exc:
+    except (StartError, OSError) as exc:
         click.echo(f"error: cannot start: {exc}", err=True)
         sys.exit(EXIT_FAILED)
     if daemon.abandoned_polls:
@@ -162,14 +199,6 @@ def _due(config: Config, store: Store, now: datetime) -> list[str]:
         if state.next_poll_at is None or state.next_poll_at <= now:
             due.append(source.id)
     return due
-
-
-def _describe(outcome: PollOutcome) -> str:
-    if outcome.result == "ok":
-        return f"{outcome.new} new, {outcome.updated} updated, {outcome.added_source} also carried"
-    if outcome.result in ("error", "gone"):
-        return f"{outcome.result.upper()}: {outcome.error}"
-    return outcome.result.replace("_", " ")
 
 
 @main.command()
@@ -196,10 +225,10 @@ def poll(config_path: Path, poll_all: bool, no_publish: bool, source_ids: tuple[
                 store,
                 fetcher,
                 config.settings.workers,
-                _describe,
+                PollOutcome.describe,
                 ParseLimits.from_settings(config.settings),
             )
-        failed = sum(1 for o in outcomes if o.result in ("error", "gone"))
+        failed = sum(1 for o in outcomes if o.failed)
         changed: set[FeedKey] = set().union(*(o.changed_feeds for o in outcomes))
         if not chosen:
             click.echo("no source is due (use --all to poll every source)")
@@ -348,6 +377,8 @@ def config_check(config_path: Path) -> None:
     """Validate the config file and print every problem at once, with line numbers."""
     try:
         config = load_config(config_path)
+    except ConfigNotFound as exc:
+        config_failure(exc)
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
@@ -357,11 +388,7 @@ def config_check(config_path: Path) -> None:
 
 
 def entry_point() -> None:
-    try:
-        main()
-    except AggregatorError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
+    main(prog_name="aggregator")  # `python -m aggregator` is the same command
 
 
 from aggregator.commands import opml as _opml  # noqa: E402,F401

@@ -10,18 +10,20 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aggregator import PROJECT_URL, __version__
-from aggregator.errors import ConfigError, ConfigProblem
+from aggregator.errors import ConfigError, ConfigNotFound, ConfigProblem
 from aggregator.rules import EntryFilter, Rule
 from aggregator.slugs import assign_slugs
 
 DEFAULT_CONFIG_PATH = Path("config/sources.toml")
+DEFAULT_DATABASE = Path("data/aggregator.db")  # relative to the project folder
+DEFAULT_OUTPUT_DIR = Path("feeds")
 DEFAULT_USER_AGENT = f"aggregator/{__version__} (+{PROJECT_URL})"
 _SOURCE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
@@ -53,43 +55,6 @@ class ShareCodeRule:
         if self.regex:
             return "regex"
         return "none"
-
-
-@dataclass(frozen=True)
-class Settings:
-    database: Path
-    output_dir: Path
-    base_url: str
-    host: str = "127.0.0.1"
-    port: int = 8080
-    default_interval: float = 1800.0
-    feed_entries: int = 50
-    user_agent: str = DEFAULT_USER_AGENT
-    timezone: str = "Asia/Shanghai"
-    language: str = "zh-CN"
-    title: str = "aggregator"
-    author: str = "aggregator"
-    workers: int = 4
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-    fetch_deadline: float = 60.0
-    max_body_bytes: int = 20 * 1024 * 1024
-    max_decompressed_bytes: int = 50 * 1024 * 1024
-    max_redirects: int = 5
-    publish_delay: float = 2.0
-    archive_entries: int = 50  # entries per RFC 5005 archive page; fixed once pages exist
-    hub: str = ""  # WebSub hub URL; empty means no hub links and no pings
-    stop_timeout: float = 30.0  # seconds a stopping daemon waits for running polls
-    retain_for: float | None = None  # drop entries published longer ago (seconds); None: keep
-    retain_entries: int | None = None  # keep at most this many entries per source; None: all
-    per_host_limit: int = 4
-    parse_timeout: float = 60.0
-    parse_memory_limit: int = 512 * 1024 * 1024
-    parse_inline_max_bytes: int = 128 * 1024
-    max_entries: int = 2000
-    max_title_length: int = 1000
-    max_summary_length: int = 100_000
-    max_content_length: int = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -351,41 +316,64 @@ def _share_code(value: Any) -> ShareCodeRule:
 
 Checker = Callable[[Any], Any]
 
-SETTINGS_KEYS: dict[str, Checker] = {
-    "database": _string,
-    "output_dir": _string,
-    "base_url": _http_url,
-    "host": _string,
-    "port": _port,
-    "default_interval": parse_duration,
-    "feed_entries": _int,
-    "user_agent": _string,
-    "timezone": _timezone,
-    "language": _string,
-    "title": _string,
-    "author": _string,
-    "workers": _int,
-    "connect_timeout": parse_duration,
-    "read_timeout": parse_duration,
-    "fetch_deadline": parse_duration,
-    "max_body_bytes": _int,
-    "max_decompressed_bytes": _int,
-    "max_redirects": _int,
-    "publish_delay": _float,
-    "archive_entries": _int,
-    "hub": _http_url,
-    "stop_timeout": parse_duration,
-    "retain_for": parse_duration,
-    "retain_entries": _int,
-    "per_host_limit": _int,
-    "parse_timeout": parse_duration,
-    "parse_memory_limit": _int,
-    "parse_inline_max_bytes": _count,
-    "max_entries": _int,
-    "max_title_length": _int,
-    "max_summary_length": _int,
-    "max_content_length": _int,
-}
+
+def _setting(default: Any, check: Checker, *, restart: bool = False) -> Any:
+    """One [settings] key, declared once: its default, the checker of a written value,
+    and whether a running daemon needs a restart to apply a change of it."""
+    return field(default=default, metadata={"check": check, "restart": restart})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The [settings] table. Every field is a key of the file (SETTINGS_KEYS), documented
+    in the README's table; RESTART_SETTINGS are bound when the daemon starts."""
+
+    # (_setting returns a field(); ruff cannot see that, nor that a Path is immutable)
+    database: Path = _setting(DEFAULT_DATABASE, _string, restart=True)  # noqa: RUF009
+    output_dir: Path = _setting(DEFAULT_OUTPUT_DIR, _string, restart=True)  # noqa: RUF009
+    base_url: str = _setting("", _http_url)  # "" in the file: http://<host>:<port>
+    host: str = _setting("127.0.0.1", _string, restart=True)
+    port: int = _setting(8080, _port, restart=True)
+    default_interval: float = _setting(1800.0, parse_duration)
+    feed_entries: int = _setting(50, _int)
+    user_agent: str = _setting(DEFAULT_USER_AGENT, _string, restart=True)
+    timezone: str = _setting("Asia/Shanghai", _timezone)
+    language: str = _setting("zh-CN", _string)
+    title: str = _setting("aggregator", _string)
+    author: str = _setting("aggregator", _string)
+    workers: int = _setting(4, _int, restart=True)
+    connect_timeout: float = _setting(10.0, parse_duration)
+    read_timeout: float = _setting(30.0, parse_duration)
+    fetch_deadline: float = _setting(60.0, parse_duration)
+    max_body_bytes: int = _setting(20 * 1024 * 1024, _int)
+    max_decompressed_bytes: int = _setting(50 * 1024 * 1024, _int)
+    max_redirects: int = _setting(5, _int)
+    publish_delay: float = _setting(2.0, _float)
+    archive_entries: int = _setting(50, _int)  # per RFC 5005 archive page; fixed once pages exist
+    hub: str = _setting("", _http_url)  # WebSub hub URL; empty means no hub links and no pings
+    stop_timeout: float = _setting(30.0, parse_duration)  # a stopping daemon waits for polls
+    retain_for: float | None = _setting(None, parse_duration)  # None: keep every entry
+    retain_entries: int | None = _setting(None, _int)  # per source; None: all
+    per_host_limit: int = _setting(4, _int, restart=True)
+    parse_timeout: float = _setting(60.0, parse_duration)
+    parse_memory_limit: int = _setting(512 * 1024 * 1024, _int)
+    parse_inline_max_bytes: int = _setting(128 * 1024, _count)
+    max_entries: int = _setting(2000, _int)
+    max_title_length: int = _setting(1000, _int)
+    max_summary_length: int = _setting(100_000, _int)
+    max_content_length: int = _setting(1_000_000, _int)
+
+
+SETTINGS_KEYS: dict[str, Checker] = {f.name: f.metadata["check"] for f in fields(Settings)}
+RESTART_SETTINGS = tuple(f.name for f in fields(Settings) if f.metadata["restart"])
+
+
+def default_base_url(host: str, port: int) -> str:
+    """base_url when the file gives none: the built-in server's own address (a wildcard
+    host, which is no address to link to, as loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
 
 SOURCE_KEYS: dict[str, Checker] = {
     "id": _string,
@@ -513,6 +501,14 @@ def _resolve_source_url(url: str, base: Path) -> str:
     return (Path(path) if Path(path).is_absolute() else base / path).resolve().as_uri()
 
 
+def feed_url_key(url: str) -> str:
+    """What two source URLs share when they are the same feed: they differ at most in the
+    case of scheme and host, a default port, tracking parameters or a final slash."""
+    from aggregator.sharecode import normalize_url  # sharecode imports this module
+
+    return normalize_url(url.rstrip("/"))
+
+
 def _check_source_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme in ("http", "https"):
@@ -541,12 +537,13 @@ def _settings(raw: Any, root: Path, env: Mapping[str, str], problems: _Problems)
                 continue
             table[key] = env[variable]
     values = _check_table(table, SETTINGS_KEYS, ("settings",), problems)
-    port = values.get("port", 8080)
-    host = values.get("host", "127.0.0.1")
-    values["database"] = _resolve_path(root, values.get("database", "data/aggregator.db"))
-    values["output_dir"] = _resolve_path(root, values.get("output_dir", "feeds"))
-    values.setdefault("base_url", f"http://{host}:{port}")
-    return Settings(**values)
+    settings = Settings(**values)
+    return replace(
+        settings,
+        database=_resolve_path(root, str(settings.database)),
+        output_dir=_resolve_path(root, str(settings.output_dir)),
+        base_url=settings.base_url or default_base_url(settings.host, settings.port),
+    )
 
 
 def _posts(raw: Any, root: Path, problems: _Problems) -> PostsSettings:
@@ -686,16 +683,23 @@ def _taxonomy(
     )
 
 
-def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) -> Config:
-    """Validate the text of a config file. Raises ConfigError with every problem."""
-    env = os.environ if env is None else env
-    problems = _Problems(path, text)
+def parse_toml(text: str, path: Path) -> dict[str, Any]:
+    """The file's data; a syntax error raises ConfigError naming the file and the line.
+    A byte-order mark (some Windows editors write one) is not part of the text."""
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
         line = int(match.group(1)) if match else None
         raise ConfigError([ConfigProblem(str(path), line, "(syntax)", str(exc))]) from None
+
+
+def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Validate the text of a config file. Raises ConfigError with every problem."""
+    env = os.environ if env is None else env
+    text = text.removeprefix("\ufeff")
+    problems = _Problems(path, text)
+    data = parse_toml(text, path)
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             problems.add(
@@ -709,6 +713,7 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
         raw_sources = []
     sources: list[tuple[Source, str | None]] = []
     seen_ids: dict[str, int] = {}
+    seen_urls: dict[str, str] = {}
     for index, table in enumerate(raw_sources):
         checked = _source(table, index, settings, root, problems)
         if checked is None:
@@ -722,6 +727,15 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
             )
             continue
         seen_ids[source.id] = index
+        url_key = feed_url_key(source.url)
+        if url_key in seen_urls:
+            problems.add(
+                ("sources", index, "url"),
+                f"duplicate url, already used by source {seen_urls[url_key]!r}",
+                source.id,
+            )
+            continue
+        seen_urls[url_key] = source.id
         sources.append(checked)
     categories = _terms(data.get("categories"), "categories", problems)
     tags = _terms(data.get("tags"), "tags", problems)
@@ -743,6 +757,12 @@ def load_config(
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        relative_to = None if path.is_absolute() else str(Path.cwd())
+        raise ConfigNotFound(str(path), str(path.absolute()), relative_to) from None
+    except IsADirectoryError:
+        problem = ConfigProblem(str(path), None, "(file)", "a folder, not a config file")
+        raise ConfigError([problem]) from None
     except OSError as exc:
         raise ConfigError(
             [ConfigProblem(str(path), None, "(file)", exc.strerror or str(exc))]

@@ -7,10 +7,12 @@ holds the last good config, and stops cleanly.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -20,12 +22,18 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from aggregator.config import Config, load_config
-from aggregator.errors import AggregatorError, ConfigError, StoreError
+from aggregator.config import (
+    RESTART_SETTINGS,
+    Config,
+    Settings,
+    default_base_url,
+    load_config,
+)
+from aggregator.errors import AggregatorError, ConfigError, StartError, StoreError
 from aggregator.fetch import Fetcher, Limits
 from aggregator.files import remove_stale_temps
 from aggregator.metrics import Metrics, StoreFacts, TimedFetcher
-from aggregator.poll import poll_source
+from aggregator.poll import PollOutcome, poll_source
 from aggregator.posts import PostWriter
 from aggregator.publish import Publisher
 from aggregator.retention import (
@@ -41,8 +49,53 @@ from aggregator.store import FeedKey, Store
 
 log = logging.getLogger("aggregator.daemon")
 
-# Settings bound at start (open database, bound socket, pool size, output folder).
-RESTART_SETTINGS = ("database", "output_dir", "host", "port", "workers")
+# How long PublishQueue.stop waits for a publish under way before publishing what is left.
+PUBLISH_DRAIN_TIMEOUT = 30.0
+# How long the last WebSub pings may take at stop (Publisher.close).
+PING_DRAIN_TIMEOUT = 5.0
+
+
+def worst_stop_seconds(stop_timeout: float) -> float:
+    """The longest a stop can take before the database is closed: running polls, a
+    publish already under way, then the last WebSub pings (each bounded; the final
+    publish of what is left, usually a few feeds, comes on top). A service manager
+    must wait at least this long before it kills the daemon."""
+    return stop_timeout + PUBLISH_DRAIN_TIMEOUT + 2 * PING_DRAIN_TIMEOUT
+
+
+def listen_failure(host: str, port: int, exc: OSError) -> str:
+    """Why the server cannot listen on host:port, and what the operator can do."""
+    where = f"cannot listen on {host}:{port}"
+    choose = (
+        "choose another with `port` in [settings] of the config file, "
+        "or AGGREGATOR_PORT=<port> in the environment"
+    )
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"{where}: the address is already in use (another aggregator daemon, or another "
+            f"program); {choose}"
+        )
+    if exc.errno == errno.EACCES:
+        return f"{where}: permission denied (ports below 1024 need privileges); {choose}"
+    if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+        return (
+            f"{where}: {host!r} is not an address of this machine; check `host` in [settings] "
+            "(or AGGREGATOR_HOST)"
+        )
+    return f"{where}: {exc.strerror or exc}"
+
+
+def log_outcome(outcome: PollOutcome) -> None:
+    """One line per poll: a warning when it failed, info when it changed something,
+    debug (with the next poll time) when there was nothing new."""
+    line = f"source {outcome.source_id}: {outcome.describe()}"
+    if outcome.failed:
+        log.warning("%s", line)
+    elif outcome.changed_feeds or outcome.moved_to:
+        log.info("%s", line)
+    else:
+        when = outcome.next_poll.isoformat() if outcome.next_poll else "-"
+        log.debug("%s; next poll at %s", line, when)
 
 
 class DaemonLock:
@@ -124,7 +177,7 @@ class PublishQueue:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=PUBLISH_DRAIN_TIMEOUT)
         self.flush()
 
 
@@ -146,9 +199,7 @@ class Daemon:
         self.config: Config = load_config(config_path)
         self.clock = clock
         self.watch_interval = watch_interval
-        self.stop_timeout = (
-            stop_timeout if stop_timeout is not None else self.config.settings.stop_timeout
-        )
+        self._stop_timeout = stop_timeout
         self.on_ready = on_ready
         self.on_new_feeds = on_new_feeds
         self._announced: set[str] = set()
@@ -165,6 +216,14 @@ class Daemon:
         self.publisher: Publisher | None = None
         self.queue: PublishQueue | None = None
         self.metrics = Metrics(self._store_facts)
+
+    @property
+    def stop_timeout(self) -> float:
+        """How long a stop waits for running polls: settings.stop_timeout as reloaded,
+        unless the constructor fixed it."""
+        if self._stop_timeout is not None:
+            return self._stop_timeout
+        return self.config.settings.stop_timeout
 
     def _stamp(self) -> tuple[int, int] | None:
         try:
@@ -187,12 +246,7 @@ class Daemon:
         limits = ParseLimits.from_settings(self.config.settings)
         outcome = poll_source(source, self.store, self.fetcher, clock=self.clock, limits=limits)
         self.metrics.poll_done(source_id, outcome.result)
-        log.debug(
-            "source %s: polled (%s), next poll at %s",
-            source_id,
-            outcome.result,
-            outcome.next_poll.isoformat() if outcome.next_poll else "-",
-        )
+        log_outcome(outcome)
         self.queue.add(outcome.changed_feeds)
         return outcome.next_poll
 
@@ -275,22 +329,29 @@ class Daemon:
                 " | ".join(str(p) for p in exc.problems),
             )
             return False
-        kept = {}
         for name in RESTART_SETTINGS:
             old, new = getattr(self.config.settings, name), getattr(config.settings, name)
             if old != new:
                 log.warning("changing %s needs a restart; keeping %s until then", name, old)
-                kept[name] = old
-        if kept:
-            config = replace(config, settings=replace(config.settings, **kept))
-        self._apply(config)
+        self._apply(self._as_running(config))
         log.info("config reloaded: %d sources", len(config.sources))
         return True
 
+    def _as_running(self, config: Config) -> Config:
+        """The config with the settings bound at start as they were then, and a base_url
+        derived from host and port following the port actually served on."""
+        settings = config.settings
+        kept = {name: getattr(self.config.settings, name) for name in RESTART_SETTINGS}
+        if settings.base_url == default_base_url(settings.host, settings.port):
+            served = self.server.server_address[1] if self.server else kept["port"]
+            kept["base_url"] = default_base_url(kept["host"], int(served))
+        return replace(config, settings=replace(settings, **kept))
+
     def _apply(self, config: Config) -> None:
-        assert self.store and self.scheduler and self.publisher
+        assert self.store and self.scheduler and self.publisher and self.fetcher
         self.config = config
         self.publisher.config = config
+        self.fetcher.limits = Limits.from_settings(config.settings)
         if self.server:
             self.server.max_age = max_age_for(config)
         if self.queue:
@@ -312,10 +373,25 @@ class Daemon:
 
     # --- lifecycle ---
 
+    def _listen(self, settings: Settings) -> FeedServer:
+        port = settings.port if self.port is None else self.port
+        try:
+            return FeedServer(
+                (settings.host, port),
+                settings.output_dir,
+                max_age=max_age_for(self.config),
+                routes={"/healthz": self.health, "/metrics": self.metrics.render},
+            )
+        except OSError as exc:
+            raise StartError(listen_failure(settings.host, port, exc)) from None
+
     def start(self) -> None:
         settings = self.config.settings
         self.lock.acquire()
         try:
+            self.server = self._listen(settings)
+            self.config = self._as_running(self.config)
+            settings = self.config.settings
             self.store = Store(settings.database)
             self.fetcher = TimedFetcher(
                 self.metrics.fetch_seconds, Limits.from_settings(settings), settings.user_agent
@@ -325,14 +401,10 @@ class Daemon:
             self.scheduler = PollScheduler(
                 self.poll_one, workers=settings.workers, clock=self.clock
             )
-            port = settings.port if self.port is None else self.port
-            self.server = FeedServer(
-                (settings.host, port),
-                settings.output_dir,
-                max_age=max_age_for(self.config),
-                routes={"/healthz": self.health, "/metrics": self.metrics.render},
-            )
         except (OSError, AggregatorError):
+            if self.server:
+                self.server.server_close()
+                self.server = None
             self.lock.release()
             raise
         settings.output_dir.mkdir(parents=True, exist_ok=True)
@@ -341,6 +413,10 @@ class Daemon:
         self.metrics.published(len(self.publisher.publish()))
         self._announced.update(self.publisher.feed_urls())
         self._write_posts()
+        self.server.start()
+        log.info("serving %s on %s", settings.output_dir, self.server.url)
+        if self.on_ready:  # before any poll can log, so what it prints stays in one piece
+            self.on_ready(self)
         self.queue.start()
         self.scheduler.start()
         self._apply(self.config)
@@ -350,9 +426,7 @@ class Daemon:
             CLEANUP_INTERVAL,
             datetime.now(UTC) + timedelta(seconds=FIRST_CLEANUP_DELAY),
         )
-        self.server.start()
         threading.Thread(target=self._watch, name="config-watch", daemon=True).start()
-        log.info("serving %s on %s", settings.output_dir, self.server.url)
 
     def stop(self) -> None:
         """Stop new polls, let running ones finish (bounded), flush, close."""
@@ -363,7 +437,7 @@ class Daemon:
         if self.queue:
             self.queue.stop()
         if self.publisher:
-            self.publisher.close()  # last WebSub pings (bounded wait)
+            self.publisher.close(PING_DRAIN_TIMEOUT)  # last WebSub pings (bounded wait)
         if self.server:
             self.server.shutdown()
             self.server.server_close()
@@ -388,8 +462,6 @@ class Daemon:
         signal.signal(signal.SIGINT, stop_handler)
         signal.signal(signal.SIGHUP, hup_handler)
         self.start()
-        if self.on_ready:
-            self.on_ready(self)
         try:
             while not self.stopping.wait(0.5):
                 pass

@@ -33,6 +33,20 @@ class ConfigError(AggregatorError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+class ConfigNotFound(ConfigError):
+    """There is no config file where one was looked for."""
+
+    def __init__(self, path: str, looked_for: str, relative_to: str | None) -> None:
+        self.path = path
+        where = f", relative to the current folder {relative_to}" if relative_to else ""
+        self.where = f"looked for {looked_for}{where}"
+        super().__init__([ConfigProblem(path, None, "(file)", f"no such file ({self.where})")])
+
+
+class StartError(AggregatorError):
+    """The daemon cannot start: its address is taken, say. The message says what to do."""
+
+
 class SourceError(AggregatorError):
     """Something went wrong with one source; carries its id."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
@@ -14,24 +15,30 @@ from pathlib import Path
 STALE_AFTER = 3600.0  # a temp file without a known writer older than this is litter
 
 
-def write_if_changed(path: Path, data: bytes, *, sync_dir: bool = True) -> bool:
+def write_if_changed(
+    path: Path, data: bytes, *, sync_dir: bool = True, keep_attributes: bool = False
+) -> bool:
     """Write data to path atomically unless it already holds exactly that.
 
     Returns True when the file was (re)written. Temp file in the same folder,
-    fsync, rename, fsync of the folder: survives a kill at any point.
+    fsync, rename, fsync of the folder: survives a kill at any point. The new
+    file is world-readable, or, with keep_attributes, has the old file's mode
+    and (when we may set it) owner: a config file of mode 600 stays private.
     """
-    temp = prepare(path, data)
+    temp = prepare(path, data, keep_attributes=keep_attributes)
     if temp is None:
         return False
     install(temp, path, sync_dir=sync_dir)
     return True
 
 
-def prepare(path: Path, data: bytes) -> Path | None:
+def prepare(path: Path, data: bytes, *, keep_attributes: bool = False) -> Path | None:
     """The first half of write_if_changed: data in a temp file beside path, fsynced;
     None when path already holds exactly that."""
+    old: os.stat_result | None = None
     try:
-        if path.stat().st_size == len(data) and path.read_bytes() == data:
+        old = path.stat()
+        if old.st_size == len(data) and path.read_bytes() == data:
             return None
     except FileNotFoundError:
         pass
@@ -45,11 +52,21 @@ def prepare(path: Path, data: bytes) -> Path | None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temp_name, 0o644)
+        if keep_attributes and old is not None:
+            _copy_attributes(old, temp_name)
+        else:
+            os.chmod(temp_name, 0o644)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
     return Path(temp_name)
+
+
+def _copy_attributes(old: os.stat_result, temp_name: str) -> None:
+    os.chmod(temp_name, old.st_mode & 0o7777)
+    if (old.st_uid, old.st_gid) != (os.getuid(), os.getgid()):
+        with contextlib.suppress(PermissionError):  # only root may give a file away
+            os.chown(temp_name, old.st_uid, old.st_gid)
 
 
 def install(temp: Path, path: Path, *, sync_dir: bool = True) -> None:

@@ -46,11 +46,34 @@ class PollOutcome:
     new: int = 0
     updated: int = 0
     added_source: int = 0
+    unchanged: int = 0  # entries read again and found the same
     error: str = ""
+    error_count: int = 0  # failures in a row, this one included
     http_status: int | None = None
     next_poll: datetime | None = None
     changed_feeds: set[FeedKey] = field(default_factory=set)
     seconds: float = 0.0
+    moved_to: str | None = None  # the URL a permanent redirect led to, this poll
+
+    @property
+    def failed(self) -> bool:
+        return self.result in ("error", "gone")
+
+    def describe(self) -> str:
+        """What the poll did, in the words both `aggregator poll` and the daemon's log use."""
+        if self.result == "ok":
+            text = (
+                f"{self.new} new, {self.updated} updated, "
+                f"{self.added_source} already stored from other sources, "
+                f"{self.unchanged} unchanged"
+            )
+        elif self.result == "gone":
+            text = f"gone, no longer polled: {self.error}"
+        elif self.result == "error":
+            text = f"failed ({self.error_count} in a row): {self.error}"
+        else:
+            text = self.result.replace("_", " ")
+        return f"{text}; moved permanently to {self.moved_to}" if self.moved_to else text
 
 
 def source_salt(source: Source, limits: ParseLimits | None) -> bytes:
@@ -343,7 +366,6 @@ def after_fetch(
     }
     if fetched.moved_to:
         validators["moved_to"] = fetched.moved_to
-        log.info("source %s moved permanently to %s", source.id, fetched.moved_to)
     facts = with_hints(
         PollFacts(source.interval, succeeded=True, max_age=fetched.max_age), state.poll_hints
     )
@@ -407,17 +429,8 @@ def store_parsed(parsed: Parsed, store: Store, record: RecordPoll) -> PollOutcom
         parsed.status,
     )
     outcome.new, outcome.updated = ingested.new, ingested.updated
-    outcome.added_source = ingested.added_source
+    outcome.added_source, outcome.unchanged = ingested.added_source, ingested.unchanged
     outcome.changed_feeds = ingested.changed_feeds
-    if ingested.changed:
-        log.info(
-            "source %s: %d new, %d updated, %d also here, %d unchanged",
-            source.id,
-            ingested.new,
-            ingested.updated,
-            ingested.added_source,
-            ingested.unchanged,
-        )
     return outcome
 
 
@@ -458,7 +471,9 @@ def _succeeded(
             **validators,
         },
     )
-    return PollOutcome(source.id, result, http_status=status, next_poll=when)
+    return PollOutcome(
+        source.id, result, http_status=status, next_poll=when, moved_to=validators.get("moved_to")
+    )
 
 
 def _failed(
@@ -494,7 +509,12 @@ def _failed(
             **extra,
         },
     )
-    log.warning("source %s failed (%d in a row): %s", source.id, errors, message)
     return PollOutcome(
-        source.id, "gone" if gone else "error", error=message, http_status=status, next_poll=when
+        source.id,
+        "gone" if gone else "error",
+        error=message,
+        error_count=errors,
+        http_status=status,
+        next_poll=when,
+        moved_to=extra.get("moved_to"),
     )

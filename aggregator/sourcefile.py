@@ -24,10 +24,9 @@ from typing import Any
 import tomlkit
 from tomlkit.items import AoT, Table
 
-from aggregator.config import SOURCE_KEYS, Config, parse_config
-from aggregator.errors import AggregatorError
+from aggregator.config import SOURCE_KEYS, Config, feed_url_key, parse_config
+from aggregator.errors import AggregatorError, ConfigNotFound
 from aggregator.files import write_if_changed
-from aggregator.sharecode import normalize_url
 
 # The order keys are written in when a source is added.
 KEY_ORDER = ("id", "name", "url", "category", "tags", "interval", "share_code", "enabled")
@@ -134,7 +133,10 @@ def locate(text: str) -> tuple[tomlkit.TOMLDocument, list[Span]]:
 
 
 def _data(text: str) -> dict[str, Any]:
-    return tomllib.loads(text)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SourceFileError(f"the config file is not valid TOML: {exc}") from None
 
 
 def _sources_data(data: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -150,7 +152,7 @@ def _index(data: Mapping[str, Any], source_id: str) -> int:
 
 
 def _same_url(a: str, b: str) -> bool:
-    return normalize_url(a.rstrip("/")) == normalize_url(b.rstrip("/"))
+    return feed_url_key(a) == feed_url_key(b)
 
 
 def _refuse_duplicates(data: Mapping[str, Any], values: Mapping[str, Any], skip: int) -> None:
@@ -178,7 +180,7 @@ def refuse_duplicates(text: str, values: Mapping[str, Any]) -> None:
 def _checked(new_text: str, expected: dict[str, Any]) -> str:
     """The new text, once it parses to exactly the data we meant to write."""
     try:
-        actual = _data(new_text)
+        actual = tomllib.loads(new_text)
     except tomllib.TOMLDecodeError as exc:  # pragma: no cover - a bug in the splicing
         raise SourceFileError(f"the edit would break the file ({exc}); edit it by hand") from None
     if actual != expected:
@@ -294,13 +296,44 @@ def set_enabled(text: str, source_id: str, enabled: bool) -> str:
 # --- reading and writing the file --------------------------------------------------------
 
 
-def read(path: Path) -> str:
+@dataclass(frozen=True)
+class Layout:
+    """How a config file is spelt beyond its text, so that an edit keeps it: a byte-order
+    mark, and its line ends (the edits work on "\n")."""
+
+    bom: bool = False
+    newline: str = "\n"
+
+    @classmethod
+    def of(cls, raw: str) -> Layout:
+        crlf = raw.count("\r\n")
+        return cls(raw.startswith("\ufeff"), "\r\n" if crlf > raw.count("\n") - crlf else "\n")
+
+    @staticmethod
+    def text_of(raw: str) -> str:
+        return raw.removeprefix("\ufeff").replace("\r\n", "\n")
+
+    def spell(self, text: str) -> bytes:
+        return (("\ufeff" if self.bom else "") + text.replace("\n", self.newline)).encode("utf-8")
+
+
+def _read_raw(path: Path) -> str:
+    """The file's text exactly (read_text would turn its line ends into "\n")."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        return ""
+        relative_to = None if path.is_absolute() else str(Path.cwd())
+        raise ConfigNotFound(str(path), str(path.absolute()), relative_to) from None
+    except UnicodeDecodeError as exc:
+        raise SourceFileError(f"cannot read {path}: not UTF-8 ({exc})") from None
     except OSError as exc:
         raise SourceFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def read(path: Path) -> str:
+    """The file's text, with "\n" line ends and no byte-order mark (see Layout).
+    Raises ConfigNotFound when there is no file, SourceFileError when it is unreadable."""
+    return Layout.text_of(_read_raw(path))
 
 
 def validate(text: str, path: Path) -> Config:
@@ -309,9 +342,18 @@ def validate(text: str, path: Path) -> Config:
 
 
 def save(path: Path, text: str) -> Config:
-    """Validate, then replace the file atomically. Returns the new config."""
+    """Validate, then replace the file atomically. Returns the new config.
+
+    The file keeps its line ends, byte-order mark, mode and owner (its headers may
+    hold tokens); a symbolic link stays a link, and the file it points to is edited.
+    """
     config = validate(text, path)
-    write_if_changed(path, text.encode("utf-8"))
+    target = path.resolve()
+    try:
+        layout = Layout.of(_read_raw(target))
+    except ConfigNotFound:
+        layout = Layout()
+    write_if_changed(target, layout.spell(text), keep_attributes=True)
     return config
 
 

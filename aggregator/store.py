@@ -463,7 +463,15 @@ class Store:
         self._lock = threading.RLock()
         self._keys_seen: tuple[int, frozenset[FeedKey]] | None = None  # see feed_keys
         self._batch: _Batch | None = None  # the batch under way (see batch)
-        self._write_lock = _open_write_lock(self.path)
+        self._write_lock: BinaryIO | None = None
+        try:
+            self._write_lock = _open_write_lock(self.path)
+            self._set_up(conn)
+        except (sqlite3.DatabaseError, OSError) as exc:  # not a database, say
+            self.close()
+            raise StoreError(f"cannot use database {self.path}: {exc}") from None
+
+    def _set_up(self, conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before anything is written
         conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: every commit survives a process kill; only an OS

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 import shutil
+import stat
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from aggregator import sourcefile
-from aggregator.config import parse_config
+from aggregator.config import load_config, parse_config
 from aggregator.errors import ConfigError
 from aggregator.sourcefile import SourceFileError
 
@@ -187,3 +190,81 @@ def test_the_bundled_sample_survives_remove_and_re_add() -> None:
     removed = sourcefile.remove_source(text, "sanqin-jiaotong")
     assert "# Real sources look like this (uncomment and adapt):" in removed
     assert sourcefile.add_source(removed, values) == text
+
+
+# --- the file itself: line ends, byte-order mark, mode, symbolic links ---------------------
+
+
+def aggregator(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aggregator", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_edits_keep_crlf_line_ends_a_bom_and_the_mode(tmp_path: Path) -> None:
+    """A Windows-edited file (CRLF, BOM) of mode 600 (its headers may hold tokens), edited
+    by the real commands: each edit changes only its own lines, in the file's own spelling."""
+    path = tmp_path / "config" / "sources.toml"
+    path.parent.mkdir()
+    original = ("\ufeff" + TEXT).replace("\n", "\r\n").encode("utf-8")
+    path.write_bytes(original)
+    path.chmod(0o600)
+    assert aggregator("sources", "disable", "jiaotong", "--config", str(path)).returncode == 0
+    expected = "\ufeff" + sourcefile.set_enabled(TEXT, "jiaotong", False)
+    assert path.read_bytes() == expected.replace("\n", "\r\n").encode("utf-8")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    opml = tmp_path / "one.opml"
+    opml.write_text(
+        '<opml version="2.0"><body><outline text="华商报" xmlUrl="http://hsb.example.cn/f.xml"/>'
+        "</body></opml>",
+        encoding="utf-8",
+    )
+    assert aggregator("import-opml", "--config", str(path), str(opml)).returncode == 0
+    assert aggregator("sources", "remove", "xawb", "--config", str(path)).returncode == 0
+    edited = aggregator("sources", "edit", "yaowen", "interval=10m", "--config", str(path))
+    assert edited.returncode == 0, edited.stderr
+    final = path.read_bytes()
+    assert b"\n" not in final.replace(b"\r\n", b"") and final.startswith(b"\xef\xbb\xbf")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [s.id for s in load_config(path).sources] == ["yaowen", "jiaotong", "huashangbao"]
+
+
+def test_an_edit_writes_through_a_symbolic_link(tmp_path: Path) -> None:
+    """Config kept elsewhere (say, in a git checkout of /etc) and linked into config/: the
+    link stays a link and the file it points to is edited."""
+    real = tmp_path / "etc" / "sources.toml"
+    real.parent.mkdir()
+    real.write_text(TEXT, encoding="utf-8")
+    link = tmp_path / "config" / "sources.toml"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    done = aggregator("sources", "disable", "yaowen", "--config", str(link))
+    assert done.returncode == 0, done.stderr
+    assert link.is_symlink() and link.resolve() == real
+    assert "enabled = false" in real.read_text(encoding="utf-8")
+    assert not list(link.parent.glob(".*.tmp")) and not list(real.parent.glob(".*.tmp"))
+
+
+def test_a_file_that_is_not_toml_is_refused_with_its_line(tmp_path: Path) -> None:
+    """No edit command answers a broken file with a traceback: the file, the line, exit 2,
+    and the file untouched."""
+    path = tmp_path / "config" / "sources.toml"
+    path.parent.mkdir()
+    broken = TEXT.replace('name = "三秦都市报 · 交通"', 'name = "三秦都市报 · 交通', 1)
+    path.write_text(broken, encoding="utf-8")
+    line = broken.splitlines().index('name = "三秦都市报 · 交通') + 1
+    for command in (  # the rest of the commands: tests/test_cli_messages.py
+        ["sources", "disable", "xawb"],
+        ["sources", "enable", "xawb"],
+        ["sources", "remove", "xawb"],
+        ["sources", "edit", "xawb", "interval=1h"],
+    ):
+        done = aggregator(*command, "--config", str(path))
+        assert done.returncode == 2, (command, done.stderr)
+        assert "Traceback" not in done.stderr, command
+        assert f"{path}:{line}: (syntax):" in done.stderr, (command, done.stderr)
+    assert path.read_text(encoding="utf-8") == broken

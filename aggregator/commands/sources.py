@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import click
@@ -30,12 +30,13 @@ from aggregator.cli import (
     _load,
     _open_store,
     _source_table,
+    config_failure,
     config_option,
     sources,
 )
-from aggregator.config import SOURCE_KEYS, Config, ShareCodeRule, Source
+from aggregator.config import SOURCE_KEYS, Config, ShareCodeRule, Source, parse_toml
 from aggregator.discover import feed_links, looks_like_html, propose_id, suggest_share_param
-from aggregator.errors import ConfigError, FetchError, ParseError
+from aggregator.errors import ConfigError, ConfigNotFound, FetchError, ParseError
 from aggregator.fetch import Fetcher, Limits
 from aggregator.models import EntryRecord, ParsedFeed
 from aggregator.poll import extract
@@ -52,24 +53,40 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _refuse_broken(exc: ConfigError | sourcefile.SourceFileError) -> NoReturn:
+    if isinstance(exc, ConfigNotFound):
+        config_failure(exc)
+    fail(f"the config file is invalid; fix it first (aggregator config check)\n{exc}", 2)
+    raise AssertionError from exc  # unreachable: fail() exits
+
+
 def read_config(config_path: Path) -> tuple[str, Config]:
     """The file's text and the config it describes; exits 2 when it is invalid."""
     try:
         text = sourcefile.read(config_path)
         return text, sourcefile.validate(text, config_path)
     except (ConfigError, sourcefile.SourceFileError) as exc:
-        fail(f"the config file is invalid; fix it first (aggregator config check)\n{exc}", 2)
-        raise AssertionError from exc  # unreachable: fail() exits
+        _refuse_broken(exc)
 
 
 def apply_edit(config_path: Path, change: Callable[[str], str]) -> Config:
-    """Run one text edit on the config file and save it, or explain the refusal."""
-    text = sourcefile.read(config_path)
+    """Run one text edit on the config file and save it, or explain the refusal.
+    A file that is not TOML at all is refused first, with its line; one that is TOML
+    but invalid may be edited, if the edit makes it valid."""
+    try:
+        text = sourcefile.read(config_path)
+        parse_toml(text, config_path)
+    except (ConfigError, sourcefile.SourceFileError) as exc:
+        _refuse_broken(exc)
     try:
         return sourcefile.save(config_path, change(text))
     except sourcefile.SourceFileError as exc:
         fail(str(exc), EXIT_CONFIG)
     except ConfigError as exc:
+        try:
+            sourcefile.validate(text, config_path)
+        except ConfigError as already:  # the file was invalid before, and the edit leaves it so
+            _refuse_broken(already)
         problems = "\n".join(f"  {p.key}: {p.message}" for p in exc.problems)
         fail(f"refused: the config would not be valid after this change\n{problems}", 2)
     raise AssertionError("unreachable")
