@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from aggregator.config import RESTART_SETTINGS
 from aggregator.daemon import PublishQueue
 from aggregator.store import FeedKey
 from tests.daemonkit import rewrite, running, wait_for
@@ -185,3 +188,48 @@ def test_settings_bound_at_start_wait_for_a_restart(
         assert daemon.config.settings.port == 8080
         assert "changing port needs a restart; keeping 8080 until then" in caplog.text
         assert "changing database needs a restart" in caplog.text
+
+
+RESTART_CHANGES = {
+    "database": "other/x.db",
+    "output_dir": "other-feeds",
+    "host": "0.0.0.0",
+    "port": 9999,
+    "workers": 7,
+    "user_agent": "another-agent/1.0",
+    "per_host_limit": 9,
+}
+
+
+def test_every_setting_that_needs_a_restart_says_so(
+    server: FeedServer, write_config: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each setting bound at start logs that it waits for a restart; the others apply at
+    once, in the parts that hold them (the fetcher's limits, the stop bound)."""
+    assert set(RESTART_CHANGES) == set(RESTART_SETTINGS)
+    a = server.set("/a.xml", rss([A1]))
+    path = write_config([src("a", a, interval=60)], **FAST)
+    with running(path, stop_timeout=None) as daemon:
+        caplog.set_level(logging.INFO, logger="aggregator")
+        before = daemon.config.settings
+        live = {"stop_timeout": 3, "connect_timeout": 4, "max_redirects": 2, "publish_delay": 0.3}
+        rewrite(path, [src("a", a, interval=60)], **RESTART_CHANGES, **live)
+        wait_for(lambda: daemon.config.settings.publish_delay == 0.3, what="reload")
+        for name in RESTART_SETTINGS:
+            assert getattr(daemon.config.settings, name) == getattr(before, name)
+            old = getattr(before, name)
+            assert f"changing {name} needs a restart; keeping {old} until then" in caplog.text
+        assert daemon.stop_timeout == 3
+        assert daemon.fetcher is not None
+        assert (daemon.fetcher.limits.connect_timeout, daemon.fetcher.limits.max_redirects) == (
+            4,
+            2,
+        )
+
+
+def test_the_service_guide_lists_every_setting_that_needs_a_restart() -> None:
+    guide = (Path(__file__).parents[1] / "docs" / "service.md").read_text(encoding="utf-8")
+    bullet = re.search(r"- \*\*Settings bound at start\.\*\*(.*?)(?:\n- |\n\n)", guide, re.S)
+    assert bullet, "docs/service.md has a 'Settings bound at start' bullet"
+    listed = re.findall(r"`(\w+)`", bullet.group(1).split(":", 1)[1].split(".")[0])
+    assert sorted(listed) == sorted(RESTART_SETTINGS)
