@@ -5,10 +5,8 @@ every command against every kind of bad input runs in-process."""
 
 from __future__ import annotations
 
-import os
+import logging
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +14,11 @@ import pytest
 from click.testing import CliRunner
 
 from aggregator.cli import main
+from tests.conftest import config_text
+from tests.conftest import run_aggregator as aggregator
+from tests.daemonkit import running, wait_for
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def aggregator(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aggregator", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-    )
 
 
 def source(source_id: str, url: str) -> dict[str, Any]:
@@ -235,3 +222,29 @@ def test_no_command_answers_a_bad_data_folder_with_a_traceback(case: str, tmp_pa
         result = invoke([*command, "--config", str(path)], tmp_path)
         assert_clean(result, command)
         assert result.exit_code in (0, 1, 2, 3), (command, result.output)
+
+
+# --- the daemon speaks the same words --------------------------------------------------------
+
+
+def test_the_daemon_logs_a_poll_in_the_words_poll_prints(
+    server: FeedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """And with no base_url in the file, its links follow the port it serves on."""
+    path = tmp_path / "project" / "config" / "sources.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        '[settings]\ndatabase = "data/a.db"\npublish_delay = 0.05\n\n'
+        + config_text([source("broken", server.url("/missing.xml"))]).removeprefix("[settings]\n"),
+        encoding="utf-8",
+    )
+    caplog.set_level(logging.INFO, logger="aggregator")
+    with running(path) as daemon:
+        wait_for(lambda: "source broken: failed" in caplog.text, 30, "the poll's log line")
+        assert daemon.server is not None
+        port = daemon.server.server_address[1]
+        assert daemon.config.settings.base_url == f"http://127.0.0.1:{port}"
+        assert daemon.publisher is not None
+        assert daemon.publisher.url_of("all.xml") == f"http://127.0.0.1:{port}/all.xml"
+    [line] = [r.getMessage() for r in caplog.records if "broken: failed" in r.getMessage()]
+    assert line == "source broken: failed (1 in a row): HTTP 404 Not Found"

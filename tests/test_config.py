@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.config import load_config, parse_config
-from aggregator.errors import ConfigError
+from aggregator.config import default_base_url, load_config, parse_config
+from aggregator.errors import ConfigError, ConfigNotFound
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,6 +53,16 @@ def test_bundled_config_is_valid() -> None:
     assert config.settings.port == 8080
     assert config.category_term("三秦都市报").slug == "sanqindushibao"
     assert config.tag_term("三秦都市报新闻").slug == "sanqin-dushibao-xinwen"
+
+
+def test_the_bundled_base_url_follows_host_and_port() -> None:
+    """The bundled file pins no base_url, so links follow the port it is served on."""
+    bundled = ROOT / "config" / "sources.toml"
+    assert load_config(bundled, env={}).settings.base_url == "http://127.0.0.1:8080"
+    moved = load_config(bundled, env={"AGGREGATOR_PORT": "29051"}).settings
+    assert (moved.port, moved.base_url) == (29051, "http://127.0.0.1:29051")
+    assert default_base_url("0.0.0.0", 80) == "http://127.0.0.1:80"  # no address to link to
+    assert default_base_url("::1", 8080) == "http://[::1]:8080"
 
 
 def test_good_config_is_typed(tmp_path: Path) -> None:
@@ -143,3 +153,33 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     assert len(found) == 3
     keys = [f.split(": ")[1].split(" (")[0] for f in found]
     assert keys == ["settings.port", "sources[0].interval", "sources[1].enabled"]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_file(tmp_path: Path) -> None:
+    config = parse_config("\ufeff" + GOOD, tmp_path / "config" / "sources.toml", env={})
+    assert [s.id for s in config.sources] == ["sanqin", "local"]
+    found = problems_of("\ufeff" + GOOD.replace("port = 9000", "port = = 9000"), tmp_path)
+    assert ":3: (syntax)" in found[0]  # lines counted as the editor shows them
+
+
+def test_duplicate_urls_are_refused_with_their_line(tmp_path: Path) -> None:
+    text = GOOD.replace('url = "file:samples/x.xml"', 'url = "https://FINEWS.example.cn/rss.xml"')
+    found = problems_of(text, tmp_path)
+    assert found == [
+        f"{tmp_path / 'config' / 'sources.toml'}:19: sources[1].url (source 'local'): "
+        "duplicate url, already used by source 'sanqin'"
+    ]
+
+
+def test_a_missing_file_says_where_it_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigNotFound) as caught:
+        load_config("config/sources.toml")
+    assert caught.value.where == (
+        f"looked for {tmp_path}/config/sources.toml, relative to the current folder {tmp_path}"
+    )
+    with pytest.raises(ConfigNotFound) as absolute:
+        load_config(tmp_path / "nowhere.toml")
+    assert absolute.value.where == f"looked for {tmp_path}/nowhere.toml"

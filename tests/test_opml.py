@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +14,7 @@ from click.testing import CliRunner
 from aggregator.cli import main
 from aggregator.config import Source, load_config
 from aggregator.opml import OpmlError, parse_opml
+from tests.conftest import run_aggregator
 
 OPML = Path(__file__).parent / "fixtures" / "opml"
 COMMENTED = Path(__file__).parent / "fixtures" / "commented.toml"
@@ -196,8 +195,7 @@ def test_an_export_keeps_secrets_and_local_files_out(tmp_path: Path) -> None:
     local = tmp_path / "local.xml"
     text += f'\n[[sources]]\nid = "local"\nname = "L"\nurl = "{local.as_uri()}"\ncategory = "c"\n'
     config_path.write_text(text, encoding="utf-8")
-    command = [sys.executable, "-m", "aggregator", "export-opml", "--config", str(config_path)]
-    shared = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    shared = run_aggregator("export-opml", "--config", str(config_path))
     assert shared.returncode == 0, shared.stderr
     assert "s3cret" not in shared.stdout and "pa55" not in shared.stdout
     assert str(local) not in shared.stdout and "file:" not in shared.stdout
@@ -209,9 +207,7 @@ def test_an_export_keeps_secrets_and_local_files_out(tmp_path: Path) -> None:
         "(--include-secrets keeps them)",
         "left out source 'local': a file: URL is a path on this machine",
     ]
-    asked = subprocess.run(
-        [*command, "--include-secrets"], capture_output=True, text=True, timeout=60, check=False
-    )
+    asked = run_aggregator("export-opml", "--config", str(config_path), "--include-secrets")
     assert asked.returncode == 0, asked.stderr
     assert "Bearer s3cret" in asked.stdout and "https://me:pa55@example.org/f" in asked.stdout
     assert "file:" not in asked.stdout

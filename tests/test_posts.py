@@ -6,8 +6,6 @@ import os
 import re
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -47,7 +45,7 @@ from aggregator.posts import (
 from aggregator.publish import Publisher
 from aggregator.sanitize import clean_html
 from aggregator.store import Store, StoredArticle
-from tests.conftest import Clock
+from tests.conftest import Clock, run_aggregator
 from tests.feedserver import FeedServer
 
 SEED = Path(__file__).resolve().parent / "fixtures" / "seed" / "000_aacddcea547c7f45.txt"
@@ -590,11 +588,9 @@ def test_a_post_without_a_share_link_imports_back_to_the_same_article(
     assert "\n{% raw %}<p>模板语法 {{ site.title }}" in text
     assert "{%- endraw -%}" not in text and "&#123;%- endraw -%}" in text
     copy_path = make_config(tmp_path / "b", url)
-    imported = subprocess.run(
-        [sys.executable, "-m", "aggregator", "import-posts", "--config", str(copy_path),
-         str(original.posts.output_dir)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    imported = run_aggregator(
+        "import-posts", "--config", str(copy_path), str(original.posts.output_dir)
+    )
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout == "imported 1 post(s), 0 already stored, 0 unreadable\n"
     copy = load_config(copy_path)

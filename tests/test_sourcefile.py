@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import stat
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from aggregator import sourcefile
 from aggregator.config import load_config, parse_config
 from aggregator.errors import ConfigError
 from aggregator.sourcefile import SourceFileError
+from tests.conftest import run_aggregator as aggregator
 
 FIXTURE = Path(__file__).parent / "fixtures" / "commented.toml"
 SAMPLE = Path(__file__).parents[1] / "config" / "sources.toml"
@@ -193,16 +192,6 @@ def test_the_bundled_sample_survives_remove_and_re_add() -> None:
 
 
 # --- the file itself: line ends, byte-order mark, mode, symbolic links ---------------------
-
-
-def aggregator(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aggregator", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_edits_keep_crlf_line_ends_a_bom_and_the_mode(tmp_path: Path) -> None:
