@@ -71,6 +71,7 @@ class FetchError(AggregatorError):
         self.status = status
         self.retry_after = retry_after
         self.gone = gone
+        self.seconds = 0.0  # how long the failed fetch took (set by the Fetcher)
         super().__init__(message)
 
 

@@ -43,7 +43,7 @@ import pycurl
 
 from aggregator.config import DEFAULT_USER_AGENT, Settings
 from aggregator.errors import FetchError
-from aggregator.models import FetchResult
+from aggregator.models import FetchResult, evolve
 
 try:  # httpx depends on certifi; without it libcurl's built-in CA path is used
     import certifi
@@ -582,10 +582,25 @@ class Fetcher:
         allow_private: bool = False,
         now: datetime | None = None,
     ) -> FetchResult:
-        """Fetch one URL. Raises FetchError on any failure."""
+        """Fetch one URL. Raises FetchError on any failure. Either way, `seconds`
+        says how long it took."""
         request = FetchRequest(url, etag, last_modified, tuple(headers), allow_private, now)
-        if _origin(url)[0] == "file":
-            return fetch_file(url, etag=etag, last_modified=last_modified, limits=self.limits)
+        began = time.monotonic()
+        try:
+            result = self._fetch(request)
+        except FetchError as exc:
+            exc.seconds = time.monotonic() - began
+            raise
+        return evolve(result, seconds=time.monotonic() - began)
+
+    def _fetch(self, request: FetchRequest) -> FetchResult:
+        if _origin(request.url)[0] == "file":
+            return fetch_file(
+                request.url,
+                etag=request.etag,
+                last_modified=request.last_modified,
+                limits=self.limits,
+            )
         hops = self._hops(request)
         hop = next(hops)
         while True:
@@ -850,6 +865,7 @@ class _Transfer:
     key: Any
     hops: Hops
     hop: _Hop
+    began: float  # time.monotonic() when the fetch began
     exchange: _Exchange | None = None
 
 
@@ -905,7 +921,17 @@ class _MultiRun:
             else:
                 self._begin(*pulled)
 
+    def _finish(self, key: Any, outcome: FetchResult | FetchError, began: float) -> None:
+        """A fetch is over: handed back with how long it took (its `seconds`)."""
+        seconds = time.monotonic() - began
+        if isinstance(outcome, FetchError):
+            outcome.seconds = seconds
+        else:
+            outcome = evolve(outcome, seconds=seconds)
+        self.finished.append((key, outcome))
+
     def _begin(self, key: Any, request: FetchRequest) -> None:
+        began = time.monotonic()
         if _origin(request.url)[0] == "file":
             try:
                 result: FetchResult | FetchError = fetch_file(
@@ -916,15 +942,15 @@ class _MultiRun:
                 )
             except FetchError as exc:
                 result = exc
-            self.finished.append((key, result))
+            self._finish(key, result, began)
             return
         hops = self.fetcher._hops(request)
         try:
             hop = next(hops)
         except FetchError as exc:
-            self.finished.append((key, exc))
+            self._finish(key, exc, began)
             return
-        transfer = _Transfer(key, hops, hop)
+        transfer = _Transfer(key, hops, hop, began)
         if not self._try_start(transfer):
             self.waiting.append(transfer)
 
@@ -1002,17 +1028,17 @@ class _MultiRun:
         try:
             transfer.hop = transfer.hops.send(exchange)
         except StopIteration as finished:
-            self.finished.append((transfer.key, finished.value))
+            self._finish(transfer.key, finished.value, transfer.began)
             return
         except FetchError as exc:
-            self.finished.append((transfer.key, exc))
+            self._finish(transfer.key, exc, transfer.began)
             return
         if not self._try_start(transfer):
             self.waiting.append(transfer)
 
     def _end(self, transfer: _Transfer, error: FetchError) -> None:
         transfer.hops.close()
-        self.finished.append((transfer.key, error))
+        self._finish(transfer.key, error, transfer.began)
 
     def abandon(self) -> None:
         """The caller stopped early: transfers under way are dropped, slots given back."""

@@ -79,6 +79,7 @@ class FetchResult:
     moved_to: str | None = None  # set when a permanent redirect was followed
     max_age: float | None = None  # seconds, from Cache-Control / Expires
     headers: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0  # how long the fetch took, redirects included
 
     @property
     def not_modified(self) -> bool:

@@ -270,6 +270,7 @@ class Parsed:
     stored_at: datetime
     rand: float
     status: int
+    fetch_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -359,7 +360,7 @@ def after_fetch(
     worker process stops here and hands the Parsed to the process that writes."""
     source, state, started = start.source, start.state, start.started
     if isinstance(fetched, FetchError):
-        return _failed(source, record, state, fetched, started, rand())
+        return _failed(source, record, state, fetched, started, rand(), seconds=fetched.seconds)
     validators = {
         "etag": fetched.etag or state.etag,
         "last_modified": fetched.last_modified or state.last_modified,
@@ -369,13 +370,16 @@ def after_fetch(
     facts = with_hints(
         PollFacts(source.interval, succeeded=True, max_age=fetched.max_age), state.poll_hints
     )
+    seconds = fetched.seconds
     if fetched.body is None:
-        return _succeeded(source, record, "not_modified", validators, facts, started, rand(), 304)
+        return _succeeded(
+            source, record, "not_modified", validators, facts, started, rand(), 304, seconds
+        )
     body_hash = hashlib.sha1(fetched.body).hexdigest()
     if body_hash == state.body_hash:
         # Same bytes as last time although the server sent no validators.
         return _succeeded(
-            source, record, "unchanged", validators, facts, started, rand(), fetched.status
+            source, record, "unchanged", validators, facts, started, rand(), fetched.status, seconds
         )
     try:
         feed, entries = parse_for_store(
@@ -390,9 +394,11 @@ def after_fetch(
         )
     except ParseError as exc:
         moved = {"moved_to": fetched.moved_to} if fetched.moved_to else {}
-        return _failed(source, record, state, exc, started, rand(), fetched.status, moved)
+        return _failed(
+            source, record, state, exc, started, rand(), fetched.status, moved, seconds=seconds
+        )
     except Exception as exc:  # a bug must not stop other sources
-        return _internal_error(source, record, state, exc, started, rand(), fetched.status)
+        return _internal_error(source, record, state, exc, started, rand(), fetched.status, seconds)
     hints = hints_json(feed)
     return Parsed(
         source,
@@ -405,6 +411,7 @@ def after_fetch(
         clock(),
         rand(),
         fetched.status,
+        seconds,
     )
 
 
@@ -416,7 +423,14 @@ def store_parsed(parsed: Parsed, store: Store, record: RecordPoll) -> PollOutcom
         ingested = ingest_parsed(store, source, parsed.feed, parsed.entries, parsed.stored_at)
     except Exception as exc:  # a storage fault must not stop other sources
         return _internal_error(
-            source, record, parsed.state, exc, parsed.started, parsed.rand, parsed.status
+            source,
+            record,
+            parsed.state,
+            exc,
+            parsed.started,
+            parsed.rand,
+            parsed.status,
+            parsed.fetch_seconds,
         )
     outcome = _succeeded(
         source,
@@ -427,6 +441,7 @@ def store_parsed(parsed: Parsed, store: Store, record: RecordPoll) -> PollOutcom
         parsed.started,
         parsed.rand,
         parsed.status,
+        parsed.fetch_seconds,
     )
     outcome.new, outcome.updated = ingested.new, ingested.updated
     outcome.added_source, outcome.unchanged = ingested.added_source, ingested.unchanged
@@ -442,10 +457,11 @@ def _internal_error(
     now: datetime,
     rand: float,
     status: int,
+    seconds: float,
 ) -> PollOutcome:
     log.exception("source %s: unexpected error", source.id, exc_info=exc)
     internal = ParseError(f"internal error {type(exc).__name__}: {exc}")
-    return _failed(source, record, state, internal, now, rand, status)
+    return _failed(source, record, state, internal, now, rand, status, seconds=seconds)
 
 
 def _succeeded(
@@ -457,6 +473,7 @@ def _succeeded(
     now: datetime,
     rand: float,
     status: int,
+    seconds: float,
 ) -> PollOutcome:
     when = next_poll_at(now, facts, rand)
     record(
@@ -466,13 +483,19 @@ def _succeeded(
             "last_success_at": now,
             "last_result": result,
             "last_http_status": status,
+            "last_fetch_seconds": seconds,
             "error_count": 0,
             "next_poll_at": when,
             **validators,
         },
     )
     return PollOutcome(
-        source.id, result, http_status=status, next_poll=when, moved_to=validators.get("moved_to")
+        source.id,
+        result,
+        http_status=status,
+        next_poll=when,
+        moved_to=validators.get("moved_to"),
+        seconds=seconds,
     )
 
 
@@ -485,6 +508,8 @@ def _failed(
     rand: float,
     status: int | None = None,
     extra: dict[str, str] | None = None,
+    *,
+    seconds: float,
 ) -> PollOutcome:
     status = exc.status if isinstance(exc, FetchError) else status
     retry_after = exc.retry_after if isinstance(exc, FetchError) else None
@@ -502,6 +527,7 @@ def _failed(
             "last_poll_at": now,
             "last_result": "gone" if gone else "error",
             "last_http_status": status,
+            "last_fetch_seconds": seconds,
             "last_error": message,
             "last_error_at": now,
             "error_count": errors,
@@ -517,4 +543,5 @@ def _failed(
         http_status=status,
         next_poll=when,
         moved_to=extra.get("moved_to"),
+        seconds=seconds,
     )

@@ -16,9 +16,9 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import sqlite_utils
 
@@ -334,6 +334,37 @@ def _migration_9(db: sqlite_utils.Database) -> None:
     db.execute("DROP INDEX entries_published")
 
 
+def _migration_10(db: sqlite_utils.Database) -> None:
+    """Each source's recent history, for the status page: its last polls one by one
+    (a ring of RECENT_POLLS rows, so it never grows) and a row per UTC day (polls,
+    failures, fetch times, new entries), pruned after HISTORY_DAYS."""
+    db.execute("ALTER TABLE sources ADD COLUMN last_fetch_seconds REAL")
+    db.execute("ALTER TABLE sources ADD COLUMN poll_count INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        """CREATE TABLE recent_polls (
+            source_id TEXT NOT NULL,
+            slot INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            result TEXT NOT NULL DEFAULT '',
+            http_status INTEGER,
+            fetch_seconds REAL,
+            PRIMARY KEY (source_id, slot)
+        ) WITHOUT ROWID"""
+    )
+    db.execute(
+        """CREATE TABLE poll_days (
+            source_id TEXT NOT NULL,
+            day TEXT NOT NULL,
+            polls INTEGER NOT NULL DEFAULT 0,
+            failures INTEGER NOT NULL DEFAULT 0,
+            fetch_seconds REAL NOT NULL DEFAULT 0,
+            fetch_max REAL NOT NULL DEFAULT 0,
+            new_entries INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (source_id, day)
+        ) WITHOUT ROWID"""
+    )
+
+
 MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_1,
     _migration_2,
@@ -344,6 +375,7 @@ MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_7,
     _migration_8,
     _migration_9,
+    _migration_10,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -361,6 +393,11 @@ WAL_SIZE_LIMIT = 16 * 1024 * 1024
 # (SQLite's default) holds, so each spilled onto an overflow page of its own; in 16 KB
 # pages a few rows share one, and a first poll makes half the write and read calls.
 PAGE_SIZE = 16 * 1024
+
+# Each source's history for the status page: its last polls one by one, and a row per
+# UTC day for this many days (older days are pruned).
+RECENT_POLLS = 30
+HISTORY_DAYS = 30
 
 
 # --- plain results -------------------------------------------------------------------
@@ -396,6 +433,36 @@ def _source_state(row: Sequence[Any]) -> SourceState:
         disabled_reason=disabled,
         poll_hints=hints,
     )
+
+
+class PollDay(NamedTuple):
+    """One source's polls on one UTC day (a poll_days row)."""
+
+    source_id: str
+    day: str  # YYYY-MM-DD
+    polls: int
+    failures: int
+    fetch_seconds: float  # all the day's fetches together
+    fetch_max: float
+    new_entries: int  # entries this source carried first that day
+
+
+class RecentPoll(NamedTuple):
+    source_id: str
+    at: datetime
+    result: str
+    http_status: int | None
+    fetch_seconds: float | None
+
+
+@dataclass(frozen=True)
+class StatusRows:
+    """What Store.status_rows read, from one snapshot."""
+
+    sources: list[dict[str, Any]]  # every column of sources, and entry_count
+    days: list[PollDay]
+    recent: list[RecentPoll]
+    entries: int
 
 
 @dataclass
@@ -463,6 +530,7 @@ class Store:
         self._lock = threading.RLock()
         self._keys_seen: tuple[int, frozenset[FeedKey]] | None = None  # see feed_keys
         self._batch: _Batch | None = None  # the batch under way (see batch)
+        self._pruned_day: str | None = None  # see record_polls
         self._write_lock: BinaryIO | None = None
         try:
             self._write_lock = _open_write_lock(self.path)
@@ -626,24 +694,95 @@ class Store:
     def record_polls(self, polls: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """record_poll for many sources in one write transaction: one statement for
         each run of polls that set the same columns (all of a run of 304s do), in the
-        order given, so a source polled twice keeps its last poll."""
-        runs: list[tuple[tuple[str, ...], list[dict[str, Any]]]] = []
+        order given, so a source polled twice keeps its last poll. A record that sets
+        last_poll_at is a poll: it also joins the source's history (_record_history)."""
+        runs: list[tuple[tuple[str, ...], list[dict[str, Any]], set[str]]] = []
+        day = ""  # the latest poll's UTC day
         for source_id, values in polls:
             names = tuple(values)
             row = {k: iso(v) if isinstance(v, datetime) else v for k, v in values.items()}
             row["id"] = source_id
-            if runs and runs[-1][0] == names:
+            day = max(day, (row.get("last_poll_at") or "")[:10])
+            # A source is in a run once: its history slot is read after the run's update.
+            if runs and runs[-1][0] == names and source_id not in runs[-1][2]:
                 runs[-1][1].append(row)
+                runs[-1][2].add(source_id)
             else:
-                runs.append((names, [row]))
+                runs.append((names, [row], {source_id}))
         with self.transaction() as db:
             conn = db.conn
             conn.executemany(
                 "INSERT OR IGNORE INTO sources (id) VALUES (?)", [(i,) for i, _ in polls]
             )
-            for names, rows in runs:
+            for names, rows, _ids in runs:
+                polled = "last_poll_at" in names
                 assignments = ", ".join(f"{name} = :{name}" for name in names)
+                if polled:
+                    assignments += ", poll_count = poll_count + 1"
                 conn.executemany(f"UPDATE sources SET {assignments} WHERE id = :id", rows)
+                if polled:
+                    _record_history(conn, rows)
+            if day and day != self._pruned_day:  # the first poll of a day: prune old days
+                conn.execute("DELETE FROM poll_days WHERE day < ?", [_history_start(day)])
+                self._pruned_day = day
+
+    def prune_history(self, now: datetime, source_ids: Iterable[str]) -> None:
+        """Forget the daily history older than HISTORY_DAYS (record_polls also does so
+        once a day) and all history of sources not among source_ids (no longer
+        configured)."""
+        kept = json.dumps(sorted(set(source_ids)))
+        with self.transaction() as db:
+            db.execute("DELETE FROM poll_days WHERE day < ?", [_history_start(iso(now)[:10])])
+            for table in ("poll_days", "recent_polls"):
+                db.execute(
+                    f"""DELETE FROM {table}
+                        WHERE source_id NOT IN (SELECT value FROM json_each(?))""",
+                    [kept],
+                )
+
+    def status_rows(self, since: datetime) -> StatusRows:
+        """Everything the status report shows (aggregator.status): every source's row
+        with its entry count, its daily history from `since`'s UTC day and its recent
+        polls. Read in one read transaction on a connection of its own: one snapshot,
+        and the polls writing meanwhile (WAL) do not wait behind this store's lock."""
+        try:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from None
+        try:
+            conn.execute("PRAGMA query_only=ON")
+            conn.execute("BEGIN")
+            cursor = conn.cursor()
+            cursor.row_factory = sqlite3.Row
+            counts = dict(
+                conn.execute(
+                    "SELECT source_id, count(*) FROM entry_sources GROUP BY source_id"
+                ).fetchall()
+            )
+            sources = [
+                {**dict(row), "entry_count": counts.get(row["id"], 0)}
+                for row in cursor.execute("SELECT * FROM sources ORDER BY id").fetchall()
+            ]
+            days = [
+                PollDay(*row)
+                for row in conn.execute(
+                    """SELECT source_id, day, polls, failures, fetch_seconds, fetch_max,
+                         new_entries FROM poll_days WHERE day >= ? ORDER BY source_id, day""",
+                    [iso(since)[:10]],
+                )
+            ]
+            recent = [
+                RecentPoll(source_id, _utc(at), result, status, seconds)
+                for source_id, at, result, status, seconds in conn.execute(
+                    """SELECT source_id, at, result, http_status, fetch_seconds
+                       FROM recent_polls ORDER BY source_id, at"""
+                )
+            ]
+            entries = int(conn.execute("SELECT count(*) FROM entries").fetchone()[0])
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        return StatusRows(sources, days, recent, entries)
 
     # --- entries ---
 
@@ -731,6 +870,8 @@ class Store:
                 if decision.action is not Action.SAME_COPY:  # which shows nothing new
                     result.changed_feeds |= self._feeds_of(db, entry.code)
             new.write(db.conn)
+            if result.new + result.added_source:  # first carried by this source
+                _count_new_entries(db.conn, source.id, now, result.new + result.added_source)
             # Same entry, other bytes (or stored before digests existed): next time it is
             # recognised before parsing.
             db.conn.executemany(
@@ -1242,6 +1383,52 @@ def _queue_members(
             *(("tag", name, code) for code, name in tags),
         ],
     )
+
+
+def _record_history(conn: sqlite3.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Polls (record_polls' rows, each source once, after its update counted it) into
+    the sources' history: each takes the slot of the ring its poll count points to,
+    and adds to its UTC day's row."""
+    polls = [
+        (
+            row["id"],
+            row["last_poll_at"],
+            row.get("last_result") or "",
+            row.get("last_http_status"),
+            row.get("last_fetch_seconds"),
+        )
+        for row in rows
+    ]
+    conn.executemany(
+        f"""INSERT OR REPLACE INTO recent_polls
+              (source_id, slot, at, result, http_status, fetch_seconds)
+            SELECT id, poll_count % {RECENT_POLLS}, ?2, ?3, ?4, ?5 FROM sources WHERE id = ?1""",
+        polls,
+    )
+    conn.executemany(
+        """INSERT INTO poll_days (source_id, day, polls, failures, fetch_seconds, fetch_max)
+           VALUES (?1, substr(?2, 1, 10), 1, ?3 IN ('error', 'gone'), coalesce(?5, 0),
+                   coalesce(?5, 0))
+           ON CONFLICT (source_id, day) DO UPDATE SET polls = polls + 1,
+             failures = failures + excluded.failures,
+             fetch_seconds = fetch_seconds + excluded.fetch_seconds,
+             fetch_max = max(fetch_max, excluded.fetch_max)""",
+        polls,
+    )
+
+
+def _count_new_entries(conn: sqlite3.Connection, source_id: str, now: datetime, count: int) -> None:
+    conn.execute(
+        """INSERT INTO poll_days (source_id, day, new_entries) VALUES (?, ?, ?)
+           ON CONFLICT (source_id, day) DO UPDATE SET
+             new_entries = new_entries + excluded.new_entries""",
+        [source_id, iso(now)[:10], count],
+    )
+
+
+def _history_start(day: str) -> str:
+    """The oldest UTC day still kept when `day` (YYYY-MM-DD) is today."""
+    return (date.fromisoformat(day) - timedelta(days=HISTORY_DAYS)).isoformat()
 
 
 def feeds_of_new(source: Source, entry: EntryRecord) -> set[FeedKey]:

@@ -1,0 +1,172 @@
+"""The history the status page draws: each poll's fetch time and outcome (a bounded ring
+per source), and per UTC day the polls, failures and new entries, pruned after
+HISTORY_DAYS; kept by the store as polls are recorded."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from aggregator.config import load_config
+from aggregator.errors import FetchError
+from aggregator.fetch import Fetcher, FetchRequest
+from aggregator.poll import poll_source
+from aggregator.store import HISTORY_DAYS, MIGRATIONS, RECENT_POLLS, PollDay, Store
+from tests.conftest import Clock
+from tests.daemonkit import SlowFeed
+from tests.feeds import Item, rss
+from tests.feedserver import FeedServer
+
+ITEMS = [
+    Item("NW202112240805120001", "西安地铁新线路开通试运营", guid="a-1"),
+    Item("NW202112241000000004", "西宝高速部分路段施工 请绕行", guid="a-2"),
+]
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def poll(at: datetime, result: str = "not_modified", seconds: float = 0.1) -> dict[str, Any]:
+    failed = result in ("error", "gone")
+    return {
+        "last_poll_at": at,
+        "last_result": result,
+        "last_http_status": 503 if failed else 304,
+        "last_fetch_seconds": seconds,
+        "error_count": 1 if failed else 0,
+    }
+
+
+def since(store: Store, day: datetime = T0 - timedelta(days=HISTORY_DAYS)) -> Any:
+    return store.status_rows(day)
+
+
+def test_recent_polls_are_a_bounded_ring_of_the_last_polls(tmp_path: Path) -> None:
+    with Store(tmp_path / "h.db") as store:
+        for n in range(RECENT_POLLS + 7):
+            store.record_polls([("a", poll(T0 + timedelta(minutes=n), seconds=n / 10))])
+        recent = since(store).recent
+        assert len(recent) == RECENT_POLLS
+        assert [p.at for p in recent] == [
+            T0 + timedelta(minutes=n) for n in range(7, RECENT_POLLS + 7)
+        ]
+        assert recent[-1].fetch_seconds == (RECENT_POLLS + 6) / 10
+        assert recent[-1].result == "not_modified" and recent[-1].http_status == 304
+        rows = store.db.execute("SELECT count(*) FROM recent_polls").fetchone()[0]
+        assert rows == RECENT_POLLS
+
+
+def test_a_source_polled_twice_in_one_batch_keeps_both_polls(tmp_path: Path) -> None:
+    with Store(tmp_path / "h.db") as store:
+        store.record_polls(
+            [
+                ("a", poll(T0)),
+                ("b", poll(T0)),
+                ("a", poll(T0 + timedelta(minutes=2), "error", 5.0)),
+                ("a", poll(T0 + timedelta(minutes=4))),
+            ]
+        )
+        recent = [p for p in since(store).recent if p.source_id == "a"]
+        assert [p.result for p in recent] == ["not_modified", "error", "not_modified"]
+        assert store.source_state("a").error_count == 0  # the last poll's state
+
+
+def test_days_count_polls_failures_and_fetch_times(tmp_path: Path) -> None:
+    with Store(tmp_path / "h.db") as store:
+        store.record_polls([("a", poll(T0, seconds=0.5))])
+        store.record_polls([("a", poll(T0 + timedelta(hours=1), "error", seconds=2.0))])
+        store.record_polls([("a", poll(T0 + timedelta(days=1), seconds=0.25))])
+        # Not a poll (no last_poll_at): state only, no history.
+        store.record_poll("a", etag='"x"')
+        assert since(store).days == [
+            PollDay("a", "2026-03-01", 2, 1, 2.5, 2.0, 0),
+            PollDay("a", "2026-03-02", 1, 0, 0.25, 0.25, 0),
+        ]
+
+
+def test_old_days_are_pruned_and_removed_sources_forgotten(tmp_path: Path) -> None:
+    with Store(tmp_path / "h.db") as store:
+        store.record_polls([("a", poll(T0)), ("gone", poll(T0))])
+        later = T0 + timedelta(days=HISTORY_DAYS + 1)
+        # The first poll of a later day prunes the days no status page shows any more.
+        store.record_polls([("a", poll(later))])
+        days = store.db.execute("SELECT source_id, day FROM poll_days").fetchall()
+        assert days == [("a", later.date().isoformat())]
+        store.prune_history(later, ["a"])
+        recent = store.db.execute("SELECT DISTINCT source_id FROM recent_polls").fetchall()
+        assert recent == [("a",)]
+
+
+def test_new_entries_per_day_are_counted_where_they_are_stored(
+    server: FeedServer, write_config: Any, clock: Clock
+) -> None:
+    """A source's first copies of articles count (new ones, and ones another source
+    brought first); seeing them again does not. Fetch times and outcomes come with each
+    poll, 304s and failures included."""
+    url = server.set("/a.xml", rss(ITEMS))
+    config = load_config(
+        write_config(
+            [
+                {"id": "a", "name": "A", "url": url, "category": "测试"},
+                {"id": "b", "name": "B", "url": url, "category": "测试"},
+            ]
+        )
+    )
+    a, b = config.sources
+    with Store(config.settings.database) as store, Fetcher() as fetcher:
+        assert poll_source(a, store, fetcher, clock=clock).new == 2
+        clock.advance(600)
+        assert poll_source(a, store, fetcher, clock=clock).result == "not_modified"
+        assert poll_source(b, store, fetcher, clock=clock).added_source == 2
+        server.set("/a.xml", b"gone", status=500, content_type="text/plain")
+        clock.advance(600)
+        assert poll_source(a, store, fetcher, clock=clock).result == "error"
+        rows = store.status_rows(clock() - timedelta(days=1))
+    day = clock().date().isoformat()
+    by_source = {d.source_id: d for d in rows.days}
+    assert (by_source["a"].day, by_source["a"].new_entries, by_source["a"].polls) == (day, 2, 3)
+    assert by_source["a"].failures == 1 and by_source["b"].new_entries == 2
+    recent = [p for p in rows.recent if p.source_id == "a"]
+    assert [(p.result, p.http_status) for p in recent] == [
+        ("ok", 200),
+        ("not_modified", 304),
+        ("error", 500),
+    ]
+    assert all(p.fetch_seconds is not None and p.fetch_seconds > 0 for p in recent)
+    assert {r["id"]: r["entry_count"] for r in rows.sources} == {"a": 2, "b": 2}
+    assert rows.entries == 2
+
+
+def test_a_fetch_says_how_long_it_took(server: FeedServer) -> None:
+    """The fetcher times each fetch, whichever way it ran and however it ended."""
+    slow = server.set("/slow.xml", handler=SlowFeed(rss(ITEMS), hold=0.3))
+    missing = server.url("/missing.xml")
+    with Fetcher() as fetcher:
+        assert fetcher.fetch(slow).seconds >= 0.3
+        many = dict(fetcher.fetch_many([(u, FetchRequest(u)) for u in (slow, missing)], 2))
+        assert not isinstance(many[slow], FetchError) and many[slow].seconds >= 0.3
+        assert isinstance(many[missing], FetchError) and many[missing].seconds > 0
+        try:
+            fetcher.fetch(missing)
+        except FetchError as exc:
+            assert exc.seconds > 0
+        else:
+            raise AssertionError("a 404 is a FetchError")
+
+
+def test_migration_10_keeps_sources_and_starts_their_history(tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old, isolation_level=None)
+    for migration in MIGRATIONS[:9]:
+        migration(sqlite_utils.Database(conn))
+    conn.execute("PRAGMA user_version = 9")
+    conn.execute("INSERT INTO sources (id, last_result, error_count) VALUES ('a', 'error', 3)")
+    conn.close()
+    with Store(old) as store:
+        assert store.schema_version == len(MIGRATIONS)
+        store.record_polls([("a", poll(T0, "error"))])
+        rows = since(store)
+    assert rows.sources[0]["error_count"] == 1 and rows.sources[0]["poll_count"] == 1
+    assert [p.result for p in rows.recent] == ["error"]
