@@ -35,6 +35,7 @@ from aggregator.pollrun import poll_interactive
 from aggregator.posts import PostWriter, describe_posts
 from aggregator.publish import Publisher
 from aggregator.sandbox import ParseLimits
+from aggregator.status import gather_report, report_json, source_facts
 from aggregator.store import FeedKey, Store, from_iso
 
 EXIT_FAILED = 1
@@ -294,32 +295,10 @@ def _age(value: str | None, now: datetime) -> str:
 
 
 def _source_table(config: Config, store: Store) -> list[dict[str, Any]]:
-    rows = {row["id"]: row for row in store.source_rows()}
-    table = []
-    for source in config.sources:
-        row = rows.get(source.id, {})
-        table.append(
-            {
-                "id": source.id,
-                "name": source.name,
-                "url": source.url,
-                "category": source.category,
-                "tags": list(source.tags),
-                "interval": source.interval,
-                "enabled": source.enabled,
-                "share_code_rule": source.share_code.name,
-                "last_poll_at": row.get("last_poll_at"),
-                "last_result": row.get("last_result"),
-                "last_http_status": row.get("last_http_status"),
-                "last_error": row.get("last_error"),
-                "error_count": row.get("error_count", 0),
-                "next_poll_at": row.get("next_poll_at"),
-                "moved_to": row.get("moved_to"),
-                "disabled_reason": row.get("disabled_reason"),
-                "entries": row.get("entry_count", 0),
-            }
-        )
-    return table
+    """Each source's facts from the status report, in config order."""
+    report = gather_report(config, store, datetime.now(UTC))
+    order = {source.id: index for index, source in enumerate(config.sources)}
+    return [source_facts(s) for s in sorted(report.sources, key=lambda s: order[s.id])]
 
 
 def _print_table(table: list[dict[str, Any]]) -> None:
@@ -353,17 +332,19 @@ def _print_table(table: list[dict[str, Any]]) -> None:
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def status(config_path: Path, as_json: bool) -> None:
-    """Show each source's state from the database: last poll, result, next poll, errors."""
+    """Show each source's state from the database, failing sources first: last poll,
+    result, next poll, errors. --json gives what the daemon's /status.json gives,
+    with each source's recent history."""
     config = _load(config_path)
     with _open_store(config) as store:
-        table = _source_table(config, store)
-        total = store.entry_count()
+        report = gather_report(config, store, datetime.now(UTC))
     if as_json:
-        click.echo(json.dumps({"entries": total, "sources": table}, ensure_ascii=False, indent=2))
+        click.echo(report_json(report, indent=2))
         return
-    _print_table(table)
-    failing = sum(1 for item in table if item["error_count"])
-    click.echo(f"{len(table)} sources, {failing} failing, {total} entries stored")
+    _print_table([source_facts(source) for source in report.sources])
+    click.echo(
+        f"{len(report.sources)} sources, {report.failing} failing, {report.entries} entries stored"
+    )
 
 
 @main.group("config")

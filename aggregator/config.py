@@ -6,6 +6,7 @@ key and (for sources) the source id. Loading never has side effects.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -257,6 +258,23 @@ def _timezone(value: Any) -> str:
     return name
 
 
+def _networks(value: Any) -> tuple[str, ...]:
+    """IP addresses or networks ("192.0.2.7", "10.0.0.0/8", "2001:db8::/32")."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of addresses or networks, got {value!r}")
+    networks = []
+    for item in value:
+        try:
+            networks.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+        except ValueError:
+            raise ValueError(
+                f'expected an IP address or network such as "10.0.0.0/8", got {item!r}'
+            ) from None
+    return tuple(dict.fromkeys(networks))
+
+
 def _tags(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
@@ -362,6 +380,8 @@ class Settings:
     max_title_length: int = _setting(1000, _int)
     max_summary_length: int = _setting(100_000, _int)
     max_content_length: int = _setting(1_000_000, _int)
+    status_page: bool = _setting(True, _bool)  # serve /status and /status.json
+    status_allow: tuple[str, ...] = _setting((), _networks)  # who else may see them
 
 
 SETTINGS_KEYS: dict[str, Checker] = {f.name: f.metadata["check"] for f in fields(Settings)}

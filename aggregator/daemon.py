@@ -44,7 +44,9 @@ from aggregator.retention import (
 )
 from aggregator.sandbox import ParseLimits
 from aggregator.scheduler import PollScheduler
-from aggregator.serve import FeedServer, max_age_for
+from aggregator.serve import Access, FeedServer, PrivateRoute, max_age_for
+from aggregator.status import StatusReport, gather_report, report_json
+from aggregator.statuspage import render_html
 from aggregator.store import FeedKey, Store
 
 log = logging.getLogger("aggregator.daemon")
@@ -313,6 +315,34 @@ class Daemon:
             return 503, "text/plain; charset=utf-8", ("; ".join(problems) + "\n").encode()
         return 200, "text/plain; charset=utf-8", b"ok\n"
 
+    # --- the status page ---
+
+    def status_access(self) -> Access:
+        """Who may see /status now (the settings as last reloaded)."""
+        settings = self.config.settings
+        return Access(settings.status_page, settings.status_allow)
+
+    def _status_report(self) -> StatusReport | str:
+        try:
+            assert self.store is not None
+            return gather_report(self.config, self.store, self.clock())
+        except (AssertionError, sqlite3.Error, AggregatorError) as exc:
+            return f"the database does not answer: {exc or type(exc).__name__}\n"
+
+    def status_page(self) -> tuple[int, str, bytes]:
+        """/status: every source's health and history, as HTML."""
+        report = self._status_report()
+        if isinstance(report, str):
+            return 503, "text/plain; charset=utf-8", report.encode()
+        return 200, "text/html; charset=utf-8", render_html(report)
+
+    def status_json(self) -> tuple[int, str, bytes]:
+        """/status.json: what `aggregator status --json` prints."""
+        report = self._status_report()
+        if isinstance(report, str):
+            return 503, "text/plain; charset=utf-8", report.encode()
+        return 200, "application/json; charset=utf-8", (report_json(report) + "\n").encode()
+
     # --- config reload ---
 
     def request_reload(self) -> None:
@@ -380,7 +410,14 @@ class Daemon:
                 (settings.host, port),
                 settings.output_dir,
                 max_age=max_age_for(self.config),
-                routes={"/healthz": self.health, "/metrics": self.metrics.render},
+                routes={
+                    "/healthz": self.health,
+                    "/metrics": self.metrics.render,
+                    "/status": PrivateRoute(self.status_page, self.status_access, "/status"),
+                    "/status.json": PrivateRoute(
+                        self.status_json, self.status_access, "/status.json"
+                    ),
+                },
             )
         except OSError as exc:
             raise StartError(listen_failure(settings.host, port, exc)) from None

@@ -117,8 +117,11 @@ def _any_limit(config: Config) -> bool:
 
 
 def cleanup(store: Store, config: Config, now: datetime, *, dry_run: bool = False) -> CleanupResult:
-    """Apply the config's retention limits in one transaction; returns what was removed."""
+    """Apply the config's retention limits in one transaction; returns what was removed.
+    The status page's history is pruned too (old days, sources no longer configured)."""
     result = CleanupResult()
+    if not dry_run:
+        store.prune_history(now, [s.id for s in config.sources])
     if not _any_limit(config):
         return result
     with store.transaction() as db:

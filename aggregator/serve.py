@@ -11,13 +11,15 @@ from __future__ import annotations
 import email.utils
 import gzip
 import hashlib
+import ipaddress
 import logging
 import os
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -39,6 +41,82 @@ CONTENT_TYPES = {
 MIN_MAX_AGE = 60
 # A route returns (status, content type, body).
 Route = Callable[[], tuple[int, str, bytes]]
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+# Sent with private pages: nothing but their own inline styles runs or loads, and no
+# other site may frame them or learn their address.
+PRIVATE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Vary": "Accept-Encoding",
+}
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may see a private route: nobody when it is off; else loopback clients and
+    those in the networks allowed."""
+
+    enabled: bool = True
+    allow: tuple[str, ...] = ()  # networks, as config.Settings.status_allow
+
+    def admits(self, addresses: Sequence[str]) -> bool:
+        """Whether every address a request came through is allowed: the peer and any
+        a proxy forwarded (see client_addresses). One it cannot read refuses."""
+        networks = (*LOOPBACK, *(ipaddress.ip_network(n, strict=False) for n in self.allow))
+        for text in addresses:
+            address = _ip(text)
+            if address is None or not any(address in network for network in networks):
+                return False
+        return bool(addresses)
+
+
+@dataclass(frozen=True)
+class PrivateRoute:
+    """A route for the operator (the status page): asked for its Access on every
+    request, so a reloaded config applies at once."""
+
+    answer: Route
+    access: Callable[[], Access]
+    what: str = "this page"
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address as a peer or a proxy header gives it ("192.0.2.1:8080",
+    "[2001:db8::1]:443", '"[::1]"'); an IPv4-mapped IPv6 address as its IPv4 one."""
+    value = text.strip().strip('"')
+    if value.startswith("["):
+        value = value[1 : value.find("]")] if "]" in value else ""
+    elif value.count(":") == 1:
+        value = value.split(":")[0]
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def client_addresses(peer: str, headers: Message) -> list[str]:
+    """The addresses a request came through: its peer, and every address a proxy in
+    front said it forwarded for (X-Forwarded-For, X-Real-IP, Forwarded). A client can
+    add addresses there but never remove its own, so requiring all of them to be
+    allowed keeps a page private behind a proxy that forwards everything."""
+    addresses = [peer]
+    for value in headers.get_all("X-Forwarded-For") or ():
+        addresses += [part for part in value.split(",") if part.strip()]
+    addresses += headers.get_all("X-Real-IP") or ()
+    for value in headers.get_all("Forwarded") or ():
+        for element in value.replace(",", ";").split(";"):
+            name, _, found = element.strip().partition("=")
+            if name.strip().lower() == "for":
+                addresses.append(found)
+    return addresses
 
 
 @dataclass(frozen=True)
@@ -172,7 +250,7 @@ class FeedServer(ThreadingHTTPServer):
         root: Path,
         *,
         max_age: int = 300,
-        routes: dict[str, Route] | None = None,
+        routes: dict[str, Route | PrivateRoute] | None = None,
     ) -> None:
         self.root = root
         self.max_age = max_age
@@ -215,6 +293,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, send_body: bool) -> None:
         route = self.server.routes.get(urlsplit(self.path).path)
+        if isinstance(route, PrivateRoute):
+            self._private(route, send_body)
+            return
         if route is not None:
             status, content_type, body = route()
             self._send(
@@ -249,6 +330,29 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Content-Encoding"] = "gzip"
             body = cached.gzipped
         self._send(HTTPStatus.OK, headers, body, send_body)
+
+    def _private(self, route: PrivateRoute, send_body: bool) -> None:
+        access = route.access()
+        plain = {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
+        if not access.enabled:
+            self._send(HTTPStatus.NOT_FOUND, plain, b"not found\n", send_body)
+            return
+        addresses = client_addresses(str(self.client_address[0]), self.headers)
+        if not access.admits(addresses):
+            log.info("refused %s to %s", route.what, ", ".join(a.strip() for a in addresses))
+            allowed = ", ".join(["loopback", *access.allow])
+            message = (
+                f"forbidden: {route.what} answers only to {allowed} (the status_allow "
+                "setting; a proxy's forwarded addresses count too)\n"
+            )
+            self._send(HTTPStatus.FORBIDDEN, plain, message.encode(), send_body)
+            return
+        status, content_type, body = route.answer()
+        headers = {**PRIVATE_HEADERS, "Content-Type": content_type}
+        if accepts_gzip(self.headers.get("Accept-Encoding")):
+            headers["Content-Encoding"] = "gzip"
+            body = gzip.compress(body, compresslevel=6, mtime=0)
+        self._send(status, headers, body, send_body)
 
     def _send(self, status: int, headers: dict[str, str], body: bytes, send_body: bool) -> None:
         self.send_response(status)

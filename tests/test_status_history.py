@@ -15,6 +15,7 @@ from aggregator.config import load_config
 from aggregator.errors import FetchError
 from aggregator.fetch import Fetcher, FetchRequest
 from aggregator.poll import poll_source
+from aggregator.retention import cleanup
 from aggregator.store import HISTORY_DAYS, MIGRATIONS, RECENT_POLLS, PollDay, Store
 from tests.conftest import Clock
 from tests.daemonkit import SlowFeed
@@ -170,3 +171,14 @@ def test_migration_10_keeps_sources_and_starts_their_history(tmp_path: Path) -> 
         rows = since(store)
     assert rows.sources[0]["error_count"] == 1 and rows.sources[0]["poll_count"] == 1
     assert [p.result for p in rows.recent] == ["error"]
+
+
+def test_cleanup_prunes_the_history_of_removed_sources(write_config: Any, tmp_path: Path) -> None:
+    config = load_config(
+        write_config([{"id": "a", "name": "A", "url": "file:///dev/null", "category": "c"}])
+    )
+    with Store(config.settings.database) as store:
+        store.record_polls([("a", poll(T0)), ("removed", poll(T0))])
+        cleanup(store, config, T0)
+        kept = store.db.execute("SELECT DISTINCT source_id FROM poll_days").fetchall()
+    assert kept == [("a",)]
