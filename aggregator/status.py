@@ -23,14 +23,11 @@ FAILED_RESULTS = ("error", "gone")
 
 @dataclass(frozen=True)
 class Day:
-    """A source's polls on one UTC day."""
+    """A source's UTC day."""
 
     day: date
-    polls: int = 0
-    failures: int = 0
-    new_entries: int = 0
-    fetch_mean: float | None = None  # seconds; None: no poll that day
-    fetch_max: float | None = None
+    failures: int = 0  # failed polls
+    new_entries: int = 0  # entries it carried first
 
 
 @dataclass(frozen=True)
@@ -110,20 +107,7 @@ def _days(rows: Iterable[PollDay], today: date) -> tuple[Day, ...]:
     days = []
     for day in history_days(today):
         row = by_day.get(day.isoformat())
-        if row is None:
-            days.append(Day(day))
-            continue
-        mean = row.fetch_seconds / row.polls if row.polls else None
-        days.append(
-            Day(
-                day,
-                row.polls,
-                row.failures,
-                row.new_entries,
-                mean,
-                row.fetch_max if row.polls else None,
-            )
-        )
+        days.append(Day(day, row.failures, row.new_entries) if row else Day(day))
     return tuple(days)
 
 
@@ -234,10 +218,7 @@ def _history(source: SourceReport) -> dict[str, Any]:
     days = source.days
     return {
         "new_entries_per_day": [d.new_entries for d in days],
-        "polls_per_day": [d.polls for d in days],
         "failures_per_day": [d.failures for d in days],
-        "fetch_mean_seconds_per_day": [_rounded(d.fetch_mean) for d in days],
-        "fetch_max_seconds_per_day": [_rounded(d.fetch_max) for d in days],
         "recent_polls": [
             {
                 "at": iso(poll.at),

@@ -335,30 +335,20 @@ def _migration_9(db: sqlite_utils.Database) -> None:
 
 
 def _migration_10(db: sqlite_utils.Database) -> None:
-    """Each source's recent history, for the status page: its last polls one by one
-    (a ring of RECENT_POLLS rows, so it never grows) and a row per UTC day (polls,
-    failures, fetch times, new entries), pruned after HISTORY_DAYS."""
+    """Each source's recent history, for the status page, kept where writing it costs
+    least (a 304 writes nothing else):
+    - its last RECENT_POLLS polls (when, result, HTTP status, fetch time), fixed-width
+      records in its own sources row, which every poll rewrites anyway; in a table of
+      their own they made each poll write one more page;
+    - per UTC day, its failed polls and the entries it carried first, a row written
+      only when there are some, pruned after HISTORY_DAYS."""
     db.execute("ALTER TABLE sources ADD COLUMN last_fetch_seconds REAL")
-    db.execute("ALTER TABLE sources ADD COLUMN poll_count INTEGER NOT NULL DEFAULT 0")
-    db.execute(
-        """CREATE TABLE recent_polls (
-            source_id TEXT NOT NULL,
-            slot INTEGER NOT NULL,
-            at TEXT NOT NULL,
-            result TEXT NOT NULL DEFAULT '',
-            http_status INTEGER,
-            fetch_seconds REAL,
-            PRIMARY KEY (source_id, slot)
-        ) WITHOUT ROWID"""
-    )
+    db.execute("ALTER TABLE sources ADD COLUMN recent_polls TEXT")
     db.execute(
         """CREATE TABLE poll_days (
             source_id TEXT NOT NULL,
             day TEXT NOT NULL,
-            polls INTEGER NOT NULL DEFAULT 0,
             failures INTEGER NOT NULL DEFAULT 0,
-            fetch_seconds REAL NOT NULL DEFAULT 0,
-            fetch_max REAL NOT NULL DEFAULT 0,
             new_entries INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (source_id, day)
         ) WITHOUT ROWID"""
@@ -436,15 +426,13 @@ def _source_state(row: Sequence[Any]) -> SourceState:
 
 
 class PollDay(NamedTuple):
-    """One source's polls on one UTC day (a poll_days row)."""
+    """One source's UTC day (a poll_days row): its failed polls, and the entries it
+    carried first (new ones, and ones another source brought before)."""
 
     source_id: str
     day: str  # YYYY-MM-DD
-    polls: int
     failures: int
-    fetch_seconds: float  # all the day's fetches together
-    fetch_max: float
-    new_entries: int  # entries this source carried first that day
+    new_entries: int
 
 
 class RecentPoll(NamedTuple):
@@ -695,33 +683,39 @@ class Store:
         """record_poll for many sources in one write transaction: one statement for
         each run of polls that set the same columns (all of a run of 304s do), in the
         order given, so a source polled twice keeps its last poll. A record that sets
-        last_poll_at is a poll: it also joins the source's history (_record_history)."""
-        runs: list[tuple[tuple[str, ...], list[dict[str, Any]], set[str]]] = []
+        last_poll_at is a poll: the same statement appends it to the source's recent
+        polls, and a failed one counts in its day (poll_days)."""
+        runs: list[tuple[tuple[str, ...], list[dict[str, Any]]]] = []
+        failed: list[tuple[str, str]] = []
         day = ""  # the latest poll's UTC day
         for source_id, values in polls:
             names = tuple(values)
             row = {k: iso(v) if isinstance(v, datetime) else v for k, v in values.items()}
             row["id"] = source_id
-            day = max(day, (row.get("last_poll_at") or "")[:10])
-            # A source is in a run once: its history slot is read after the run's update.
-            if runs and runs[-1][0] == names and source_id not in runs[-1][2]:
+            if "last_poll_at" in values:
+                row["recent_poll"] = _recent_poll(values)
+                day = max(day, row["last_poll_at"][:10])
+                if values.get("last_result") in FAILED_RESULTS:
+                    failed.append((source_id, row["last_poll_at"][:10]))
+            if runs and runs[-1][0] == names:
                 runs[-1][1].append(row)
-                runs[-1][2].add(source_id)
             else:
-                runs.append((names, [row], {source_id}))
+                runs.append((names, [row]))
         with self.transaction() as db:
             conn = db.conn
             conn.executemany(
                 "INSERT OR IGNORE INTO sources (id) VALUES (?)", [(i,) for i, _ in polls]
             )
-            for names, rows, _ids in runs:
-                polled = "last_poll_at" in names
+            for names, rows in runs:
                 assignments = ", ".join(f"{name} = :{name}" for name in names)
-                if polled:
-                    assignments += ", poll_count = poll_count + 1"
+                if "last_poll_at" in names:
+                    assignments += f", recent_polls = {_APPEND_POLL}"
                 conn.executemany(f"UPDATE sources SET {assignments} WHERE id = :id", rows)
-                if polled:
-                    _record_history(conn, rows)
+            conn.executemany(
+                """INSERT INTO poll_days (source_id, day, failures) VALUES (?, ?, 1)
+                   ON CONFLICT (source_id, day) DO UPDATE SET failures = failures + 1""",
+                failed,
+            )
             if day and day != self._pruned_day:  # the first poll of a day: prune old days
                 conn.execute("DELETE FROM poll_days WHERE day < ?", [_history_start(day)])
                 self._pruned_day = day
@@ -733,12 +727,15 @@ class Store:
         kept = json.dumps(sorted(set(source_ids)))
         with self.transaction() as db:
             db.execute("DELETE FROM poll_days WHERE day < ?", [_history_start(iso(now)[:10])])
-            for table in ("poll_days", "recent_polls"):
-                db.execute(
-                    f"""DELETE FROM {table}
-                        WHERE source_id NOT IN (SELECT value FROM json_each(?))""",
-                    [kept],
-                )
+            db.execute(
+                "DELETE FROM poll_days WHERE source_id NOT IN (SELECT value FROM json_each(?))",
+                [kept],
+            )
+            db.execute(
+                """UPDATE sources SET recent_polls = NULL WHERE recent_polls IS NOT NULL
+                   AND id NOT IN (SELECT value FROM json_each(?))""",
+                [kept],
+            )
 
     def status_rows(self, since: datetime) -> StatusRows:
         """Everything the status report shows (aggregator.status): every source's row
@@ -766,17 +763,15 @@ class Store:
             days = [
                 PollDay(*row)
                 for row in conn.execute(
-                    """SELECT source_id, day, polls, failures, fetch_seconds, fetch_max,
-                         new_entries FROM poll_days WHERE day >= ? ORDER BY source_id, day""",
+                    """SELECT source_id, day, failures, new_entries FROM poll_days
+                       WHERE day >= ? ORDER BY source_id, day""",
                     [iso(since)[:10]],
                 )
             ]
             recent = [
-                RecentPoll(source_id, _utc(at), result, status, seconds)
-                for source_id, at, result, status, seconds in conn.execute(
-                    """SELECT source_id, at, result, http_status, fetch_seconds
-                       FROM recent_polls ORDER BY source_id, at"""
-                )
+                poll
+                for source in sources
+                for poll in _recent_polls(source["id"], source.pop("recent_polls"))
             ]
             entries = int(conn.execute("SELECT count(*) FROM entries").fetchone()[0])
             conn.execute("COMMIT")
@@ -1385,36 +1380,39 @@ def _queue_members(
     )
 
 
-def _record_history(conn: sqlite3.Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Polls (record_polls' rows, each source once, after its update counted it) into
-    the sources' history: each takes the slot of the ring its poll count points to,
-    and adds to its UTC day's row."""
-    polls = [
-        (
-            row["id"],
-            row["last_poll_at"],
-            row.get("last_result") or "",
-            row.get("last_http_status"),
-            row.get("last_fetch_seconds"),
-        )
-        for row in rows
-    ]
-    conn.executemany(
-        f"""INSERT OR REPLACE INTO recent_polls
-              (source_id, slot, at, result, http_status, fetch_seconds)
-            SELECT id, poll_count % {RECENT_POLLS}, ?2, ?3, ?4, ?5 FROM sources WHERE id = ?1""",
-        polls,
-    )
-    conn.executemany(
-        """INSERT INTO poll_days (source_id, day, polls, failures, fetch_seconds, fetch_max)
-           VALUES (?1, substr(?2, 1, 10), 1, ?3 IN ('error', 'gone'), coalesce(?5, 0),
-                   coalesce(?5, 0))
-           ON CONFLICT (source_id, day) DO UPDATE SET polls = polls + 1,
-             failures = failures + excluded.failures,
-             fetch_seconds = fetch_seconds + excluded.fetch_seconds,
-             fetch_max = max(fetch_max, excluded.fetch_max)""",
-        polls,
-    )
+FAILED_RESULTS = ("error", "gone")
+
+# A source's recent polls are fixed-width records, oldest first, in one text column:
+# record_polls appends one and drops the oldest past RECENT_POLLS by a concatenation
+# and a substr in the statement that records the poll, with nothing to parse.
+# A record: unix seconds (10 digits), a result letter, the HTTP status (3 digits,
+# 000: none) and the fetch time in milliseconds (6 digits, ------: not measured).
+_RECORD = 20
+_RESULT_LETTERS = {"ok": "o", "not_modified": "n", "unchanged": "u", "error": "e", "gone": "g"}
+_RESULTS = {letter: result for result, letter in _RESULT_LETTERS.items()}
+_APPEND_POLL = f"substr(coalesce(recent_polls, '') || :recent_poll, {-RECENT_POLLS * _RECORD})"
+
+
+def _recent_poll(values: dict[str, Any]) -> str:
+    """A poll's record (see _RECORD) from the values record_polls was given."""
+    at: datetime = values["last_poll_at"]
+    status = values.get("last_http_status") or 0
+    seconds = values.get("last_fetch_seconds")
+    millis = "------" if seconds is None else f"{min(999_999, round(seconds * 1000)):06d}"
+    letter = _RESULT_LETTERS.get(values.get("last_result") or "", "?")
+    return f"{int(at.timestamp()):010d}{letter}{min(999, status):03d}{millis}"
+
+
+def _recent_polls(source_id: str, stored: str | None) -> list[RecentPoll]:
+    polls = []
+    text = stored or ""
+    for start in range(0, len(text) - _RECORD + 1, _RECORD):
+        record = text[start : start + _RECORD]
+        at = datetime.fromtimestamp(int(record[:10]), UTC)
+        status = int(record[11:14]) or None
+        seconds = None if record[14:] == "------" else int(record[14:]) / 1000
+        polls.append(RecentPoll(source_id, at, _RESULTS.get(record[10], ""), status, seconds))
+    return polls
 
 
 def _count_new_entries(conn: sqlite3.Connection, source_id: str, now: datetime, count: int) -> None:

@@ -1,6 +1,6 @@
-"""The history the status page draws: each poll's fetch time and outcome (a bounded ring
-per source), and per UTC day the polls, failures and new entries, pruned after
-HISTORY_DAYS; kept by the store as polls are recorded."""
+"""The history the status page draws: each source's last polls with their fetch times
+and outcomes (bounded, in its own row), and per UTC day its failed polls and new
+entries, pruned after HISTORY_DAYS; kept by the store as polls are recorded."""
 
 from __future__ import annotations
 
@@ -44,19 +44,16 @@ def since(store: Store, day: datetime = T0 - timedelta(days=HISTORY_DAYS)) -> An
     return store.status_rows(day)
 
 
-def test_recent_polls_are_a_bounded_ring_of_the_last_polls(tmp_path: Path) -> None:
+def test_recent_polls_keep_only_the_last_ones(tmp_path: Path) -> None:
     with Store(tmp_path / "h.db") as store:
         for n in range(RECENT_POLLS + 7):
             store.record_polls([("a", poll(T0 + timedelta(minutes=n), seconds=n / 10))])
         recent = since(store).recent
-        assert len(recent) == RECENT_POLLS
         assert [p.at for p in recent] == [
             T0 + timedelta(minutes=n) for n in range(7, RECENT_POLLS + 7)
         ]
         assert recent[-1].fetch_seconds == (RECENT_POLLS + 6) / 10
         assert recent[-1].result == "not_modified" and recent[-1].http_status == 304
-        rows = store.db.execute("SELECT count(*) FROM recent_polls").fetchone()[0]
-        assert rows == RECENT_POLLS
 
 
 def test_a_source_polled_twice_in_one_batch_keeps_both_polls(tmp_path: Path) -> None:
@@ -74,30 +71,32 @@ def test_a_source_polled_twice_in_one_batch_keeps_both_polls(tmp_path: Path) -> 
         assert store.source_state("a").error_count == 0  # the last poll's state
 
 
-def test_days_count_polls_failures_and_fetch_times(tmp_path: Path) -> None:
+def test_days_count_failed_polls_and_only_they_write_a_day(tmp_path: Path) -> None:
     with Store(tmp_path / "h.db") as store:
         store.record_polls([("a", poll(T0, seconds=0.5))])
+        assert since(store).days == []  # a poll that went well writes its source's row only
         store.record_polls([("a", poll(T0 + timedelta(hours=1), "error", seconds=2.0))])
-        store.record_polls([("a", poll(T0 + timedelta(days=1), seconds=0.25))])
+        store.record_polls([("a", poll(T0 + timedelta(hours=2), "gone", seconds=2.0))])
+        store.record_polls([("a", poll(T0 + timedelta(days=1), "error", seconds=0.25))])
         # Not a poll (no last_poll_at): state only, no history.
         store.record_poll("a", etag='"x"')
         assert since(store).days == [
-            PollDay("a", "2026-03-01", 2, 1, 2.5, 2.0, 0),
-            PollDay("a", "2026-03-02", 1, 0, 0.25, 0.25, 0),
+            PollDay("a", "2026-03-01", 2, 0),
+            PollDay("a", "2026-03-02", 1, 0),
         ]
+        assert len(since(store).recent) == 4
 
 
 def test_old_days_are_pruned_and_removed_sources_forgotten(tmp_path: Path) -> None:
     with Store(tmp_path / "h.db") as store:
-        store.record_polls([("a", poll(T0)), ("gone", poll(T0))])
+        store.record_polls([("a", poll(T0, "error")), ("gone", poll(T0, "error"))])
         later = T0 + timedelta(days=HISTORY_DAYS + 1)
         # The first poll of a later day prunes the days no status page shows any more.
-        store.record_polls([("a", poll(later))])
+        store.record_polls([("a", poll(later, "error"))])
         days = store.db.execute("SELECT source_id, day FROM poll_days").fetchall()
         assert days == [("a", later.date().isoformat())]
         store.prune_history(later, ["a"])
-        recent = store.db.execute("SELECT DISTINCT source_id FROM recent_polls").fetchall()
-        assert recent == [("a",)]
+        assert {p.source_id for p in store.status_rows(T0).recent} == {"a"}
 
 
 def test_new_entries_per_day_are_counted_where_they_are_stored(
@@ -126,9 +125,7 @@ def test_new_entries_per_day_are_counted_where_they_are_stored(
         assert poll_source(a, store, fetcher, clock=clock).result == "error"
         rows = store.status_rows(clock() - timedelta(days=1))
     day = clock().date().isoformat()
-    by_source = {d.source_id: d for d in rows.days}
-    assert (by_source["a"].day, by_source["a"].new_entries, by_source["a"].polls) == (day, 2, 3)
-    assert by_source["a"].failures == 1 and by_source["b"].new_entries == 2
+    assert rows.days == [PollDay("a", day, 1, 2), PollDay("b", day, 0, 2)]
     recent = [p for p in rows.recent if p.source_id == "a"]
     assert [(p.result, p.http_status) for p in recent] == [
         ("ok", 200),
@@ -169,7 +166,7 @@ def test_migration_10_keeps_sources_and_starts_their_history(tmp_path: Path) -> 
         assert store.schema_version == len(MIGRATIONS)
         store.record_polls([("a", poll(T0, "error"))])
         rows = since(store)
-    assert rows.sources[0]["error_count"] == 1 and rows.sources[0]["poll_count"] == 1
+    assert rows.sources[0]["error_count"] == 1
     assert [p.result for p in rows.recent] == ["error"]
 
 
@@ -178,7 +175,7 @@ def test_cleanup_prunes_the_history_of_removed_sources(write_config: Any, tmp_pa
         write_config([{"id": "a", "name": "A", "url": "file:///dev/null", "category": "c"}])
     )
     with Store(config.settings.database) as store:
-        store.record_polls([("a", poll(T0)), ("removed", poll(T0))])
+        store.record_polls([("a", poll(T0, "error")), ("removed", poll(T0, "error"))])
         cleanup(store, config, T0)
         kept = store.db.execute("SELECT DISTINCT source_id FROM poll_days").fetchall()
     assert kept == [("a",)]
