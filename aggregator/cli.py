@@ -296,7 +296,7 @@ def _age(value: str | None, now: datetime) -> str:
 
 def _source_table(config: Config, store: Store) -> list[dict[str, Any]]:
     """Each source's facts from the status report, in config order."""
-    report = gather_report(config, store, datetime.now(UTC))
+    report = gather_report(config, store, datetime.now(UTC), history=False)
     order = {source.id: index for index, source in enumerate(config.sources)}
     return [source_facts(s) for s in sorted(report.sources, key=lambda s: order[s.id])]
 
@@ -337,7 +337,7 @@ def status(config_path: Path, as_json: bool) -> None:
     with each source's recent history."""
     config = _load(config_path)
     with _open_store(config) as store:
-        report = gather_report(config, store, datetime.now(UTC))
+        report = gather_report(config, store, datetime.now(UTC), history=as_json)
     if as_json:
         click.echo(report_json(report, indent=2))
         return

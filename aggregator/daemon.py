@@ -45,7 +45,7 @@ from aggregator.retention import (
 from aggregator.sandbox import ParseLimits
 from aggregator.scheduler import PollScheduler
 from aggregator.serve import Access, FeedServer, PrivateRoute, max_age_for
-from aggregator.status import StatusReport, gather_report, report_json
+from aggregator.status import PAGE_SIZE, StatusReport, gather_report, report_json
 from aggregator.statuspage import render_html
 from aggregator.store import FeedKey, Store
 
@@ -322,22 +322,27 @@ class Daemon:
         settings = self.config.settings
         return Access(settings.status_page, settings.status_allow)
 
-    def _status_report(self) -> StatusReport | str:
+    def _status_report(self, page: int | None = None) -> StatusReport | str:
         try:
             assert self.store is not None
-            return gather_report(self.config, self.store, self.clock())
+            return gather_report(self.config, self.store, self.clock(), page=page)
         except (AssertionError, sqlite3.Error, AggregatorError) as exc:
             return f"the database does not answer: {exc or type(exc).__name__}\n"
 
-    def status_page(self) -> tuple[int, str, bytes]:
-        """/status: every source's health and history, as HTML."""
-        report = self._status_report()
+    def status_page(self, query: dict[str, str]) -> tuple[int, str, bytes]:
+        """/status: every source's health, failing first, PAGE_SIZE sources a page
+        (?page=N) with their charts, as HTML."""
+        page = query.get("page", "1")
+        if not page.isdigit() or int(page) < 1:
+            return 400, "text/plain; charset=utf-8", b"page: a number from 1\n"
+        last = max(1, -(-len(self.config.sources) // PAGE_SIZE))
+        report = self._status_report(min(int(page), last))
         if isinstance(report, str):
             return 503, "text/plain; charset=utf-8", report.encode()
         return 200, "text/html; charset=utf-8", render_html(report)
 
-    def status_json(self) -> tuple[int, str, bytes]:
-        """/status.json: what `aggregator status --json` prints."""
+    def status_json(self, query: dict[str, str]) -> tuple[int, str, bytes]:
+        """/status.json: what `aggregator status --json` prints, every source."""
         report = self._status_report()
         if isinstance(report, str):
             return 503, "text/plain; charset=utf-8", report.encode()

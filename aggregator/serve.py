@@ -24,7 +24,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from aggregator.config import Config
 
@@ -78,9 +78,10 @@ class Access:
 @dataclass(frozen=True)
 class PrivateRoute:
     """A route for the operator (the status page): asked for its Access on every
-    request, so a reloaded config applies at once."""
+    request, so a reloaded config applies at once. Its answer is given the query
+    parameters (the first value of each)."""
 
-    answer: Route
+    answer: Callable[[dict[str, str]], tuple[int, str, bytes]]
     access: Callable[[], Access]
     what: str = "this page"
 
@@ -347,7 +348,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
             self._send(HTTPStatus.FORBIDDEN, plain, message.encode(), send_body)
             return
-        status, content_type, body = route.answer()
+        query = {name: values[0] for name, values in parse_qs(urlsplit(self.path).query).items()}
+        status, content_type, body = route.answer(query)
         headers = {**PRIVATE_HEADERS, "Content-Type": content_type}
         if accepts_gzip(self.headers.get("Accept-Encoding")):
             headers["Content-Encoding"] = "gzip"

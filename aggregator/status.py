@@ -1,45 +1,34 @@
 """The operator's status report: every configured source's health and recent history.
 
 One report feeds `aggregator status` (text and --json) and the daemon's /status and
-/status.json, so they agree. gather_report reads the store; build_report, which
-decides each source's health and the order (failing sources first), is pure.
+/status.json, so they agree. gather_report reads the store; the rest, which decides
+each source's health and the order (failing sources first), is pure.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from aggregator.config import Config, Source
-from aggregator.store import HISTORY_DAYS, PollDay, RecentPoll, StatusRows, Store, from_iso, iso
+from aggregator.store import (
+    HISTORY_DAYS,
+    PollDay,
+    RecentPoll,
+    StatusRows,
+    Store,
+    from_iso,
+    iso,
+)
 
 # Health, in the order the report lists it: what needs the operator comes first.
 HEALTHS = ("failing", "stopped", "pending", "ok", "disabled")
-FAILED_RESULTS = ("error", "gone")
-
-
-@dataclass(frozen=True)
-class Day:
-    """A source's UTC day."""
-
-    day: date
-    failures: int = 0  # failed polls
-    new_entries: int = 0  # entries it carried first
-
-
-@dataclass(frozen=True)
-class Poll:
-    at: datetime
-    result: str  # as PollOutcome.result: ok, not_modified, unchanged, error, gone
-    http_status: int | None
-    seconds: float | None  # fetch time; None when not measured (older polls)
-
-    @property
-    def failed(self) -> bool:
-        return self.result in FAILED_RESULTS
+# Sources a page of the HTML report shows with their charts (/status?page=N).
+PAGE_SIZE = 200
 
 
 @dataclass(frozen=True)
@@ -65,8 +54,11 @@ class SourceReport:
     moved_to: str | None
     disabled_reason: str | None
     entries: int
-    days: tuple[Day, ...]  # HISTORY_DAYS UTC days, oldest first, today last
-    recent: tuple[Poll, ...]  # the last polls, oldest first
+    # Its history, when the report was asked for it (else empty): per day of the
+    # report's `days`, and its last polls, oldest first.
+    new_entries_per_day: tuple[int, ...] = ()
+    failures_per_day: tuple[int, ...] = ()
+    recent: tuple[RecentPoll, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +66,8 @@ class StatusReport:
     generated_at: datetime
     entries: int  # stored in all
     sources: tuple[SourceReport, ...]  # failing first (see HEALTHS)
+    days: tuple[date, ...]  # HISTORY_DAYS UTC days, oldest first, today last
+    page: int | None = None  # the page whose sources have their history; None: all
 
     @property
     def failing(self) -> int:
@@ -83,8 +77,19 @@ class StatusReport:
     def count(self, health: str) -> int:
         return sum(1 for s in self.sources if s.health == health)
 
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(len(self.sources) / PAGE_SIZE))
 
-def health_of(enabled: bool, row: dict[str, Any]) -> str:
+    @property
+    def shown(self) -> tuple[SourceReport, ...]:
+        """The sources of its page (all when it has no page)."""
+        if self.page is None:
+            return self.sources
+        return self.sources[(self.page - 1) * PAGE_SIZE : self.page * PAGE_SIZE]
+
+
+def health_of(enabled: bool, row: Mapping[str, Any]) -> str:
     """A source's health from its config switch and its stored state."""
     if not enabled:
         return "disabled"
@@ -97,27 +102,46 @@ def health_of(enabled: bool, row: dict[str, Any]) -> str:
     return "ok"
 
 
-def history_days(today: date) -> list[date]:
+def ranked(sources: Sequence[Source], rows: Mapping[str, Mapping[str, Any]]) -> list[Source]:
+    """The sources in the report's order: by health (HEALTHS), the longest failing
+    first, then by id."""
+
+    def rank(source: Source) -> tuple[int, int, str]:
+        row = rows.get(source.id, {})
+        health = HEALTHS.index(health_of(source.enabled, row))
+        return (health, -(row.get("error_count") or 0), source.id)
+
+    return sorted(sources, key=rank)
+
+
+def page_of(sources: Sequence[Source], page: int | None) -> Sequence[Source]:
+    if page is None:
+        return sources
+    return sources[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+
+
+def history_days(today: date) -> tuple[date, ...]:
     """The days the report shows: HISTORY_DAYS, oldest first, ending today."""
-    return [today - timedelta(days=n) for n in range(HISTORY_DAYS - 1, -1, -1)]
+    return tuple(today - timedelta(days=n) for n in range(HISTORY_DAYS - 1, -1, -1))
 
 
-def _days(rows: Iterable[PollDay], today: date) -> tuple[Day, ...]:
-    by_day = {row.day: row for row in rows}
-    days = []
-    for day in history_days(today):
-        row = by_day.get(day.isoformat())
-        days.append(Day(day, row.failures, row.new_entries) if row else Day(day))
-    return tuple(days)
+def _per_day(rows: Iterable[PollDay], index: Mapping[str, int]) -> tuple[list[int], list[int]]:
+    """A source's day rows as two lists along the report's days (index: day -> place)."""
+    new, failures = [0] * len(index), [0] * len(index)
+    for row in rows:
+        n = index.get(row.day)
+        if n is not None:
+            new[n], failures[n] = row.new_entries, row.failures
+    return new, failures
 
 
 def _source_report(
     source: Source,
-    row: dict[str, Any],
-    days: Sequence[PollDay],
-    recent: Sequence[RecentPoll],
-    today: date,
+    row: Mapping[str, Any],
+    history: tuple[list[PollDay], list[RecentPoll]] | None,
+    days: Mapping[str, int],
 ) -> SourceReport:
+    new, failures = _per_day(history[0], days) if history else ([], [])
     return SourceReport(
         id=source.id,
         name=source.name,
@@ -140,38 +164,58 @@ def _source_report(
         moved_to=row.get("moved_to"),
         disabled_reason=row.get("disabled_reason"),
         entries=row.get("entry_count") or 0,
-        days=_days(days, today),
-        recent=tuple(Poll(p.at, p.result, p.http_status, p.fetch_seconds) for p in recent),
+        new_entries_per_day=tuple(new),
+        failures_per_day=tuple(failures),
+        recent=tuple(history[1]) if history else (),
     )
 
 
-def _rank(source: SourceReport) -> tuple[int, int, str]:
-    """Failing first, the longest failing first; then by id."""
-    return (HEALTHS.index(source.health), -source.error_count, source.id)
-
-
-def build_report(sources: Sequence[Source], rows: StatusRows, now: datetime) -> StatusReport:
+def build_report(
+    sources: Sequence[Source], rows: StatusRows, now: datetime, page: int | None = None
+) -> StatusReport:
     """The report on the configured sources from what the store holds (sources the
-    config no longer has are left out)."""
+    config no longer has are left out), with the history the rows have; `page` is
+    the page of PAGE_SIZE sources the report shows (all when None)."""
     stored = {row["id"]: row for row in rows.sources}
+    order = ranked(sources, stored)
+    with_history = rows.history_for
     days: dict[str, list[PollDay]] = {}
     for day in rows.days:
         days.setdefault(day.source_id, []).append(day)
     recent: dict[str, list[RecentPoll]] = {}
     for poll in rows.recent:
         recent.setdefault(poll.source_id, []).append(poll)
-    today = now.astimezone(UTC).date()  # history is kept by UTC day
-    reports = [
-        _source_report(s, stored.get(s.id, {}), days.get(s.id, []), recent.get(s.id, []), today)
-        for s in sources
-    ]
-    return StatusReport(now, rows.entries, tuple(sorted(reports, key=_rank)))
+    axis = history_days(now.astimezone(UTC).date())  # history is kept by UTC day
+    index = {day.isoformat(): n for n, day in enumerate(axis)}
+    reports = tuple(
+        _source_report(
+            source,
+            stored.get(source.id, {}),
+            (days.get(source.id, []), recent.get(source.id, []))
+            if with_history is None or source.id in with_history
+            else None,
+            index,
+        )
+        for source in order
+    )
+    return StatusReport(now, rows.entries, reports, axis, page)
 
 
-def gather_report(config: Config, store: Store, now: datetime) -> StatusReport:
-    """The report, read from the store in one snapshot."""
+def gather_report(
+    config: Config, store: Store, now: datetime, *, page: int | None = None, history: bool = True
+) -> StatusReport:
+    """The report, read from the store in one snapshot: with the history of the
+    sources on `page` (PAGE_SIZE a page, 1 first), of all when None, of none when
+    history is False."""
+
+    def history_of(rows: list[dict[str, Any]]) -> list[str]:
+        if not history:
+            return []
+        order = ranked(config.sources, {row["id"]: row for row in rows})
+        return [source.id for source in page_of(order, page)]
+
     since = now - timedelta(days=HISTORY_DAYS)
-    return build_report(config.sources, store.status_rows(since), now)
+    return build_report(config.sources, store.status_rows(since, history_of), now, page)
 
 
 # --- JSON ------------------------------------------------------------------------------
@@ -197,7 +241,7 @@ def source_facts(source: SourceReport) -> dict[str, Any]:
         "last_success_at": _time(source.last_success_at),
         "last_result": source.last_result,
         "last_http_status": source.last_http_status,
-        "last_fetch_seconds": source.last_fetch_seconds,
+        "last_fetch_seconds": _rounded(source.last_fetch_seconds),
         "last_error": source.last_error,
         "last_error_at": _time(source.last_error_at),
         "error_count": source.error_count,
@@ -215,16 +259,15 @@ def _rounded(value: float | None) -> float | None:
 def _history(source: SourceReport) -> dict[str, Any]:
     """A source's days as one list per measure (the report's "days" is their axis),
     and its recent polls, oldest first."""
-    days = source.days
     return {
-        "new_entries_per_day": [d.new_entries for d in days],
-        "failures_per_day": [d.failures for d in days],
+        "new_entries_per_day": list(source.new_entries_per_day),
+        "failures_per_day": list(source.failures_per_day),
         "recent_polls": [
             {
-                "at": iso(poll.at),
+                "at": poll.at.isoformat(timespec="seconds")[:19] + "Z",
                 "result": poll.result,
                 "http_status": poll.http_status,
-                "fetch_seconds": _rounded(poll.seconds),
+                "fetch_seconds": poll.fetch_seconds,
             }
             for poll in source.recent
         ],
@@ -232,14 +275,13 @@ def _history(source: SourceReport) -> dict[str, Any]:
 
 
 def report_facts(report: StatusReport) -> dict[str, Any]:
-    today = report.generated_at.astimezone(UTC).date()
     return {
         "generated_at": iso(report.generated_at),
         "entries": report.entries,
         "failing": report.failing,
         "health": {health: report.count(health) for health in HEALTHS},
-        "days": [day.isoformat() for day in history_days(today)],
-        "sources": [{**source_facts(s), **_history(s)} for s in report.sources],
+        "days": [day.isoformat() for day in report.days],
+        "sources": [{**source_facts(s), **_history(s)} for s in report.shown],
     }
 
 

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from aggregator.status import Day, Poll, SourceReport, StatusReport
-from aggregator.store import RECENT_POLLS
+from aggregator.status import HEALTHS, PAGE_SIZE, SourceReport, StatusReport
+from aggregator.store import FAILED_RESULTS, RECENT_POLLS, RecentPoll
 
 # What HTML forbids in text (C0 and C1 controls but tab and newline, noncharacters,
 # lone surrogates) and what could make a name read backwards (bidi overrides).
@@ -96,24 +96,18 @@ def _bar(index: int, height: float, bottom: float = HEIGHT) -> str:
     return f"M{index * BAR + BAR / 2:g} {bottom:g}v{-height:.1f}"
 
 
-def entries_chart(days: Sequence[Day]) -> str:
+def entries_chart(new_entries: Sequence[int], failures: Sequence[int]) -> str:
     """New entries per UTC day (bars scaled to the busiest day), with a red mark under
     each day that had a failed poll."""
-    most = max((d.new_entries for d in days), default=0)
-    bars = []
-    marks = []
-    for i, day in enumerate(days):
-        if day.new_entries:
-            bars.append(_bar(i, max(1.0, HEIGHT * day.new_entries / most)))
-        if day.failures:
-            marks.append(_bar(i, 3, HEIGHT + 4))
-    total = sum(d.new_entries for d in days)
-    failing = sum(1 for d in days if d.failures)
+    most = max(new_entries, default=0)
+    bars = [_bar(i, max(1.0, HEIGHT * n / most)) for i, n in enumerate(new_entries) if n]
+    marks = [_bar(i, 3, HEIGHT + 4) for i, n in enumerate(failures) if n]
     label = (
-        f"New entries per UTC day over {len(days)} days: {total} in all, "
-        f"at most {most} a day; {failing} days with failed polls"
+        f"New entries per UTC day over {len(new_entries)} days: {sum(new_entries)} in all, "
+        f"at most {most} a day; {len(marks)} days with failed polls"
     )
-    return _svg(label, len(days) * BAR, [("new", " ".join(bars)), ("fail", " ".join(marks))])
+    width = len(new_entries) * BAR
+    return _svg(label, width, [("new", " ".join(bars)), ("fail", " ".join(marks))])
 
 
 def fetch_height(seconds: float | None) -> float:
@@ -125,22 +119,22 @@ def fetch_height(seconds: float | None) -> float:
     return HEIGHT * min(1.0, share)
 
 
-def fetch_chart(polls: Sequence[Poll], slots: int) -> str:
+def fetch_chart(polls: Sequence[RecentPoll], slots: int) -> str:
     """The last polls' fetch times, oldest left: blue for a new document, grey for
     nothing new (304 or the same bytes), red for failures (never shorter than a
     quarter of the height, so a quick failure still shows)."""
     kinds: dict[str, list[str]] = {"fetched": [], "same": [], "fail": []}
     first = slots - len(polls)  # the newest poll at the right edge, as today is
     for i, poll in enumerate(polls, start=first):
-        height = max(1.0, fetch_height(poll.seconds))
-        if poll.failed:
+        height = max(1.0, fetch_height(poll.fetch_seconds))
+        if poll.result in FAILED_RESULTS:
             kinds["fail"].append(_bar(i, max(HEIGHT / 4, height)))
         elif poll.result == "ok":
             kinds["fetched"].append(_bar(i, height))
         else:
             kinds["same"].append(_bar(i, height))
-    failed = sum(1 for p in polls if p.failed)
-    timed = [p.seconds for p in polls if p.seconds is not None]
+    failed = sum(1 for p in polls if p.result in FAILED_RESULTS)
+    timed = [p.fetch_seconds for p in polls if p.fetch_seconds is not None]
     label = (
         f"Fetch times of the last {len(polls)} polls, on a log scale from 10 ms to 60 s: "
         f"longest {_seconds(max(timed, default=None))}; {failed} failed"
@@ -213,9 +207,8 @@ def _next_poll(source: SourceReport, now: datetime) -> str:
 
 
 def _row(source: SourceReport, now: datetime, slots: int) -> str:
-    new_total = sum(d.new_entries for d in source.days)
-    today = source.days[-1].new_entries if source.days else 0
-    longest = max((p.seconds for p in source.recent if p.seconds is not None), default=None)
+    new = source.new_entries_per_day
+    timed = [p.fetch_seconds for p in source.recent if p.fetch_seconds is not None]
     health = text(source.health)
     return (
         f'<tr id="source-{text(source.id)}" class="{health}" data-health="{health}">'
@@ -227,25 +220,36 @@ def _row(source: SourceReport, now: datetime, slots: int) -> str:
         f'<td class="num errors">{source.error_count}</td>'
         f'<td class="next-poll">{_next_poll(source, now)}</td>'
         f'<td class="num entries">{source.entries}</td>'
-        f'<td class="chart new-entries">{entries_chart(source.days)}'
-        f'<span class="caption">{today} today · {new_total} in {len(source.days)} days</span></td>'
+        f'<td class="chart new-entries">{entries_chart(new, source.failures_per_day)}'
+        f'<span class="caption">{new[-1] if new else 0} today · {sum(new)} in {len(new)} days'
+        "</span></td>"
         f'<td class="chart fetch-times">{fetch_chart(source.recent, slots)}'
-        f'<span class="caption">longest {_seconds(longest)}</span></td>'
+        f'<span class="caption">longest {_seconds(max(timed, default=None))}</span></td>'
         "</tr>"
     )
 
 
+def _pages(report: StatusReport) -> str:
+    """Links to the other pages, when the sources do not fit on one."""
+    if report.pages == 1:
+        return ""
+    links = [
+        f"<strong>{n}</strong>" if n == report.page else f'<a href="?page={n}">{n}</a>'
+        for n in range(1, report.pages + 1)
+    ]
+    return f'<p class="pages">Page {" ".join(links)} ({PAGE_SIZE} sources a page)</p>'
+
+
 def render_html(report: StatusReport, recent_slots: int = RECENT_POLLS) -> bytes:
-    """The whole page; recent_slots is how many polls a fetch-time chart has room for."""
+    """The whole page: the report's summary, and its page of sources with their
+    charts; recent_slots is how many polls a fetch-time chart has room for."""
     now = report.generated_at
     total = len(report.sources)
     counts = [
-        f'<strong class="{h}">{report.count(h)} {h}</strong>'
-        for h in ("failing", "stopped", "pending", "ok", "disabled")
-        if report.count(h)
+        f'<strong class="{h}">{report.count(h)} {h}</strong>' for h in HEALTHS if report.count(h)
     ]
     title = f"aggregator: {report.count('failing')} of {total} sources failing"
-    rows = "".join(_row(source, now, recent_slots) for source in report.sources)
+    rows = "".join(_row(source, now, recent_slots) for source in report.shown)
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -260,9 +264,10 @@ def render_html(report: StatusReport, recent_slots: int = RECENT_POLLS) -> bytes
         '<span class="key same"></span>a poll with nothing new (304, same bytes)'
         '<span class="key fail"></span>a failed poll (under the days: a day with one).'
         " Fetch times on one log scale, 10 ms to 60 s.</p>"
+        f"{_pages(report)}"
         '<table id="sources"><thead><tr><th>health</th><th>source</th><th>last poll</th>'
         "<th>result</th><th>errors in a row</th><th>next poll</th><th>entries</th>"
         "<th>new entries per UTC day</th><th>fetch times, last polls</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table></body></html>\n"
+        f"<tbody>{rows}</tbody></table>{_pages(report)}</body></html>\n"
     )
     return page.encode("utf-8", errors="replace")

@@ -451,6 +451,7 @@ class StatusRows:
     days: list[PollDay]
     recent: list[RecentPoll]
     entries: int
+    history_for: frozenset[str] | None = None  # whose history was read; None: everyone's
 
 
 @dataclass
@@ -737,11 +738,16 @@ class Store:
                 [kept],
             )
 
-    def status_rows(self, since: datetime) -> StatusRows:
+    def status_rows(
+        self,
+        since: datetime,
+        history_of: Callable[[list[dict[str, Any]]], Iterable[str]] | None = None,
+    ) -> StatusRows:
         """Everything the status report shows (aggregator.status): every source's row
-        with its entry count, its daily history from `since`'s UTC day and its recent
-        polls. Read in one read transaction on a connection of its own: one snapshot,
-        and the polls writing meanwhile (WAL) do not wait behind this store's lock."""
+        with its entry count, and the history (days from `since`'s UTC day, recent
+        polls) of those history_of picks from the rows (all when None). Read in one
+        read transaction on a connection of its own: one snapshot, and the polls
+        writing meanwhile (WAL) do not wait behind this store's lock."""
         try:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         except sqlite3.Error as exc:
@@ -756,28 +762,29 @@ class Store:
                     "SELECT source_id, count(*) FROM entry_sources GROUP BY source_id"
                 ).fetchall()
             )
-            sources = [
-                {**dict(row), "entry_count": counts.get(row["id"], 0)}
-                for row in cursor.execute("SELECT * FROM sources ORDER BY id").fetchall()
-            ]
+            sources = []
+            kept: dict[str, str | None] = {}
+            for row in cursor.execute("SELECT * FROM sources ORDER BY id").fetchall():
+                source = dict(row)
+                kept[source["id"]] = source.pop("recent_polls")
+                source["entry_count"] = counts.get(source["id"], 0)
+                sources.append(source)
+            chosen = list(kept) if history_of is None else list(history_of(sources))
+            recent = [poll for i in chosen for poll in _recent_polls(i, kept.get(i))]
             days = [
                 PollDay(*row)
                 for row in conn.execute(
                     """SELECT source_id, day, failures, new_entries FROM poll_days
-                       WHERE day >= ? ORDER BY source_id, day""",
-                    [iso(since)[:10]],
+                       WHERE day >= ? AND source_id IN (SELECT value FROM json_each(?))
+                       ORDER BY source_id, day""",
+                    [iso(since)[:10], json.dumps(chosen)],
                 )
-            ]
-            recent = [
-                poll
-                for source in sources
-                for poll in _recent_polls(source["id"], source.pop("recent_polls"))
             ]
             entries = int(conn.execute("SELECT count(*) FROM entries").fetchone()[0])
             conn.execute("COMMIT")
         finally:
             conn.close()
-        return StatusRows(sources, days, recent, entries)
+        return StatusRows(sources, days, recent, entries, frozenset(chosen))
 
     # --- entries ---
 

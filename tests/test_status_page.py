@@ -11,10 +11,12 @@ import lxml.html
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.config import Source
+from aggregator.config import Source, load_config
 from aggregator.status import (
     HEALTHS,
+    PAGE_SIZE,
     build_report,
+    gather_report,
     history_days,
     report_facts,
 )
@@ -26,7 +28,15 @@ from aggregator.statuspage import (
     render_html,
     text,
 )
-from aggregator.store import HISTORY_DAYS, RECENT_POLLS, PollDay, RecentPoll, StatusRows, iso
+from aggregator.store import (
+    HISTORY_DAYS,
+    RECENT_POLLS,
+    PollDay,
+    RecentPoll,
+    StatusRows,
+    Store,
+    iso,
+)
 
 NOW = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
 HOSTILE = "<script>alert(\"x\")</script> & 'quotes' \x00\x07\x1b[31m\u202eevil\ud800\x85"
@@ -111,10 +121,10 @@ def test_history_is_thirty_utc_days_ending_today_and_the_last_polls() -> None:
     ]
     report = report_of([source("a")], [row("a")], days=days, recent=recent)
     (a,) = report.sources
-    assert [d.day for d in a.days] == history_days(today)
-    assert len(a.days) == HISTORY_DAYS and a.days[-1].day == today
-    assert [d.new_entries for d in a.days[-3:]] == [3, 0, 5]
-    assert [d.failures for d in a.days[-3:]] == [1, 0, 0]
+    assert report.days == history_days(today)
+    assert len(report.days) == HISTORY_DAYS and report.days[-1] == today
+    assert a.new_entries_per_day[-3:] == (3, 0, 5) and sum(a.new_entries_per_day) == 8
+    assert a.failures_per_day[-3:] == (1, 0, 0)
     assert [p.result for p in a.recent] == ["ok", "error"]
     facts = report_facts(report)
     assert facts["days"][-1] == today.isoformat() and len(facts["days"]) == HISTORY_DAYS
@@ -196,7 +206,8 @@ def test_the_entries_chart_has_a_bar_per_day_with_entries_and_marks_failing_days
             PollDay("a", (NOW.date() - timedelta(days=n)).isoformat(), n % 2, n) for n in range(6)
         ],
     )
-    svg = entries_chart(report.sources[0].days)
+    (a,) = report.sources
+    svg = entries_chart(a.new_entries_per_day, a.failures_per_day)
     assert bars(svg, "new") == 5  # days 1..5 (day 0 brought none)
     assert bars(svg, "fail") == 3  # days 1, 3, 5
     assert "15 in all, at most 5 a day; 3 days with failed polls" in svg
@@ -216,3 +227,40 @@ def test_fetch_times_share_one_log_scale_and_the_newest_poll_is_at_the_right() -
     assert (bars(svg, "fetched"), bars(svg, "same"), bars(svg, "fail")) == (1, 1, 1)
     right = RECENT_POLLS * 5 - 2.5  # the last slot's middle
     assert f'<path class="fail" d="M{right:g} ' in svg
+
+
+def test_the_page_shows_its_share_of_sources_failing_first(write_config: Any) -> None:
+    """Thousands of sources do not make one huge page: PAGE_SIZE a page, failing first,
+    and only the sources shown have their history read."""
+    count = PAGE_SIZE + 5
+    config = load_config(
+        write_config(
+            [
+                {"id": f"s{n:04d}", "name": f"S{n}", "url": "file:///dev/null", "category": "c"}
+                for n in range(count)
+            ]
+        )
+    )
+    failing = f"s{count - 1:04d}"  # last by id, first by health
+    with Store(config.settings.database) as store:
+        store.record_polls(
+            [
+                (s.id, {"last_poll_at": NOW, "last_result": "ok", "error_count": 0})
+                for s in config.sources
+            ]
+        )
+        store.record_poll(failing, last_poll_at=NOW, last_result="error", error_count=1)
+        first = gather_report(config, store, NOW, page=1)
+        second = gather_report(config, store, NOW, page=2)
+        everything = gather_report(config, store, NOW)
+        bare = gather_report(config, store, NOW, history=False)
+    assert first.shown[0].id == failing and len(first.shown) == PAGE_SIZE
+    assert [s.id for s in second.shown] == [f"s{n:04d}" for n in range(PAGE_SIZE - 1, count - 1)]
+    assert len(first.shown[0].recent) == 2 and len(second.shown[0].recent) == 1
+    assert not [s for s in first.sources if s not in first.shown and s.recent]
+    assert all(s.recent for s in everything.sources) and not any(s.recent for s in bare.sources)
+    page = lxml.html.document_fromstring(render_html(second))
+    assert len(page.xpath("//tbody/tr")) == 5
+    assert page.xpath("//p[@class='pages']//a/@href") == ["?page=1"] * 2  # above, below
+    assert page.findtext(".//title") == f"aggregator: 1 of {count} sources failing"
+    assert len(report_facts(everything)["sources"]) == count
