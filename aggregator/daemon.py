@@ -45,7 +45,7 @@ from aggregator.retention import (
 from aggregator.sandbox import ParseLimits
 from aggregator.scheduler import PollScheduler
 from aggregator.serve import Access, FeedServer, PrivateRoute, max_age_for
-from aggregator.status import PAGE_SIZE, StatusReport, gather_report, report_json
+from aggregator.status import StatusReport, gather_report, report_json
 from aggregator.statuspage import render_html
 from aggregator.store import FeedKey, Store
 
@@ -335,8 +335,7 @@ class Daemon:
         page = query.get("page", "1")
         if not page.isdigit() or int(page) < 1:
             return 400, "text/plain; charset=utf-8", b"page: a number from 1\n"
-        last = max(1, -(-len(self.config.sources) // PAGE_SIZE))
-        report = self._status_report(min(int(page), last))
+        report = self._status_report(int(page))
         if isinstance(report, str):
             return 503, "text/plain; charset=utf-8", report.encode()
         return 200, "text/html; charset=utf-8", render_html(report)

@@ -79,7 +79,7 @@ class StatusReport:
 
     @property
     def pages(self) -> int:
-        return max(1, math.ceil(len(self.sources) / PAGE_SIZE))
+        return page_count(len(self.sources))
 
     @property
     def shown(self) -> tuple[SourceReport, ...]:
@@ -112,6 +112,10 @@ def ranked(sources: Sequence[Source], rows: Mapping[str, Mapping[str, Any]]) -> 
         return (health, -(row.get("error_count") or 0), source.id)
 
     return sorted(sources, key=rank)
+
+
+def page_count(sources: int) -> int:
+    return max(1, math.ceil(sources / PAGE_SIZE))
 
 
 def page_of(sources: Sequence[Source], page: int | None) -> Sequence[Source]:
@@ -205,8 +209,10 @@ def gather_report(
     config: Config, store: Store, now: datetime, *, page: int | None = None, history: bool = True
 ) -> StatusReport:
     """The report, read from the store in one snapshot: with the history of the
-    sources on `page` (PAGE_SIZE a page, 1 first), of all when None, of none when
-    history is False."""
+    sources on `page` (PAGE_SIZE a page, 1 first; past the last, the last), of all
+    when None, of none when history is False."""
+    if page is not None:
+        page = min(page, page_count(len(config.sources)))
 
     def history_of(rows: list[dict[str, Any]]) -> list[str]:
         if not history:
