@@ -333,7 +333,7 @@ class Daemon:
         """/status: every source's health, failing first, PAGE_SIZE sources a page
         (?page=N) with their charts, as HTML."""
         page = query.get("page", "1")
-        if not page.isdigit() or int(page) < 1:
+        if not (page.isascii() and page.isdigit()) or int(page) < 1:
             return 400, "text/plain; charset=utf-8", b"page: a number from 1\n"
         report = self._status_report(int(page))
         if isinstance(report, str):

@@ -104,7 +104,7 @@ def test_the_daemon_serves_the_status_page(
         page = gzip.decompress(body).decode()
         assert page.index('id="source-bad"') < page.index('id="source-good"')
         assert get(base + "/status?page=2")[0] == 200  # past the last: the last
-        assert get(base + "/status?page=x")[0] == 400
+        assert get(base + "/status?page=x")[0] == get(base + "/status?page=%C2%B2")[0] == 400
 
         status, sent, body = fetch(base + "/status.json")
         assert status == 200 and sent["Content-Type"] == "application/json; charset=utf-8"
