@@ -35,7 +35,7 @@ from aggregator.pollrun import poll_interactive
 from aggregator.posts import PostWriter, describe_posts
 from aggregator.publish import Publisher
 from aggregator.sandbox import ParseLimits
-from aggregator.status import gather_report, report_json, source_facts
+from aggregator.status import gather_report, report_json, source_facts, visible
 from aggregator.store import FeedKey, Store, from_iso
 
 EXIT_FAILED = 1
@@ -301,9 +301,22 @@ def _source_table(config: Config, store: Store) -> list[dict[str, Any]]:
     return [source_facts(s) for s in sorted(report.sources, key=lambda s: order[s.id])]
 
 
+def shown_on_terminal(item: dict[str, Any]) -> dict[str, Any]:
+    """A source's facts to print: what came from the source (its name, the error its
+    server sent...) with control characters shown as escapes, never obeyed."""
+    return {
+        key: visible(value)
+        if isinstance(value, str)
+        else [visible(v) for v in value]
+        if isinstance(value, list)
+        else value
+        for key, value in item.items()
+    }
+
+
 def _print_table(table: list[dict[str, Any]]) -> None:
     now = datetime.now(UTC)
-    for item in table:
+    for item in map(shown_on_terminal, table):
         state = "enabled" if item["enabled"] else "disabled in config"
         if item["disabled_reason"]:
             state = f"disabled: {item['disabled_reason']}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -23,6 +24,13 @@ from aggregator.store import (
     Store,
     from_iso,
     iso,
+)
+
+# What neither a terminal nor HTML should get from a source as it is: C0 and C1
+# controls but tab (a terminal obeys escape sequences; a newline could fake a line),
+# lone surrogates, noncharacters, and bidi overrides that make text read backwards.
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]"
 )
 
 # Health, in the order the report lists it: what needs the operator comes first.
@@ -87,6 +95,17 @@ class StatusReport:
         if self.page is None:
             return self.sources
         return self.sources[(self.page - 1) * PAGE_SIZE : self.page * PAGE_SIZE]
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def visible(text: str) -> str:
+    """Text from a source (a name, an error a server sent) with its unsafe characters
+    shown as escapes: "\\x1b", "\\u202e"."""
+    return _UNSAFE.sub(_escaped, text)
 
 
 def health_of(enabled: bool, row: Mapping[str, Any]) -> str:

@@ -3,26 +3,20 @@
 No JavaScript and nothing fetched from elsewhere: one document an operator can open
 in any browser (or save). Every string that comes from a source, its config or its
 server (names, URLs, errors) goes through `text`, which escapes it and shows control
-and bidirectional-override characters as visible escapes.
+and bidirectional-override characters as visible escapes (status.visible).
 """
 
 from __future__ import annotations
 
 import html
 import math
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from aggregator.status import HEALTHS, PAGE_SIZE, SourceReport, StatusReport
+from aggregator.status import HEALTHS, PAGE_SIZE, SourceReport, StatusReport, visible
 from aggregator.store import FAILED_RESULTS, RECENT_POLLS, RecentPoll
 
-# What HTML forbids in text (C0 and C1 controls but tab and newline, noncharacters,
-# lone surrogates) and what could make a name read backwards (bidi overrides).
-_UNSAFE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]"
-)
 ERROR_SHOWN = 400  # characters of an error shown in the table (the JSON has it all)
 
 # Chart geometry: one bar per day or poll.
@@ -33,14 +27,10 @@ FETCH_FLOOR = 0.01  # seconds at the baseline
 FETCH_CEILING = 60.0  # seconds at the top (the default fetch deadline)
 
 
-def _escaped(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-
 def text(value: object) -> str:
-    """Any value as HTML text or attribute content (double-quoted)."""
-    return html.escape(_UNSAFE.sub(_escaped, str(value)), quote=True)
+    """Any value as HTML text or attribute content (double-quoted), its unsafe
+    characters shown as escapes (status.visible)."""
+    return html.escape(visible(str(value)), quote=True)
 
 
 def _link(url: str) -> str:

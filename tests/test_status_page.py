@@ -142,7 +142,7 @@ def test_text_leaves_no_markup_and_no_unsafe_character(value: str) -> None:
 
 
 def test_text_shows_control_characters_as_escapes() -> None:
-    assert text("a\x07b\u202ec\n") == "a\\x07b\\u202ec\n"
+    assert text("a\x07b\u202ec\n\t") == "a\\x07b\\u202ec\\x0a\t"
     assert text('<b title="x">') == "&lt;b title=&quot;x&quot;&gt;"
 
 

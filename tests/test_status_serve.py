@@ -130,3 +130,23 @@ def test_the_daemon_serves_the_status_page(
         assert get(base + "/status")[0] == 404
         assert get(base + "/status.json")[0] == 404
         assert get(base + "/healthz")[0] == 200
+
+
+def test_the_terminal_gets_no_control_character_from_a_source(
+    server: FeedServer, write_config: Any
+) -> None:
+    """`aggregator status` and `sources list` print what a source sent with its escape
+    sequences shown, never obeyed; --json keeps the text as it is."""
+    path = write_config(
+        [{"id": "red", "name": "RED", "url": server.url("/missing.xml"), "category": "c"}]
+    )
+    path.write_text(path.read_text().replace('"RED"', '"\\u001b[31mred\\u202e"'), "utf-8")
+    runner = CliRunner()
+    assert runner.invoke(main, ["poll", "--all", "--config", str(path)]).exit_code == 1
+    for command in (["status"], ["sources", "list"]):
+        printed = runner.invoke(main, [*command, "--config", str(path)])
+        assert printed.exit_code == 0, printed.output
+        assert "\\x1b[31mred\\u202e" in printed.output
+        assert "\x1b" not in printed.output and "\u202e" not in printed.output
+    as_json = runner.invoke(main, ["status", "--json", "--config", str(path)]).output
+    assert json.loads(as_json)["sources"][0]["name"] == "\x1b[31mred\u202e"

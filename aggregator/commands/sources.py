@@ -32,6 +32,7 @@ from aggregator.cli import (
     _source_table,
     config_failure,
     config_option,
+    shown_on_terminal,
     sources,
 )
 from aggregator.config import SOURCE_KEYS, Config, ShareCodeRule, Source, parse_toml
@@ -429,6 +430,7 @@ def sources_list(config_path: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(table, ensure_ascii=False, indent=2))
         return
+    table = [shown_on_terminal(item) for item in table]
     now = datetime.now(UTC)
     headers = [
         "ID",
