@@ -105,12 +105,21 @@ def test_new_entries_per_day_are_counted_where_they_are_stored(
     """A source's first copies of articles count (new ones, and ones another source
     brought first); seeing them again does not. Fetch times and outcomes come with each
     poll, 304s and failures included."""
-    url = server.set("/a.xml", rss(ITEMS))
     config = load_config(
         write_config(
             [
-                {"id": "a", "name": "A", "url": url, "category": "测试"},
-                {"id": "b", "name": "B", "url": url, "category": "测试"},
+                {
+                    "id": "a",
+                    "name": "A",
+                    "url": server.set("/a.xml", rss(ITEMS)),
+                    "category": "测试",
+                },
+                {
+                    "id": "b",
+                    "name": "B",
+                    "url": server.set("/b.xml", rss(ITEMS)),
+                    "category": "测试",
+                },
             ]
         )
     )

@@ -236,7 +236,12 @@ def test_the_page_shows_its_share_of_sources_failing_first(write_config: Any) ->
     config = load_config(
         write_config(
             [
-                {"id": f"s{n:04d}", "name": f"S{n}", "url": "file:///dev/null", "category": "c"}
+                {
+                    "id": f"s{n:04d}",
+                    "name": f"S{n}",
+                    "url": f"https://x.example/{n}",
+                    "category": "c",
+                }
                 for n in range(count)
             ]
         )
