@@ -31,17 +31,11 @@ from aggregator.config import (
 )
 from aggregator.errors import AggregatorError, ConfigError, StartError, StoreError
 from aggregator.fetch import Fetcher, Limits
-from aggregator.files import remove_stale_temps
 from aggregator.metrics import Metrics, StoreFacts, TimedFetcher
 from aggregator.poll import PollOutcome, poll_source
 from aggregator.posts import PostWriter
 from aggregator.publish import Publisher
-from aggregator.retention import (
-    CLEANUP_INTERVAL,
-    FIRST_CLEANUP_DELAY,
-    cleanup,
-    publish_changed,
-)
+from aggregator.retention import CLEANUP_INTERVAL, FIRST_CLEANUP_DELAY, cleanup
 from aggregator.sandbox import ParseLimits
 from aggregator.scheduler import PollScheduler
 from aggregator.serve import Access, FeedServer, PrivateRoute, max_age_for
@@ -254,7 +248,7 @@ class Daemon:
 
     def _publish(self, keys: set[FeedKey]) -> None:
         assert self.publisher
-        written = publish_changed(self.publisher, keys)
+        written = self.publisher.publish(keys)
         self.metrics.published(len(written))
         if written:
             names = ", ".join(sorted(k[0] if k[0] == "all" else f"{k[0]}/{k[1]}" for k in keys))
@@ -448,9 +442,8 @@ class Daemon:
                 self.server = None
             self.lock.release()
             raise
-        settings.output_dir.mkdir(parents=True, exist_ok=True)
-        if removed := remove_stale_temps(settings.output_dir):
-            log.info("removed %d temp file(s) left by a killed writer", removed)
+        # Everything, as a fresh publish would write it: a killed run's unfinished
+        # publish included (and the temp files it left).
         self.metrics.published(len(self.publisher.publish()))
         self._announced.update(self.publisher.feed_urls())
         self._write_posts()

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import re
 import tempfile
 import threading
-import time
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
-STALE_AFTER = 3600.0  # a temp file without a known writer older than this is litter
+LOCK_NAME = ".publish.lock"  # see FolderLock
+# prepare's temp files: "." + the file's name, the writer's pid, mkstemp's 8 characters
+# (older versions wrote no pid).
+TEMP_NAME = re.compile(r"\..+?(\.\d+)?\.[a-z0-9_]{8}\.tmp")
 
 
 def write_if_changed(
@@ -43,7 +48,7 @@ def prepare(path: Path, data: bytes, *, keep_attributes: bool = False) -> Path |
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    # The writer's pid in the name tells a later start whose temp file it was.
+    # The writer's pid in the name tells whose it was, to anyone looking.
     fd, temp_name = tempfile.mkstemp(
         prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
     )
@@ -158,37 +163,42 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _writer_gone(temp: Path, now: float) -> bool:
-    """Whether no running process can still be writing this temp file."""
-    parts = temp.name.rsplit(".", 3)  # "." + name, pid, random, "tmp"
-    if len(parts) == 4 and parts[1].isdigit():
-        pid = int(parts[1])
-        if pid == os.getpid():
-            return True  # a process that had our pid before us, long dead
+class FolderLock:
+    """The right to write in an output folder: an exclusive lock on LOCK_NAME in it,
+    held by every publish from start to end (blocking: publishes take turns). Besides
+    ordering the writers, it tells the holder that every temp file in the folder is a
+    killed writer's: nobody else can be writing there."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._handle: BinaryIO | None = None
+
+    def __enter__(self) -> FolderLock:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle = open(self.folder / LOCK_NAME, "ab")  # closed in __exit__
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False  # alive, someone else's
-        return False
-    try:
-        return now - temp.stat().st_mtime > STALE_AFTER
-    except FileNotFoundError:
-        return False
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except BaseException:
+            handle.close()
+            raise
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
 
 
-def remove_stale_temps(folder: Path) -> int:
-    """Delete the temp files killed writers left behind (.<name>.<pid>.<random>.tmp).
-
-    A process killed between creating its temp file and renaming it leaves
-    the temp file; nobody serves it (a dot file) but it would pile up.
-    Returns how many were removed.
-    """
+def remove_temps(folder: Path) -> int:
+    """Delete the temp files killed writers left in folder (prepare's names), to be
+    called holding the folder's FolderLock. A process killed between creating its temp
+    file and renaming it leaves the temp file: nobody serves it (a dot file), but it
+    would pile up. Returns how many were removed."""
     removed = 0
-    now = time.time()
     for temp in folder.rglob(".*.tmp"):
-        if temp.is_file() and _writer_gone(temp, now):
+        if TEMP_NAME.fullmatch(temp.name) and temp.is_file():
             temp.unlink(missing_ok=True)
             removed += 1
     return removed

@@ -29,7 +29,7 @@ import yaml
 
 from aggregator.config import Config, PostsSettings, ShareCodeRule, Source
 from aggregator.errors import AggregatorError
-from aggregator.files import write_if_changed
+from aggregator.files import FolderLock, remove_temps, write_if_changed
 from aggregator.models import EntryRecord
 from aggregator.parse import MAX_CONTENT
 from aggregator.sanitize import clean_html, strip_control
@@ -498,7 +498,16 @@ class PostWriter:
             report.removed.append(path)
 
     def sync(self) -> PostsReport:
-        """Write new and changed posts; leave unchanged files (and their mtimes) alone."""
+        """Write new and changed posts; leave unchanged files (and their mtimes) alone.
+        Holds the output folder's lock, as a publish does (posts are published output
+        too), and removes the temp files killed writers left among the posts."""
+        with FolderLock(self.config.settings.output_dir):
+            folder = self.config.posts.output_dir
+            if folder.is_dir() and (removed := remove_temps(folder)):
+                log.info("posts: removed %d temp file(s) left by a killed writer", removed)
+            return self._sync()
+
+    def _sync(self) -> PostsReport:
         report = PostsReport()
         existing = self._existing()
         owners: dict[str, str] = {}  # slug -> code, to catch codes that differ only in case

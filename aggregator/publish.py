@@ -33,7 +33,14 @@ from lxml import etree
 from aggregator import PROJECT_URL, __version__
 from aggregator.config import Config, Source, Term
 from aggregator.feedpages import Paging, distinct_updated, pages_to_render, shown_updated
-from aggregator.files import Writer, start_pool, sync_dirs, write_if_changed
+from aggregator.files import (
+    FolderLock,
+    Writer,
+    remove_temps,
+    start_pool,
+    sync_dirs,
+    write_if_changed,
+)
 from aggregator.jsonfeed import assemble_json, item_bytes, json_head
 from aggregator.listing import render_index, render_opml
 from aggregator.sanitize import clean_html, strip_control
@@ -396,6 +403,7 @@ class Publisher:
         self._sources_loaded_for: tuple[Config, int] | None = None  # see _load_sources
         self._writers: ThreadPoolExecutor | None = None  # started by the first publish
         self._pool_lock = threading.Lock()
+        self._swept = False  # temp files of killed writers removed (see publish)
 
     def _term(self, kind: str, name: str) -> Term:
         if self._terms[0] is not self.config:  # the daemon swaps in a reloaded config
@@ -425,17 +433,48 @@ class Publisher:
     def publish(
         self, keys: Iterable[FeedKey] | None = None, *, rebuild: bool = False
     ) -> list[Path]:
-        """Regenerate the given feeds (all when None); returns the files rewritten.
+        """Regenerate the given feeds (all when None), and every feed a change was
+        committed to since it was last published (by any process: a publish cut
+        short by a kill included); returns the files rewritten.
 
         Renders the current documents, the newest archive page and any missing
         archive page; older archive pages are left alone unless rebuild is set.
-        Unchanged files are never rewritten.
+        Unchanged files are never rewritten. A feed that lost its last entry
+        (retention) is rewritten empty rather than left listing removed entries.
+        One publish at a time writes in the output folder (FolderLock); the first of
+        this publisher also removes the temp files killed writers left there.
         """
-        all_keys = self.store.feed_keys()
-        wanted = all_keys if keys is None else (set(keys) & all_keys) | {("all", "")}
+        with FolderLock(self.output):
+            if not self._swept:
+                if removed := remove_temps(self.output):
+                    log.info("removed %d temp file(s) left by a killed writer", removed)
+                self._swept = True
+            # Read before anything is rendered: a change committed after this keeps its mark.
+            marks = self.store.unpublished()
+            all_keys = self.store.feed_keys()
+            asked = all_keys if keys is None else {*keys, ("all", "")}
+            emptied = {
+                key
+                for key in (asked | marks.keys()) - all_keys
+                if (self.output / self.info(key).path).exists()
+            }
+            wanted = ((asked | marks.keys()) & all_keys) | emptied
+            written = self._write(wanted, all_keys, rebuild)
+            self.store.mark_published(marks)  # the files are durable now
+        changed = set(written)
+        topics: list[str] = []
+        for key in sorted(wanted):
+            info = self.info(key)
+            for path in (self.output / info.path, self.output / info.json_path):
+                if path in changed:
+                    topics.append(self.url_of(str(path.relative_to(self.output))))
+        self._announce(topics)
+        return written
+
+    def _write(self, wanted: set[FeedKey], all_keys: set[FeedKey], rebuild: bool) -> list[Path]:
+        """The wanted feeds' documents and the listings, written and made durable."""
         self._load_sources()
         written: list[Path] = []
-        topics: list[str] = []
         with Writer(self._pool()) as writer:
             for key in sorted(wanted):
                 written += self._publish_feed(self.info(key), rebuild, writer)
@@ -444,13 +483,6 @@ class Publisher:
                 if write_if_changed(self.output / name, data, sync_dir=False):
                     written.append(self.output / name)
             writer.sync_dirs(written)  # one fsync per folder, not per file; before any ping
-        changed = set(written)
-        for key in sorted(wanted):
-            info = self.info(key)
-            for path in (self.output / info.path, self.output / info.json_path):
-                if path in changed:
-                    topics.append(self.url_of(str(path.relative_to(self.output))))
-        self._announce(topics)
         return written
 
     def _pool(self) -> ThreadPoolExecutor:

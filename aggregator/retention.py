@@ -14,14 +14,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
-
-import sqlite_utils
 
 from aggregator.config import Config, Settings, Source
-from aggregator.files import write_if_changed
-from aggregator.publish import Publisher, feed_info
-from aggregator.store import FeedKey, Store, from_iso, iso
+from aggregator.store import FeedKey, Store, feeds_holding, from_iso, iso, mark_unpublished
 
 log = logging.getLogger("aggregator.retention")
 
@@ -142,7 +137,8 @@ def cleanup(store: Store, config: Config, now: datetime, *, dry_run: bool = Fals
         result.removed = sorted(drop)
         if dry_run or not drop:
             return result
-        result.changed_feeds = _feeds_of(db, result.removed)
+        result.changed_feeds = feeds_holding(db.conn, result.removed)
+        mark_unpublished(db.conn, result.changed_feeds)
         db.conn.executemany(
             """INSERT OR REPLACE INTO tombstones
                  (code, source_id, title, published, removed_at, reason)
@@ -156,32 +152,3 @@ def cleanup(store: Store, config: Config, now: datetime, *, dry_run: bool = Fals
         db.execute("DELETE FROM feed_pending WHERE code NOT IN (SELECT code FROM entries)")
     log.info("retention removed %d entries", len(result.removed))
     return result
-
-
-def _feeds_of(db: sqlite_utils.Database, codes: list[str]) -> set[FeedKey]:
-    """Every feed that listed one of these entries, read before they are deleted."""
-    keys: set[FeedKey] = {("all", "")}
-    queries = (
-        ("category", "SELECT DISTINCT name FROM entry_categories WHERE code IN ({})"),
-        ("tag", "SELECT DISTINCT name FROM entry_tags WHERE code IN ({})"),
-        ("source", "SELECT DISTINCT source_id FROM entry_sources WHERE code IN ({})"),
-    )
-    for start in range(0, len(codes), 500):
-        chunk = codes[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        for kind, sql in queries:
-            for (name,) in db.execute(sql.format(marks), chunk).fetchall():
-                keys.add((kind, name))
-    return keys
-
-
-def publish_changed(publisher: Publisher, keys: set[FeedKey]) -> list[Path]:
-    """Publisher.publish(keys), except that a feed which lost its last entry (retention
-    removed them all) is rewritten empty instead of being left listing removed entries."""
-    written = publisher.publish(keys)
-    for key in sorted(keys - publisher.store.feed_keys()):
-        info = feed_info(publisher.config, key)
-        path = publisher.output / info.path
-        if path.exists() and write_if_changed(path, publisher.render(info)):
-            written.append(path)
-    return written

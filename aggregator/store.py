@@ -355,6 +355,31 @@ def _migration_10(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_11(db: sqlite_utils.Database) -> None:
+    """Feeds whose published documents do not yet show what the store holds, kept in
+    the transaction that changed them and cleared by the publisher once their files
+    are durable (see Store.unpublished): a publish cut short by a kill is finished by
+    the next command that publishes, whatever it polled itself. Each mark is the
+    number of the change that set it, so a publisher clears only what it has shown."""
+    db.execute(
+        """CREATE TABLE feed_unpublished (
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            mark INTEGER NOT NULL,
+            PRIMARY KEY (kind, name)
+        ) WITHOUT ROWID"""
+    )
+    db.execute("INSERT INTO store_versions (what) VALUES ('unpublished')")
+    # Whatever an older version left half published is not known: every feed once.
+    db.execute(
+        """INSERT INTO feed_unpublished (kind, name, mark)
+           SELECT 'all', '', 0 WHERE EXISTS (SELECT 1 FROM entries)
+           UNION SELECT DISTINCT 'category', name, 0 FROM entry_categories
+           UNION SELECT DISTINCT 'tag', name, 0 FROM entry_tags
+           UNION SELECT DISTINCT 'source', source_id, 0 FROM entry_sources"""
+    )
+
+
 MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_1,
     _migration_2,
@@ -366,6 +391,7 @@ MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_8,
     _migration_9,
     _migration_10,
+    _migration_11,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -885,6 +911,9 @@ class Store:
                 "UPDATE entry_sources SET entry_hash = ? WHERE code = ? AND source_id = ?",
                 hashes_to_renew,
             )
+            shown_before = db.conn.execute(
+                "SELECT feed_title, feed_link, feed_id FROM sources WHERE id = ?", [source.id]
+            ).fetchone()
             db.execute(
                 """INSERT INTO sources (id, name, url, category, feed_title, feed_link, feed_id)
                    VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -900,6 +929,15 @@ class Store:
                     feed.feed_id,
                 ],
             )
+            # A source's feed renamed shows in the atom:source of every entry it brought
+            # (a first poll has nothing to rename: its entries are new).
+            renamed = shown_before and tuple(shown_before) != (feed.title, feed.link, feed.feed_id)
+            if renamed and shown_before[0] is not None:
+                brought = db.conn.execute(
+                    "SELECT code FROM entries WHERE source_id = ?", [source.id]
+                ).fetchall()
+                result.changed_feeds |= feeds_holding(db.conn, [c for (c,) in brought])
+            mark_unpublished(db.conn, result.changed_feeds)
         return result
 
     def _update_entry(
@@ -963,16 +1001,7 @@ class Store:
         _queue_members(conn, [], [(entry.code, source.id)], categories, tags)
 
     def _feeds_of(self, db: sqlite_utils.Database, code: str) -> set[FeedKey]:
-        keys: set[FeedKey] = {("all", "")}
-        for (name,) in db.execute("SELECT name FROM entry_categories WHERE code = ?", [code]):
-            keys.add(("category", name))
-        for (name,) in db.execute("SELECT name FROM entry_tags WHERE code = ?", [code]):
-            keys.add(("tag", name))
-        for (source_id,) in db.execute(
-            "SELECT source_id FROM entry_sources WHERE code = ?", [code]
-        ):
-            keys.add(("source", source_id))
-        return keys
+        return feeds_holding(db.conn, [code])
 
     def import_articles(
         self, articles: Iterable[StoredArticle], now: datetime, code_rule: str = "import"
@@ -983,7 +1012,8 @@ class Store:
         The source link gets a hash no feed entry has, so the next poll of that
         source replaces the imported copy with the live one.
         """
-        imported = skipped = 0
+        imported_codes: list[str] = []
+        skipped = 0
         with self.transaction() as db:
             for article in articles:
                 if db.execute("SELECT 1 FROM entries WHERE code = ?", [article.code]).fetchone():
@@ -1024,8 +1054,9 @@ class Store:
                     )
                 links = [(article.code, article.source_id)] if article.source_id else []
                 _queue_members(db.conn, [article.code], links, categories, tags)
-                imported += 1
-        return imported, skipped
+                imported_codes.append(article.code)
+            mark_unpublished(db.conn, feeds_holding(db.conn, imported_codes))
+        return len(imported_codes), skipped
 
     # --- reading for publishing ---
 
@@ -1245,6 +1276,31 @@ class Store:
         with self.transaction() as db:
             db.execute("DELETE FROM entry_renders")
 
+    # --- what is left to publish ---
+
+    def unpublished(self) -> dict[FeedKey, int]:
+        """The feeds whose documents may not show what the store holds (a change
+        committed since they were last published, by any process), each with its mark."""
+        with self._lock:
+            rows = self.db.conn.execute("SELECT kind, name, mark FROM feed_unpublished")
+            return {(str(kind), str(name)): int(mark) for kind, name, mark in rows.fetchall()}
+
+    def mark_published(self, marks: dict[FeedKey, int]) -> None:
+        """Clear the marks read by unpublished() before the feeds were rendered, once
+        their files are durable; a feed marked again meanwhile keeps its newer mark."""
+        if not marks:
+            return
+        with self.transaction() as db:
+            db.conn.executemany(
+                "DELETE FROM feed_unpublished WHERE kind = ? AND name = ? AND mark = ?",
+                [(kind, name, mark) for (kind, name), mark in marks.items()],
+            )
+
+    def mark_unpublished(self, keys: Iterable[FeedKey]) -> None:
+        """Mark feeds for the next publish (mark_unpublished in a transaction of its own)."""
+        with self.transaction() as db:
+            mark_unpublished(db.conn, keys)
+
     def entry_count(self) -> int:
         return int(self._query("SELECT count(*) AS n FROM entries")[0]["n"])
 
@@ -1363,6 +1419,41 @@ class NewEntries:
         )
         conn.executemany("INSERT OR IGNORE INTO entry_tags (code, name) VALUES (?, ?)", self.tags)
         _queue_members(conn, [row[0] for row in self.entries], links, self.categories, self.tags)
+
+
+def mark_unpublished(conn: sqlite3.Connection, keys: Iterable[FeedKey]) -> None:
+    """In the caller's transaction, mark these feeds as not showing it yet (see
+    _migration_10): each gets the number of this change, newer than any mark a
+    publisher may be holding."""
+    rows = sorted(set(keys))
+    if not rows:
+        return
+    (mark,) = conn.execute(
+        """UPDATE store_versions SET version = version + 1 WHERE what = 'unpublished'
+           RETURNING version"""
+    ).fetchone()
+    conn.executemany(
+        """INSERT INTO feed_unpublished (kind, name, mark) VALUES (?, ?, ?)
+           ON CONFLICT (kind, name) DO UPDATE SET mark = excluded.mark""",
+        [(kind, name, mark) for kind, name in rows],
+    )
+
+
+def feeds_holding(conn: sqlite3.Connection, codes: Sequence[str]) -> set[FeedKey]:
+    """Every feed that lists one of these entries (the whole-store feed included)."""
+    if not codes:
+        return set()
+    keys: set[FeedKey] = {("all", "")}
+    queries = (
+        ("category", "SELECT DISTINCT name FROM entry_categories WHERE code IN ({})"),
+        ("tag", "SELECT DISTINCT name FROM entry_tags WHERE code IN ({})"),
+        ("source", "SELECT DISTINCT source_id FROM entry_sources WHERE code IN ({})"),
+    )
+    for chunk, marks in _chunks(codes):
+        for kind, sql in queries:
+            for (name,) in conn.execute(sql.format(marks), chunk).fetchall():
+                keys.add((kind, name))
+    return keys
 
 
 def _queue_members(

@@ -8,6 +8,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -18,7 +19,7 @@ from lxml import etree
 
 import aggregator.files
 import aggregator.publish
-from aggregator.files import install, remove_stale_temps, write_if_changed
+from aggregator.files import install, write_if_changed
 from aggregator.serve import FeedServer
 from tests.daemonkit import running
 from tests.publishing import A, record, site
@@ -73,26 +74,62 @@ def _dead_pid() -> int:
     return child.pid
 
 
-def test_temp_files_of_killed_writers_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        (tmp_path / "tag").mkdir()
-        dead = tmp_path / "tag" / f".x.xml.{_dead_pid()}.abc123de.tmp"
-        mine = tmp_path / f".all.xml.{os.getpid()}.zz9_x1y2.tmp"  # a pid reused by us
-        writing = tmp_path / f".all.json.{live.pid}.q1w2e3r4.tmp"
-        old = tmp_path / ".all.xml.k3j4h5g6.tmp"  # no pid (older versions): by age
-        fresh = tmp_path / ".all.json.k3j4h5g7.tmp"
-        other = tmp_path / ".keep"
-        for path in (dead, mine, writing, old, fresh, other):
+HOLDER = """
+import sys, time
+from pathlib import Path
+from aggregator.files import FolderLock
+folder = Path(sys.argv[1])
+with FolderLock(folder):
+    temp = folder / ".all.xml.{pid}.w1r2i3t4.tmp"
+    temp.write_bytes(b"<feed/>")
+    print("holding", flush=True)
+    sys.stdin.readline()
+    temp.rename(folder / "all.xml")
+"""
+
+
+def test_a_publish_removes_killed_writers_temp_files_never_a_live_writers(
+    write_config: Any,
+) -> None:
+    """Whoever holds the output folder's lock knows every temp file there is a dead
+    writer's; a writer still alive holds the lock, so its temp file is never touched."""
+    with site(write_config) as s:
+        s.add("yaowen", record(1))
+        (s.out / "tag").mkdir(parents=True)
+        dead = s.out / "tag" / f".x.xml.{_dead_pid()}.abc123de.tmp"
+        mine = s.out / f".all.xml.{os.getpid()}.zz9_x1y2.tmp"  # a pid reused by us
+        old = s.out / ".all.xml.k3j4h5g6.tmp"  # no pid (older versions)
+        other = s.out / ".keep.tmp"  # not a name of ours
+        for path in (dead, mine, old, other):
             path.write_bytes(b"<feed")
-        os.utime(old, (time.time() - 7200, time.time() - 7200))
-        assert remove_stale_temps(tmp_path) == 3
-        assert sorted(p.name for p in tmp_path.rglob(".*")) == sorted(
-            p.name for p in (writing, fresh, other)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLDER.replace("{pid}", str(os.getpid() + 1)), str(s.out)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-    finally:
-        live.kill()
-        live.wait()
+        try:
+            assert holder.stdout and holder.stdin
+            assert holder.stdout.readline() == "holding\n"
+            live = next(s.out.glob(".all.xml.*.w1r2i3t4.tmp"))
+            publishing = threading.Thread(target=s.publisher.publish)
+            publishing.start()
+            publishing.join(0.5)
+            assert publishing.is_alive()  # waits for the live writer
+            assert live.exists() and dead.exists()
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+            publishing.join(30)
+            assert not publishing.is_alive()
+        finally:
+            holder.kill()
+            holder.wait()
+        assert not live.exists()  # renamed by its writer, not removed
+        assert sorted(p.name for p in s.out.rglob(".*") if p.is_file()) == [
+            ".keep.tmp",
+            ".publish.lock",
+        ]
+        assert b"<entry>" in (s.out / "all.xml").read_bytes()  # then published over it
 
 
 def test_the_daemon_clears_temp_files_left_by_a_kill(write_config: Any) -> None:

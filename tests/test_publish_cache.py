@@ -17,7 +17,7 @@ from aggregator.feedpages import shown_updated
 from aggregator.jsonfeed import render_json_feed
 from aggregator.models import Enclosure, ParsedFeed
 from aggregator.publish import Publisher, render_atom
-from aggregator.retention import cleanup, publish_changed
+from aggregator.retention import cleanup
 from aggregator.store import MIGRATIONS, Store
 from tests import atomcheck, jsonfeedcheck
 from tests.publishing import SOURCES, START, Site, record, site
@@ -173,7 +173,7 @@ def test_retained_entries_disappear_and_leave_no_fragments(write_config: Any) ->
         s.publisher.publish()
         result = cleanup(s.store, s.config, s.now)
         assert result.removed
-        publish_changed(s.publisher, result.changed_feeds)
+        s.publisher.publish(result.changed_feeds)
         files = s.files()
         assert files == {**files, **uncached(s.publisher)}
         left = s.store.db.execute("SELECT count(*) FROM entry_renders").fetchone()[0]

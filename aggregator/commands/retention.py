@@ -9,7 +9,7 @@ import click
 
 from aggregator.cli import _load, _open_store, config_option, main
 from aggregator.publish import Publisher
-from aggregator.retention import cleanup, publish_changed
+from aggregator.retention import cleanup
 
 
 @main.command("cleanup")
@@ -24,6 +24,9 @@ def cleanup_command(config_path: Path, dry_run: bool, no_publish: bool) -> None:
         result = cleanup(store, config, datetime.now(UTC), dry_run=dry_run)
         verb = "would remove" if dry_run else "removed"
         click.echo(f"{verb} {len(result.removed)} entries")
-        if result.changed_feeds and not no_publish:
-            written = publish_changed(Publisher(config, store), result.changed_feeds)
+        if not dry_run and not no_publish:
+            # Also finishes what a killed run left unpublished.
+            publisher = Publisher(config, store)
+            written = publisher.publish(result.changed_feeds)
+            publisher.close()  # send any WebSub pings before exiting
             click.echo(f"published {len(written)} changed file(s)")
