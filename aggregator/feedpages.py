@@ -41,18 +41,24 @@ class Paging:
         return (self.archived * self.size, self.next_position)
 
 
-def pages_to_render(paging: Paging, exists: Iterable[int], rebuild: bool = False) -> list[int]:
+def pages_to_render(
+    paging: Paging, exists: Iterable[int], rebuild: bool = False, holes: Iterable[int] = ()
+) -> list[int]:
     """Archive pages to (re)write: missing ones, and the newest existing one onwards.
 
     The newest existing page is rewritten once more when a newer page appears
     (it gains its next-archive link); older pages are never touched again
-    unless rebuild is asked for (after changing base_url or feed titles).
+    unless rebuild is asked for (after changing base_url or feed titles), or
+    one of their positions is a hole (its entry removed by retention).
     """
     if rebuild:
         return list(range(1, paging.archived + 1))
     present = {n for n in exists if 1 <= n <= paging.archived}
     newest = max(present, default=1)
-    return [n for n in range(1, paging.archived + 1) if n >= newest or n not in present]
+    emptied = {seq // paging.size + 1 for seq in holes}
+    return [
+        n for n in range(1, paging.archived + 1) if n >= newest or n not in present or n in emptied
+    ]
 
 
 def shown_updated(code: str, updated: datetime) -> datetime:

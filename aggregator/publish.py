@@ -450,17 +450,14 @@ class Publisher:
                     log.info("removed %d temp file(s) left by a killed writer", removed)
                 self._swept = True
             # Read before anything is rendered: a change committed after this keeps its mark.
-            marks = self.store.unpublished()
+            marks, holes = self.store.unpublished(), self.store.holes()
             all_keys = self.store.feed_keys()
             asked = all_keys if keys is None else {*keys, ("all", "")}
-            emptied = {
-                key
-                for key in (asked | marks.keys()) - all_keys
-                if (self.output / self.info(key).path).exists()
-            }
-            wanted = ((asked | marks.keys()) & all_keys) | emptied
-            written = self._write(wanted, all_keys, rebuild)
-            self.store.mark_published(marks)  # the files are durable now
+            due = asked | marks.keys() | holes.keys()
+            emptied = {k for k in due - all_keys if (self.output / self.info(k).path).exists()}
+            wanted = (due & all_keys) | emptied
+            written = self._write(wanted, all_keys, rebuild, holes)
+            self.store.mark_published(marks, holes)  # the files are durable now
         changed = set(written)
         topics: list[str] = []
         for key in sorted(wanted):
@@ -471,13 +468,21 @@ class Publisher:
         self._announce(topics)
         return written
 
-    def _write(self, wanted: set[FeedKey], all_keys: set[FeedKey], rebuild: bool) -> list[Path]:
+    def _write(
+        self,
+        wanted: set[FeedKey],
+        all_keys: set[FeedKey],
+        rebuild: bool,
+        holes: dict[FeedKey, set[int]],
+    ) -> list[Path]:
         """The wanted feeds' documents and the listings, written and made durable."""
         self._load_sources()
         written: list[Path] = []
         with Writer(self._pool()) as writer:
             for key in sorted(wanted):
-                written += self._publish_feed(self.info(key), rebuild, writer)
+                written += self._publish_feed(
+                    self.info(key), rebuild, writer, holes.get(key, set())
+                )
             written += writer.drain()
             for name, data in self._listing([self.info(key) for key in sorted(all_keys)]):
                 if write_if_changed(self.output / name, data, sync_dir=False):
@@ -526,7 +531,9 @@ class Publisher:
         next_position = self.store.position_feed(key)
         return Paging(next_position, settings.feed_entries, settings.archive_entries)
 
-    def _publish_feed(self, info: FeedInfo, rebuild: bool, writer: Writer) -> list[Path]:
+    def _publish_feed(
+        self, info: FeedInfo, rebuild: bool, writer: Writer, holes: set[int] | None = None
+    ) -> list[Path]:
         """New archive pages (oldest first), then the pages rewritten, then the current
         document. New pages are made durable (one fsync per folder) before any document
         linking to them is written, so a reader (or a crash) never finds a prev-archive
@@ -534,7 +541,7 @@ class Publisher:
         Returns the files known written so far (the writer finishes the rest)."""
         paging = self.paging(info.key)
         exists = self._archived_pages(info, paging)
-        pages = pages_to_render(paging, exists, rebuild)
+        pages = pages_to_render(paging, exists, rebuild, holes or ())
         fresh = [n for n in pages if n not in exists]
         written = []
         if fresh:

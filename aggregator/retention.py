@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from aggregator.config import Config, Settings, Source
-from aggregator.store import FeedKey, Store, feeds_holding, from_iso, iso, mark_unpublished
+from aggregator.store import (
+    FeedKey,
+    Store,
+    feeds_holding,
+    from_iso,
+    iso,
+    mark_unpublished,
+    remove_entries,
+)
 
 log = logging.getLogger("aggregator.retention")
 
@@ -145,10 +153,6 @@ def cleanup(store: Store, config: Config, now: datetime, *, dry_run: bool = Fals
                VALUES (?, ?, ?, ?, ?, 'retention')""",
             [(code, *details[code], iso(now)) for code in result.removed],
         )
-        # entry_sources, entry_categories and entry_tags follow by ON DELETE CASCADE.
-        db.conn.executemany("DELETE FROM entries WHERE code = ?", [(c,) for c in result.removed])
-        # The publish queue has no foreign key (see store._migration_9): one pass over
-        # it drops what removed entries left there, still unnumbered.
-        db.execute("DELETE FROM feed_pending WHERE code NOT IN (SELECT code FROM entries)")
+        remove_entries(db.conn, result.removed)
     log.info("retention removed %d entries", len(result.removed))
     return result

@@ -370,6 +370,16 @@ def _migration_11(db: sqlite_utils.Database) -> None:
         ) WITHOUT ROWID"""
     )
     db.execute("INSERT INTO store_versions (what) VALUES ('unpublished')")
+    # Positions whose entries were removed (retention): the full archive pages that
+    # showed them are written again without them, then the holes are forgotten.
+    db.execute(
+        """CREATE TABLE feed_holes (
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (kind, name, seq)
+        ) WITHOUT ROWID"""
+    )
     # Whatever an older version left half published is not known: every feed once.
     db.execute(
         """INSERT INTO feed_unpublished (kind, name, mark)
@@ -1285,15 +1295,32 @@ class Store:
             rows = self.db.conn.execute("SELECT kind, name, mark FROM feed_unpublished")
             return {(str(kind), str(name)): int(mark) for kind, name, mark in rows.fetchall()}
 
-    def mark_published(self, marks: dict[FeedKey, int]) -> None:
-        """Clear the marks read by unpublished() before the feeds were rendered, once
-        their files are durable; a feed marked again meanwhile keeps its newer mark."""
-        if not marks:
+    def holes(self) -> dict[FeedKey, set[int]]:
+        """The positions, by feed, whose entries were removed since the archive pages
+        holding them were last written."""
+        found: dict[FeedKey, set[int]] = {}
+        with self._lock:
+            rows = self.db.conn.execute("SELECT kind, name, seq FROM feed_holes").fetchall()
+        for kind, name, seq in rows:
+            found.setdefault((kind, name), set()).add(int(seq))
+        return found
+
+    def mark_published(
+        self, marks: dict[FeedKey, int], holes: dict[FeedKey, set[int]] | None = None
+    ) -> None:
+        """Clear the marks (and holes) read by unpublished() (and holes()) before the
+        feeds were rendered, once their files are durable; a feed marked again
+        meanwhile keeps its newer mark."""
+        filled = [(*key, seq) for key, seqs in (holes or {}).items() for seq in seqs]
+        if not marks and not filled:
             return
         with self.transaction() as db:
             db.conn.executemany(
                 "DELETE FROM feed_unpublished WHERE kind = ? AND name = ? AND mark = ?",
                 [(kind, name, mark) for (kind, name), mark in marks.items()],
+            )
+            db.conn.executemany(
+                "DELETE FROM feed_holes WHERE kind = ? AND name = ? AND seq = ?", filled
             )
 
     def mark_unpublished(self, keys: Iterable[FeedKey]) -> None:
@@ -1437,6 +1464,22 @@ def mark_unpublished(conn: sqlite3.Connection, keys: Iterable[FeedKey]) -> None:
            ON CONFLICT (kind, name) DO UPDATE SET mark = excluded.mark""",
         [(kind, name, mark) for kind, name in rows],
     )
+
+
+def remove_entries(conn: sqlite3.Connection, codes: Sequence[str]) -> None:
+    """Delete these entries in the caller's transaction; their memberships and
+    positions follow by ON DELETE CASCADE. Each position is kept as a hole, so the
+    archive page that listed it is written again without it (Store.holes)."""
+    for chunk, marks in _chunks(codes):
+        conn.execute(
+            f"""INSERT OR IGNORE INTO feed_holes (kind, name, seq)
+                SELECT kind, name, seq FROM feed_positions WHERE code IN ({marks})""",
+            chunk,
+        )
+    conn.executemany("DELETE FROM entries WHERE code = ?", [(code,) for code in codes])
+    # The publish queue has no foreign key (see _migration_9): one pass over it drops
+    # what removed entries left there, still unnumbered.
+    conn.execute("DELETE FROM feed_pending WHERE code NOT IN (SELECT code FROM entries)")
 
 
 def feeds_holding(conn: sqlite3.Connection, codes: Sequence[str]) -> set[FeedKey]:

@@ -99,6 +99,9 @@ def test_pages_to_render() -> None:
     assert pages_to_render(paging, [1, 2, 3, 4, 5]) == [5, 6]
     assert pages_to_render(paging, [1, 2, 3, 4, 5, 6]) == [6]
     assert pages_to_render(paging, [1, 3, 4]) == [2, 4, 5, 6]  # missing ones are repaired
+    # Pages holding a removed entry's position (positions 0-3 on page 1, 4-7 on page 2...)
+    full = [1, 2, 3, 4, 5, 6]
+    assert pages_to_render(paging, full, holes=[0, 3, 9, 27]) == [1, 3, 6]
 
 
 def test_tied_updated_times_are_shown_distinct_and_stable() -> None:
