@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -21,7 +21,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from aggregator import __version__
-from aggregator.config import DEFAULT_CONFIG_PATH, Config, load_config
+from aggregator.config import DEFAULT_CONFIG_PATH, Config, Source, load_config
 from aggregator.errors import (
     AggregatorError,
     ConfigError,
@@ -30,13 +30,14 @@ from aggregator.errors import (
     StoreError,
 )
 from aggregator.fetch import Fetcher, Limits
-from aggregator.poll import PollOutcome
+from aggregator.poll import PollOutcome, standing
 from aggregator.pollrun import poll_interactive
 from aggregator.posts import PostWriter, describe_posts
 from aggregator.publish import Publisher
 from aggregator.sandbox import ParseLimits
+from aggregator.schedule import Hold, hold
 from aggregator.status import gather_report, report_json, source_facts, visible
-from aggregator.store import FeedKey, Store, from_iso
+from aggregator.store import FeedKey, SourceState, Store, from_iso
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -191,35 +192,88 @@ def run(config_path: Path) -> None:
         os._exit(0)
 
 
-def _due(config: Config, store: Store, now: datetime) -> list[str]:
-    due = []
-    for source in config.enabled_sources:
-        state = store.source_state(source.id)
-        if state.disabled_reason:
-            continue
-        if state.next_poll_at is None or state.next_poll_at <= now:
-            due.append(source.id)
-    return due
+def choose_sources(
+    config: Config,
+    store: Store | None,
+    named: Sequence[str],
+    *,
+    every: bool = False,
+    force: bool = False,
+) -> tuple[list[Source], list[tuple[Source, Hold, SourceState]]]:
+    """The sources a command may fetch now, and those it was asked for but may not,
+    with why (schedule.hold): the named ones, or every enabled source due or not
+    (every), or the due ones; a Retry-After window is overridden only by force.
+    Without a store (no database yet) every source has a blank state."""
+    asked = [s for s in (config.source(i) for i in named) if s] or config.enabled_sources
+    ids = [s.id for s in asked]
+    states = store.source_states(ids) if store else {i: SourceState(i) for i in ids}
+    now = datetime.now(UTC)
+    chosen: list[Source] = []
+    held: list[tuple[Source, Hold, SourceState]] = []
+    for source in asked:
+        state = states[source.id]
+        why = hold(standing(source, state), now, due_only=not (named or every), force=force)
+        if why is None:
+            chosen.append(source)
+        elif why is not Hold.NOT_DUE:
+            held.append((source, why, state))
+    return chosen, held
+
+
+def held_line(source: Source, why: Hold, state: SourceState) -> str:
+    """Why a source was not fetched, and what the operator can do about it."""
+    if why is Hold.DISABLED:
+        advice = f"`aggregator sources enable {source.id}` to poll it again"
+        return f"{source.id}: skipped: disabled in the config; {advice}"
+    if why is Hold.STOPPED:
+        advice = f"`aggregator sources enable {source.id}` to poll it again"
+        return f"{source.id}: skipped: stopped ({state.disabled_reason}); {advice}"
+    until = state.retry_not_before
+    when = f"{until:%Y-%m-%d %H:%M:%S} UTC" if until else "later"
+    advice = "--force polls it anyway"
+    return f"{source.id}: skipped: the server asked to wait until {when} (Retry-After); {advice}"
 
 
 @main.command()
 @config_option
-@click.option("--all", "poll_all", is_flag=True, help="Poll every enabled source, due or not.")
+@click.option(
+    "--all",
+    "poll_all",
+    is_flag=True,
+    help="Poll every enabled source, due or not (still never one stopped by 410 Gone, "
+    "nor one inside a server's Retry-After window).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --all or SOURCE_IDS: poll sources inside a server's Retry-After window too. "
+    "Never a disabled source or one stopped by 410 Gone: `aggregator sources enable` those.",
+)
 @click.option("--no-publish", is_flag=True, help="Store only; do not regenerate the feeds.")
 @click.argument("source_ids", nargs=-1)
-def poll(config_path: Path, poll_all: bool, no_publish: bool, source_ids: tuple[str, ...]) -> None:
-    """Poll the due sources once (or --all, or the SOURCE_IDS given), then publish."""
+def poll(
+    config_path: Path, poll_all: bool, force: bool, no_publish: bool, source_ids: tuple[str, ...]
+) -> None:
+    """Poll the due sources once (or --all, or the SOURCE_IDS given), then publish.
+
+    "Due or not" is all --all and SOURCE_IDS change: a source disabled in the config or
+    stopped by 410 Gone, or inside a Retry-After window (unless --force), is skipped
+    with the reason. Publishing also finishes whatever a killed run left unpublished.
+    """
     config = _load(config_path)
     unknown = [s for s in source_ids if config.source(s) is None]
     if unknown:
         raise click.BadParameter(f"no such source: {', '.join(unknown)}", param_hint="SOURCE_IDS")
+    if force and not (poll_all or source_ids):
+        raise click.UsageError("--force goes with --all or SOURCE_IDS")
     with _open_store(config) as store:
         store.sync_sources(config.sources)
-        now = datetime.now(UTC)
-        chosen = list(source_ids) or (
-            [s.id for s in config.enabled_sources] if poll_all else _due(config, store, now)
+        chosen_sources, held = choose_sources(
+            config, store, source_ids, every=poll_all, force=force
         )
-        chosen_sources = [s for s in (config.source(i) for i in chosen) if s is not None]
+        asked = bool(source_ids) or poll_all  # a plain poll passes over them quietly
+        for source, why, state in held if asked else ():
+            click.echo(held_line(source, why, state), err=bool(source_ids))
         with Fetcher(Limits.from_settings(config.settings), config.settings.user_agent) as fetcher:
             outcomes = poll_interactive(
                 chosen_sources,
@@ -229,9 +283,11 @@ def poll(config_path: Path, poll_all: bool, no_publish: bool, source_ids: tuple[
                 PollOutcome.describe,
                 ParseLimits.from_settings(config.settings),
             )
+        # A named source that was not polled is a request not done.
         failed = sum(1 for o in outcomes if o.failed)
+        failed += len(held) if source_ids else 0
         changed: set[FeedKey] = set().union(*(o.changed_feeds for o in outcomes))
-        if not chosen:
+        if not chosen_sources and not asked:
             click.echo("no source is due (use --all to poll every source)")
         if not no_publish:
             publisher = Publisher(config, store)

@@ -32,11 +32,12 @@ from aggregator.config import (
 from aggregator.errors import AggregatorError, ConfigError, StartError, StoreError
 from aggregator.fetch import Fetcher, Limits
 from aggregator.metrics import Metrics, StoreFacts, TimedFetcher
-from aggregator.poll import PollOutcome, poll_source
+from aggregator.poll import PollOutcome, poll_source, standing
 from aggregator.posts import PostWriter
 from aggregator.publish import Publisher
 from aggregator.retention import CLEANUP_INTERVAL, FIRST_CLEANUP_DELAY, cleanup
 from aggregator.sandbox import ParseLimits
+from aggregator.schedule import Hold, hold
 from aggregator.scheduler import PollScheduler
 from aggregator.serve import Access, FeedServer, PrivateRoute, max_age_for
 from aggregator.status import StatusReport, gather_report, report_json
@@ -235,10 +236,11 @@ class Daemon:
         if source is None or not source.enabled or self.stopping.is_set():
             return None
         assert self.store and self.fetcher and self.queue
-        disabled = self.store.source_state(source_id).disabled_reason
-        if disabled:
-            log.debug("source %s: disabled (%s); not polling", source_id, disabled)
-            return None
+        state = self.store.source_state(source_id)
+        held = hold(standing(source, state), self.clock())
+        if held is not None:  # stopped by 410 Gone, or inside a Retry-After window
+            log.debug("source %s: %s; not polling", source_id, state.disabled_reason or held.value)
+            return state.retry_not_before if held is Hold.RETRY_AFTER else None
         limits = ParseLimits.from_settings(self.config.settings)
         outcome = poll_source(source, self.store, self.fetcher, clock=self.clock, limits=limits)
         self.metrics.poll_done(source_id, outcome.result)

@@ -23,7 +23,7 @@ from aggregator.fetch import Fetcher, FetchRequest
 from aggregator.models import EntryRecord, FetchResult, ParsedFeed, evolve
 from aggregator.rules import prepare
 from aggregator.sandbox import ParseLimits, parse_limited
-from aggregator.schedule import PollFacts, next_poll_at
+from aggregator.schedule import PollFacts, Standing, next_poll_at, retry_window_end
 from aggregator.sharecode import share_code
 from aggregator.store import FeedKey, IngestResult, SourceState, Store
 
@@ -267,7 +267,7 @@ class Parsed:
     validators: dict[str, str | None]
     facts: PollFacts
     started: datetime
-    stored_at: datetime
+    stored_at: datetime  # when the parse ended: the entries' time, and the poll's end
     rand: float
     status: int
     fetch_seconds: float = 0.0
@@ -282,6 +282,16 @@ class PollStart:
     state: SourceState
     started: datetime
     request: FetchRequest
+
+
+def standing(source: Source, state: SourceState) -> Standing:
+    """What schedule.hold weighs for a source: its config and its stored state."""
+    return Standing(
+        enabled=source.enabled,
+        stopped=state.disabled_reason,
+        retry_not_before=state.retry_not_before,
+        next_poll_at=state.next_poll_at,
+    )
 
 
 def begin_poll(source: Source, state: SourceState, started: datetime) -> PollStart:
@@ -359,8 +369,11 @@ def after_fetch(
     stored with `record`); new bytes are parsed into a Parsed for store_parsed. A
     worker process stops here and hands the Parsed to the process that writes."""
     source, state, started = start.source, start.state, start.started
+    # Each way out reads the clock once as the poll ends: the next one counts from there.
     if isinstance(fetched, FetchError):
-        return _failed(source, record, state, fetched, started, rand(), seconds=fetched.seconds)
+        return _failed(
+            source, record, state, fetched, started, clock(), rand(), seconds=fetched.seconds
+        )
     validators = {
         "etag": fetched.etag or state.etag,
         "last_modified": fetched.last_modified or state.last_modified,
@@ -373,13 +386,31 @@ def after_fetch(
     seconds = fetched.seconds
     if fetched.body is None:
         return _succeeded(
-            source, record, "not_modified", validators, facts, started, rand(), 304, seconds
+            source,
+            record,
+            "not_modified",
+            validators,
+            facts,
+            started,
+            clock(),
+            rand(),
+            304,
+            seconds,
         )
     body_hash = hashlib.sha1(fetched.body).hexdigest()
     if body_hash == state.body_hash:
         # Same bytes as last time although the server sent no validators.
         return _succeeded(
-            source, record, "unchanged", validators, facts, started, rand(), fetched.status, seconds
+            source,
+            record,
+            "unchanged",
+            validators,
+            facts,
+            started,
+            clock(),
+            rand(),
+            fetched.status,
+            seconds,
         )
     try:
         feed, entries = parse_for_store(
@@ -395,10 +426,21 @@ def after_fetch(
     except ParseError as exc:
         moved = {"moved_to": fetched.moved_to} if fetched.moved_to else {}
         return _failed(
-            source, record, state, exc, started, rand(), fetched.status, moved, seconds=seconds
+            source,
+            record,
+            state,
+            exc,
+            started,
+            clock(),
+            rand(),
+            fetched.status,
+            moved,
+            seconds=seconds,
         )
     except Exception as exc:  # a bug must not stop other sources
-        return _internal_error(source, record, state, exc, started, rand(), fetched.status, seconds)
+        return _internal_error(
+            source, record, state, exc, started, clock(), rand(), fetched.status, seconds
+        )
     hints = hints_json(feed)
     return Parsed(
         source,
@@ -428,6 +470,7 @@ def store_parsed(parsed: Parsed, store: Store, record: RecordPoll) -> PollOutcom
             parsed.state,
             exc,
             parsed.started,
+            parsed.stored_at,
             parsed.rand,
             parsed.status,
             parsed.fetch_seconds,
@@ -439,6 +482,7 @@ def store_parsed(parsed: Parsed, store: Store, record: RecordPoll) -> PollOutcom
         parsed.validators,
         parsed.facts,
         parsed.started,
+        parsed.stored_at,
         parsed.rand,
         parsed.status,
         parsed.fetch_seconds,
@@ -454,14 +498,15 @@ def _internal_error(
     record: RecordPoll,
     state: SourceState,
     exc: Exception,
-    now: datetime,
+    started: datetime,
+    ended: datetime,
     rand: float,
     status: int,
     seconds: float,
 ) -> PollOutcome:
     log.exception("source %s: unexpected error", source.id, exc_info=exc)
     internal = ParseError(f"internal error {type(exc).__name__}: {exc}")
-    return _failed(source, record, state, internal, now, rand, status, seconds=seconds)
+    return _failed(source, record, state, internal, started, ended, rand, status, seconds=seconds)
 
 
 def _succeeded(
@@ -470,22 +515,24 @@ def _succeeded(
     result: str,
     validators: dict[str, str | None],
     facts: PollFacts,
-    now: datetime,
+    started: datetime,
+    ended: datetime,
     rand: float,
     status: int,
     seconds: float,
 ) -> PollOutcome:
-    when = next_poll_at(now, facts, rand)
+    when = next_poll_at(ended, facts, rand)
     record(
         source.id,
         {
-            "last_poll_at": now,
-            "last_success_at": now,
+            "last_poll_at": started,
+            "last_success_at": ended,
             "last_result": result,
             "last_http_status": status,
             "last_fetch_seconds": seconds,
             "error_count": 0,
             "next_poll_at": when,
+            "retry_not_before": None,
             **validators,
         },
     )
@@ -504,34 +551,37 @@ def _failed(
     record: RecordPoll,
     state: SourceState,
     exc: FetchError | ParseError,
-    now: datetime,
+    started: datetime,
+    ended: datetime,
     rand: float,
     status: int | None = None,
     extra: dict[str, str] | None = None,
     *,
     seconds: float,
 ) -> PollOutcome:
+    """A failed poll's state: backoff (and any Retry-After window) from when it ended."""
     status = exc.status if isinstance(exc, FetchError) else status
     retry_after = exc.retry_after if isinstance(exc, FetchError) else None
     gone = isinstance(exc, FetchError) and exc.gone
     message = str(exc) if isinstance(exc, FetchError) else f"not a usable feed: {exc}"
     errors = state.error_count + 1
     facts = PollFacts(source.interval, succeeded=False, error_count=errors, retry_after=retry_after)
-    when = next_poll_at(now, with_hints(facts, state.poll_hints), rand)
+    when = next_poll_at(ended, with_hints(facts, state.poll_hints), rand)
     extra = dict(extra or {})
     if gone:
-        extra["disabled_reason"] = f"410 Gone at {now:%Y-%m-%d %H:%M} UTC"
+        extra["disabled_reason"] = f"410 Gone at {ended:%Y-%m-%d %H:%M} UTC"
     record(
         source.id,
         {
-            "last_poll_at": now,
+            "last_poll_at": started,
             "last_result": "gone" if gone else "error",
             "last_http_status": status,
             "last_fetch_seconds": seconds,
             "last_error": message,
-            "last_error_at": now,
+            "last_error_at": ended,
             "error_count": errors,
             "next_poll_at": when,
+            "retry_not_before": retry_window_end(ended, retry_after),
             **extra,
         },
     )

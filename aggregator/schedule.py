@@ -1,17 +1,25 @@
-"""When to poll a source next. Pure functions over plain values.
+"""When to poll a source next, and whether it may be fetched now. Pure functions over
+plain values.
 
 On success: the source's interval, never earlier than the server's freshness
 lifetime (Cache-Control / Expires), the feed's <ttl> or its sy:updatePeriod,
 each clamped to a sane range. On failure: exponential backoff from the
 interval, capped, and never earlier than Retry-After. A little random jitter
 spreads sources that share an interval. Either way the time found is then
-moved out of the feed's <skipHours> / <skipDays>, which only ever delays.
+moved out of the feed's <skipHours> / <skipDays>, which only ever delays, and
+it counts from when the poll ended (its answer or its failure came), not from
+when it started.
+
+Whatever asks (the daemon, `poll`, `poll --all`, `sources check`), a source
+disabled in the config or stopped by 410 Gone is not fetched, nor one inside
+a server's Retry-After window unless the operator forces it (see hold).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 
 MAX_BACKOFF = 24 * 3600.0
 MAX_HINT = 24 * 3600.0  # a server's max-age or ttl never pushes a poll further than this
@@ -82,9 +90,57 @@ def outside_skips(
     return when  # pragma: no cover - an allowed hour always comes within a week
 
 
-def next_poll_at(now: datetime, facts: PollFacts, rand: float) -> datetime:
-    when = now + timedelta(seconds=delay_after(facts, rand))
+def next_poll_at(ended: datetime, facts: PollFacts, rand: float) -> datetime:
+    """When to poll next, counted from when the poll ended: a source polled every 5 s
+    that timed out after 30 s waits its backoff from the failure, it is not due at once."""
+    when = ended + timedelta(seconds=delay_after(facts, rand))
     return outside_skips(when, facts.skip_hours, facts.skip_days)
+
+
+def retry_window_end(ended: datetime, retry_after: float | None) -> datetime | None:
+    """Until when a server's Retry-After keeps every command away (counted from its
+    answer, capped as in delay_after); None when it sent none."""
+    if retry_after is None:
+        return None
+    return ended + timedelta(seconds=min(max(retry_after, 0.0), MAX_RETRY_AFTER))
+
+
+class Hold(Enum):
+    """Why a source may not be fetched now."""
+
+    DISABLED = "disabled in the config"
+    STOPPED = "stopped"  # by the server: 410 Gone (the store's disabled_reason)
+    RETRY_AFTER = "asked to wait (Retry-After)"
+    NOT_DUE = "not due"
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What the config and the source's past polls say about fetching it now."""
+
+    enabled: bool = True  # in the config
+    stopped: str | None = None  # why the store stopped it (410 Gone), or None
+    retry_not_before: datetime | None = None  # the end of a Retry-After window
+    next_poll_at: datetime | None = None
+
+
+def hold(
+    standing: Standing, now: datetime, *, due_only: bool = False, force: bool = False
+) -> Hold | None:
+    """None when a source may be fetched now, else why not. A source disabled in the
+    config or stopped by 410 Gone waits for `sources enable`, whatever is asked; a
+    Retry-After window is kept unless forced; due_only also waits for the next poll
+    time (a plain `poll`: "due or not" is what --all and named sources mean)."""
+    if not standing.enabled:
+        return Hold.DISABLED
+    if standing.stopped:
+        return Hold.STOPPED
+    window = standing.retry_not_before
+    if not force and window is not None and now < window:
+        return Hold.RETRY_AFTER
+    if due_only and standing.next_poll_at is not None and now < standing.next_poll_at:
+        return Hold.NOT_DUE
+    return None
 
 
 START_SPACING = 0.5  # seconds between sources that are due at start, on average

@@ -390,6 +390,12 @@ def _migration_11(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_12(db: sqlite_utils.Database) -> None:
+    # The end of the window a server's Retry-After asked for: every command keeps it,
+    # even one that polls whether due or not (schedule.hold).
+    db.execute("ALTER TABLE sources ADD COLUMN retry_not_before TEXT")
+
+
 MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_1,
     _migration_2,
@@ -402,6 +408,7 @@ MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_9,
     _migration_10,
     _migration_11,
+    _migration_12,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -440,14 +447,15 @@ class SourceState:
     moved_to: str | None = None
     disabled_reason: str | None = None
     poll_hints: str | None = None  # JSON, see poll.py
+    retry_not_before: datetime | None = None
 
 
 _STATE_COLUMNS = """id, etag, last_modified, body_hash, error_count, next_poll_at, moved_to,
-    disabled_reason, poll_hints"""
+    disabled_reason, poll_hints, retry_not_before"""
 
 
 def _source_state(row: Sequence[Any]) -> SourceState:
-    source_id, etag, modified, body_hash, errors, next_poll, moved_to, disabled, hints = row
+    source_id, etag, modified, body_hash, errors, next_poll, moved_to, disabled, hints, wait = row
     return SourceState(
         id=source_id,
         etag=etag,
@@ -458,6 +466,7 @@ def _source_state(row: Sequence[Any]) -> SourceState:
         moved_to=moved_to,
         disabled_reason=disabled,
         poll_hints=hints,
+        retry_not_before=from_iso(wait),
     )
 
 
@@ -671,9 +680,25 @@ class Store:
                                          THEN sources.last_modified END,
                          disabled_reason = CASE WHEN sources.url = excluded.url
                                            THEN sources.disabled_reason END,
+                         retry_not_before = CASE WHEN sources.url = excluded.url
+                                            THEN sources.retry_not_before END,
                          url = excluded.url""",
                     [source.id, source.name, source.url, source.category],
                 )
+
+    def enable_sources(self, source_ids: Sequence[str]) -> list[str]:
+        """Lift the store's stop (410 Gone) from these sources and make them due now;
+        returns the ones that were stopped."""
+        with self.transaction() as db:
+            stopped = []
+            for chunk, marks in _chunks(source_ids):
+                rows = db.conn.execute(
+                    f"""UPDATE sources SET disabled_reason = NULL, next_poll_at = NULL
+                        WHERE id IN ({marks}) AND disabled_reason IS NOT NULL RETURNING id""",
+                    chunk,
+                ).fetchall()
+                stopped += [source_id for (source_id,) in rows]
+        return sorted(stopped)
 
     def source_state(self, source_id: str) -> SourceState:
         with self._lock:  # read on every poll: plain sqlite3, no row dictionaries
