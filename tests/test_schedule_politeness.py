@@ -12,11 +12,15 @@ from aggregator.schedule import (
     MAX_BACKOFF,
     MAX_HINT,
     MAX_RETRY_AFTER,
+    Hold,
     PollFacts,
+    Standing,
     delay_after,
+    hold,
     jitter,
     next_poll_at,
     outside_skips,
+    retry_window_end,
 )
 
 NOW = datetime(2026, 1, 5, 10, 20, 30, tzinfo=UTC)  # a Monday
@@ -115,3 +119,56 @@ def test_header_parsers() -> None:
     assert parse_max_age({"cache-control": "public, max-age=600"}, NOW) == 600
     assert parse_max_age({"expires": "Mon, 05 Jan 2026 11:20:30 GMT"}, NOW) == 3600
     assert parse_max_age({"cache-control": "no-cache"}, NOW) is None
+
+
+# --- whether a source may be fetched now: every command asks the same function ----------
+
+LATER = NOW + timedelta(hours=1)
+EARLIER = NOW - timedelta(hours=1)
+
+
+def test_due_or_not_is_all_that_all_and_named_sources_change() -> None:
+    waiting = Standing(next_poll_at=LATER)
+    assert hold(waiting, NOW, due_only=True) is Hold.NOT_DUE  # a plain poll, the daemon
+    assert hold(waiting, NOW) is None  # --all, or the source named
+    assert hold(Standing(next_poll_at=EARLIER), NOW, due_only=True) is None
+    assert hold(Standing(), NOW, due_only=True) is None  # never polled: due
+
+
+def test_disabled_and_gone_sources_are_never_fetched_even_forced() -> None:
+    for due_only in (False, True):
+        for force in (False, True):
+            assert hold(Standing(enabled=False), NOW, due_only=due_only, force=force) is (
+                Hold.DISABLED
+            )
+            stopped = Standing(stopped="410 Gone at 2026-01-05 09:00 UTC", next_poll_at=EARLIER)
+            assert hold(stopped, NOW, due_only=due_only, force=force) is Hold.STOPPED
+
+
+def test_a_retry_after_window_holds_until_it_ends_unless_forced() -> None:
+    window = Standing(retry_not_before=LATER, next_poll_at=EARLIER)
+    assert hold(window, NOW) is Hold.RETRY_AFTER
+    assert hold(window, NOW, due_only=True) is Hold.RETRY_AFTER
+    assert hold(window, NOW, force=True) is None
+    assert hold(window, LATER) is None  # over
+    assert hold(Standing(retry_not_before=EARLIER), NOW) is None
+
+
+def test_the_retry_window_counts_from_the_answer_and_is_capped() -> None:
+    assert retry_window_end(NOW, None) is None
+    assert retry_window_end(NOW, 120) == NOW + timedelta(seconds=120)
+    assert retry_window_end(NOW, 10 * MAX_RETRY_AFTER) == NOW + timedelta(seconds=MAX_RETRY_AFTER)
+    assert retry_window_end(NOW, -5) == NOW
+
+
+@given(interval=st.floats(min_value=1, max_value=3600), took=st.floats(0, 600), rand=rands)
+def test_the_next_poll_after_a_failure_counts_from_when_it_ended(
+    interval: float, took: float, rand: float
+) -> None:
+    """A 5 s source that timed out after 30 s is not due again at once."""
+    started = NOW
+    ended = started + timedelta(seconds=took)
+    facts = PollFacts(interval, succeeded=False, error_count=1)
+    when = next_poll_at(ended, facts, rand)
+    assert when >= ended + timedelta(seconds=0.75 * interval)
+    assert when > ended
