@@ -1348,11 +1348,6 @@ class Store:
                 "DELETE FROM feed_holes WHERE kind = ? AND name = ? AND seq = ?", filled
             )
 
-    def mark_unpublished(self, keys: Iterable[FeedKey]) -> None:
-        """Mark feeds for the next publish (mark_unpublished in a transaction of its own)."""
-        with self.transaction() as db:
-            mark_unpublished(db.conn, keys)
-
     def entry_count(self) -> int:
         return int(self._query("SELECT count(*) AS n FROM entries")[0]["n"])
 
