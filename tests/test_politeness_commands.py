@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -27,19 +26,13 @@ from tests.daemonkit import running, wait_for
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer
 from tests.hostile import Connection, HostileServer, Request
-from tests.reliability.kit import ROOT
+from tests.test_cli_concurrency import cli
 
 FEED = rss([Item("NW202112240300260001", "凝神聚力保畅通")])
 
 
 def aggregator(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aggregator", *args, "--config", str(path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return cli(path, list(args))
 
 
 def source(source_id: str, url: str, **extra: Any) -> dict[str, Any]:

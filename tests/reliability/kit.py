@@ -337,12 +337,16 @@ def write_config(
 
 
 class DaemonProcess:
-    """`python -m aggregator run` in a child process, its log in a file."""
+    """`python -m aggregator run` in a child process, its log in a file (or another
+    command: `command`)."""
 
-    def __init__(self, config: Path, port: int, log: Path) -> None:
+    def __init__(
+        self, config: Path, port: int, log: Path, command: tuple[str, ...] = ("run",)
+    ) -> None:
         self.config = config
         self.port = port
         self.log_path = log
+        self.command = command
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -355,7 +359,7 @@ class DaemonProcess:
                 "aggregator",
                 "--log-level",
                 "warning",
-                "run",
+                *self.command,
                 "--config",
                 str(self.config),
             ],

@@ -21,8 +21,6 @@ import argparse
 import json
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,7 +34,6 @@ from tests.reliability.crash import change, rebuild
 from tests.reliability.kit import (
     EN_CATEGORIES,
     EN_TAGS,
-    ROOT,
     DaemonProcess,
     Outlet,
     QuietServer,
@@ -114,60 +111,21 @@ def build_world(rng: random.Random, sources: int) -> World:
     return world
 
 
-class Command:
-    """One `python -m aggregator ...` process; `run` through DaemonProcess."""
-
-    def __init__(self, config: Path, args: tuple[str, ...], port: int, log: Path) -> None:
-        self.args = args
-        self.daemon = DaemonProcess(config, port, log) if args == ("run",) else None
-        self.config = config
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        if self.daemon:
-            self.daemon.start()
-            self.process = self.daemon.process
-            return
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "aggregator",
-                    "--log-level",
-                    "warning",
-                    *self.args,
-                    "--config",
-                    str(self.config),
-                ],
-                cwd=ROOT,
-                stdout=log,
-                stderr=log,
-            )
+class Command(DaemonProcess):
+    """One `python -m aggregator ...` process."""
 
     @property
-    def pid(self) -> int:
-        assert self.process
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        assert self.process
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
+    def daemon(self) -> bool:
+        return self.command == ("run",)
 
     def run_to_end(self) -> int:
         """The command's exit code; the daemon is stopped (SIGTERM) once healthy."""
         self.start()
-        assert self.process
         if self.daemon:
-            self.daemon.wait_healthy()
+            self.wait_healthy()
             time.sleep(0.5)  # a few polls and their publish
-            return self.daemon.stop()
-        return self.process.wait(120)
+            return self.stop()
+        return self.wait(120)
 
 
 def kill_while_publishing(
@@ -182,18 +140,18 @@ def kill_while_publishing(
     deadline = time.monotonic() + 120
     while not holds_lock(command.pid, lock):
         if not command.alive():
+            command.wait(10)
             return "", 0.0
         if time.monotonic() > deadline:
             command.kill()
-            raise RuntimeError(f"{command.args} never took the lock; see {command.log}")
+            raise RuntimeError(f"{command.command} never took the lock; see {command.log_path}")
         time.sleep(0.001)
     locked = time.monotonic()
     kill_at = locked + rng.uniform(0, estimate)
     while time.monotonic() < kill_at:
         if not command.daemon and not holds_lock(command.pid, lock):
             held = time.monotonic() - locked
-            assert command.process
-            command.process.wait(120)
+            command.wait(120)
             return "", held
         time.sleep(0.001)
     doing = "publishing" if holds_lock(command.pid, lock) else "between publishes"
@@ -231,7 +189,7 @@ def run(
             change(world, rng)
 
     try:
-        first = Command(config, ("poll", "--all"), port, work / "commands.log").run_to_end()
+        first = Command(config, port, work / "commands.log", ("poll", "--all")).run_to_end()
         if first != 0:
             raise RuntimeError(f"the first poll exited {first}; see {work / 'commands.log'}")
         for number in range(kills):
@@ -240,7 +198,7 @@ def run(
             doing = ""
             for _ in range(TRIES):
                 change(world, rng)
-                command = Command(config, killed, port, work / "commands.log")
+                command = Command(config, port, work / "commands.log", killed)
                 stop = threading.Event()
                 if command.daemon:  # news while it runs: it polls and publishes again
                     threading.Thread(target=newsroom, args=(stop,), daemon=True).start()
@@ -259,7 +217,7 @@ def run(
             report.kills += 1
             report.moments[f"{' '.join(killed)}: {doing}"] += 1
             report.temp_files_left_by_kills += len(temp_files(output))
-            code = Command(config, after, port, work / "commands.log").run_to_end()
+            code = Command(config, port, work / "commands.log", after).run_to_end()
             report.pairs[f"{' '.join(killed)} -> {' '.join(after)}"] += 1
             if code != 0:
                 report.problems.append(f"round {number}: {after} exited {code}")
