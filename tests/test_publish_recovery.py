@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from aggregator.cli import main
 from aggregator.config import load_config
+from aggregator.models import ParsedFeed
 from aggregator.publish import Publisher
 from aggregator.retention import cleanup
 from aggregator.store import Store
@@ -45,6 +46,25 @@ def test_a_change_committed_while_a_publish_renders_keeps_its_mark(write_config:
         s.publisher.publish(set())  # any later publish takes them
         assert s.store.unpublished() == {}
         assert b"NW202112240300000002" in (s.out / "source/jiaotong.xml").read_bytes()
+
+
+def test_a_sources_renamed_feed_marks_every_feed_showing_its_entries(write_config: Any) -> None:
+    """Its entries' atom:source changes in every feed they are in, not only in the
+    feeds a poll's new entries joined."""
+    with site(write_config) as s:
+        s.add("yaowen", record(1), record(2))
+        s.add("jiaotong", record(3))
+        s.publisher.publish()
+        source = s.config.source("yaowen")
+        assert source is not None
+        renamed = ParsedFeed("rss20", "要闻（新名）", "http://finews.example.cn/new/", "", ())
+        changed = s.store.ingest(source, renamed, [], s.now).changed_feeds
+        assert changed == set(s.store.unpublished())
+        assert {("all", ""), ("source", "yaowen"), ("tag", "三秦都市报新闻")} <= changed
+        assert ("source", "jiaotong") not in changed
+        s.publisher.publish(set())  # what a later command with nothing of its own does
+        assert compare_outputs(files_of(s.out), fresh(s.publisher, "fresh")) == []
+        assert "要闻（新名）" in (s.out / "tag" / "sanqin-dushibao-xinwen.xml").read_text("utf-8")
 
 
 def test_what_a_poll_stored_without_publishing_is_published_by_the_next_command(
