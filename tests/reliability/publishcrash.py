@@ -6,13 +6,14 @@ must be what a fresh publish of the same database writes.
 Each round the sources' news moves on (new articles, some carried by a second source,
 edits), then a command that publishes runs as a real process: `poll --all`, `publish`,
 `publish --rebuild`, `cleanup` (retention is set, so it removes entries) or the daemon,
-`run`, which meanwhile polls the news still coming. Once it holds the output folder's
-lock (read from /proc/locks, so the harness never touches the lock itself) it is killed
-with SIGKILL after a random part of the time that command took to publish before. Then
-one other command runs to the end, `poll` (whatever is due), `poll --all`, `publish`,
-`cleanup`, or `run` stopped with SIGTERM once healthy; after it the output folder must
-hold, file for file, what publishing a copy of the database from scratch writes
-(reader.compare_outputs), with no temp file left and every link resolving.
+`run`, which meanwhile polls the news still coming. (Before a command that does not
+poll, `poll --all --no-publish` stores the news, so it has that to publish.) Once it
+holds the output folder's lock (read from /proc/locks, so the harness never touches the
+lock itself) it is killed with SIGKILL after a random part of the time that command took
+to publish before. Then one other command runs to the end, `poll` (whatever is due),
+`poll --all`, `publish`, `cleanup`, or `run` stopped with SIGTERM once healthy; after it
+the output folder must hold, file for file, what publishing a copy of the database from
+scratch writes (reader.compare_outputs), with no temp file left and every link resolving.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ SETTINGS = {
 KILLED = (("poll", "--all"), ("publish",), ("publish", "--rebuild"), ("cleanup",), ("run",))
 AFTER = (("poll",), ("publish",), ("cleanup",), ("run",), ("poll", "--all"))
 LOCK = ".publish.lock"  # aggregator.files.LOCK_NAME
-TRIES = 6  # runs of one command that may finish before their kill, per round
+TRIES = 10  # runs of one command that may finish before their kill, per round
+POLLING = ("poll", "run")  # the other commands get the news stored for them first:
+STORE_ONLY = ("poll", "--all", "--no-publish")
 
 
 @dataclass
@@ -198,6 +201,10 @@ def run(
             doing = ""
             for _ in range(TRIES):
                 change(world, rng)
+                if killed[0] not in POLLING:  # the news stored, left for it to publish
+                    store_only = Command(config, port, work / "commands.log", STORE_ONLY)
+                    if store_only.run_to_end() != 0:
+                        report.problems.append(f"round {number}: poll --no-publish failed")
                 command = Command(config, port, work / "commands.log", killed)
                 stop = threading.Event()
                 if command.daemon:  # news while it runs: it polls and publishes again
