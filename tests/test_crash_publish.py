@@ -29,8 +29,9 @@ def test_a_kill_during_any_publish_is_finished_by_the_next_command(tmp_path: Pat
 
 @pytest.mark.reliability
 def test_more_kills_during_publishes_are_always_finished(tmp_path: Path) -> None:
-    report = publishcrash.run(10, tmp_path, sources=10, seed=11)
+    """Other pairs than the short form's (the sixth kill starts the second round of
+    pairings), another seed."""
+    report = publishcrash.run(7, tmp_path, sources=8, seed=11)
     assert report.problems == []
-    assert report.kills == 10
-    assert len(report.pairs) == 10
-    assert sum(n for moment, n in report.moments.items() if "publishing" in moment) >= 5
+    assert report.kills == 7
+    assert sum(n for moment, n in report.moments.items() if "publishing" in moment) >= 4
