@@ -1470,7 +1470,7 @@ class NewEntries:
 
 def mark_unpublished(conn: sqlite3.Connection, keys: Iterable[FeedKey]) -> None:
     """In the caller's transaction, mark these feeds as not showing it yet (see
-    _migration_10): each gets the number of this change, newer than any mark a
+    _migration_11): each gets the number of this change, newer than any mark a
     publisher may be holding."""
     rows = sorted(set(keys))
     if not rows:

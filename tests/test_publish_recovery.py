@@ -127,8 +127,8 @@ def test_a_store_from_before_the_marks_publishes_every_feed_once(
     with site(write_config) as s:
         fill(s, 6)
         database = s.store.path
-    old = tmp_path / "v9.db"
-    as_of_schema(9, database, old, ("sources", *ROWS))
+    old = tmp_path / "v10.db"
+    as_of_schema(10, database, old, ("sources", *ROWS))
     with Store(old) as store:
         assert set(store.unpublished()) == set(KEYS)
         assert store.holes() == {}
