@@ -24,13 +24,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
-from aggregator import PROJECT_URL, __version__
+from aggregator import PROJECT_URL, __version__, iri
 from aggregator.config import Config, Source, Term
 from aggregator.feedpages import Paging, distinct_updated, pages_to_render, shown_updated
 from aggregator.files import (
@@ -58,7 +57,7 @@ ATOM_TYPE = "application/atom+xml"
 JSON_TYPE = "application/feed+json"
 WRITE_THREADS = 4  # files written (and fsynced) at once
 # Bump when what an entry looks like in a document changes: cached fragments go stale.
-RENDER_VERSION = "1"
+RENDER_VERSION = "2"
 
 
 def entry_id(code: str) -> str:
@@ -193,50 +192,29 @@ class Document:
         return self.info.subtitle
 
 
-def _absolute(url: str) -> str:
-    parts = urlsplit(url or "")
-    return url if parts.scheme in ("http", "https") and parts.netloc else ""
-
-
-def canonical_iri(value: str) -> str:
-    """An id as the W3C validator wants it: lower-case scheme and host. "" if not absolute."""
-    value = strip_control((value or "").strip())
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return ""
-    scheme = parts.scheme.lower()
-    if scheme in ("urn", "tag"):
-        return f"{scheme}:{parts.path}" if parts.path else ""
-    if not scheme or not parts.netloc:
-        return ""
-    netloc = parts.netloc.lower() if "@" not in parts.netloc else parts.netloc
-    for default in (":80", ":443"):
-        if netloc.endswith(default) and scheme == {":80": "http", ":443": "https"}[default]:
-            netloc = netloc.removesuffix(default)
-    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, parts.fragment))
-
-
 def _title(text: str) -> str:
     text = strip_control(text).strip()
     return text if len(text) <= MAX_TITLE else text[: MAX_TITLE - 1].rstrip() + "…"
 
 
 def _source_view(row: SourceRow, source: Source | None) -> SourceView:
+    """The source as atom:source shows it. Its id is the source feed's own, made a
+    canonical URI, else its link's or its URL's; when none can be one (a malformed
+    urn:uuid:, say), an id of ours. The store keeps what the feed said."""
     name = (source.name if source else row["name"]) or row["id"]
-    link = _absolute(row["feed_link"] or "")
-    fetched = row["moved_to"] or (source.url if source else row["url"]) or ""
+    link = iri.link(row["feed_link"] or "")
+    feed_url = iri.link(row["moved_to"] or (source.url if source else row["url"]) or "")
     source_id = (
-        canonical_iri(row["feed_id"] or "")
-        or canonical_iri(link)
-        or canonical_iri(_absolute(fetched))
+        iri.feed_id(row["feed_id"] or "")
+        or iri.feed_id(link)
+        or iri.feed_id(feed_url)
         or f"urn:uuid:{uuid.uuid5(ID_NAMESPACE, 'source:' + row['id'])}"
     )
     return SourceView(
         id=source_id,
         title=_title(row["feed_title"] or name) or name,
         link=link,
-        feed_url=_absolute(fetched),
+        feed_url=feed_url,
         author=_title((source.attribution if source else None) or name),
     )
 
@@ -711,7 +689,7 @@ class Publisher:
 
     def _view(self, article: StoredArticle, updated: datetime) -> EntryView:
         base = self.config.settings.base_url
-        link = _absolute(strip_control(article.link))
+        link = iri.link(article.link)
         title = _title(article.title) or link or article.code
         content = clean_html(article.content or article.summary) or html.escape(title)
         categories = [
@@ -732,9 +710,9 @@ class Publisher:
             content=content,
             categories=tuple(categories),
             enclosures=tuple(
-                (e.url, strip_control(e.type), e.length)
-                for e in article.enclosures
-                if _absolute(e.url)
+                (url, strip_control(e.type), e.length)
+                for url, e in ((iri.link(e.url), e) for e in article.enclosures)
+                if url
             ),
             source=self._source_meta.get(article.source_id),
         )
