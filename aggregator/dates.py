@@ -16,6 +16,8 @@ from feedparser.datetimes import _parse_date
 
 MIN_YEAR = 1990
 FUTURE_SLACK = timedelta(days=1)
+# No zone is further from UTC than this (Kiribati's +14:00): "+2500" is no offset.
+_MAX_OFFSET = "1400"
 
 _CHINESE = re.compile(
     r"(\d{4})\s*[年/.\-]\s*(\d{1,2})\s*[月/.\-]\s*(\d{1,2})\s*日?"
@@ -135,10 +137,31 @@ def sane(value: datetime | None, seen_at: datetime) -> datetime | None:
 
 
 def entry_date(raw: str | None, parsed: time.struct_time | None, tz: str) -> datetime | None:
-    """The best reading of one date field: feedparser's, unless it missed the zone or failed."""
+    """The best reading of one date field: feedparser's, unless it missed the zone or failed.
+    A date whose zone offset no zone has is unreadable (None), as feedparser would
+    leave any other it cannot read."""
+    if raw and impossible_offset(raw):
+        return None
     if raw and _CHINESE.match(raw.strip()):
         return parse_local(raw, tz)
     return from_struct(parsed)
+
+
+def impossible_offset(raw: str) -> bool:
+    """Whether a date and time ends in a zone offset ("03:00:26 +0800", "T10:30-05:00",
+    "GMT+2500") beyond +-14:00 or with over 59 minutes. By hand: a pattern searched
+    for cost more than the rest of reading the date."""
+    text = raw.rstrip()
+    if text[-6:-5] in ("+", "-") and text[-3:-2] == ":":
+        sign, hours, minutes = len(text) - 6, text[-5:-3], text[-2:]
+    elif text[-5:-4] in ("+", "-"):
+        sign, hours, minutes = len(text) - 5, text[-4:-2], text[-2:]
+    else:
+        return False
+    digits = hours + minutes
+    if not digits.isdigit() or text.find(":", 0, sign) < 0:  # no time: "24-12-2021"
+        return False
+    return minutes > "59" or digits > _MAX_OFFSET  # digit strings of one length
 
 
 def to_utc(value: datetime) -> datetime:

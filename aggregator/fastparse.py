@@ -46,8 +46,10 @@ from aggregator.sanitize import http_base, http_join
 # from an older version then no longer match, and entries are processed again.
 # (Left at "1" when relative URLs in HTML moved from feedparser's pass to the
 # sanitizer: the same HTML but for the order of attributes, and processing every
-# stored entry again would count each one as edited.)
-FAST_VERSION = "1"
+# stored entry again would count each one as edited. "2": escaped text in RSS titles
+# kept, display hazards removed, impossible zones refused, raw dates kept; only
+# entries whose title or dates read differently count as edited.)
+FAST_VERSION = "2"
 
 ATOM = "http://www.w3.org/2005/Atom"
 RSS10 = "http://purl.org/rss/1.0/"
@@ -109,6 +111,7 @@ class RawFeed:
     base: str  # feedparser's base URI: the document's URL
     entries: tuple[RawEntry, ...]
     syndication: tuple[tuple[str, str], ...] = ()  # sy:updatePeriod/updateFrequency as read
+    title_type: str = "text/plain"  # as feedparser's title_detail would give it
 
 
 # --- text as feedparser's pop() leaves it ----------------------------------------------
@@ -525,6 +528,11 @@ _CHANNEL_IGNORED = frozenset(
 )
 
 
+def _guessed_type(text: str) -> str:
+    """The type feedparser gives RSS text: HTML when it looks like HTML."""
+    return "text/html" if _looks_like_html(text) else "text/plain"
+
+
 def _rss20(root: etree._Element, base: str, digests: Digests) -> RawFeed:
     if not root.get("version", "").startswith("2."):
         raise Unsupported("not RSS 2.x")
@@ -535,6 +543,7 @@ def _rss20(root: etree._Element, base: str, digests: Digests) -> RawFeed:
     if channel.attrib:
         raise Unsupported("channel attributes")
     title = link = ttl = ""
+    title_type = "text/plain"
     seen: set[str] = set()
     items: list[dict[str, Any]] = []
     elements: list[etree._Element] = []
@@ -552,7 +561,8 @@ def _rss20(root: etree._Element, base: str, digests: Digests) -> RawFeed:
                 raise Unsupported(f"repeated channel {local}")
             seen.add(local)
             if local == "title":
-                title = _finish(_text(child))
+                text = _text(child)
+                title, title_type = _finish(text), _guessed_type(text)
             elif local == "link":
                 value = _text(child)
                 link = _LINK_ENTITY.sub(r"&\g<1>", _finish(_join(base, value) if value else ""))
@@ -567,11 +577,12 @@ def _rss20(root: etree._Element, base: str, digests: Digests) -> RawFeed:
         else:
             raise Unsupported(f"channel element {{{namespace}}}{local}")
     entries = tuple(map(RawEntry, items, digests(elements)))
-    return RawFeed("rss20", title, link, "", ttl, base, entries, tuple(sy))
+    return RawFeed("rss20", title, link, "", ttl, base, entries, tuple(sy), title_type)
 
 
 def _rss10(root: etree._Element, base: str, digests: Digests) -> RawFeed:
     title = link = ""
+    title_type = "text/plain"
     items: list[dict[str, Any]] = []
     elements: list[etree._Element] = []
     channels = 0
@@ -586,7 +597,8 @@ def _rss10(root: etree._Element, base: str, digests: Digests) -> RawFeed:
             for part in child:
                 part_ns, part_local = _name(part)
                 if part_ns == RSS10 and part_local == "title":
-                    title = _finish(_text(part))
+                    text = _text(part)
+                    title, title_type = _finish(text), _guessed_type(text)
                 elif part_ns == RSS10 and part_local == "link":
                     value = _text(part)
                     link = _finish(_join(base, value) if value else "")
@@ -604,11 +616,12 @@ def _rss10(root: etree._Element, base: str, digests: Digests) -> RawFeed:
     if channels != 1:
         raise Unsupported("not exactly one channel")
     entries = tuple(map(RawEntry, items, digests(elements)))
-    return RawFeed("rss10", title, link, "", "", base, entries, tuple(sy))
+    return RawFeed("rss10", title, link, "", "", base, entries, tuple(sy), title_type)
 
 
 def _atom(root: etree._Element, base: str, digests: Digests) -> RawFeed:
     title = link = feed_id = ""
+    title_type = "text/plain"
     seen: set[str] = set()
     items: list[dict[str, Any]] = []
     elements: list[etree._Element] = []
@@ -624,8 +637,8 @@ def _atom(root: etree._Element, base: str, digests: Digests) -> RawFeed:
             raise Unsupported(f"repeated feed {local}")
         seen.add(local)
         if local == "title":
-            ctype = _map_type(_attrs(child).get("type", "text"))
-            if ctype not in ("text/plain", "text/html"):
+            title_type = _map_type(_attrs(child).get("type", "text"))
+            if title_type not in ("text/plain", "text/html"):
                 raise Unsupported("feed title type")
             title = _finish(_text(child))
         elif local == "id":
@@ -648,9 +661,8 @@ def _atom(root: etree._Element, base: str, digests: Digests) -> RawFeed:
             continue
         else:
             raise Unsupported(f"feed element {local}")
-    return RawFeed(
-        "atom10", title, link, feed_id, "", base, tuple(map(RawEntry, items, digests(elements)))
-    )
+    entries = tuple(map(RawEntry, items, digests(elements)))
+    return RawFeed("atom10", title, link, feed_id, "", base, entries, (), title_type)
 
 
 def read(body: bytes, *, url: str = "", content_type: str = "") -> RawFeed | None:

@@ -46,6 +46,10 @@ class EntryRecord:
     # Given by the config's mapping rules, stored besides the source's own.
     extra_categories: tuple[str, ...] = ()
     extra_tags: tuple[str, ...] = ()
+    # The dates as the feed wrote them, kept in the store beside our reading of them
+    # (which may have refused one: an impossible zone, a year 3000).
+    published_raw: str = ""
+    updated_raw: str = ""
     # The fast path's digest of the entry's raw XML (salted per source by poll), so a
     # later poll can skip the entry before any expensive work; "" from feedparser.
     # Not part of equality: two readings of the same entry are equal whatever path.

@@ -30,6 +30,7 @@ from aggregator.models import Enclosure, EntryRecord, ParsedFeed
 from aggregator.sanitize import (
     absolute_http_url,
     clean_html,
+    has_markup,
     http_base,
     plain_text,
     strip_control,
@@ -42,6 +43,7 @@ MAX_SUMMARY = 100_000
 MAX_ENTRIES = 2000
 MAX_GUID = 2000
 MAX_NAME = 200
+MAX_RAW_DATE = 200
 
 _XML_DECLARATION = re.compile(r"\s*<\?xml(?:\s[^>]*)?\?>")
 _SKIP_HOURS = re.compile(rb"<skipHours\b[^>]*>(.*?)</skipHours\s*>", re.S)
@@ -224,9 +226,9 @@ def entry_from_fields(
     *,
     atom: bool = False,
 ) -> EntryRecord:
-    """One entry from feedparser-style fields. In Atom a text construct's type is
-    declared, so a plain-text title keeps a "<" it has; an RSS title is plain text
-    only by guess, and is read as markup with its tags dropped."""
+    """One entry from feedparser-style fields. A title is markup when its type says so
+    (see title_is_markup), else plain text whose "<" is shown: an RSS title
+    "&lt;独家&gt;报道" is "<独家>报道"."""
     link = absolute_http_url(raw.get("link") or "", base)
     part = _content_part(raw)
     content = str(part.get("value") or "")
@@ -235,15 +237,17 @@ def entry_from_fields(
     # RSS often has only <description>: then it is the content, not a summary.
     body, body_detail = (content, part) if content else (summary, summary_detail)
     # dict.get: FeedParserDict.get would map a missing `updated` to `published`.
-    published = entry_date(dict.get(raw, "published"), dict.get(raw, "published_parsed"), tz)
-    updated = entry_date(dict.get(raw, "updated"), dict.get(raw, "updated_parsed"), tz)
+    published_raw = _raw_date(dict.get(raw, "published"))
+    updated_raw = _raw_date(dict.get(raw, "updated"))
+    published = entry_date(published_raw, dict.get(raw, "published_parsed"), tz)
+    updated = entry_date(updated_raw, dict.get(raw, "updated_parsed"), tz)
     author = raw.get("author") or (raw.get("author_detail") or {}).get("name") or ""
     terms = (t.get("term") or t.get("label") or "" for t in raw.get("tags") or [])
     title = str(raw.get("title") or "")
     return EntryRecord(
         guid=strip_control(str(raw.get("id") or "")).strip()[:MAX_GUID],
         title=plain_text(
-            title, limits.title, markup=not (atom and _is_text(raw.get("title_detail")))
+            title, limits.title, markup=title_is_markup(title, raw.get("title_detail"), atom)
         ),
         link=link,
         published=sane(published, seen_at),
@@ -259,8 +263,24 @@ def entry_from_fields(
             dict.fromkeys(c for c in (plain_text(str(t), MAX_NAME) for t in terms) if c)
         ),
         enclosures=_enclosures(raw, base),
+        published_raw=published_raw,
+        updated_raw=updated_raw,
         raw_digest=raw_digest,
     )
+
+
+def title_is_markup(title: str, detail: Any, atom: bool) -> bool:
+    """Whether a title's tags are markup to drop. Atom declares a title's type; in RSS,
+    feedparser guesses (HTML if it finds a closing tag or an entity and no element it
+    distrusts), and a title it takes for text is markup still when it holds a real
+    HTML tag ("<br>", "<script>"): "<独家>" and "a<b 且 b>c" are text."""
+    if not _is_text(detail):
+        return True
+    return not atom and has_markup(title)
+
+
+def _raw_date(value: Any) -> str:
+    return strip_control(str(value or "")).strip()[:MAX_RAW_DATE]
 
 
 def _skips(data: bytes) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -331,10 +351,11 @@ def parse_prepared(
     entries = tuple(
         entry_from_fields(e, base, timezone, seen_at, limits, atom=atom) for e in raw_entries
     )
+    title, detail = str(feed.get("title") or ""), feed.get("title_detail")
     skip_hours, skip_days = _skips(prepared.data)
     return ParsedFeed(
         version=str(parsed.get("version")),
-        title=plain_text(feed.get("title") or "", limits.title),
+        title=plain_text(title, limits.title, markup=title_is_markup(title, detail, atom)),
         link=link,
         feed_id=strip_control(str(feed.get("id") or link or url)).strip()[:MAX_GUID],
         entries=entries,
@@ -382,13 +403,14 @@ def parse_fast(
         return None
     raw, entries = found
     base = http_base(url)
+    detail, atom = {"type": raw.title_type}, raw.version.startswith("atom")
     link = absolute_http_url(raw.link, base)
     ttl = raw.ttl.strip()
     syndication = {f"sy_{k.lower()}": v for k, v in raw.syndication}
     skip_hours, skip_days = _skips(prepared.data)
     return ParsedFeed(
         version=raw.version,
-        title=plain_text(raw.title, limits.title),
+        title=plain_text(raw.title, limits.title, markup=title_is_markup(raw.title, detail, atom)),
         link=link,
         feed_id=strip_control(raw.feed_id or link or url).strip()[:MAX_GUID],
         entries=entries,

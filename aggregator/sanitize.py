@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import html
 import re
+import unicodedata
 from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
@@ -21,8 +22,38 @@ import nh3
 # The characters XML 1.0 forbids, as the inside of a regular-expression class.
 _ILLEGAL_CHARS = "\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff"
 _XML_ILLEGAL = re.compile(f"[{_ILLEGAL_CHARS}]")
-_TAG = re.compile(r"<[^>]*>")
+# Markup as an HTML parser reads it: a tag starts with "<" and an ASCII letter (or
+# "/" and one), a comment or declaration with "<!" or "<?". "<独家>" and "a<b 且" are
+# text to it.
+_TAG = re.compile(r"<!--.*?-->|</?[A-Za-z][^>]*>|<[!?][^>]*>", re.S)
 _SPACE = re.compile(r"\s+")
+# A tag a browser would read as one, of an element HTML has (a comment too): what
+# makes a title that says it is text markup all the same (parse.title_is_markup).
+_REAL_TAG = re.compile(
+    r"<!--.*?-->|</?([A-Za-z][A-Za-z0-9]*+)"
+    r"""(?:\s++[A-Za-z_:][-A-Za-z0-9_:.]*+(?:\s*+=\s*+(?:"[^"]*+"|'[^']*+'|[^\s"'<>=`]++))?+)*+"""
+    r"\s*+/?>",
+    re.S,
+)
+_ELEMENT_NAMES = """a abbr acronym address area article aside audio b base bdi bdo big blink
+    blockquote body br button canvas caption center cite code col colgroup data datalist dd
+    del details dfn dialog dir div dl dt em embed fieldset figcaption figure font footer
+    form frame frameset h1 h2 h3 h4 h5 h6 head header hgroup hr html i iframe img input ins
+    kbd label legend li link main map mark marquee math menu meta meter nav nobr noembed
+    noframes noscript object ol optgroup option output p param picture plaintext pre
+    progress q rp rt ruby s samp script search section select slot small source span strike
+    strong style sub summary sup svg table tbody td template textarea tfoot th thead time
+    title tr track tt u ul var video wbr xmp"""
+HTML_ELEMENTS = frozenset(_ELEMENT_NAMES.split())
+# Invisible characters that change how a title and the text around it are shown, or
+# hide what it says: bidi embeddings, overrides and isolates (U+202A-U+202E,
+# U+2066-U+2069), zero-width space, word joiner and the invisible operators
+# (U+200B, U+2060-U+2064), U+FEFF anywhere, the Mongolian vowel separator. Joiners
+# (U+200C, U+200D) and the bidi marks stay: scripts and emoji need them.
+_DISPLAY_HAZARDS = re.compile("[\u180e\u200b\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+# Combining marks kept on one letter: scripts stack a few; "Zalgo" text stacks
+# hundreds, drawn over the lines around it.
+MAX_MARKS = 5
 
 ALLOWED_TAGS = {
     "a",
@@ -208,20 +239,63 @@ def clean_html(fragment: str, max_length: int | None = None, base: str = "") -> 
 
 
 def plain_text(fragment: str, max_length: int | None = None, *, markup: bool = True) -> str:
-    """A title or name as plain text: tags dropped, entities decoded, space folded.
-    With markup=False the value already is plain text: only controls and space change."""
+    """A title or name as plain text: tags dropped, entities decoded, space folded,
+    display hazards neutralised (see display_safe). With markup=False the value
+    already is plain text: its "<" and "&" are text, and stay."""
     text = fragment or ""
     if text.isprintable() and "<" not in text and "&" not in text and "  " not in text:
         # No controls, no tag, no entity, no space but single U+0020 (every other
-        # whitespace character is unprintable): only the ends can change.
-        text = text.strip()
+        # whitespace character, and every hazard but marks, is unprintable): only
+        # the ends and stacked marks can change.
+        text = _unstacked(text.strip())
     else:
         if markup:
             text = html.unescape(_TAG.sub("", strip_control(text)))
-        text = _SPACE.sub(" ", strip_control(text)).strip()
+        text = display_safe(_SPACE.sub(" ", strip_control(text)).strip())
     if max_length is not None and len(text) > max_length:
         text = text[: max_length - 1].rstrip() + "…"
     return text
+
+
+def has_markup(text: str) -> bool:
+    """Whether text holds a real HTML tag or comment (see _REAL_TAG)."""
+    return "<" in text and any(
+        found[1] is None or found[1].lower() in HTML_ELEMENTS for found in _REAL_TAG.finditer(text)
+    )
+
+
+def display_safe(text: str) -> str:
+    """Text without what would change how it, or what is shown around it, looks:
+    bidi overrides and isolates and zero-width characters removed, stacks of
+    combining marks cut to MAX_MARKS."""
+    return _unstacked(_DISPLAY_HAZARDS.sub("", text)).strip()
+
+
+def _unstacked(text: str) -> str:
+    if not text.isascii():
+        stacked = _stacked_marks()
+        if stacked.search(text):
+            text = stacked.sub(lambda found: found[0][:MAX_MARKS], text)
+    return text
+
+
+@functools.cache
+def _stacked_marks() -> re.Pattern[str]:
+    """More than MAX_MARKS combining marks (Mn, Me) in a row. Built on first use (a
+    scan of the Basic Multilingual Plane, ~13 ms); marks beyond it are left out,
+    which keeps the pattern's class in the fast form (non-BMP ranges cost 20x)."""
+    marks = [c for c in map(chr, range(0x300, 0x10000)) if unicodedata.category(c) in _MARKS]
+    spans: list[list[str]] = []
+    for mark in marks:
+        if spans and ord(spans[-1][1]) == ord(mark) - 1:
+            spans[-1][1] = mark
+        else:
+            spans.append([mark, mark])
+    members = "".join(first if first == last else f"{first}-{last}" for first, last in spans)
+    return re.compile(f"[{members}]{{{MAX_MARKS + 1},}}")
+
+
+_MARKS = frozenset({"Mn", "Me"})
 
 
 def http_base(url: str) -> str:

@@ -396,6 +396,13 @@ def _migration_12(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE sources ADD COLUMN retry_not_before TEXT")
 
 
+def _migration_13(db: sqlite_utils.Database) -> None:
+    """Each entry keeps its dates as the feed wrote them, beside our reading of them
+    (which may have refused one). Entries stored before have none (NULL)."""
+    db.execute("ALTER TABLE entries ADD COLUMN published_raw TEXT")
+    db.execute("ALTER TABLE entries ADD COLUMN updated_raw TEXT")
+
+
 MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_1,
     _migration_2,
@@ -409,6 +416,7 @@ MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_10,
     _migration_11,
     _migration_12,
+    _migration_13,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -981,7 +989,7 @@ class Store:
         db.conn.execute(
             """UPDATE entries SET title = ?, link = ?, updated = ?, author = ?, summary = ?,
                  content = ?, categories = ?, enclosures = ?,
-                 published = COALESCE(?, published)
+                 published = COALESCE(?, published), published_raw = ?, updated_raw = ?
                WHERE code = ?""",
             [
                 entry.title,
@@ -993,6 +1001,8 @@ class Store:
                 _json_list(entry.categories),
                 _json_enclosures(entry.enclosures),
                 iso(entry.published) if entry.published else None,
+                entry.published_raw,
+                entry.updated_raw,
                 entry.code,
             ],
         )
@@ -1435,6 +1445,8 @@ class NewEntries:
                 _json_list(entry.categories),
                 _json_enclosures(entry.enclosures),
                 source.id,
+                entry.published_raw,
+                entry.updated_raw,
             )
         )
         self.carried.append((entry, source.id, stamp))
@@ -1446,8 +1458,9 @@ class NewEntries:
             return
         conn.executemany(
             """INSERT INTO entries (code, code_rule, guid, title, link, published, updated,
-                 first_seen, author, summary, content, categories, enclosures, source_id)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                 first_seen, author, summary, content, categories, enclosures, source_id,
+                 published_raw, updated_raw)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             self.entries,
         )
         # Hashed only now: writing the rows left each body's UTF-8 with its str

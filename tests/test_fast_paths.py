@@ -222,16 +222,19 @@ texts = st.lists(
             *WHITESPACE,
             *["<b>", "</b>", "<", ">", "&amp;", "&#1;", "&#12288;", "&", "\x01", "\ud800"],
             *["\ufffe", "标题", "“冬日”", "AT&T", "Ã©", "\x80", "\x93", "é", "abc"],
+            *["\u202e", "\u2067", "\ufeff", "\u2060", "\u200d", "\u0301" * 3, "&#x202E;"],
         ]
     ),
     max_size=8,
 ).map("".join) | st.text(max_size=20)
 
 
-def _reference_plain_text(fragment: str, max_length: int | None = None) -> str:
+def _reference_plain_text(fragment: str, max_length: int | None = None, markup: bool = True) -> str:
     """plain_text as it was before it had a shortcut."""
-    text = html.unescape(sanitize._TAG.sub("", strip_control(fragment or "")))
-    text = sanitize._SPACE.sub(" ", strip_control(text)).strip()
+    text = strip_control(fragment or "")
+    if markup:
+        text = html.unescape(sanitize._TAG.sub("", text))
+    text = sanitize.display_safe(sanitize._SPACE.sub(" ", strip_control(text)).strip())
     if max_length is not None and len(text) > max_length:
         text = text[: max_length - 1].rstrip() + "…"
     return text
@@ -248,9 +251,9 @@ def _reference_finish(text: str) -> str:
 
 
 @settings(max_examples=500)
-@given(texts, st.sampled_from([None, 1, 5, 1000]))
-def test_text_shortcuts_agree(text: str, limit: int | None) -> None:
-    assert plain_text(text, limit) == _reference_plain_text(text, limit)
+@given(texts, st.sampled_from([None, 1, 5, 1000]), st.booleans())
+def test_text_shortcuts_agree(text: str, limit: int | None, markup: bool) -> None:
+    assert plain_text(text, limit, markup=markup) == _reference_plain_text(text, limit, markup)
     assert fastparse._finish(text) == _reference_finish(text)
 
 
