@@ -6,8 +6,13 @@ Precedence, after RFC 7303 and what real (often Chinese) sites send:
 2. the charset parameter of the HTTP Content-Type;
 3. the encoding in the XML declaration (read after sniffing the byte
    pattern of ``<?xml``, XML 1.0 appendix F, so UTF-16 without a BOM works);
-4. detection: UTF-8 when the bytes are valid UTF-8, else GB18030, else
-   windows-1252.
+4. detection: UTF-8 when the bytes are valid UTF-8; UTF-8 with U+FFFD for the
+   bad bytes when they are overwhelmingly UTF-8 (a few broken characters do
+   not make a document windows-1252); else what a detector (charset-normalizer)
+   finds, GB18030 first whenever it finds GB18030 about as likely as anything
+   (this project's sources are Chinese, and short GBK text also reads as EUC-KR
+   or Big5), so EUC-JP, EUC-KR, Shift_JIS, KOI8-R or TIS-620 are told apart;
+   windows-1252 when nothing fits.
 
 A declared encoding that cannot decode the bytes (GBK wrongly declared as
 UTF-8) is passed over for the next candidate. GB2312 and GBK labels are read
@@ -51,11 +56,22 @@ _SUPERSETS = {
 _ANYTHING_GOES = {"cp1252", "iso8859-15", "cp1251", "koi8-r", "iso8859-2", "iso8859-5"}
 
 
+# Overwhelmingly UTF-8: this many valid non-ASCII characters or more for each bad byte.
+MOSTLY_UTF8 = 20
+# How much more disorder (charset-normalizer's "chaos", 0 to 1) GB18030 may show than the
+# detector's best guess and still be taken: short Chinese text reads nearly as well in
+# EUC-KR, Johab or Big5; Korean or Japanese text of a few dozen characters read as GB18030
+# shows 0.15 or more.
+GB18030_MARGIN = 0.1
+# The detector reads this much of a body at most (it samples within it).
+DETECT_BYTES = 256 * 1024
+
+
 @dataclass(frozen=True)
 class Decoded:
     text: str
     encoding: str  # the Python codec name used
-    chosen_by: str  # "bom", "http", "xml", "detected" or "fallback"
+    chosen_by: str  # "bom", "http", "xml", "detected", "repaired" (UTF-8 with U+FFFD) or "fallback"
 
 
 def normalise(label: str) -> str | None:
@@ -125,7 +141,8 @@ def _fix_utf16_label(encoding: str, body: bytes) -> str:
 
 
 def candidates(body: bytes, content_type: str) -> list[tuple[str, str]]:
-    """(codec, why) in precedence order, duplicates removed."""
+    """(codec, why) in precedence order, duplicates removed: the declared encodings, the
+    byte family, UTF-8. (What detection finds comes after these, in decode.)"""
     found: list[tuple[str, str]] = []
     for label, why in (
         (http_charset(content_type), "http"),
@@ -137,7 +154,7 @@ def candidates(body: bytes, content_type: str) -> list[tuple[str, str]]:
     family = sniff_family(body)
     if family != "ascii":
         found.append((family, "detected"))
-    found += [("utf-8", "detected"), ("gb18030", "detected")]
+    found.append(("utf-8", "detected"))
     unique: dict[str, str] = {}
     for codec, why in found:
         unique.setdefault(codec, why)
@@ -156,10 +173,77 @@ def decode(body: bytes, content_type: str = "") -> Decoded:
         if text is None:
             continue
         if codec in _ANYTHING_GOES and not body.isascii():
-            # Latin-1 style labels decode anything; valid UTF-8 with non-ASCII
-            # bytes is almost never meant as Latin-1 (a server default label).
+            # Latin-1 style labels decode anything; UTF-8 with non-ASCII bytes is
+            # almost never meant as Latin-1 (a server default label).
             utf8 = _try(body, "utf-8")
             if utf8 is not None:
                 return Decoded(utf8, "utf-8", "detected")
+            repaired = mostly_utf8(body)
+            if repaired is not None:
+                return Decoded(repaired, "utf-8", "repaired")
         return Decoded(text, codec, why)
+    repaired = mostly_utf8(body)
+    if repaired is not None:
+        return Decoded(repaired, "utf-8", "repaired")
+    return detect(body)
+
+
+def mostly_utf8(body: bytes) -> str | None:
+    """The body read as UTF-8, a U+FFFD for each bad sequence, when it is overwhelmingly
+    UTF-8 (MOSTLY_UTF8 good non-ASCII characters for each bad one); else None. GBK or
+    Latin-1 bytes make almost no valid UTF-8 sequence, which its head shows already."""
+    head = body[:_HEAD_BYTES]
+    if len(body) > len(head) and not _mostly_utf8(head.decode("utf-8", errors="replace"), head):
+        return None
+    text = body.decode("utf-8", errors="replace")
+    return text if _mostly_utf8(text, body) else None
+
+
+_HEAD_BYTES = 64 * 1024
+
+
+def _mostly_utf8(text: str, body: bytes) -> bool:
+    bad = text.count("\ufffd") - body.count("\ufffd".encode())  # the body's own are good
+    if bad <= 0:
+        return True
+    non_ascii = len(text) - len(text.encode("ascii", errors="ignore"))
+    return non_ascii - bad >= MOSTLY_UTF8 * bad
+
+
+def detect(body: bytes) -> Decoded:
+    """The encoding a detector finds for a body that declares none that works: GB18030
+    when it decodes and the detector finds it about as likely as its best guess (see
+    GB18030_MARGIN), else the best guess, else windows-1252 with replacements."""
+    from charset_normalizer import from_bytes  # its tables load on the first document
+
+    gb18030 = _try(body, "gb18030")
+    matches = from_bytes(_sample(body), preemptive_behaviour=False)
+    best = matches.best()
+    chaos = {normalise(m.encoding): m.chaos for m in reversed(list(matches))}
+    if gb18030 is not None and (
+        best is None or chaos.get("gb18030", 1.0) <= best.chaos + GB18030_MARGIN
+    ):
+        return Decoded(gb18030, "gb18030", "detected")
+    codec = normalise(best.encoding) if best is not None else None
+    if best is not None and any(
+        normalise(m.encoding) == "cp1252" and (m.chaos, m.coherence) == (best.chaos, best.coherence)
+        for m in matches
+    ):
+        codec = "cp1252"  # on a tie, the web's default for undeclared Latin text
+    if codec:
+        text = _try(body, codec)
+        if text is None:  # beyond the sample: a few bad bytes
+            text = body.decode(codec, errors="replace")
+        return Decoded(text, codec, "detected")
+    if gb18030 is not None:
+        return Decoded(gb18030, "gb18030", "detected")
     return Decoded(body.decode("windows-1252", errors="replace"), "cp1252", "fallback")
+
+
+def _sample(body: bytes) -> bytes:
+    """The head of a large body, cut after a ">" (ASCII in every encoding that gets
+    here), so no character is split."""
+    if len(body) <= DETECT_BYTES:
+        return body
+    cut = body.rfind(b">", 0, DETECT_BYTES)
+    return body[: cut + 1] if cut > 0 else body[:DETECT_BYTES]

@@ -162,7 +162,7 @@ def _utf8_as_sent(body: bytes, decoded: Decoded) -> bool:
     decoding leaves no surrogates; the controls and U+FFFE/U+FFFF are looked for."""
     return (
         decoded.encoding == "utf-8"
-        and decoded.chosen_by != "bom"
+        and decoded.chosen_by not in ("bom", "repaired")
         and len(body.translate(None, _C0_BYTES)) == len(body)
         and "\ufffe" not in decoded.text
         and "\uffff" not in decoded.text
