@@ -2,7 +2,8 @@
 
 HTML goes through an allow-list sanitizer (nh3): no scripts, no event
 handlers, no forms, only absolute http(s) (and mailto) URLs, resolved
-against the feed's base; no attribute at all may carry a javascript:,
+against the feed's base (a document without an http(s) base, a file: source,
+keeps relative ones as written); no attribute at all may carry a javascript:,
 vbscript: or data: value. Every string loses the control characters XML
 cannot carry.
 """
@@ -143,10 +144,22 @@ def _attribute_filter(base: str) -> Callable[[str, str, str], str | None]:
             if name == "href" and value.strip().lower().startswith("mailto:"):
                 return value.strip()
         if name in URL_ATTRIBUTES:
-            return absolute_http_url(value, base) or None
+            return absolute_http_url(value, base) or (None if base else _relative(value))
         return value
 
     return check
+
+
+def _relative(value: str) -> str | None:
+    """A relative reference ("/more.html", "a/b.jpg", "#top") as written, for a document
+    with no http(s) base to resolve it against (a file: source): kept, not dropped.
+    One with a scheme has been judged already."""
+    value = strip_control(value).strip()
+    try:
+        relative = bool(value) and not urlsplit(value).scheme and len(value) <= MAX_URL
+    except ValueError:
+        return None
+    return value if relative else None
 
 
 @functools.lru_cache(maxsize=128)
@@ -217,7 +230,8 @@ def _clean_known_shape(fragment: str, base: str) -> str | None:
 
 def clean_html(fragment: str, max_length: int | None = None, base: str = "") -> str:
     """Allow-list sanitize an HTML fragment; relative URLs are resolved against base
-    (and dropped when they cannot be made absolute http(s))."""
+    (and dropped when they cannot be made absolute http(s)), or kept as they are
+    when there is no base."""
     if not fragment:
         return ""
     known = _clean_known_shape(fragment, base)

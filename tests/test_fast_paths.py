@@ -129,8 +129,17 @@ def _reference_check(base: str, name: str, value: str) -> str | None:
     if name in URL_ATTRIBUTES:
         if name == "href" and value.strip().lower().startswith("mailto:"):
             return value.strip()
-        return _joined_http_url(value, base) or None
+        return _joined_http_url(value, base) or (None if base else _kept_relative(value))
     return value
+
+
+def _kept_relative(value: str) -> str | None:
+    """With no base, a relative reference is kept as written (a file: source's links)."""
+    value = strip_control(value).strip()
+    try:
+        return value if value and not urlsplit(value).scheme else None
+    except ValueError:
+        return None
 
 
 @settings(max_examples=600)
@@ -452,8 +461,11 @@ def test_the_sanitizer_resolves_what_feedparsers_uri_pass_resolved(markup: str, 
     # feedparser is told not to resolve relative URIs inside HTML: the sanitizer's
     # attribute filter does it. What comes out is what feedparser's pass, then the
     # sanitizer, gave (but for the order of attributes, which its pass sorted).
+    # Without an http(s) base, the sanitizer keeps relative URLs as they are, as
+    # feedparser's pass does with no base at all.
     http_base = sanitize.http_base(base)
-    before = clean_html(resolve_relative_uris(markup, base, "utf-8", "text/html"), base=http_base)
+    resolved = resolve_relative_uris(markup, base if http_base else "", "utf-8", "text/html")
+    before = clean_html(resolved, base=http_base)
     assert _shape(clean_html(markup, base=http_base)) == _shape(before)
 
 
@@ -469,6 +481,8 @@ def test_every_url_the_sanitizer_keeps_is_absolute_http(markup: str, base: str) 
             if name == "href" and value.startswith("mailto:"):
                 continue  # links may also be mail addresses
             parts = urlsplit(value)
+            if not sanitize.http_base(base) and not parts.scheme:
+                continue  # no base to resolve against: relative, as written
             assert parts.scheme in ("http", "https") and parts.hostname, value
 
 
