@@ -27,12 +27,13 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from aggregator import iri
 from aggregator.config import Config, PostsSettings, ShareCodeRule, Source
 from aggregator.errors import AggregatorError
 from aggregator.files import FolderLock, remove_temps, write_if_changed
 from aggregator.models import EntryRecord
 from aggregator.parse import MAX_CONTENT
-from aggregator.sanitize import clean_html, strip_control
+from aggregator.sanitize import clean_html, display_safe, strip_control
 from aggregator.sharecode import share_code
 from aggregator.store import Store, StoredArticle
 
@@ -373,18 +374,17 @@ def build_post(article: StoredArticle, config: Config) -> PostData:
         tag_names[0] if tag_names else category,
     )
     when = article.published.astimezone(zone).replace(microsecond=0)
-    derived, _ = code_from_link(
-        article.link, rules_for(config, slugs), article.title, article.published
-    )
+    link = iri.link(article.link) or article.link  # what cannot be a URI: as it came
+    derived, _ = code_from_link(link, rules_for(config, slugs), article.title, article.published)
     return PostData(
-        title=strip_control(article.title),
+        title=display_safe(strip_control(article.title)),
         date=when,
         categories=slugs,
         tags=tag_names,
         html=with_attribution(
             article.content or article.summary, attribution_for(source, category_names)
         ),
-        link=article.link,
+        link=link,
         footer=footer,
         layout=config.posts.layout,
         # The code is written unless the share link gives it back, so every post imports

@@ -42,7 +42,7 @@ from aggregator.files import (
 )
 from aggregator.jsonfeed import assemble_json, item_bytes, json_head
 from aggregator.listing import render_index, render_opml
-from aggregator.sanitize import clean_html, strip_control
+from aggregator.sanitize import clean_html, display_safe, strip_control
 from aggregator.store import FeedKey, Render, SourceRow, Store, StoredArticle
 from aggregator.websub import HubNotifier
 
@@ -193,7 +193,9 @@ class Document:
 
 
 def _title(text: str) -> str:
-    text = strip_control(text).strip()
+    """A title or name as shown: stored ones are clean already, but rows written by
+    other means or before the display hazards were removed may not be."""
+    text = display_safe(strip_control(text))
     return text if len(text) <= MAX_TITLE else text[: MAX_TITLE - 1].rstrip() + "…"
 
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from aggregator import sourcefile
+from aggregator import iri, sourcefile
 from aggregator.cli import EXIT_FAILED, _load, config_option, main
 from aggregator.commands.sources import apply_edit, fail, read_config
 from aggregator.config import feed_url_key
@@ -143,7 +143,8 @@ def export_opml(config_path: Path, output: Path | None, include_secrets: bool) -
     html_urls: dict[str, str] = {}
     if config.settings.database.exists():
         with Store(config.settings.database) as store:
-            html_urls = {r["id"]: r["feed_link"] for r in store.source_rows() if r["feed_link"]}
+            links = {r["id"]: iri.link(r["feed_link"] or "") for r in store.source_rows()}
+            html_urls = {source_id: link for source_id, link in links.items() if link}
     document = build_opml(
         tables, title=config.settings.title, now=datetime.now(UTC), html_urls=html_urls
     )
