@@ -200,16 +200,16 @@ def _title(text: str) -> str:
 
 
 def _source_view(row: SourceRow, source: Source | None) -> SourceView:
-    """The source as atom:source shows it. Its id is the source feed's own, made a
-    canonical URI, else its link's or its URL's; when none can be one (a malformed
-    urn:uuid:, say), an id of ours. The store keeps what the feed said."""
+    """The source as atom:source shows it. Its id is the source feed's own made a
+    canonical URI, else (a feed without one) its link's or its URL's; an id that
+    cannot be one (a malformed urn:uuid:, say) is replaced by one of ours. The store
+    keeps what the feed said."""
     name = (source.name if source else row["name"]) or row["id"]
     link = iri.link(row["feed_link"] or "")
     feed_url = iri.link(row["moved_to"] or (source.url if source else row["url"]) or "")
+    given = row["feed_id"] or ""
     source_id = (
-        iri.feed_id(row["feed_id"] or "")
-        or iri.feed_id(link)
-        or iri.feed_id(feed_url)
+        (iri.feed_id(given) if given.strip() else iri.feed_id(link) or iri.feed_id(feed_url))
         or f"urn:uuid:{uuid.uuid5(ID_NAMESPACE, 'source:' + row['id'])}"
     )
     return SourceView(

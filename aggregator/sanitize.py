@@ -144,10 +144,20 @@ def _attribute_filter(base: str) -> Callable[[str, str, str], str | None]:
             if name == "href" and value.strip().lower().startswith("mailto:"):
                 return value.strip()
         if name in URL_ATTRIBUTES:
-            return absolute_http_url(value, base) or (None if base else _relative(value))
+            url = absolute_http_url(value, base)
+            if url and not url.isascii():  # a host in another script, say
+                url = _as_uri(url)
+            return url or (None if base else _relative(value))
         return value
 
     return check
+
+
+def _as_uri(url: str) -> str:
+    """A URL as published links are (iri.link: a look-alike host in IDNA)."""
+    from aggregator import iri  # it builds on this module
+
+    return iri.link(url)
 
 
 def _relative(value: str) -> str | None:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from lxml import etree
 from lxml import html as lxml_html
 
-from aggregator import fastparse, sanitize, sharecode
+from aggregator import fastparse, iri, sanitize, sharecode
 from aggregator.dates import feedparser_date
 from aggregator.parse import prepare, prepare_unread
 from aggregator.sanitize import (
@@ -129,7 +129,10 @@ def _reference_check(base: str, name: str, value: str) -> str | None:
     if name in URL_ATTRIBUTES:
         if name == "href" and value.strip().lower().startswith("mailto:"):
             return value.strip()
-        return _joined_http_url(value, base) or (None if base else _kept_relative(value))
+        url = _joined_http_url(value, base)
+        if not url.isascii():
+            url = iri.link(url)  # a host in another script shown as links are
+        return url or (None if base else _kept_relative(value))
     return value
 
 
