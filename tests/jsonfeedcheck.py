@@ -6,6 +6,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+from tests import atomcheck
+
 VERSION = "https://jsonfeed.org/version/1.1"
 TOP_LEVEL = {
     "version",
@@ -104,7 +106,25 @@ def problems(data: bytes) -> list[str]:
                 found.append(f"item {item.get('id')}: size_in_bytes is not a number")
     if len(ids) != len(set(ids)):
         found.append("duplicate item ids")
-    return found
+    uris = [f"not a URI: {problem}" for problem in map(_uri_problem, _urls(feed)) if problem]
+    return found + uris
+
+
+def _urls(feed: dict[str, Any]) -> list[Any]:
+    """Every URL the document holds: the feed's, the items', their attachments' and sources'."""
+    urls = [feed.get(key) for key in ("home_page_url", "feed_url", "next_url")]
+    for item in feed.get("items") or []:
+        urls += [item.get("url"), item.get("external_url")]
+        urls += [a.get("url") for a in item.get("attachments", []) if isinstance(a, dict)]
+        source = item.get("_source") or {}
+        urls += [source.get("home_page_url"), source.get("feed_url")]
+    return [url for url in urls if url is not None]
+
+
+def _uri_problem(url: Any) -> str | None:
+    if not isinstance(url, str):
+        return f"{url!r} is not a string"
+    return atomcheck.w3c_uri_problem(url, full=False)
 
 
 def assert_valid(data: bytes) -> None:

@@ -63,6 +63,11 @@ def _built() -> list[Case]:
         Item("NW6", "时区", date="Fri, 24 Dec 2021 03:00:26 CST", link_extra="&from=timeline"),
         Item("NW7", "未来", date="Sat, 24 Dec 2039 03:00:26 +0800"),
         Item("NW8", "坏日期", date="yesterday"),
+        # Escaped text, display hazards, a zone no zone has (tests/test_reading_sources.py)
+        Item("NW9", "<独家>报道", date="Fri, 24 Dec 2021 03:00:26 +2500"),
+        Item("NW10", "如果 a<b 且 b>c", date="2021-12-24T10:30:00-14:30"),
+        Item("NW12", "换<br>行 &lt;不是标签&gt;"),
+        Item("NW11", "<b>粗</b>\u202e反转\u200b零宽\u2060\ufeff Z" + "\u0301" * 50),
     ]
     return [
         ("rss utf-8", rss(items), URL, "application/rss+xml; charset=utf-8", True),
@@ -73,6 +78,8 @@ def _built() -> list[Case]:
         ("rss charset clash", rss(items[:2]), URL, "application/xml; charset=gbk", True),
         ("atom", atom(items), URL, "application/atom+xml", True),
         ("atom no url", atom(items), "", "", True),
+        ("rss escaped channel title", rss(items[-3:], title="<独家>频道 a<b"), URL, "", True),
+        ("rss markup channel title", rss(items[-3:], title="<b>频道</b>"), URL, "", True),
         (
             "rss with ttl and atom:link",
             rss(

@@ -1,0 +1,58 @@
+"""One source through the whole pipeline for tests: fetched from a real server on
+127.0.0.1 (or read from a real file), parsed, stored in a real SQLite file, published
+as real files, every published document checked (tests/atomcheck.py, jsonfeedcheck)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lxml import etree
+
+from aggregator.config import Config, load_config
+from aggregator.fetch import Fetcher
+from aggregator.poll import poll_source
+from aggregator.publish import Publisher
+from aggregator.store import Store
+from tests import atomcheck, jsonfeedcheck
+from tests.conftest import Clock
+
+A = "{http://www.w3.org/2005/Atom}"
+
+
+@dataclass
+class Run:
+    config: Config
+    entries: list[dict[str, Any]]  # the stored rows, by code
+    source: dict[str, Any]  # the source's stored row
+    files: dict[str, bytes]  # every published file, by path under the output folder
+
+    def atom(self, path: str = "all.xml") -> etree._Element:
+        return etree.fromstring(self.files[path])
+
+    def atom_entries(self, path: str = "all.xml") -> list[etree._Element]:
+        return self.atom(path).findall(f"{A}entry")
+
+
+def run_source(url: str, write_config: Any, clock: Clock | None = None, **fields: Any) -> Run:
+    """Poll the source at url once, publish, check every published document, and give
+    what was stored and published. `fields` go into the source's config table."""
+    source = {"id": "s", "name": "来源", "url": url, "category": "测试", "tags": ["标签"]}
+    config = load_config(write_config([{**source, **fields}]), env={})
+    with Store(config.settings.database) as store, Fetcher() as fetcher:
+        store.sync_sources(config.sources)
+        outcome = poll_source(config.sources[0], store, fetcher, clock=clock or Clock())
+        assert outcome.result == "ok", outcome.error
+        Publisher(config, store).publish()
+        entries = list(store.db.query("SELECT * FROM entries ORDER BY code"))
+        (row,) = [r for r in store.source_rows() if r["id"] == "s"]
+    out = config.settings.output_dir
+    files = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    for name, data in files.items():
+        found = []
+        if name.endswith(".xml"):
+            found = atomcheck.problems(data)
+        elif name.endswith(".json"):
+            found = jsonfeedcheck.problems(data)
+        assert not found, f"{name}:\n" + "\n".join(found)
+    return Run(config, entries, row, files)
