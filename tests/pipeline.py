@@ -34,11 +34,25 @@ class Run:
         return self.atom(path).findall(f"{A}entry")
 
 
-def run_source(url: str, write_config: Any, clock: Clock | None = None, **fields: Any) -> Run:
+def run_source(
+    url: str,
+    write_config: Any,
+    clock: Clock | None = None,
+    settings: dict[str, Any] | None = None,
+    **fields: Any,
+) -> Run:
     """Poll the source at url once, publish, check every published document, and give
-    what was stored and published. `fields` go into the source's config table."""
-    source = {"id": "s", "name": "来源", "url": url, "category": "测试", "tags": ["标签"]}
-    config = load_config(write_config([{**source, **fields}]), env={})
+    what was stored and published. `fields` go into the source's config table,
+    `settings` into [settings]."""
+    source = {
+        "id": "s",
+        "name": "来源",
+        "url": url,
+        "category": "测试",
+        "tags": ["标签"],
+        "share_code": {"param": "infoCode"},  # codes as the project's sources have them
+    }
+    config = load_config(write_config([{**source, **fields}], **(settings or {})), env={})
     with Store(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         outcome = poll_source(config.sources[0], store, fetcher, clock=clock or Clock())
