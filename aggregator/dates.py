@@ -149,17 +149,21 @@ def entry_date(raw: str | None, parsed: time.struct_time | None, tz: str) -> dat
 
 def impossible_offset(raw: str) -> bool:
     """Whether a date and time ends in a zone offset ("03:00:26 +0800", "T10:30-05:00",
-    "GMT+2500") beyond +-14:00 or with over 59 minutes. By hand: a pattern searched
-    for cost more than the rest of reading the date."""
-    text = raw.rstrip()
-    if text[-6:-5] in ("+", "-") and text[-3:-2] == ":":
-        sign, hours, minutes = len(text) - 6, text[-5:-3], text[-2:]
-    elif text[-5:-4] in ("+", "-"):
-        sign, hours, minutes = len(text) - 5, text[-4:-2], text[-2:]
-    else:
+    "GMT+2500") beyond +-14:00 or with over 59 minutes. By hand, and the usual offsets
+    let go after a look at their digits: a pattern searched for cost more than the rest
+    of reading the date."""
+    colon = raw[-3:-2] == ":"
+    hours, minutes = (raw[-5:-3], raw[-2:]) if colon else (raw[-4:-2], raw[-2:])
+    if hours < "14" and minutes < "60":  # "+0800", or no offset at all (" GMT" is < "14")
         return False
+    text = raw.rstrip()
+    if text != raw:
+        return impossible_offset(text)
+    sign = len(text) - (6 if colon else 5)
     digits = hours + minutes
-    if not digits.isdigit() or text.find(":", 0, sign) < 0:  # no time: "24-12-2021"
+    if text[sign : sign + 1] not in ("+", "-") or not digits.isdigit():
+        return False
+    if text.find(":", 0, sign) < 0:  # no time before it: "24-12-2021"
         return False
     return minutes > "59" or digits > _MAX_OFFSET  # digit strings of one length
 

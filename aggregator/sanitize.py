@@ -297,17 +297,17 @@ def display_safe(text: str) -> str:
 
 def _unstacked(text: str) -> str:
     if not text.isascii():
-        stacked = _stacked_marks()
+        stacked = _STACKED_MARKS or _stacked_marks()
         if stacked.search(text):
             text = stacked.sub(lambda found: found[0][:MAX_MARKS], text)
     return text
 
 
-@functools.cache
 def _stacked_marks() -> re.Pattern[str]:
     """More than MAX_MARKS combining marks (Mn, Me) in a row. Built on first use (a
     scan of the Basic Multilingual Plane, ~13 ms); marks beyond it are left out,
     which keeps the pattern's class in the fast form (non-BMP ranges cost 20x)."""
+    global _STACKED_MARKS
     marks = [c for c in map(chr, range(0x300, 0x10000)) if unicodedata.category(c) in _MARKS]
     spans: list[list[str]] = []
     for mark in marks:
@@ -316,9 +316,11 @@ def _stacked_marks() -> re.Pattern[str]:
         else:
             spans.append([mark, mark])
     members = "".join(first if first == last else f"{first}-{last}" for first, last in spans)
-    return re.compile(f"[{members}]{{{MAX_MARKS + 1},}}")
+    _STACKED_MARKS = re.compile(f"[{members}]{{{MAX_MARKS + 1},}}")
+    return _STACKED_MARKS
 
 
+_STACKED_MARKS: re.Pattern[str] | None = None
 _MARKS = frozenset({"Mn", "Me"})
 
 

@@ -24,7 +24,7 @@ from lxml import etree
 from lxml import html as lxml_html
 
 from aggregator import fastparse, iri, sanitize, sharecode
-from aggregator.dates import feedparser_date
+from aggregator.dates import feedparser_date, impossible_offset
 from aggregator.parse import prepare, prepare_unread
 from aggregator.sanitize import (
     URL_ATTRIBUTES,
@@ -223,6 +223,31 @@ w3dtf = st.builds(
 @example("")
 def test_date_shortcut_agrees_with_feedparser(text: str) -> None:
     assert feedparser_date(text) == _parse_date(text)
+
+
+# --- zone offsets ------------------------------------------------------------------------
+
+_OFFSET_AT_END = re.compile(r"([+-])(\d\d)(:?)(\d\d)\Z")
+OFFSET_PIECES = ["0", "1", "4", "5", "6", "9", "14", "25", "59", "60", ":", "+", "-", " ", "\t"]
+offsets = st.lists(st.sampled_from([*OFFSET_PIECES, "T", "GMT", "Z", "2021-12-24", "年"]))
+
+
+def _reference_impossible_offset(raw: str) -> bool:
+    """impossible_offset as a pattern: a zone offset ending the date, a time before it."""
+    found = _OFFSET_AT_END.search(raw.rstrip())
+    if found is None or ":" not in raw[: found.start()]:
+        return False
+    hours, minutes = int(found[2]), int(found[4])
+    return minutes > 59 or hours * 60 + minutes > 14 * 60
+
+
+@settings(max_examples=2000)
+@given(offsets.map("".join))
+@example("Fri, 24 Dec 2021 03:00:26 +2500")
+@example("2021-12-24T10:30:00-14:30")
+@example("10:00 +25:00 ")
+def test_impossible_offset_agrees_with_a_pattern(raw: str) -> None:
+    assert impossible_offset(raw) == _reference_impossible_offset(raw)
 
 
 # --- text --------------------------------------------------------------------------------
