@@ -35,6 +35,7 @@ CHARDET_CODECS = {
 # An element the fast path does not know: feedparser reads the document instead.
 TO_FEEDPARSER = b"<comments>x</comments><foo:bar xmlns:foo='urn:x:y'/>"
 PATHS = pytest.mark.parametrize("path", ["fast", "feedparser"])
+BEFORE_RAW_DATES = 12  # the schema version before migration 13 added them
 
 
 def feed_for(path: str, items: list[Item], **kwargs: Any) -> bytes:
@@ -144,13 +145,13 @@ def test_an_offset_no_zone_has_falls_back_and_every_raw_date_is_kept(
 def test_a_database_from_before_raw_dates_upgrades(
     tmp_path: Path, server: FeedServer, write_config: Any
 ) -> None:
-    """Schema 9 (no raw dates) upgrades in place: an entry stored before has none (NULL);
-    what the next poll reads has them."""
+    """A store from before raw dates (schema 12) upgrades in place: an entry stored
+    before has none (NULL); what the next poll reads has them."""
     database = tmp_path / "old.db"
     conn = sqlite3.connect(database, isolation_level=None)
-    for migration in MIGRATIONS[:9]:
+    for migration in MIGRATIONS[:BEFORE_RAW_DATES]:
         migration(sqlite_utils.Database(conn))
-    conn.execute("PRAGMA user_version = 9")
+    conn.execute(f"PRAGMA user_version = {BEFORE_RAW_DATES}")
     conn.execute(
         """INSERT INTO entries (code, code_rule, title, link, published, updated, first_seen,
              source_id) VALUES ('OLD', 'guid', '旧', 'http://x.cn/old', '2021-01-01T00:00:00Z',
