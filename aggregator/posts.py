@@ -33,7 +33,7 @@ from aggregator.errors import AggregatorError
 from aggregator.files import FolderLock, remove_temps, write_if_changed
 from aggregator.models import EntryRecord
 from aggregator.parse import MAX_CONTENT
-from aggregator.sanitize import clean_html, display_safe, strip_control
+from aggregator.sanitize import clean_html, strip_control
 from aggregator.sharecode import share_code
 from aggregator.store import Store, StoredArticle
 
@@ -377,7 +377,7 @@ def build_post(article: StoredArticle, config: Config) -> PostData:
     link = iri.link(article.link) or article.link  # what cannot be a URI: as it came
     derived, _ = code_from_link(link, rules_for(config, slugs), article.title, article.published)
     return PostData(
-        title=display_safe(strip_control(article.title)),
+        title=strip_control(article.title),
         date=when,
         categories=slugs,
         tags=tag_names,

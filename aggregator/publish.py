@@ -195,7 +195,7 @@ class Document:
 def _title(text: str) -> str:
     """A title or name as shown: stored ones are clean already, but rows written by
     other means or before the display hazards were removed may not be."""
-    text = display_safe(strip_control(text))
+    text = display_safe(strip_control(text)).strip()
     return text if len(text) <= MAX_TITLE else text[: MAX_TITLE - 1].rstrip() + "…"
 
 

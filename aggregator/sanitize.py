@@ -275,7 +275,7 @@ def plain_text(fragment: str, max_length: int | None = None, *, markup: bool = T
     else:
         if markup:
             text = html.unescape(_TAG.sub("", strip_control(text)))
-        text = display_safe(_SPACE.sub(" ", strip_control(text)).strip())
+        text = _SPACE.sub(" ", display_safe(strip_control(text))).strip()
     if max_length is not None and len(text) > max_length:
         text = text[: max_length - 1].rstrip() + "…"
     return text
@@ -292,7 +292,7 @@ def display_safe(text: str) -> str:
     """Text without what would change how it, or what is shown around it, looks:
     bidi overrides and isolates and zero-width characters removed, stacks of
     combining marks cut to MAX_MARKS."""
-    return _unstacked(_DISPLAY_HAZARDS.sub("", text)).strip()
+    return _unstacked(_DISPLAY_HAZARDS.sub("", text))
 
 
 def _unstacked(text: str) -> str:

@@ -271,7 +271,7 @@ def _reference_plain_text(fragment: str, max_length: int | None = None, markup: 
     text = strip_control(fragment or "")
     if markup:
         text = html.unescape(sanitize._TAG.sub("", text))
-    text = sanitize.display_safe(sanitize._SPACE.sub(" ", strip_control(text)).strip())
+    text = sanitize._SPACE.sub(" ", sanitize.display_safe(strip_control(text))).strip()
     if max_length is not None and len(text) > max_length:
         text = text[: max_length - 1].rstrip() + "…"
     return text
