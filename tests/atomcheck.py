@@ -81,7 +81,8 @@ def _canonical(value: str) -> bool:
     parts = urlsplit(value)
     if parts.scheme == "urn" and value.lower().startswith("urn:uuid:"):
         return value == value.lower()
-    return parts.scheme == parts.scheme.lower() and parts.netloc == parts.netloc.lower()
+    host = parts.netloc.rpartition("@")[2]  # user info is case-sensitive; the host is not
+    return parts.scheme == parts.scheme.lower() and host == host.lower()
 
 
 # The W3C feed validator's URI rules (its validators.py: rfc2396, rfc3987,
