@@ -12,7 +12,7 @@ _Record = TypeVar("_Record")
 def evolve(record: _Record, **changes: Any) -> _Record:
     """dataclasses.replace for the plain records here, which check nothing in __init__:
     the fields are copied as they are instead of passed through __init__ again, in a
-    quarter of the time (poll.with_share_codes does it for every entry)."""
+    quarter of the time (poll.with_identities does it for every entry)."""
     if not changes.keys() <= vars(record).keys():
         raise TypeError(f"no such fields: {sorted(changes.keys() - vars(record).keys())}")
     copy: _Record = object.__new__(type(record))
@@ -29,7 +29,7 @@ class Enclosure:
 
 @dataclass(frozen=True)
 class EntryRecord:
-    """One entry as a feed gave it, normalised; the share code is set by sharecode."""
+    """One entry as a feed gave it, normalised; its identity is set by aggregator.identity."""
 
     guid: str
     title: str
@@ -41,8 +41,13 @@ class EntryRecord:
     content: str = ""
     categories: tuple[str, ...] = ()
     enclosures: tuple[Enclosure, ...] = ()
-    code: str = ""
-    code_rule: str = ""
+    code: str = ""  # the identity it is stored under (see aggregator.identity)
+    code_rule: str = ""  # which rule gave the identity
+    # A source-scoped identity's code before identities had scopes (identity.Identity).
+    legacy_code: str = ""
+    # identity.fingerprint, for an entry known by its guid: the same link and content
+    # under a new guid is the same article (the store looks it up among the source's).
+    fingerprint: str = ""
     # Given by the config's mapping rules, stored besides the source's own.
     extra_categories: tuple[str, ...] = ()
     extra_tags: tuple[str, ...] = ()

@@ -1,4 +1,4 @@
-"""Poll one source: fetch, parse, find share codes, store, decide the next poll.
+"""Poll one source: fetch, parse, identify entries, store, decide the next poll.
 
 This is the pipeline for a single source, with I/O at the edges (fetcher,
 store) and decisions made by the pure modules. A failing source records its
@@ -20,11 +20,11 @@ from typing import Any
 from aggregator.config import Source
 from aggregator.errors import FetchError, ParseError
 from aggregator.fetch import Fetcher, FetchRequest
+from aggregator.identity import GUID, fingerprint, identify
 from aggregator.models import EntryRecord, FetchResult, ParsedFeed, evolve
 from aggregator.rules import prepare
 from aggregator.sandbox import ParseLimits, parse_limited
 from aggregator.schedule import PollFacts, Standing, next_poll_at, retry_window_end
-from aggregator.sharecode import share_code
 from aggregator.store import FeedKey, IngestResult, SourceState, Store
 
 log = logging.getLogger("aggregator.poll")
@@ -95,7 +95,7 @@ class KnownEntries:
     The parser asks once per entry, in document order, so the answers also tell where
     the skipped entries stood among the ones read."""
 
-    codes: dict[str, str]  # salted raw digest -> share code
+    codes: dict[str, str]  # salted raw digest -> stored code
     salt: bytes
     answers: list[str | None] = field(default_factory=list)  # skipped: its code
 
@@ -121,14 +121,24 @@ class KnownEntries:
         return kept
 
 
-def with_share_codes(
+def with_identities(
     entries: Iterable[EntryRecord], source: Source, salt: bytes = b""
 ) -> list[EntryRecord]:
+    """Each entry with its identity (code, rule, legacy code; a fingerprint when it is
+    known by its guid) and its raw digest salted for the source."""
     coded = []
     for entry in entries:
-        code, rule = share_code(entry, source.share_code)
-        digest = salted(entry.raw_digest, salt)
-        coded.append(evolve(entry, code=code, code_rule=rule, raw_digest=digest))
+        found = identify(entry, source.share_code, source.id)
+        coded.append(
+            evolve(
+                entry,
+                code=found.code,
+                code_rule=found.rule,
+                legacy_code=found.legacy,
+                fingerprint=fingerprint(entry) if found.rule == GUID else "",
+                raw_digest=salted(entry.raw_digest, salt),
+            )
+        )
     return coded
 
 
@@ -141,7 +151,7 @@ def extract(
     limits: ParseLimits | None = None,
     known_digests: dict[str, str] | None = None,
 ) -> ParsedFeed:
-    """Parse (under the time and memory limits) and give every entry its share code;
+    """Parse (under the time and memory limits) and give every entry its identity;
     no storing. Entries whose salted raw digest is in known_digests (digest -> code)
     are left out unread: the store has them byte for byte."""
     salt = source_salt(source, limits)
@@ -155,7 +165,7 @@ def extract(
         limits=limits,
         known=known,
     )
-    entries = with_share_codes(feed.entries, source, salt)
+    entries = with_identities(feed.entries, source, salt)
     if known is not None and feed.skipped:  # the fast path read it all: answers are exact
         entries = known.first_copies(entries)
     return replace(feed, entries=tuple(entries))
@@ -171,7 +181,7 @@ def parse_and_store(
     limits: ParseLimits | None = None,
     stored_at: datetime | None = None,
 ) -> tuple[ParsedFeed, IngestResult]:
-    """A fetched body into the store: parse, share codes, the source's rules, ingest
+    """A fetched body into the store: parse, identities, the source's rules, ingest
     (which never brings back a tombstoned code). Raises ParseError."""
     feed, entries = parse_for_store(source, store, body, url, content_type, now, limits)
     return feed, ingest_parsed(store, source, feed, entries, stored_at or now)

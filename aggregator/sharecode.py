@@ -101,14 +101,17 @@ def fallback_hash(title: str, date: str) -> str:
     return hashlib.sha1(f"{title}\x00{date}".encode()).hexdigest()
 
 
-def share_code(entry: EntryRecord, rule: ShareCodeRule) -> tuple[str, str]:
-    """(code, which rule produced it) for one entry.
+def rule_code(entry: EntryRecord, rule: ShareCodeRule) -> str | None:
+    """The code the source's rule finds in the entry's link, else in its guid."""
+    return _by_rule([c for c in (entry.link, entry.guid) if c], rule)
 
-    Order: the source's rule on the link then the guid; the guid; the
-    normalised link; a hash of title and date.
-    """
-    candidates = [c for c in (entry.link, entry.guid) if c]
-    code = _by_rule(candidates, rule)
+
+def share_code(entry: EntryRecord, rule: ShareCodeRule) -> tuple[str, str]:
+    """(code, which rule produced it) as codes were made before identities had scopes:
+    the source's rule on the link then the guid; the guid; the normalised link; a hash
+    of title and date. Feed entries get theirs from aggregator.identity; a post read
+    back from a static site (no source, no guid) still gets its code from this."""
+    code = rule_code(entry, rule)
     if code:
         return code, rule.name
     if entry.guid.strip():

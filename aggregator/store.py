@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -25,14 +25,18 @@ import sqlite_utils
 from aggregator.config import Source
 from aggregator.dedup import (
     Action,
+    Decision,
+    SourceCopies,
     StoredEntry,
     decide,
     entry_hash,
     first_per_code,
     in_current_hashes,
     is_current_hash,
+    resolve_codes,
 )
 from aggregator.errors import BatchFailed, StoreError
+from aggregator.identity import content_fingerprint, legacy_scoped
 from aggregator.models import Enclosure, EntryRecord, ParsedFeed
 
 FeedKey = tuple[str, str]  # ("all", ""), ("category", name), ("tag", name), ("source", id)
@@ -403,6 +407,80 @@ def _migration_13(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE entries ADD COLUMN updated_raw TEXT")
 
 
+def _migration_14(db: sqlite_utils.Database) -> None:
+    """Identities with scopes (aggregator.identity). Nothing is merged, dropped or
+    renamed: every entry keeps its code, so its Atom id. Codes that now belong to one
+    source (a short guid "guid:1", a content hash "hash:…") are recorded as the old
+    codes of the source that first stored them, so its entries are still found under
+    them; any other source that was recorded as carrying one (a collision: two feeds
+    numbering their items) gets its own entries from its next poll, and the entry is
+    checked against its first source's copy, which a colliding copy may have replaced.
+    Copies known by their guid get fingerprints, so a new guid for the same article is
+    recognised from the first poll on."""
+    db.execute("ALTER TABLE entry_sources ADD COLUMN fingerprint TEXT")
+    db.execute(
+        """CREATE INDEX entry_sources_fingerprint ON entry_sources(source_id, fingerprint)
+           WHERE fingerprint IS NOT NULL"""
+    )
+    db.execute(
+        """CREATE TABLE legacy_codes (
+            code TEXT NOT NULL,
+            source_id TEXT NOT NULL,
+            recheck INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (code, source_id)
+        ) WITHOUT ROWID"""
+    )
+    owners = {
+        code: owner
+        for code, owner in db.execute(
+            "SELECT code, source_id FROM entries WHERE code_rule IN ('guid', 'link', 'hash')"
+        ).fetchall()
+        if legacy_scoped(code)
+    }
+    carriers: dict[str, list[str]] = {}
+    for chunk, marks in _chunks(list(owners)):
+        rows = db.execute(
+            f"SELECT code, source_id FROM entry_sources WHERE code IN ({marks})", chunk
+        ).fetchall()
+        for code, source_id in rows:
+            carriers.setdefault(code, []).append(source_id)
+    collided = {code for code, found in carriers.items() if set(found) != {owners[code]}}
+    db.conn.executemany(
+        "INSERT INTO legacy_codes (code, source_id, recheck) VALUES (?, ?, ?)",
+        [(code, owner, int(code in collided)) for code, owner in owners.items()],
+    )
+    db.conn.executemany(  # a removed entry must not come back under its new code
+        "INSERT OR IGNORE INTO legacy_codes (code, source_id) VALUES (?, ?)",
+        [
+            row
+            for row in db.execute("SELECT code, source_id FROM tombstones")
+            if legacy_scoped(row[0])
+        ],
+    )
+    # Read again at the next poll: the colliding carriers, to get entries of their own;
+    # the first source, to be checked against what the entry shows.
+    db.conn.executemany(
+        "UPDATE entry_sources SET raw_digest = NULL WHERE code = ?", [(c,) for c in collided]
+    )
+    rows = db.execute(
+        """SELECT e.code, e.source_id, e.link, e.title, e.enclosures, e.summary, e.content
+           FROM entries e WHERE e.code_rule = 'guid'"""
+    ).fetchall()
+    db.conn.executemany(
+        "UPDATE entry_sources SET fingerprint = ? WHERE code = ? AND source_id = ?",
+        [
+            (
+                content_fingerprint(
+                    link, title, [e[0] for e in json.loads(enclosures)], summary, content
+                ),
+                code,
+                owner,
+            )
+            for code, owner, link, title, enclosures, summary, content in rows
+        ],
+    )
+
+
 MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_1,
     _migration_2,
@@ -417,6 +495,7 @@ MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_11,
     _migration_12,
     _migration_13,
+    _migration_14,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -591,6 +670,8 @@ class Store:
         conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         conn.execute("PRAGMA foreign_keys=ON")
         self._migrate()
+        # Only a database made before identity scopes has old codes to look up.
+        self._has_legacy_codes = conn.execute("SELECT 1 FROM legacy_codes LIMIT 1").fetchone()
 
     def close(self) -> None:
         with self._lock:
@@ -872,15 +953,21 @@ class Store:
         found: dict[str, StoredEntry] = {}
         for chunk, marks in _chunks(codes):
             rows = db.execute(
-                f"""SELECT e.code, e.updated, es.source_id, es.entry_hash
+                f"""SELECT e.code, e.updated, e.published, e.source_id, es.source_id,
+                      es.entry_hash
                     FROM entries e LEFT JOIN entry_sources es ON es.code = e.code
                     WHERE e.code IN ({marks})""",
                 chunk,
             ).fetchall()
-            for code, updated, source_id, hashed in rows:
-                stored = found.setdefault(
-                    code, StoredEntry(code, from_iso(updated) or datetime.now(UTC))
-                )
+            for code, updated, published, shown_by, source_id, hashed in rows:
+                stored = found.get(code)
+                if stored is None:
+                    stored = found[code] = StoredEntry(
+                        code,
+                        from_iso(updated) or datetime.now(UTC),
+                        published=from_iso(published),
+                        source_id=shown_by,
+                    )
                 if source_id is not None:
                     stored.source_hashes[source_id] = hashed
         return found
@@ -892,18 +979,95 @@ class Store:
             found.update(code for (code,) in rows.fetchall())
         return found
 
+    def _resolve(
+        self,
+        db: sqlite_utils.Database,
+        source_id: str,
+        entries: list[EntryRecord],
+        stored: dict[str, StoredEntry],
+    ) -> tuple[list[EntryRecord], set[str]]:
+        """The entries under the codes they are stored as (dedup.resolve_codes), the
+        stored ones among them added to `stored`; and the old codes whose entry must be
+        checked against this source's copy (see _migration_14). Asks the store only
+        about entries whose identity is not stored and that could be stored otherwise."""
+        unknown = [e for e in entries if e.code not in stored and (e.legacy_code or e.fingerprint)]
+        if not unknown:
+            return entries, set()
+        legacy: dict[str, str | None] = {}
+        recheck: set[str] = set()
+        if self._has_legacy_codes:
+            for code, hashed, flagged in self._legacy_copies(db, source_id, unknown):
+                legacy[code] = hashed
+                if flagged:
+                    recheck.add(code)
+        prints = [e.fingerprint for e in unknown if e.fingerprint]
+        copies = SourceCopies(legacy, self._fingerprinted(db, source_id, prints))
+        resolved = resolve_codes(entries, stored.keys(), copies)
+        moved = [r.code for r, e in zip(resolved, entries, strict=True) if r.code != e.code]
+        stored.update(self._stored(db, [c for c in dict.fromkeys(moved) if c not in stored]))
+        return resolved, recheck & set(moved)
+
+    def _legacy_copies(
+        self, db: sqlite_utils.Database, source_id: str, entries: list[EntryRecord]
+    ) -> list[tuple[str, str | None, int]]:
+        """(old code, the source's stored hash or None, recheck) of the source's old codes
+        among these entries'."""
+        codes = list(dict.fromkeys(e.legacy_code for e in entries if e.legacy_code))
+        found = []
+        for chunk, marks in _chunks(codes):
+            found += db.execute(
+                f"""SELECT l.code, es.entry_hash, l.recheck FROM legacy_codes l
+                    LEFT JOIN entry_sources es ON es.code = l.code AND es.source_id = l.source_id
+                    WHERE l.source_id = ? AND l.code IN ({marks})""",
+                [source_id, *chunk],
+            ).fetchall()
+        return found
+
+    def _fingerprinted(
+        self, db: sqlite_utils.Database, source_id: str, prints: list[str]
+    ) -> dict[str, str]:
+        """fingerprint -> code of the source's stored copies with these fingerprints (the
+        smallest code where several have one)."""
+        found: dict[str, str] = {}
+        for chunk, marks in _chunks(list(dict.fromkeys(prints))):
+            rows = db.execute(
+                f"""SELECT fingerprint, min(code) FROM entry_sources
+                    WHERE source_id = ? AND fingerprint IN ({marks}) GROUP BY fingerprint""",
+                [source_id, *chunk],
+            ).fetchall()
+            found.update(rows)
+        return found
+
+    def _shows_copy(self, db: sqlite_utils.Database, entry: EntryRecord) -> bool:
+        """Whether the stored entry shows this copy's title, link and text."""
+        row: tuple[str, ...] | None = db.execute(
+            """SELECT title, link, author, summary, content, categories, enclosures
+               FROM entries WHERE code = ?""",
+            [entry.code],
+        ).fetchone()
+        return row == (
+            entry.title,
+            entry.link,
+            entry.author,
+            entry.summary,
+            entry.content,
+            _json_list(entry.categories),
+            _json_enclosures(entry.enclosures),
+        )
+
     def ingest(
         self, source: Source, feed: ParsedFeed, entries: list[EntryRecord], now: datetime
     ) -> IngestResult:
         """Apply one poll's entries in one transaction; returns what changed."""
         result = IngestResult()
-        unique = first_per_code(entries)
         with self.transaction() as db:
+            stored = self._stored(db, [e.code for e in entries])
+            entries, recheck = self._resolve(db, source.id, entries, stored)
+            unique = first_per_code(entries)
             removed = self._tombstoned(db, [e.code for e in unique])
             if removed:
                 result.tombstoned = len(removed)
                 unique = [e for e in unique if e.code not in removed]
-            stored = self._stored(db, [e.code for e in unique])
             digests_to_keep = []
             new = NewEntries()
             joined: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()  # see below
@@ -915,6 +1079,9 @@ class Store:
                 hashed = "" if known is None else entry_hash(entry)
                 if known is not None:
                     known = in_current_hashes(known, entry, hashed)
+                    if entry.code in recheck and not self._shows_copy(db, entry):
+                        # Another source's copy took this source's entry (see _migration_14).
+                        known = replace(known, source_hashes={**known.source_hashes, source.id: ""})
                 decision = decide(known, source.id, entry, hashed, now)
                 if decision.action is Action.UNCHANGED:
                     result.unchanged += 1
@@ -924,7 +1091,7 @@ class Store:
                         hashes_to_renew.append((hashed, entry.code, source.id))
                     continue
                 if decision.action is Action.NEW:  # written together after the loop
-                    new.add(source, entry, decision.updated or now, now)
+                    new.add(source, entry, decision, now)
                     result.new += 1
                     # The feeds a new entry joins differ only by its rules' additions.
                     extras = (entry.extra_categories, entry.extra_tags)
@@ -932,17 +1099,27 @@ class Store:
                         joined.add(extras)
                         result.changed_feeds |= feeds_of_new(source, entry)
                     continue
-                if decision.action is Action.UPDATE:
-                    self._update_entry(db, entry, decision.updated or now)
-                    result.updated += 1
-                elif decision.action is Action.ADD_SOURCE:
+                assert known is not None
+                first_copy = source.id not in known.source_hashes
+                if decision.action in (Action.UPDATE, Action.SWITCH):
+                    self._show(db, source, entry, decision)
+                if decision.action is Action.ADD_SOURCE or (
+                    first_copy and decision.action is Action.SWITCH
+                ):
                     result.added_source += 1
+                elif decision.action is not Action.OTHER_COPY:
+                    result.updated += 1
                 self._link_source(db, source, entry, hashed, now)
-                if decision.action is not Action.SAME_COPY:  # which shows nothing new
+                if decision.action is not Action.OTHER_COPY:  # which shows nothing new
                     result.changed_feeds |= self._feeds_of(db, entry.code)
             new.write(db.conn)
             if result.new + result.added_source:  # first carried by this source
                 _count_new_entries(db.conn, source.id, now, result.new + result.added_source)
+            if recheck:
+                db.conn.executemany(
+                    "UPDATE legacy_codes SET recheck = 0 WHERE code = ? AND source_id = ?",
+                    [(code, source.id) for code in recheck],
+                )
             # Same entry, other bytes (or stored before digests existed): next time it is
             # recognised before parsing.
             db.conn.executemany(
@@ -983,26 +1160,34 @@ class Store:
             mark_unpublished(db.conn, result.changed_feeds)
         return result
 
-    def _update_entry(
-        self, db: sqlite_utils.Database, entry: EntryRecord, updated: datetime
+    def _show(
+        self, db: sqlite_utils.Database, source: Source, entry: EntryRecord, decision: Decision
     ) -> None:
+        """Make the entry show this copy: an edit of the shown copy (UPDATE), or another
+        source's copy taking its place (SWITCH: its dates and source too)."""
+        published = decision.published if decision.action is Action.SWITCH else entry.published
+        assert decision.updated is not None
         db.conn.execute(
-            """UPDATE entries SET title = ?, link = ?, updated = ?, author = ?, summary = ?,
-                 content = ?, categories = ?, enclosures = ?,
-                 published = COALESCE(?, published), published_raw = ?, updated_raw = ?
+            """UPDATE entries SET code_rule = ?, guid = ?, title = ?, link = ?, updated = ?,
+                 author = ?, summary = ?, content = ?, categories = ?, enclosures = ?,
+                 published = COALESCE(?, published), published_raw = ?, updated_raw = ?,
+                 source_id = ?
                WHERE code = ?""",
             [
+                entry.code_rule,
+                entry.guid,
                 entry.title,
                 entry.link,
-                iso(updated),
+                iso(decision.updated),
                 entry.author,
                 entry.summary,
                 entry.content,
                 _json_list(entry.categories),
                 _json_enclosures(entry.enclosures),
-                iso(entry.published) if entry.published else None,
+                iso(published) if published else None,
                 entry.published_raw,
                 entry.updated_raw,
+                source.id,
                 entry.code,
             ],
         )
@@ -1018,11 +1203,11 @@ class Store:
         stamp = iso(now)
         db.conn.execute(
             """INSERT INTO entry_sources (code, source_id, guid, entry_hash, first_seen, last_seen,
-                 raw_digest)
-               VALUES (?, ?, ?, ?, ?, ?, ?)
+                 raw_digest, fingerprint)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT(code, source_id) DO UPDATE SET guid = excluded.guid,
                  entry_hash = excluded.entry_hash, last_seen = excluded.last_seen,
-                 raw_digest = excluded.raw_digest""",
+                 raw_digest = excluded.raw_digest, fingerprint = excluded.fingerprint""",
             [
                 entry.code,
                 source.id,
@@ -1031,6 +1216,7 @@ class Store:
                 stamp,
                 stamp,
                 entry.raw_digest or None,
+                entry.fingerprint or None,
             ],
         )
         categories = [(entry.code, c) for c in (source.category, *entry.extra_categories)]
@@ -1426,8 +1612,8 @@ class NewEntries:
     categories: list[tuple[str, str]] = field(default_factory=list)
     tags: list[tuple[str, str]] = field(default_factory=list)
 
-    def add(self, source: Source, entry: EntryRecord, updated: datetime, now: datetime) -> None:
-        published = entry.published or entry.updated or now
+    def add(self, source: Source, entry: EntryRecord, decision: Decision, now: datetime) -> None:
+        published, updated = decision.published or now, decision.updated or now
         stamp = iso(now)
         self.entries.append(
             (
@@ -1437,7 +1623,7 @@ class NewEntries:
                 entry.title,
                 entry.link,
                 iso(published),
-                iso(max(updated, published)),
+                iso(updated),
                 stamp,
                 entry.author,
                 entry.summary,
@@ -1466,12 +1652,21 @@ class NewEntries:
         # Hashed only now: writing the rows left each body's UTF-8 with its str
         # (CPython keeps what sqlite3 asked for), so hashing does not encode it again.
         links = [
-            (e.code, source_id, e.guid, entry_hash(e), stamp, stamp, e.raw_digest or None)
+            (
+                e.code,
+                source_id,
+                e.guid,
+                entry_hash(e),
+                stamp,
+                stamp,
+                e.raw_digest or None,
+                e.fingerprint or None,
+            )
             for e, source_id, stamp in self.carried
         ]
         conn.executemany(
             """INSERT INTO entry_sources (code, source_id, guid, entry_hash, first_seen,
-                 last_seen, raw_digest) VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                 last_seen, raw_digest, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
             links,
         )
         conn.executemany(

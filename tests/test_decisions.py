@@ -79,7 +79,7 @@ def test_decide_new_add_source_unchanged_update() -> None:
     record = entry(updated=NOW - timedelta(days=1))
     hashed = entry_hash(record)
     assert decide(None, "a", record, hashed, NOW).action is Action.NEW
-    stored = StoredEntry("c", NOW - timedelta(days=1), {"a": hashed})
+    stored = StoredEntry("c", NOW - timedelta(days=1), {"a": hashed}, source_id="a")
     assert decide(stored, "b", record, hashed, NOW).action is Action.ADD_SOURCE
     assert decide(stored, "a", record, hashed, NOW).action is Action.UNCHANGED
     edited = entry(title="新标题", updated=NOW - timedelta(days=1))
@@ -90,8 +90,10 @@ def test_decide_new_add_source_unchanged_update() -> None:
 
 
 def test_a_second_source_with_a_different_copy_does_not_flip_flop() -> None:
-    stored = StoredEntry("c", NOW, {"a": "hash-a", "b": "hash-b"})
+    stored = StoredEntry("c", NOW, {"a": "hash-a", "b": "hash-b"}, source_id="a")
     assert decide(stored, "b", entry(), "hash-b", NOW).action is Action.UNCHANGED
+    # A copy that is not shown changing is remembered, and shows nothing new.
+    assert decide(stored, "b", entry(), "hash-b2", NOW).action is Action.OTHER_COPY
 
 
 def test_one_feed_listing_an_article_twice_counts_it_once() -> None:

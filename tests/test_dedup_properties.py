@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from aggregator.config import Source
 from aggregator.dedup import (
     Action,
+    Decision,
     StoredEntry,
     decide,
     entry_hash,
@@ -55,13 +56,13 @@ def copy(code: int, version: int) -> EntryRecord:
 
 
 def fingerprint(path: Path) -> dict[str, Any]:
-    """Everything stored, except which carrier came first (that is what order means)."""
+    """Everything stored (first_seen included: every poll here runs at NOW)."""
     conn = sqlite3.connect(path)
     try:
         return {
             "entries": conn.execute(
                 """SELECT code, code_rule, guid, title, link, published, updated, first_seen,
-                          author, summary, content, categories, enclosures
+                          author, summary, content, categories, enclosures, source_id
                    FROM entries ORDER BY code"""
             ).fetchall(),
             "carriers": conn.execute(
@@ -69,10 +70,6 @@ def fingerprint(path: Path) -> dict[str, Any]:
             ).fetchall(),
             "categories": conn.execute("SELECT * FROM entry_categories ORDER BY 1, 2").fetchall(),
             "tags": conn.execute("SELECT * FROM entry_tags ORDER BY 1, 2").fetchall(),
-            "first_carrier_carries": conn.execute(
-                """SELECT count(*) FROM entries e WHERE NOT EXISTS (SELECT 1 FROM entry_sources
-                   s WHERE s.code = e.code AND s.source_id = e.source_id)"""
-            ).fetchone(),
         }
     finally:
         conn.close()
@@ -109,25 +106,28 @@ def test_any_interleaving_of_polls_gives_the_same_store(
         folder = Path(temp)
         expected = fingerprint(run_polls(folder, "sorted", feeds, polls))
         assert fingerprint(run_polls(folder, "shuffled", feeds, order)) == expected
-        # And the entry shows the newest copy any source lists (each feed lists its
-        # first copy of an article: a feed listing one code twice counts it once).
-        newest: dict[str, int] = {}
-        for items in listing.values():
+        # And the entry shows the newest copy any source lists, from the first source
+        # (by id) that lists it (each feed lists its first copy of an article: a feed
+        # listing one code twice counts it once).
+        newest: dict[str, tuple[int, str]] = {}
+        for source_id, items in sorted(listing.items()):
             firsts: dict[int, int] = {}
             for code, version in items:
                 firsts.setdefault(code, version)
             for code, version in firsts.items():
-                newest[f"NW{code}"] = max(newest.get(f"NW{code}", 0), version)
-        titles = {row[0]: row[3] for row in expected["entries"]}
-        assert titles == {code: f"标题 {code[2:]} v{v}" for code, v in newest.items()}
+                if version > newest.get(f"NW{code}", (-1, ""))[0]:
+                    newest[f"NW{code}"] = (version, source_id)
+        shown = {row[0]: (row[3], row[13]) for row in expected["entries"]}
+        assert shown == {c: (f"标题 {c[2:]} v{v}", s) for c, (v, s) in newest.items()}
 
 
 def test_a_second_carrier_catching_up_with_an_edit_changes_nothing() -> None:
     """A and B carry the article; A's edit is applied; when B shows the same edit,
     the entry must not be re-dated to 'now' (subscribers would see a phantom update)."""
     v1, v2 = copy(1, 0), copy(1, 1)
-    stored = StoredEntry("NW1", v2.updated or NOW, {"a": entry_hash(v2), "b": entry_hash(v1)})
-    assert decide(stored, "b", v2, entry_hash(v2), NOW).action is Action.SAME_COPY
+    hashes = {"a": entry_hash(v2), "b": entry_hash(v1)}
+    stored = StoredEntry("NW1", v2.updated or NOW, hashes, v2.published, "a")
+    assert decide(stored, "b", v2, entry_hash(v2), NOW).action is Action.OTHER_COPY
     with tempfile.TemporaryDirectory() as temp:
         path = Path(temp) / "s.db"
         with Store(path) as store:
@@ -140,13 +140,14 @@ def test_a_second_carrier_catching_up_with_an_edit_changes_nothing() -> None:
         assert row == {"updated": "2025-06-02T01:00:00.000000Z", "title": "标题 1 v1"}
 
 
-def test_a_new_carrier_with_a_newer_copy_updates_the_entry() -> None:
+def test_a_new_carrier_with_a_newer_copy_is_shown() -> None:
     """A stopped listing the article before it was edited; B lists the edited copy."""
     v1, v2 = copy(1, 0), copy(1, 1)
-    stored = StoredEntry("NW1", v1.updated or NOW, {"a": entry_hash(v1)})
+    stored = StoredEntry("NW1", v1.updated or NOW, {"a": entry_hash(v1)}, v1.published, "a")
     decision = decide(stored, "b", v2, entry_hash(v2), NOW)
-    assert decision.action is Action.UPDATE and decision.updated == v2.updated
-    older = decide(StoredEntry("NW1", v2.updated or NOW, {"a": "x"}), "b", v1, "y", NOW)
+    assert decision == Decision(Action.SWITCH, v2.updated, v2.published)
+    shown_v2 = StoredEntry("NW1", v2.updated or NOW, {"a": "x"}, v2.published, "a")
+    older = decide(shown_v2, "b", v1, "y", NOW)
     assert older.action is Action.ADD_SOURCE  # an older copy never rolls the entry back
 
 

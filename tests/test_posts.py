@@ -397,7 +397,8 @@ share_code = {{ regex = "infoCode=(\\\\w+)" }}
     feeds_a = files(original.settings.output_dir)
     assert len(posts_a) == 3
     guid_post = next(t for t in posts_a.values() if "没有分享码" in t.decode())
-    assert 'share_code: "guid:plain-guid-1"' in guid_post.decode()
+    # An opaque guid identifies the article within its source only.
+    assert 'share_code: "guid@plain:plain-guid-1"' in guid_post.decode()
 
     copy_path = make_config(tmp_path / "b", url, POSTS_TABLE + second)
     runner = CliRunner()
@@ -584,7 +585,9 @@ def test_a_post_without_a_share_link_imports_back_to_the_same_article(
     poll(original, clock)
     [post_file] = original.posts.output_dir.iterdir()
     text = post_file.read_text(encoding="utf-8")
-    assert re.search(r'\nshare_code: "hash:[0-9a-f]{40}"\n', text) and "\n<http" not in text
+    # The code is a hash of title and date, scoped to the source (aggregator.identity).
+    assert re.search(r'\nshare_code: "hash@[a-z0-9_-]+:[0-9a-f]{40}"\n', text)
+    assert "\n<http" not in text
     assert "\n{% raw %}<p>模板语法 {{ site.title }}" in text
     assert "{%- endraw -%}" not in text and "&#123;%- endraw -%}" in text
     copy_path = make_config(tmp_path / "b", url)

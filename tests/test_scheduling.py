@@ -173,8 +173,14 @@ def test_a_slow_source_is_never_polled_twice_at_once(server: FeedServer, write_c
     slow_a, slow_b = SlowFeed(rss([ITEM])), SlowFeed(rss([ITEM]))
     path = write_config(
         [
-            {"id": "slow-a", "name": "A", "url": server.set("/a", handler=slow_a), "category": "c"},
-            {"id": "slow-b", "name": "B", "url": server.set("/b", handler=slow_b), "category": "c"},
+            {
+                "id": source_id,
+                "name": source_id,
+                "url": server.set(path, handler=feed),
+                "category": "c",
+                "share_code": {"param": "infoCode"},  # one article, carried by both
+            }
+            for source_id, path, feed in (("slow-a", "/a", slow_a), ("slow-b", "/b", slow_b))
         ],
         workers=4,
         default_interval=0.05,
