@@ -42,7 +42,7 @@ from aggregator.files import (
 )
 from aggregator.jsonfeed import assemble_json, item_bytes, json_head
 from aggregator.listing import render_index, render_opml
-from aggregator.sanitize import clean_html, display_safe, strip_control
+from aggregator.sanitize import clean_html, display_safe, shown_title, strip_control
 from aggregator.store import FeedKey, Render, SourceRow, Store, StoredArticle
 from aggregator.websub import HubNotifier
 
@@ -209,9 +209,8 @@ def _source_view(row: SourceRow, source: Source | None) -> SourceView:
     feed_url = iri.link(row["moved_to"] or (source.url if source else row["url"]) or "")
     given = row["feed_id"] or ""
     source_id = (
-        (iri.feed_id(given) if given.strip() else iri.feed_id(link) or iri.feed_id(feed_url))
-        or f"urn:uuid:{uuid.uuid5(ID_NAMESPACE, 'source:' + row['id'])}"
-    )
+        iri.feed_id(given) if given.strip() else iri.feed_id(link) or iri.feed_id(feed_url)
+    ) or f"urn:uuid:{uuid.uuid5(ID_NAMESPACE, 'source:' + row['id'])}"
     return SourceView(
         id=source_id,
         title=_title(row["feed_title"] or name) or name,
@@ -692,7 +691,7 @@ class Publisher:
     def _view(self, article: StoredArticle, updated: datetime) -> EntryView:
         base = self.config.settings.base_url
         link = iri.link(article.link)
-        title = _title(article.title) or link or article.code
+        title = _title(shown_title(article.title, article.summary, article.content, link))
         content = clean_html(article.content or article.summary) or html.escape(title)
         categories = [
             Category(term.slug, term.name, f"{base}/category/")

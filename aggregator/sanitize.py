@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import html
+import itertools
 import re
 import unicodedata
 from collections.abc import Callable
@@ -322,6 +323,47 @@ def _stacked_marks() -> re.Pattern[str]:
 
 _STACKED_MARKS: re.Pattern[str] | None = None
 _MARKS = frozenset({"Mn", "Me"})
+
+
+# Tags that end a line of text: dropping them must leave a space ("<p>a</p><p>b</p>").
+_BLOCK_TAG = re.compile(
+    r"<\s*/?\s*(?:p|br|div|li|ul|ol|dl|dt|dd|h[1-6]|tr|td|th|table|blockquote|pre|hr"
+    r"|section|article|header|footer|figure|figcaption)\b[^>]*>",
+    re.IGNORECASE,
+)
+# How wide a title made from an entry's text may be, in columns (a CJK character
+# takes two): about what a feed reader's list shows of a title.
+TEXT_TITLE_COLUMNS = 80
+
+
+def shown_title(title: str, summary: str, content: str, link: str) -> str:
+    """The title an entry is shown with: its own; for one without, the first words of
+    its text (summary, else content), as feed readers title such entries; else its
+    link. Never empty."""
+    return (
+        plain_text(title, markup=False)
+        or text_title(summary)
+        or text_title(content)
+        or strip_control(link).strip()
+        or "Untitled"
+    )
+
+
+def text_title(fragment: str, columns: int = TEXT_TITLE_COLUMNS) -> str:
+    """The first words of an HTML fragment's text, cut at a word where there are
+    spaces, with an ellipsis when cut."""
+    text = plain_text(_BLOCK_TAG.sub(" ", fragment or ""))
+    widths = itertools.accumulate(
+        2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text
+    )
+    end = next((i for i, used in enumerate(widths) if used > columns - 1), None)  # "…"
+    if end is None:
+        return text
+    cut = text[:end]
+    space = cut.rfind(" ")
+    if space > len(cut) // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,.;:-–—，。、；：") + "…"
 
 
 def http_base(url: str) -> str:

@@ -75,3 +75,25 @@ def atom(
         f"{''.join(parts)}</feed>"
     )
     return text.encode("utf-8")
+
+
+def rss_entries(entries: list[dict[str, str]], title: str = "A feed") -> bytes:
+    """An RSS 2.0 document whose items have exactly the elements given: title, link,
+    guid (isPermaLink="false" unless "permalink" is set), pubDate, description."""
+    parts = []
+    for entry in entries:
+        item = []
+        for key, element in (("title", "title"), ("link", "link"), ("date", "pubDate")):
+            if key in entry:
+                item.append(f"<{element}>{escape(entry[key])}</{element}>")
+        if "guid" in entry:
+            permalink = "true" if entry.get("permalink") else "false"
+            item.append(f'<guid isPermaLink="{permalink}">{escape(entry["guid"])}</guid>')
+        if "body" in entry:
+            item.append(f"<description>{escape(entry['body'])}</description>")
+        parts.append(f"<item>{''.join(item)}</item>")
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel>'
+        f"<title>{escape(title)}</title><link>http://example.org/</link>"
+        f"<description>{escape(title)}</description>{''.join(parts)}</channel></rss>"
+    ).encode()
