@@ -1574,6 +1574,33 @@ def _chunks(values: Sequence[str]) -> Iterator[tuple[list[str], str]]:
         yield chunk, ",".join("?" * len(chunk))
 
 
+def carriers_of(database: Path, codes: Sequence[str]) -> dict[str, list[str]]:
+    """The sources storing each of these codes in a database, read without writing or
+    migrating anything (`sources check`): {} where there is no database (yet) or it
+    cannot be read."""
+    if not codes or not database.exists():
+        return {}
+    found: dict[str, list[str]] = {}
+    try:
+        conn = sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True)
+    except sqlite3.Error:
+        return {}
+    try:
+        for chunk, marks in _chunks(list(dict.fromkeys(codes))):
+            rows = conn.execute(
+                f"""SELECT code, source_id FROM entry_sources WHERE code IN ({marks})
+                    ORDER BY code, source_id""",
+                chunk,
+            )
+            for code, source_id in rows:
+                found.setdefault(code, []).append(source_id)
+    except sqlite3.Error:
+        return {}
+    finally:
+        conn.close()
+    return found
+
+
 def _open_write_lock(database: Path) -> BinaryIO | None:
     """A file beside the database that writers lock in turn. SQLite itself makes a
     writer that finds the database busy sleep and retry (for up to 100 ms a time), which

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from aggregator.cli import main
 from aggregator.config import load_config, parse_config
 from aggregator.errors import ConfigError
-from tests.feeds import Item, rss
+from tests.feeds import Item, rss, rss_entries
 from tests.feedserver import FeedServer
 
 COMMENTED = Path(__file__).parent / "fixtures" / "commented.toml"
@@ -200,7 +200,8 @@ def test_check_shows_share_code_and_rule_without_storing(
     code, output = run("sources", "check", "sanqin", "--config", str(path))
     assert code == 0, output
     assert "share-code rule param:infoCode: 3 of 3 entries" in output
-    assert "share code: NW202112242224484383  (rule: param:infoCode)" in output
+    assert "identity: NW202112242224484383  (global, rule: param:infoCode)" in output
+    assert "identities: 3 global (merge with any source's), 0 source-scoped" in output
     assert "tags: 新闻, traffic" in output
     assert "mapping rules: rules[0]" in output
     assert "dropped: exclude_title '广告' matches the title" in output
@@ -219,7 +220,11 @@ def test_check_json_and_trying_another_rule(server: FeedServer, write_config: An
     assert report["first"] == [
         {
             "title": "凝神聚力保畅通 忠诚守护“西大门”",
+            "shown_title": "凝神聚力保畅通 忠诚守护“西大门”",
             "link": ITEMS[0].link,
+            "identity": "20211224",
+            "scope": "global",
+            "rule": "regex",
             "share_code": "20211224",
             "share_code_rule": "regex",
             "feed_categories": ["交通"],
@@ -228,6 +233,8 @@ def test_check_json_and_trying_another_rule(server: FeedServer, write_config: An
             "mapping_rules": ["rules[0]"],
             "kept": True,
             "dropped_because": None,
+            "same_as_entry": None,
+            "stored_from": [],
         }
     ]
 
@@ -343,8 +350,48 @@ def test_check_suggests_a_share_code_rule(server: FeedServer, write_config: Any)
     path = write_config([{"id": "plain", "name": "P", "url": url, "category": "c"}])
     code, output = run("sources", "check", "--config", str(path))
     assert code == 0, output
-    assert "no share-code rule: codes come from guid, link or hash (guid: 3)" in output
+    assert "no share-code rule: codes come from guid, link or content (guid: 3)" in output
     assert "the links suggest --share-code-param infoCode" in output
+
+
+def test_check_shows_each_identity_its_scope_and_what_it_would_meet(
+    server: FeedServer, write_config: Any
+) -> None:
+    """An operator sees a collision before it happens: which identities are only the
+    source's own, which would merge with an entry already stored from another source,
+    and which entries of the feed would be stored as one."""
+    tram = "http://transit.example.com/2022/01/tram"
+    plain = [
+        {"guid": "1", "title": "Numbered", "link": "http://garden.example.org/1"},
+        {"guid": tram, "permalink": "1", "title": "Tram", "link": tram},
+        {"body": "<p>Only a description.</p>"},
+        {"guid": "1", "title": "Numbered again", "link": "http://garden.example.org/1b"},
+    ]
+    sources = [
+        {"id": "garden", "name": "G", "url": server.set("/g.xml", rss_entries(plain))},
+        {"id": "transit", "name": "T", "url": server.set("/t.xml", rss_entries(plain[1:2]))},
+    ]
+    path = write_config([s | {"category": "c"} for s in sources])
+    assert run("poll", "transit", "--config", str(path))[0] == 0
+    code, output = run("sources", "check", "garden", "--config", str(path))
+    assert code == 0, output
+    assert "identities: 1 global (merge with any source's), 3 source-scoped" in output
+    assert "identity: guid@garden:1  (source-scoped, rule: guid)" in output
+    assert f"identity: guid:{tram}  (global, rule: guid)" in output
+    assert "already stored from transit: one entry with their copies" in output
+    assert "(no title; shown as: Only a description.)" in output
+    assert "  (source-scoped, rule: content)" in output
+    assert "the same identity as entry 1: stored as one entry" in output
+    _, as_json = run("sources", "check", "garden", "--json", "--config", str(path))
+    [report] = json.loads(as_json)
+    assert [
+        (e["scope"], e["rule"], e["same_as_entry"], e["stored_from"]) for e in report["first"]
+    ] == [
+        ("source", "guid", None, []),
+        ("global", "guid", None, ["transit"]),
+        ("source", "content", None, []),
+        ("source", "guid", 1, []),
+    ]
 
 
 def test_required_keys_cannot_be_unset(tmp_path: Path) -> None:

@@ -41,9 +41,12 @@ from aggregator.config import SOURCE_KEYS, Config, ShareCodeRule, Source, parse_
 from aggregator.discover import feed_links, looks_like_html, propose_id, suggest_share_param
 from aggregator.errors import ConfigError, ConfigNotFound, FetchError, ParseError
 from aggregator.fetch import Fetcher, Limits
+from aggregator.identity import Scope, identify
 from aggregator.models import EntryRecord, ParsedFeed
 from aggregator.poll import extract
 from aggregator.rules import classify, matching_rules, rejection
+from aggregator.sanitize import shown_title
+from aggregator.store import carriers_of
 
 MAX_DISCOVERED = 3  # feed links of an HTML page tried in turn
 
@@ -498,13 +501,19 @@ def _interval(seconds: float) -> str:
 
 
 def check_entry(entry: EntryRecord, source: Source) -> dict[str, Any]:
-    """What storing would make of one entry: its code and rule, categories, tags, or why
-    the source's filters drop it."""
+    """What storing would make of one entry: its identity (global or scoped to the
+    source, and the rule that gave it), title, categories, tags, or why the source's
+    filters drop it."""
     dropped = rejection(entry, source.filters)
     classified = classify(entry, source)
+    found = identify(entry, source.share_code, source.id)
     return {
         "title": entry.title,
+        "shown_title": shown_title(entry.title, entry.summary, entry.content, entry.link),
         "link": entry.link,
+        "identity": found.code,
+        "scope": found.scope.value,
+        "rule": found.rule,
         "share_code": entry.code,
         "share_code_rule": entry.code_rule,
         "feed_categories": list(entry.categories),
@@ -516,7 +525,24 @@ def check_entry(entry: EntryRecord, source: Source) -> dict[str, Any]:
     }
 
 
-def check_source(fetcher: Fetcher, source: Source, limit: int, now: datetime) -> dict[str, Any]:
+def with_collisions(
+    checked: list[dict[str, Any]], source: Source, stored: dict[str, list[str]]
+) -> list[dict[str, Any]]:
+    """Each checked entry with what its identity would meet: an earlier entry of the same
+    feed (stored as one entry with it) and other sources already storing it (a global
+    identity merges with theirs)."""
+    first: dict[str, int] = {}
+    for number, entry in enumerate(checked, start=1):
+        entry["same_as_entry"] = first.setdefault(entry["identity"], number)
+        if entry["same_as_entry"] == number:
+            entry["same_as_entry"] = None
+        entry["stored_from"] = [s for s in stored.get(entry["identity"], []) if s != source.id]
+    return checked
+
+
+def check_source(
+    fetcher: Fetcher, source: Source, limit: int, now: datetime, database: Path | None = None
+) -> dict[str, Any]:
     report: dict[str, Any] = {"id": source.id, "url": source.url, "ok": False}
     try:
         fetched = fetcher.fetch(
@@ -526,11 +552,14 @@ def check_source(fetcher: Fetcher, source: Source, limit: int, now: datetime) ->
     except (FetchError, ParseError) as exc:
         report["error"] = str(exc)
         return report
-    entries = list(feed.entries)  # extract gave them their share codes
+    entries = list(feed.entries)  # extract gave them their identities
     rules: dict[str, int] = {}
     for entry in entries:
         rules[entry.code_rule] = rules.get(entry.code_rule, 0) + 1
     checked = [check_entry(entry, source) for entry in entries]
+    identities = [c["identity"] for c in checked if c["scope"] == Scope.GLOBAL.value]
+    stored = carriers_of(database, identities) if database is not None else {}
+    checked = with_collisions(checked, source, stored)
     report.update(
         ok=True,
         feed_title=feed.title,
@@ -538,6 +567,7 @@ def check_source(fetcher: Fetcher, source: Source, limit: int, now: datetime) ->
         kept=sum(1 for c in checked if c["kept"]),
         configured_rule=source.share_code.name,
         share_code_rules=rules,
+        scopes={s.value: sum(1 for c in checked if c["scope"] == s.value) for s in Scope},
         suggested_share_code_param=suggest_share_param([e.link for e in entries if e.link]),
         first=checked[:limit],
     )
@@ -560,7 +590,7 @@ def _print_check(report: dict[str, Any]) -> None:
     configured = report["configured_rule"]
     hits = report["share_code_rules"].get(configured, 0)
     if configured == "none":
-        click.echo(f"  no share-code rule: codes come from guid, link or hash ({rules or '-'})")
+        click.echo(f"  no share-code rule: codes come from guid, link or content ({rules or '-'})")
         if report.get("suggested_share_code_param"):
             click.secho(
                 f"  the links suggest --share-code-param {report['suggested_share_code_param']}",
@@ -573,10 +603,27 @@ def _print_check(report: dict[str, Any]) -> None:
             f"(by rule: {rules or '-'})",
             fg=colour,
         )
+    scopes = report["scopes"]
+    click.echo(
+        f"  identities: {scopes['global']} global (merge with any source's), "
+        f"{scopes['source']} source-scoped (never merge with another source's)"
+    )
     for index, entry in enumerate(report["first"], start=1):
-        click.echo(f"  {index}. {entry['title']}")
-        click.echo(f"     link: {entry['link']}")
-        click.echo(f"     share code: {entry['share_code']}  (rule: {entry['share_code_rule']})")
+        title = entry["title"] or f"(no title; shown as: {entry['shown_title']})"
+        click.echo(f"  {index}. {title}")
+        click.echo(f"     link: {entry['link'] or '-'}")
+        scope = "global" if entry["scope"] == Scope.GLOBAL.value else "source-scoped"
+        click.echo(f"     identity: {entry['identity']}  ({scope}, rule: {entry['rule']})")
+        if entry["same_as_entry"]:
+            click.secho(
+                f"     the same identity as entry {entry['same_as_entry']}: stored as one entry",
+                fg="yellow",
+            )
+        if entry["stored_from"]:
+            click.echo(
+                f"     already stored from {', '.join(entry['stored_from'])}: "
+                "one entry with their copies"
+            )
         click.echo(
             f"     categories: {', '.join(entry['categories'])}  "
             f"tags: {', '.join(entry['tags']) or '-'}"
@@ -611,8 +658,9 @@ def sources_check(
     force: bool,
 ) -> None:
     """Fetch and parse sources without storing anything, and show what would be extracted
-    from the first entries: title, link, share code and the rule that found it,
-    categories, tags, and whether the filters keep it. With no ID, every enabled source.
+    from the first entries: title, link, identity (global or scoped to the source, and
+    the rule that gave it, with what it would be stored as one entry with), categories,
+    tags, and whether the filters keep it. With no ID, every enabled source.
 
     --share-code-param/--share-code-regex try another rule without editing the config.
     As for `poll`, a source disabled, stopped by 410 Gone or inside a Retry-After
@@ -636,7 +684,9 @@ def sources_check(
         for source in chosen:
             if trial:
                 source = replace(source, share_code=ShareCodeRule(**trial))
-            reports.append(check_source(fetcher, source, limit, datetime.now(UTC)))
+            reports.append(
+                check_source(fetcher, source, limit, datetime.now(UTC), config.settings.database)
+            )
     if as_json:
         click.echo(json.dumps(reports, ensure_ascii=False, indent=2))
     else:
