@@ -7,8 +7,8 @@ PATH is the src/ folder of a checkout of https://github.com/w3c/feedvalidator (P
 3; it needs html5lib and rdflib: `pip install html5lib rdflib`). It is not on PyPI
 and not vendored here: fetch it yourself; AGGREGATOR_FEEDVALIDATOR may name it
 instead of --validator. Each FOLDER is an output folder of published feeds; without
-one, the script publishes feedparser's test documents (tests/corpus/feedparser, and
-feedparser-full when fetched) and a set of hostile documents (malformed urn:uuid: ids,
+one, the script publishes feedparser's test documents (all of them, from the archive in
+tests/corpus/) and a set of hostile documents (malformed urn:uuid: ids,
 ids with spaces, look-alike hosts, display hazards, impossible dates) through the
 pipeline into a temporary folder and checks that. Every Atom document is validated
 as the online validator does (its "AA" filter); errors are listed and make the exit
@@ -65,23 +65,20 @@ def load_validator(path: Path) -> Any:
 
 def publish_corpus(out: Path) -> Path:
     """feedparser's documents and HOSTILE through the pipeline; the output folder."""
+    from tests.fpcorpus import documents
     from tests.test_feedparser_corpus import run_corpus
 
-    folders = [ROOT / "tests" / "corpus" / "feedparser"]
-    if (ROOT / "tests" / "corpus" / "feedparser-full").is_dir():
-        folders.append(ROOT / "tests" / "corpus" / "feedparser-full")
-    hostile = out / "hostile"
-    hostile.mkdir()
-    for name, text in HOSTILE.items():
-        (hostile / name).write_text(text, encoding="utf-8")
-    folders.append(hostile)
-    feeds = out / "feeds"
-    for number, folder in enumerate(folders):
-        read, unreadable, problems = run_corpus(folder, _config_writer(out, str(number)))
-        print(f"{folder.name}: {read} documents read, {unreadable} unreadable", file=sys.stderr)
-        for problem in problems:
+    groups = {
+        "feedparser": documents(),
+        "hostile": {name: text.encode() for name, text in HOSTILE.items()},
+    }
+    for number, (group, docs) in enumerate(groups.items()):
+        run = run_corpus(docs, _config_writer(out, str(number)))
+        read = len(docs) - len(run.unreadable)
+        print(f"{group}: {read} documents read, {len(run.unreadable)} unreadable", file=sys.stderr)
+        for problem in run.problems:
             print(f"  tests/atomcheck: {problem}", file=sys.stderr)
-    return feeds
+    return out / "feeds"
 
 
 def _config_writer(out: Path, name: str) -> Any:

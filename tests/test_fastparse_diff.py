@@ -22,6 +22,7 @@ from aggregator.errors import ParseError
 from aggregator.parse import FieldLimits, parse_fast, parse_feed, prepare
 from aggregator.sandbox import parse_limited
 from bench.corpus import Corpus
+from tests import fpcorpus
 from tests.feeds import Item, atom, rss
 from tests.test_hostile import LAUGHS, QUADRATIC, document, gbk_feed
 
@@ -213,11 +214,17 @@ def _synthetic() -> list[Case]:
 
 
 def _corpus() -> list[Case]:
+    """The real-world feeds, and of feedparser's test documents every ill-formed one and
+    every fourth of the others (all of them are stored in test_feedparser_corpus)."""
     folder = ROOT / "tests" / "corpus"
-    paths = sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix in (".xml", ".rdf", ".atom")
-    )
-    return [(str(p.relative_to(folder)), p.read_bytes(), URL, "", None) for p in paths]
+    paths = sorted(p for p in folder.glob("*") if p.suffix in (".xml", ".rdf", ".atom"))
+    cases = [(p.name, p.read_bytes(), URL, "", None) for p in paths]
+    sample = [
+        (f"feedparser/{name}", body, URL, "", None)
+        for number, (name, body) in enumerate(fpcorpus.documents().items())
+        if name.startswith("illformed/") or number % 4 == 0
+    ]
+    return cases + sample
 
 
 def _hostile() -> list[Case]:

@@ -15,12 +15,12 @@ import sqlite_utils
 
 from aggregator.encoding import decode
 from aggregator.store import MIGRATIONS, Store
+from tests import fpcorpus
 from tests.conftest import Clock
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer
 from tests.pipeline import A, run_source
 
-CHARDET = Path(__file__).resolve().parent / "corpus" / "feedparser" / "illformed" / "chardet"
 # The encoding each of feedparser's documents is in (its "Expect:" line), as a Python codec.
 CHARDET_CODECS = {
     "big5.xml": "big5",
@@ -89,7 +89,7 @@ def test_feedparsers_chardet_documents_are_read_in_their_encoding(
     name: str, server: FeedServer, write_config: Any
 ) -> None:
     """feedparser's illformed/chardet documents declare no encoding anywhere."""
-    body = (CHARDET / name).read_bytes()
+    body = fpcorpus.documents()[f"illformed/chardet/{name}"]
     expected = body.decode(CHARDET_CODECS[name])
     decoded = decode(body, "application/xml")
     assert decoded.text == expected, decoded.encoding
