@@ -15,6 +15,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
+from typing import NamedTuple
 
 from aggregator.identity import legacy_needs_same_copy
 from aggregator.models import EntryRecord, evolve
@@ -38,8 +39,7 @@ class StoredEntry:
     source_id: str = ""  # whose copy is shown
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):  # one for every entry of every poll: a tuple is cheapest
     action: Action
     updated: datetime | None = None  # the entry's new `updated`: NEW, UPDATE, SWITCH
     published: datetime | None = None  # the shown copy's: NEW, SWITCH
