@@ -12,14 +12,13 @@ the source id and never meets another source's.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from aggregator.config import ShareCodeRule
-from aggregator.models import Enclosure, EntryRecord
+from aggregator.models import EntryRecord
 from aggregator.sharecode import fallback_hash, normalize_url, rule_code
 
 
@@ -35,8 +34,7 @@ TITLE_DATE = "title-date"  # no guid, no link: the title and the date
 CONTENT = "content"  # no guid, no link, not both a title and a date: everything shown
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(NamedTuple):  # made for every entry: a tuple is cheapest
     code: str  # the key the entry is stored under; its Atom id derives from it
     rule: str
     scope: Scope
@@ -97,7 +95,8 @@ def identify(entry: EntryRecord, rule: ShareCodeRule, source_id: str) -> Identit
         # As before scopes, but per source: an edited text stays the same entry.
         code = scoped_code("hash", source_id, legacy_hash)
         return Identity(code, TITLE_DATE, Scope.SOURCE, "hash:" + legacy_hash)
-    digest = _digest([entry.title, stamp, _urls(entry.enclosures)], entry.summary, entry.content)
+    urls = [e.url for e in entry.enclosures]
+    digest = _digest(entry.title, stamp, str(len(urls)), *urls, entry.summary, entry.content)
     code = scoped_code("hash", source_id, digest)
     return Identity(code, CONTENT, Scope.SOURCE, "hash:" + legacy_hash)
 
@@ -118,7 +117,7 @@ def legacy_scoped(code: str) -> bool:
 def legacy_needs_same_copy(rule: str) -> bool:
     """Whether an old code found for this identity names it only when the stored copy
     is this very copy. Before scopes, every entry lacking a title or a date shared the
-    code of its one field (three description-only items: one code): which of them the
+    code of its title and date alone (three description-only items: one code): which the
     old entry was, only its stored hash can tell."""
     return rule == CONTENT
 
@@ -128,7 +127,7 @@ def fingerprint(entry: EntryRecord) -> str:
     the same content under a new guid from the same source is the same article (a
     server putting a session or a timestamp into its guids)."""
     return content_fingerprint(
-        entry.link, entry.title, _urls(entry.enclosures), entry.summary, entry.content
+        entry.link, entry.title, [e.url for e in entry.enclosures], entry.summary, entry.content
     )
 
 
@@ -137,20 +136,15 @@ def content_fingerprint(
 ) -> str:
     """fingerprint() from the fields as stored (the store fills it in for copies
     stored before fingerprints existed)."""
-    return _digest([link, title, enclosure_urls], summary, content)
+    return _digest(link, title, str(len(enclosure_urls)), *enclosure_urls, summary, content)
 
 
-def _urls(enclosures: tuple[Enclosure, ...]) -> list[str]:
-    return [e.url for e in enclosures]
-
-
-_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
-def _digest(small: list[object], *bodies: str) -> str:
-    """SHA-1 of small fields as JSON and of bodies as they are, each with its length."""
+def _digest(*parts: str) -> str:
+    """SHA-1 of the parts as UTF-8, each with its length (so no two lists of parts
+    share a digest)."""
     digest = hashlib.sha1()
-    for part in (_COMPACT_JSON.encode(small).encode(), *(b.encode() for b in bodies)):
-        digest.update(len(part).to_bytes(8, "big"))
-        digest.update(part)
+    for part in parts:
+        data = part.encode()
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
     return digest.hexdigest()
