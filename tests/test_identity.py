@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -28,6 +29,7 @@ from aggregator.identity import (
     Scope,
     fingerprint,
     identify,
+    is_absolute_url,
     is_global_guid,
     legacy_scoped,
 )
@@ -269,3 +271,22 @@ def test_the_shown_copy_does_not_depend_on_arrival_order(
         max(r.updated or r.published or NOW, r.published or r.updated or NOW) for _, r in copies
     )
     assert source_id in {s for s, _ in copies}
+
+
+@given(
+    st.sampled_from(["http", "https", "ftp", "s3", "x-y.z+1", "1http", ""]),
+    st.sampled_from(["://", ":/", ":", ""]),
+    st.sampled_from(["", "[::1]", "[fe80::1%25x]", "user@[::1]", "a@"]),
+    st.text(alphabet="ab.-_:@/?#%19 ", max_size=16),
+)
+def test_is_absolute_url_agrees_with_urlsplit(
+    scheme: str, separator: str, start: str, rest: str
+) -> None:
+    """The regex stands in for urlsplit (too slow for every entry): a scheme and a host."""
+    text = scheme + separator + start + rest
+    try:
+        parts = urlsplit(text)
+        expected = bool(parts.scheme and parts.hostname)
+    except ValueError:  # a bad port or IPv6 literal: no identity can rest on it
+        return
+    assert is_absolute_url(text) == expected, text
