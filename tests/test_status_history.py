@@ -113,12 +113,14 @@ def test_new_entries_per_day_are_counted_where_they_are_stored(
                     "name": "A",
                     "url": server.set("/a.xml", rss(ITEMS)),
                     "category": "测试",
+                    "share_code": {"param": "infoCode"},  # one article in both
                 },
                 {
                     "id": "b",
                     "name": "B",
                     "url": server.set("/b.xml", rss(ITEMS)),
                     "category": "测试",
+                    "share_code": {"param": "infoCode"},  # one article in both
                 },
             ]
         )
