@@ -66,12 +66,19 @@ def aggregator(args: list[str]) -> int:
         return 130
 
 
+def _parallel(args: list[str]) -> list[str]:
+    """Four pytest-xdist workers unless the caller chose (-n/--numprocesses): most tests
+    wait on real servers and processes, so four share two cores well."""
+    chosen = any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in args)
+    return [] if chosen else ["-n", "4"]
+
+
 def test(args: list[str]) -> int:
     ensure_venv()
     steps = [
         [str(BIN / "ruff"), "check", *[p for p in LINTED if (ROOT / p).exists()]],
         [str(BIN / "mypy")],
-        [str(BIN / "python"), "-m", "pytest", *args],
+        [str(BIN / "python"), "-m", "pytest", *_parallel(args), *args],
     ]
     for step in steps:
         print(
