@@ -78,6 +78,7 @@ def test(args: list[str]) -> int:
     steps = [
         [str(BIN / "ruff"), "check", *[p for p in LINTED if (ROOT / p).exists()]],
         [str(BIN / "mypy")],
+        [str(BIN / "lint-imports")],
         [str(BIN / "python"), "-m", "pytest", *_parallel(args), *args],
     ]
     for step in steps:

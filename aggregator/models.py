@@ -29,7 +29,7 @@ class Enclosure:
 
 @dataclass(frozen=True)
 class EntryRecord:
-    """One entry as a feed gave it, normalised; its identity is set by aggregator.identity."""
+    """One entry as a feed gave it, normalised; aggregator.identity sets its identity."""
 
     guid: str
     title: str
@@ -41,7 +41,7 @@ class EntryRecord:
     content: str = ""
     categories: tuple[str, ...] = ()
     enclosures: tuple[Enclosure, ...] = ()
-    code: str = ""  # the identity it is stored under (see aggregator.identity)
+    code: str = ""  # the identity it is stored under (see aggregator.identity.identify)
     code_rule: str = ""  # which rule gave the identity
     # A source-scoped identity's code before identities had scopes (identity.Identity).
     legacy_code: str = ""

@@ -347,7 +347,7 @@ def kept_sections(path: Path) -> str:
 NOTES = [
     "How each side runs:",
     "",
-    "- ours: `aggregator.pollrun.poll_many`, exactly as `aggregator poll` runs it (the",
+    "- ours: `aggregator.run.pollrun.poll_many`, exactly as `aggregator poll` runs it (the",
     "  daemon runs the same steps through `poll.poll_source` from its scheduler's",
     "  threads), on a fresh SQLite store. One thread keeps the fetches in flight (a curl",
     "  multi handle) and reads and stores each answer as it comes. When 100 or more",

@@ -20,10 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aggregator.config import Config, load_config
-from aggregator.poll import parse_and_store
-from aggregator.publish import Publisher, feed_info, render_atom
-from aggregator.store import FeedKey, Store, StoredArticle
+from aggregator.config.loader import Config, load_config
+from aggregator.publish.publisher import Publisher, feed_info, render_atom
+from aggregator.run.poll import parse_and_store
+from aggregator.store.sqlite import FeedKey, Store, StoredArticle
 from bench.corpus import Corpus
 
 INCREMENTAL_RUNS = 10

@@ -107,12 +107,12 @@ def control(params: Params, path: str) -> None:
 
 class Ours:
     def __init__(self, params: Params, folder: Path) -> None:
-        from aggregator.config import ShareCodeRule, Source
-        from aggregator.fetch import Fetcher, Limits
-        from aggregator.store import Store
+        from aggregator.config.loader import ShareCodeRule, Source
+        from aggregator.fetch.fetcher import Fetcher, Limits
+        from aggregator.store.sqlite import Store
 
         # Imported now, as Reader imports reader before the clock starts.
-        importlib.import_module("aggregator.pollrun")
+        importlib.import_module("aggregator.run.pollrun")
         self.params = params
         self.sources = [
             Source(
@@ -131,8 +131,8 @@ class Ours:
         self.processes_used = 1
 
     def poll(self, sources: list[Any] | None = None) -> int:
-        from aggregator.pollrun import poll_many, processes_for  # imported by __init__
-        from aggregator.sandbox import ParseLimits
+        from aggregator.parse.sandbox import ParseLimits
+        from aggregator.run.pollrun import poll_many, processes_for  # imported by __init__
 
         # The path of `aggregator poll` (the daemon runs the same steps in poll_source):
         # in as many processes as that command would use for this many sources.

@@ -97,9 +97,9 @@ def manifest(files: dict[str, bytes], version: str) -> str:
     sys.path.insert(0, str(ROOT))
     import feedparser
 
-    from aggregator.config import Source
+    from aggregator.config.loader import Source
     from aggregator.errors import ParseError
-    from aggregator.poll import extract
+    from aggregator.run.poll import extract
     from tests.fpcorpus import NOW, URL, content_type, is_document
 
     source = Source("fp", "fp", URL, "c")

@@ -31,11 +31,11 @@ ROUNDS = 3
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    from aggregator.config import load_config
-    from aggregator.poll import parse_and_store
-    from aggregator.publish import Publisher
-    from aggregator.retention import cleanup
-    from aggregator.store import SCHEMA_VERSION, Store
+    from aggregator.config.loader import load_config
+    from aggregator.publish.publisher import Publisher
+    from aggregator.run.poll import parse_and_store
+    from aggregator.store.retention import cleanup
+    from aggregator.store.sqlite import SCHEMA_VERSION, Store
 
     with tempfile.TemporaryDirectory() as temp:
         database = Path(temp) / "aggregator.db"

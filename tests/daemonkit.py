@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from aggregator.daemon import Daemon
+from aggregator.run.daemon import Daemon
 from tests.conftest import config_text
 
 

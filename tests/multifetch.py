@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from aggregator.errors import FetchError
-from aggregator.fetch import Fetcher, FetchRequest
+from aggregator.fetch.fetcher import Fetcher, FetchRequest
 from aggregator.models import FetchResult
 
 

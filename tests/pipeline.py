@@ -9,11 +9,11 @@ from typing import Any
 
 from lxml import etree
 
-from aggregator.config import Config, load_config
-from aggregator.fetch import Fetcher
-from aggregator.poll import poll_source
-from aggregator.publish import Publisher
-from aggregator.store import Store
+from aggregator.config.loader import Config, load_config
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.publish.publisher import Publisher
+from aggregator.run.poll import poll_source
+from aggregator.store.sqlite import Store
 from tests import atomcheck, jsonfeedcheck
 from tests.conftest import Clock
 

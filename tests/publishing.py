@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 
-from aggregator.config import Config, load_config
+from aggregator.config.loader import Config, load_config
 from aggregator.models import EntryRecord, ParsedFeed
-from aggregator.publish import Publisher
-from aggregator.store import FeedKey, Store
+from aggregator.publish.publisher import Publisher
+from aggregator.store.sqlite import FeedKey, Store
 from tests.feeds import SHARE
 
 A = "{http://www.w3.org/2005/Atom}"

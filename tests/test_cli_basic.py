@@ -11,7 +11,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from aggregator.cli import main
+from aggregator.cli.main import main
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer
 

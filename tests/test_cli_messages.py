@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from aggregator.cli import main
+from aggregator.cli.main import main
 from tests.conftest import config_text
 from tests.conftest import run_aggregator as aggregator
 from tests.daemonkit import running, wait_for

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aggregator.pollrun import PROCESS_MIN_SOURCES
-from aggregator.store import Store
+from aggregator.run.pollrun import PROCESS_MIN_SOURCES
+from aggregator.store.sqlite import Store
 from tests.feeds import Item, rss
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from aggregator.cli import main
-from aggregator.config import load_config, parse_config
+from aggregator.cli.main import main
+from aggregator.config.loader import load_config, parse_config
 from aggregator.errors import ConfigError
 from tests.feeds import Item, rss, rss_entries
 from tests.feedserver import FeedServer

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.config import default_base_url, load_config, parse_config
+from aggregator.config.loader import default_base_url, load_config, parse_config
 from aggregator.errors import ConfigError, ConfigNotFound
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from aggregator.config import load_config
-from aggregator.fetch import Fetcher, Limits
-from aggregator.poll import poll_source
-from aggregator.publish import Publisher
-from aggregator.store import Store
+from aggregator.config.loader import load_config
+from aggregator.fetch.fetcher import Fetcher, Limits
+from aggregator.publish.publisher import Publisher
+from aggregator.run.poll import poll_source
+from aggregator.store.sqlite import Store
 from tests.atomcheck import problems
 from tests.feedserver import FeedServer
 

@@ -18,9 +18,9 @@ import pytest
 from lxml import etree
 
 import aggregator.files
-import aggregator.publish
+import aggregator.publish.publisher
 from aggregator.files import install, write_if_changed
-from aggregator.serve import FeedServer
+from aggregator.serve.server import FeedServer
 from tests.daemonkit import running
 from tests.publishing import A, record, site
 
@@ -45,7 +45,7 @@ def test_a_page_is_written_before_any_document_linking_to_it(
             created.add(path)
         install(temp, path, sync_dir=sync_dir)
 
-    monkeypatch.setattr(aggregator.publish, "write_if_changed", recording)
+    monkeypatch.setattr(aggregator.publish.publisher, "write_if_changed", recording)
     monkeypatch.setattr(aggregator.files, "install", installing)
     with site(write_config, feed_entries=3, archive_entries=2) as s:
         for first in (0, 7, 9, 30):  # the first publish, then growing by one and several pages
@@ -168,7 +168,7 @@ def test_a_timer_firing_during_a_running_poll_is_not_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """max_instances=1 skipping a run is the no-overlap guard at work, not a fault."""
-    import aggregator.scheduler  # noqa: F401 - installs the filter
+    import aggregator.run.scheduler  # noqa: F401 - installs the filter
 
     logger = logging.getLogger("apscheduler.scheduler")
     with caplog.at_level(logging.WARNING, logger="apscheduler.scheduler"):

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from aggregator.config import load_config
-from aggregator.fetch import Fetcher
-from aggregator.poll import poll_source
-from aggregator.store import Store
+from aggregator.config.loader import load_config
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.run.poll import poll_source
+from aggregator.store.sqlite import Store
 from tests.conftest import Clock
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer

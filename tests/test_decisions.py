@@ -7,12 +7,19 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.config import ShareCodeRule
-from aggregator.dedup import Action, StoredEntry, decide, entry_hash, first_per_code
+from aggregator.config.loader import ShareCodeRule
+from aggregator.config.slugs import assign_slugs, slugify
+from aggregator.identity.dedup import Action, StoredEntry, decide, entry_hash, first_per_code
+from aggregator.identity.sharecode import share_code
 from aggregator.models import EntryRecord
-from aggregator.schedule import MAX_BACKOFF, MAX_RETRY_AFTER, PollFacts, delay_after, first_poll_at
-from aggregator.sharecode import normalize_url, share_code
-from aggregator.slugs import assign_slugs, slugify
+from aggregator.run.schedule import (
+    MAX_BACKOFF,
+    MAX_RETRY_AFTER,
+    PollFacts,
+    delay_after,
+    first_poll_at,
+)
+from aggregator.urls import normalize_url
 
 SHARE = "http://finews.zning.xyz/html_News/NewsShare.html?infoCode=NW202112242224484383"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

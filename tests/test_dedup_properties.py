@@ -12,8 +12,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aggregator.config import Source
-from aggregator.dedup import (
+from aggregator.config.loader import Source
+from aggregator.identity.dedup import (
     Action,
     Decision,
     StoredEntry,
@@ -24,7 +24,7 @@ from aggregator.dedup import (
     legacy_entry_hash,
 )
 from aggregator.models import EntryRecord, ParsedFeed
-from aggregator.store import Store
+from aggregator.store.sqlite import Store
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 BASE = datetime(2025, 6, 1, tzinfo=UTC)

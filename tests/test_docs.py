@@ -13,9 +13,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from aggregator.cli import main
-from aggregator.config import RESTART_SETTINGS, SETTINGS_KEYS, Settings
-from scripts import cli_reference
+from aggregator.cli.main import main
+from aggregator.config.loader import RESTART_SETTINGS, SETTINGS_KEYS, Settings
+from scripts import architecture, cli_reference
 
 DOC = Path(__file__).parents[1] / "docs" / "cli.md"
 
@@ -99,3 +99,20 @@ def test_the_readme_names_the_settings_that_need_a_restart() -> None:
     sentence = readme_section("A running daemon applies a changed setting at once, except")
     named = re.findall(r"`(\w+)`", sentence.split("which wait for a restart", 1)[0])
     assert sorted(named) == sorted(RESTART_SETTINGS)
+
+
+# --- the generated architecture map ----------------------------------------------------
+
+
+def test_the_architecture_map_is_current() -> None:
+    current = architecture.README.read_text(encoding="utf-8")
+    assert architecture.START in current
+    assert current == architecture.render(current), (
+        "README.md's architecture map is out of date: run .venv/bin/python scripts/architecture.py"
+    )
+
+
+def test_every_module_says_what_it_holds() -> None:
+    for module in architecture.PACKAGE.rglob("*.py"):
+        if module.name != "__main__.py":
+            assert architecture.summary(module), f"{module} has no docstring"

@@ -23,10 +23,12 @@ from hypothesis import strategies as st
 from lxml import etree
 from lxml import html as lxml_html
 
-from aggregator import fastparse, iri, sanitize, sharecode
-from aggregator.dates import feedparser_date, impossible_offset
-from aggregator.parse import prepare, prepare_unread
-from aggregator.sanitize import (
+from aggregator.identity import sharecode
+from aggregator.parse import fast as fastparse
+from aggregator.parse import iri, sanitize
+from aggregator.parse.dates import feedparser_date, impossible_offset
+from aggregator.parse.feed import prepare, prepare_unread
+from aggregator.parse.sanitize import (
     URL_ATTRIBUTES,
     _attribute_filter,
     _joined_http_url,
@@ -693,9 +695,9 @@ documents = st.lists(st.sampled_from(INSIDE_PIECES), max_size=6).map(
 
 def _prepared_the_long_way(body: bytes, content_type: str) -> bytes:
     """prepare()'s data as it is computed for every body: decode, strip, re-encode."""
-    from aggregator.encoding import decode
-    from aggregator.parse import _XML_DECLARATION
-    from aggregator.xmlguard import screen
+    from aggregator.parse.encoding import decode
+    from aggregator.parse.feed import _XML_DECLARATION
+    from aggregator.parse.xmlguard import screen
 
     text = strip_control(decode(body, content_type).text).lstrip("\ufeff")
     declaration = _XML_DECLARATION.match(text)
@@ -714,7 +716,7 @@ def test_prepared_bytes_are_those_of_the_general_path(
     prolog: str, document: str, codec: str, content_type: str
 ) -> None:
     from aggregator.errors import ParseError
-    from aggregator.parse import prepare
+    from aggregator.parse.feed import prepare
 
     try:
         body = (prolog + document).encode(codec)

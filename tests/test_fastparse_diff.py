@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from aggregator import fastparse
 from aggregator.errors import ParseError
-from aggregator.parse import FieldLimits, parse_fast, parse_feed, prepare
-from aggregator.sandbox import parse_limited
+from aggregator.parse import fast as fastparse
+from aggregator.parse.feed import FieldLimits, parse_fast, parse_feed, prepare
+from aggregator.parse.sandbox import parse_limited
 from bench.corpus import Corpus
 from tests import fpcorpus
 from tests.feeds import Item, atom, rss

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from aggregator.models import ParsedFeed
-from aggregator.store import FeedKey, Store, StoredArticle
+from aggregator.store.sqlite import FeedKey, Store, StoredArticle
 from tests.publishing import START, Site, record, site
 
 MEMBERS = {

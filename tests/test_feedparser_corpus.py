@@ -16,12 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from aggregator.config import Source, load_config
+from aggregator.config.loader import Source, load_config
 from aggregator.errors import ParseError
-from aggregator.poll import extract
-from aggregator.publish import Publisher
-from aggregator.rules import prepare
-from aggregator.store import Store
+from aggregator.identity.rules import prepare
+from aggregator.publish.publisher import Publisher
+from aggregator.run.poll import extract
+from aggregator.store.sqlite import Store
 from tests import atomcheck, jsonfeedcheck
 from tests.fpcorpus import NOW, URL, content_type, documents, manifest
 

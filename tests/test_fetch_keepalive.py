@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from aggregator.errors import FetchError
-from aggregator.fetch import Fetcher, Limits
+from aggregator.fetch.fetcher import Fetcher, Limits
 from tests.feeds import Item, rss
 from tests.multifetch import fetch_way  # noqa: F401  (a fixture)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.errors import FetchError
-from aggregator.fetch import Fetcher, FetchRequest, Limits
+from aggregator.fetch.fetcher import Fetcher, FetchRequest, Limits
 from aggregator.models import FetchResult
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer

@@ -15,9 +15,9 @@ import brotli
 import pytest
 
 from aggregator import PROJECT_URL
-from aggregator.config import load_config
+from aggregator.config.loader import load_config
 from aggregator.errors import FetchError
-from aggregator.fetch import (
+from aggregator.fetch.fetcher import (
     STEP,
     BoundedDecoder,
     Fetcher,
@@ -25,8 +25,8 @@ from aggregator.fetch import (
     _is_private_host,
     is_private_address,
 )
-from aggregator.poll import poll_source
-from aggregator.store import Store
+from aggregator.run.poll import poll_source
+from aggregator.store.sqlite import Store
 from tests.conftest import Clock
 from tests.feeds import Item, rss
 from tests.hostile import (

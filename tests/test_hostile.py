@@ -20,14 +20,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from aggregator.cli import main
-from aggregator.config import Config, load_config
-from aggregator.fetch import Fetcher, Limits
-from aggregator.parse import FieldLimits
-from aggregator.poll import PollOutcome, poll_source
-from aggregator.publish import Publisher
-from aggregator.sandbox import ParseLimits
-from aggregator.store import Store, StoredArticle
+from aggregator.cli.main import main
+from aggregator.config.loader import Config, load_config
+from aggregator.fetch.fetcher import Fetcher, Limits
+from aggregator.parse.feed import FieldLimits
+from aggregator.parse.sandbox import ParseLimits
+from aggregator.publish.publisher import Publisher
+from aggregator.run.poll import PollOutcome, poll_source
+from aggregator.store.sqlite import Store, StoredArticle
 from tests.atomcheck import assert_valid
 from tests.conftest import Clock
 from tests.feeds import Item, rss

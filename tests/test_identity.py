@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.config import ShareCodeRule
-from aggregator.dedup import (
+from aggregator.config.loader import ShareCodeRule
+from aggregator.identity.dedup import (
     Action,
     SourceCopies,
     StoredEntry,
@@ -20,7 +20,7 @@ from aggregator.dedup import (
     legacy_entry_hash,
     resolve_codes,
 )
-from aggregator.identity import (
+from aggregator.identity.identify import (
     CONTENT,
     GUID,
     LINK,
@@ -33,8 +33,8 @@ from aggregator.identity import (
     is_global_guid,
     legacy_scoped,
 )
+from aggregator.identity.sharecode import share_code
 from aggregator.models import Enclosure, EntryRecord, evolve
-from aggregator.sharecode import share_code
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 DAY = datetime(2022, 1, 3, 9, tzinfo=UTC)

@@ -14,11 +14,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aggregator.config import Config, load_config
-from aggregator.fetch import Fetcher
-from aggregator.pollrun import poll_many
-from aggregator.publish import Publisher
-from aggregator.store import Store
+from aggregator.config.loader import Config, load_config
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.publish.publisher import Publisher
+from aggregator.run.pollrun import poll_many
+from aggregator.store.sqlite import Store
 from tests.conftest import Clock, config_text
 from tests.feeds import SHARE, rss_entries
 from tests.feedserver import FeedServer

@@ -11,12 +11,12 @@ from typing import Any
 
 import feedparser
 
-from aggregator.config import Config, Source, load_config
-from aggregator.fetch import Fetcher
-from aggregator.poll import PollOutcome, extract, poll_source
-from aggregator.publish import Publisher, entry_id
-from aggregator.sanitize import shown_title, text_title
-from aggregator.store import Store
+from aggregator.config.loader import Config, Source, load_config
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.parse.sanitize import shown_title, text_title
+from aggregator.publish.publisher import Publisher, entry_id
+from aggregator.run.poll import PollOutcome, extract, poll_source
+from aggregator.store.sqlite import Store
 from tests.atomcheck import assert_valid
 from tests.conftest import Clock
 from tests.feeds import SHARE, rss_entries

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from aggregator.config import ShareCodeRule, Source
+from aggregator.config.loader import ShareCodeRule, Source
 from aggregator.errors import ParseError
-from aggregator.jsonread import looks_like_json, parse_json_feed
 from aggregator.models import Enclosure
-from aggregator.parse import FieldLimits, parse_feed
-from aggregator.poll import extract
-from aggregator.sandbox import parse_limited
-from aggregator.store import Store
+from aggregator.parse.feed import FieldLimits, parse_feed
+from aggregator.parse.jsonfeed import looks_like_json, parse_json_feed
+from aggregator.parse.sandbox import parse_limited
+from aggregator.run.poll import extract
+from aggregator.store.sqlite import Store
 
 SEEN = datetime(2026, 1, 1, tzinfo=UTC)
 URL = "https://trips.example.cn/feed.json"

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from aggregator.daemon import Daemon
 from aggregator.errors import StoreError
+from aggregator.run.daemon import Daemon
 from tests.daemonkit import SlowFeed, free_port, running
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from aggregator.cli import main
-from aggregator.config import Source, load_config
-from aggregator.opml import OpmlError, parse_opml
+from aggregator.cli.main import main
+from aggregator.config.loader import Source, load_config
+from aggregator.config.opml import OpmlError, parse_opml
 from tests.conftest import run_aggregator
 
 OPML = Path(__file__).parent / "fixtures" / "opml"

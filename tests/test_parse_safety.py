@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aggregator.encoding import decode
 from aggregator.errors import ParseError
-from aggregator.parse import FieldLimits, parse_feed, prepare
-from aggregator.sandbox import ParseLimits, needs_worker, parse_limited, run_in_worker
-from aggregator.sanitize import absolute_http_url, clean_html, plain_text, strip_control
-from aggregator.xmlguard import MAX_EXPANSION, screen
+from aggregator.parse.encoding import decode
+from aggregator.parse.feed import FieldLimits, parse_feed, prepare
+from aggregator.parse.sandbox import ParseLimits, needs_worker, parse_limited, run_in_worker
+from aggregator.parse.sanitize import absolute_http_url, clean_html, plain_text, strip_control
+from aggregator.parse.xmlguard import MAX_EXPANSION, screen
 
 SEEN = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 TITLE = "三秦都市报：凝神聚力保畅通 镕 𠀀"  # 镕 is GBK, not GB2312; 𠀀 needs GB18030

@@ -8,11 +8,11 @@ from typing import Any
 import feedparser
 import pytest
 
-from aggregator.config import Config, load_config
-from aggregator.fetch import Fetcher
-from aggregator.poll import poll_source
-from aggregator.publish import Publisher, entry_id
-from aggregator.store import Store
+from aggregator.config.loader import Config, load_config
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.publish.publisher import Publisher, entry_id
+from aggregator.run.poll import poll_source
+from aggregator.store.sqlite import Store
 from tests.atomcheck import assert_valid
 from tests.conftest import Clock
 from tests.feeds import Item, atom, rss

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from aggregator.config import load_config
-from aggregator.fetch import Fetcher, Limits
-from aggregator.poll import poll_source
-from aggregator.store import Store, from_iso
+from aggregator.config.loader import load_config
+from aggregator.fetch.fetcher import Fetcher, Limits
+from aggregator.run.poll import poll_source
+from aggregator.store.sqlite import Store, from_iso
 from tests.conftest import Clock, run_aggregator
 from tests.daemonkit import running, wait_for
 from tests.feeds import Item, rss

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from aggregator import fastparse
-from aggregator.config import Config, Source, load_config
+from aggregator.config.loader import Config, Source, load_config
 from aggregator.errors import AggregatorError, BatchFailed
-from aggregator.fetch import Fetcher
-from aggregator.poll import after_fetch, begin_poll, poll_source
-from aggregator.pollrun import (
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.parse import fast as fastparse
+from aggregator.run.poll import after_fetch, begin_poll, poll_source
+from aggregator.run.pollrun import (
     MAX_PROCESSES,
     PIPE_SIZE,
     PROCESS_MIN_SOURCES,
@@ -34,7 +34,7 @@ from aggregator.pollrun import (
     start_method,
     widen_pipe,
 )
-from aggregator.store import Store
+from aggregator.store.sqlite import Store
 from bench.corpus import Corpus
 from tests.conftest import Clock
 from tests.feeds import Item, atom, rss

@@ -19,12 +19,12 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator.cli import main
-from aggregator.config import Config, ShareCodeRule, load_config
+from aggregator.cli.main import main
+from aggregator.config.loader import Config, ShareCodeRule, load_config
 from aggregator.errors import ConfigError
-from aggregator.fetch import Fetcher
-from aggregator.poll import poll_source
-from aggregator.posts import (
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.parse.sanitize import clean_html
+from aggregator.publish.posts import (
     ENDRAW,
     RAW,
     PostData,
@@ -42,9 +42,9 @@ from aggregator.posts import (
     yaml_quoted,
     yaml_words,
 )
-from aggregator.publish import Publisher
-from aggregator.sanitize import clean_html
-from aggregator.store import Store, StoredArticle
+from aggregator.publish.publisher import Publisher
+from aggregator.run.poll import poll_source
+from aggregator.store.sqlite import Store, StoredArticle
 from tests.conftest import Clock, run_aggregator
 from tests.feedserver import FeedServer
 
@@ -474,7 +474,7 @@ def _free_port() -> int:
 
 
 def test_daemon_writes_posts_after_polls(server: FeedServer, tmp_path: Path) -> None:
-    from aggregator.daemon import Daemon
+    from aggregator.run.daemon import Daemon
 
     url = server.set("/sanqin.xml", rss([seed_item()]))
     path = make_config(tmp_path / "project", url)
@@ -585,7 +585,7 @@ def test_a_post_without_a_share_link_imports_back_to_the_same_article(
     poll(original, clock)
     [post_file] = original.posts.output_dir.iterdir()
     text = post_file.read_text(encoding="utf-8")
-    # The code is a hash of title and date, scoped to the source (aggregator.identity).
+    # The code is a hash of title and date, scoped to the source (aggregator.identity.identify).
     assert re.search(r'\nshare_code: "hash@[a-z0-9_-]+:[0-9a-f]{40}"\n', text)
     assert "\n<http" not in text
     assert "\n{% raw %}<p>模板语法 {{ site.title }}" in text

@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from aggregator.config import ShareCodeRule, Source, load_config
-from aggregator.dates import MIN_YEAR, entry_date, parse_local, sane
+from aggregator.config.loader import ShareCodeRule, Source, load_config
+from aggregator.identity.sharecode import share_code
 from aggregator.models import EntryRecord, ParsedFeed
-from aggregator.publish import Publisher
-from aggregator.sanitize import clean_html, plain_text
-from aggregator.sharecode import share_code
-from aggregator.store import Store
+from aggregator.parse.dates import MIN_YEAR, entry_date, parse_local, sane
+from aggregator.parse.sanitize import clean_html, plain_text
+from aggregator.publish.publisher import Publisher
+from aggregator.store.sqlite import Store
 from tests.atomcheck import problems
 from tests.conftest import config_text
 

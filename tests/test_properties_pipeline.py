@@ -10,11 +10,12 @@ from xml.sax.saxutils import escape
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator.config import ShareCodeRule, Source
+from aggregator.config.loader import ShareCodeRule, Source
+from aggregator.identity.sharecode import share_code
 from aggregator.models import EntryRecord
-from aggregator.poll import extract
-from aggregator.schedule import MAX_HINT, MAX_JITTER, PollFacts, delay_after, first_poll_at
-from aggregator.sharecode import normalize_url, share_code
+from aggregator.run.poll import extract
+from aggregator.run.schedule import MAX_HINT, MAX_JITTER, PollFacts, delay_after, first_poll_at
+from aggregator.urls import normalize_url
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 RULES = st.sampled_from(

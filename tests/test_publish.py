@@ -11,10 +11,10 @@ import feedparser
 import pytest
 from lxml import etree, html
 
-from aggregator.feedpages import Paging, distinct_updated, pages_to_render, shown_updated
 from aggregator.models import Enclosure
-from aggregator.publish import Publisher, entry_id
-from aggregator.store import FeedKey
+from aggregator.publish.feedpages import Paging, distinct_updated, pages_to_render, shown_updated
+from aggregator.publish.publisher import Publisher, entry_id
+from aggregator.store.sqlite import FeedKey
 from tests import atomcheck, jsonfeedcheck
 from tests.conftest import Clock
 from tests.feeds import Item, rss
@@ -215,10 +215,10 @@ def test_hostile_content_stored_directly_still_gives_valid_feeds(write_config: A
 def test_hostile_feed_through_the_pipeline_gives_valid_feeds(
     server: FeedServer, write_config: Any, clock: Clock
 ) -> None:
-    from aggregator.config import load_config
-    from aggregator.fetch import Fetcher
-    from aggregator.poll import poll_source
-    from aggregator.store import Store
+    from aggregator.config.loader import load_config
+    from aggregator.fetch.fetcher import Fetcher
+    from aggregator.run.poll import poll_source
+    from aggregator.store.sqlite import Store
 
     body = (
         rss(
@@ -287,9 +287,9 @@ def test_walking_prev_archive_reaches_every_entry_exactly_once(write_config: Any
         check_all(s)
         for key in KEYS:
             path = s.publisher.url_of("")
-            info_path = __import__("aggregator.publish", fromlist=["feed_info"]).feed_info(
-                s.config, key
-            )
+            info_path = __import__(
+                "aggregator.publish.publisher", fromlist=["feed_info"]
+            ).feed_info(s.config, key)
             pages = walk(s, info_path.path)
             flat = [i for page in pages for i in page]
             assert len(flat) == len(set(flat)), key
@@ -460,9 +460,9 @@ def test_subtitles_follow_the_language(write_config: Any, language: str) -> None
 
 
 def test_lone_surrogates_and_controls_never_reach_the_xml(write_config: Any) -> None:
-    from aggregator.jsonfeed import render_json_feed
-    from aggregator.publish import Document, feed_info, render_atom
-    from aggregator.store import StoredArticle
+    from aggregator.publish.jsonfeed import render_json_feed
+    from aggregator.publish.publisher import Document, feed_info, render_atom
+    from aggregator.store.sqlite import StoredArticle
 
     with site(write_config) as s:
         article = StoredArticle(

@@ -12,13 +12,13 @@ from typing import Any
 
 import sqlite_utils
 
-from aggregator.config import load_config
-from aggregator.feedpages import shown_updated
-from aggregator.jsonfeed import render_json_feed
+from aggregator.config.loader import load_config
 from aggregator.models import Enclosure, ParsedFeed
-from aggregator.publish import Publisher, render_atom
-from aggregator.retention import cleanup
-from aggregator.store import MIGRATIONS, Store
+from aggregator.publish.feedpages import shown_updated
+from aggregator.publish.jsonfeed import render_json_feed
+from aggregator.publish.publisher import Publisher, render_atom
+from aggregator.store.retention import cleanup
+from aggregator.store.sqlite import MIGRATIONS, Store
 from tests import atomcheck, jsonfeedcheck
 from tests.publishing import SOURCES, START, Site, record, site
 from tests.test_publish import KEYS, fill

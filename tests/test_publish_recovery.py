@@ -9,12 +9,12 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from aggregator.cli import main
-from aggregator.config import load_config
+from aggregator.cli.main import main
+from aggregator.config.loader import load_config
 from aggregator.models import ParsedFeed
-from aggregator.publish import Publisher
-from aggregator.retention import cleanup
-from aggregator.store import Store
+from aggregator.publish.publisher import Publisher
+from aggregator.store.retention import cleanup
+from aggregator.store.sqlite import Store
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer
 from tests.publishing import Site, record, site

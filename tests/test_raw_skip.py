@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.config import ShareCodeRule, Source
-from aggregator.fetch import Fetcher, Limits
+from aggregator.config.loader import Rule, ShareCodeRule, Source
+from aggregator.fetch.fetcher import Fetcher, Limits
 from aggregator.models import EntryRecord
-from aggregator.poll import KnownEntries, extract, poll_source, salted, source_salt
-from aggregator.rules import Rule
-from aggregator.store import Store
+from aggregator.run.poll import KnownEntries, extract, poll_source, salted, source_salt
+from aggregator.store.sqlite import Store
 from tests.conftest import Clock
 from tests.feeds import Item, atom, rss
 from tests.feedserver import FeedServer

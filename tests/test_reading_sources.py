@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import sqlite_utils
 
-from aggregator.encoding import decode
-from aggregator.store import MIGRATIONS, Store
+from aggregator.parse.encoding import decode
+from aggregator.store.sqlite import MIGRATIONS, Store
 from tests import fpcorpus
 from tests.conftest import Clock
 from tests.feeds import Item, rss

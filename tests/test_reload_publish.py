@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from aggregator.config import RESTART_SETTINGS
-from aggregator.daemon import PublishQueue
-from aggregator.store import FeedKey
+from aggregator.config.loader import RESTART_SETTINGS
+from aggregator.run.daemon import PublishQueue
+from aggregator.store.sqlite import FeedKey
 from tests.daemonkit import rewrite, running, wait_for
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer

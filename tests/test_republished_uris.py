@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from aggregator import iri
-from aggregator.cli import main
+from aggregator.cli.main import main
 from aggregator.models import Enclosure, ParsedFeed
-from aggregator.publish import ID_NAMESPACE
+from aggregator.parse import iri
+from aggregator.publish.publisher import ID_NAMESPACE
 from tests import atomcheck, jsonfeedcheck
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer

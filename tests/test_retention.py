@@ -9,12 +9,12 @@ from typing import Any
 import sqlite_utils
 from click.testing import CliRunner
 
-from aggregator.cli import main
-from aggregator.config import load_config
-from aggregator.fetch import Fetcher
-from aggregator.poll import poll_source
-from aggregator.retention import Candidate, Policy, cleanup, policy_for, to_drop
-from aggregator.store import MIGRATIONS, SCHEMA_VERSION, Store
+from aggregator.cli.main import main
+from aggregator.config.loader import load_config
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.run.poll import poll_source
+from aggregator.store.retention import Candidate, Policy, cleanup, policy_for, to_drop
+from aggregator.store.sqlite import MIGRATIONS, SCHEMA_VERSION, Store
 from tests.atomcheck import assert_valid
 from tests.conftest import Clock
 from tests.daemonkit import running, wait_for

@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from aggregator.config import Source, load_config, parse_config
+from aggregator.config.loader import EntryFilter, Rule, Source, load_config, parse_config
 from aggregator.errors import ConfigError
-from aggregator.fetch import Fetcher
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.identity.rules import classify, prepare, rejection
 from aggregator.models import EntryRecord
-from aggregator.poll import poll_source
-from aggregator.publish import Publisher
-from aggregator.rules import EntryFilter, Rule, classify, prepare, rejection
-from aggregator.store import Store
+from aggregator.publish.publisher import Publisher
+from aggregator.run.poll import poll_source
+from aggregator.store.sqlite import Store
 from tests.conftest import Clock
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer

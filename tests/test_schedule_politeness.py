@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.fetch import parse_max_age, parse_retry_after
-from aggregator.schedule import (
+from aggregator.fetch.fetcher import parse_max_age, parse_retry_after
+from aggregator.run.schedule import (
     MAX_BACKOFF,
     MAX_HINT,
     MAX_RETRY_AFTER,

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from aggregator.config import Source
-from aggregator.schedule import (
+from aggregator.config.loader import Source
+from aggregator.run.schedule import (
     MAX_START_WINDOW,
     PollFacts,
     delay_after,
@@ -26,8 +26,8 @@ from aggregator.schedule import (
     jitter,
     start_window,
 )
-from aggregator.scheduler import PollScheduler
-from aggregator.store import Store
+from aggregator.run.scheduler import PollScheduler
+from aggregator.store.sqlite import Store
 from tests.conftest import Clock
 from tests.daemonkit import SlowFeed, running, wait_for
 from tests.feeds import Item, rss

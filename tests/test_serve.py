@@ -12,10 +12,10 @@ from typing import Any
 import feedparser
 import pytest
 
-from aggregator.config import load_config
-from aggregator.publish import entry_id
-from aggregator.serve import FeedServer, accepts_gzip, max_age_for, resolve_path
-from aggregator.store import Store
+from aggregator.config.loader import load_config
+from aggregator.publish.publisher import entry_id
+from aggregator.serve.server import FeedServer, accepts_gzip, max_age_for, resolve_path
+from aggregator.store.sqlite import Store
 from tests.publishing import SOURCES, Site, record
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aggregator.serve import FeedServer
+from aggregator.serve.server import FeedServer
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from aggregator.config import PostsSettings, Settings
-from aggregator.daemon import worst_stop_seconds
+from aggregator.config.loader import PostsSettings, Settings
+from aggregator.run.daemon import worst_stop_seconds
 
 UNIT = Path(__file__).resolve().parents[1] / "config" / "aggregator.service"
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from aggregator import sourcefile
-from aggregator.cli import main
-from aggregator.config import load_config, parse_config
+from aggregator.cli.main import main
+from aggregator.config import sourcefile
+from aggregator.config.loader import load_config, parse_config
+from aggregator.config.sourcefile import SourceFileError
 from aggregator.errors import ConfigError
-from aggregator.sourcefile import SourceFileError
 from tests.conftest import run_aggregator as aggregator
 
 FIXTURE = Path(__file__).parent / "fixtures" / "commented.toml"

@@ -11,12 +11,12 @@ from typing import Any
 
 import sqlite_utils
 
-from aggregator.config import load_config
+from aggregator.config.loader import load_config
 from aggregator.errors import FetchError
-from aggregator.fetch import Fetcher, FetchRequest
-from aggregator.poll import poll_source
-from aggregator.retention import cleanup
-from aggregator.store import HISTORY_DAYS, MIGRATIONS, RECENT_POLLS, PollDay, Store
+from aggregator.fetch.fetcher import Fetcher, FetchRequest
+from aggregator.run.poll import poll_source
+from aggregator.store.retention import cleanup
+from aggregator.store.sqlite import HISTORY_DAYS, MIGRATIONS, RECENT_POLLS, PollDay, Store
 from tests.conftest import Clock
 from tests.daemonkit import SlowFeed
 from tests.feeds import Item, rss

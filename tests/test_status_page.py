@@ -11,8 +11,8 @@ import lxml.html
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.config import Source, load_config
-from aggregator.status import (
+from aggregator.config.loader import Source, load_config
+from aggregator.serve.status import (
     HEALTHS,
     PAGE_SIZE,
     build_report,
@@ -20,7 +20,7 @@ from aggregator.status import (
     history_days,
     report_facts,
 )
-from aggregator.statuspage import (
+from aggregator.serve.statuspage import (
     HEIGHT,
     entries_chart,
     fetch_chart,
@@ -28,7 +28,7 @@ from aggregator.statuspage import (
     render_html,
     text,
 )
-from aggregator.store import (
+from aggregator.store.sqlite import (
     HISTORY_DAYS,
     RECENT_POLLS,
     PollDay,

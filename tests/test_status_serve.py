@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from aggregator.cli import main
-from aggregator.config import load_config
+from aggregator.cli.main import main
+from aggregator.config.loader import load_config
 from aggregator.errors import ConfigError
-from aggregator.serve import Access, client_addresses
+from aggregator.serve.server import Access, client_addresses
 from tests.daemonkit import get, rewrite, running, wait_for
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer

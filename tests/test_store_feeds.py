@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aggregator.config import ShareCodeRule, Source
-from aggregator.poll import parse_and_store
-from aggregator.store import Store, from_iso, iso
+from aggregator.config.loader import ShareCodeRule, Source
+from aggregator.run.poll import parse_and_store
+from aggregator.store.sqlite import Store, from_iso, iso
 from bench.corpus import Corpus
 
 
@@ -62,7 +62,7 @@ def test_a_new_entry_is_reported_in_exactly_the_feeds_it_joined(tmp_path: Path) 
     """feeds_of_new (computed, no query) names the feeds the store put a new entry in,
     rules' extra categories and tags included."""
     from aggregator.models import EntryRecord, ParsedFeed
-    from aggregator.store import feeds_of_new
+    from aggregator.store.sqlite import feeds_of_new
 
     source = Source("s1", "s1", "http://x/1.xml", "三秦都市报", tags=("三秦都市报新闻", "西安"))
     entry = EntryRecord(

@@ -6,9 +6,9 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aggregator.config import ShareCodeRule, Source
-from aggregator.poll import parse_and_store
-from aggregator.store import PAGE_SIZE, Store
+from aggregator.config.loader import ShareCodeRule, Source
+from aggregator.run.poll import parse_and_store
+from aggregator.store.sqlite import PAGE_SIZE, Store
 from bench.corpus import Corpus
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -19,10 +19,10 @@ from typing import Any
 
 from lxml import etree
 
-from aggregator.config import Config, load_config
-from aggregator.poll import parse_and_store
-from aggregator.publish import Publisher
-from aggregator.store import SCHEMA_VERSION, Store
+from aggregator.config.loader import Config, load_config
+from aggregator.publish.publisher import Publisher
+from aggregator.run.poll import parse_and_store
+from aggregator.store.sqlite import SCHEMA_VERSION, Store
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "upgrade"
 ATOM = "{http://www.w3.org/2005/Atom}"

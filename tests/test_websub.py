@@ -12,8 +12,8 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from aggregator.publish import Publisher
-from aggregator.websub import HubNotifier
+from aggregator.publish.publisher import Publisher
+from aggregator.publish.websub import HubNotifier
 from tests.publishing import record, site
 
 

@@ -4,7 +4,7 @@
 
 Publishes a store of a few thousand articles (20 sources, 4 categories, 5
 tags), then measures with wrk (Debian package `wrk`) against
-aggregator.serve.FeedServer in its own process, and against nginx (Debian
+aggregator.serve.server.FeedServer in its own process, and against nginx (Debian
 package `nginx`, run as a child with a temp config on a loopback port): full
 GETs of all.xml, gzip GETs, and revalidations with If-None-Match (304). The
 load generator and the server share the machine, so the figures compare the
@@ -28,10 +28,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from aggregator.config import load_config
+from aggregator.config.loader import load_config
 from aggregator.models import EntryRecord, ParsedFeed
-from aggregator.publish import Publisher
-from aggregator.store import Store
+from aggregator.publish.publisher import Publisher
+from aggregator.store.sqlite import Store
 from tests.reliability.kit import EN_CATEGORIES, EN_TAGS, FILLER, ROOT, free_port, write_config
 from tests.reliability.kit import Outlet as _Outlet
 
@@ -153,7 +153,7 @@ def main() -> int:
             sys.executable,
             "-c",
             "import sys; from pathlib import Path; "
-            "from aggregator.serve import FeedServer; "
+            "from aggregator.serve.server import FeedServer; "
             "FeedServer(('127.0.0.1', int(sys.argv[1])), Path(sys.argv[2])).serve_forever()",
             str(port),
             str(output),
@@ -162,7 +162,7 @@ def main() -> int:
     )
     try:
         wait_up(f"http://127.0.0.1:{port}/all.xml")
-        results["aggregator.serve"] = measure(
+        results["aggregator.serve.server"] = measure(
             f"http://127.0.0.1:{port}", args.seconds, args.connections
         )
     finally:

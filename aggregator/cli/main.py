@@ -1,0 +1,447 @@
+"""The ``aggregator`` command line (click). A thin layer over the modules.
+
+Exit codes: 0 success; 1 a command ran but something failed (a source, a
+check); 2 bad usage or a bad config file; 3 the database is busy or locked
+by a running daemon.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from aggregator import __version__
+from aggregator.config.loader import DEFAULT_CONFIG_PATH, Config, Source, load_config
+from aggregator.errors import (
+    AggregatorError,
+    ConfigError,
+    ConfigNotFound,
+    StartError,
+    StoreError,
+)
+from aggregator.fetch.fetcher import Fetcher, Limits
+from aggregator.parse.sandbox import ParseLimits
+from aggregator.publish.posts import PostWriter, describe_posts
+from aggregator.publish.publisher import Publisher
+from aggregator.run.poll import PollOutcome, standing
+from aggregator.run.pollrun import poll_interactive
+from aggregator.run.schedule import Hold, hold
+from aggregator.serve.status import gather_report, report_json, source_facts, visible
+from aggregator.store.sqlite import FeedKey, SourceState, Store, from_iso
+
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_LOCKED = 3
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, ensure_ascii=False)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def config_option(command: F) -> F:
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=DEFAULT_CONFIG_PATH,
+        envvar="AGGREGATOR_CONFIG",
+        show_default=True,
+        help="The sources config file (also AGGREGATOR_CONFIG).",
+    )(command)
+
+
+def config_failure(exc: ConfigError) -> NoReturn:
+    """Say what is wrong with the config file (or that there is none) and exit 2."""
+    if isinstance(exc, ConfigNotFound):
+        click.echo(
+            f"error: the config file {exc.path} does not exist ({exc.where})\n"
+            "Give another with --config FILE or AGGREGATOR_CONFIG; "
+            "to start a new one, create an empty file there.",
+            err=True,
+        )
+    else:
+        click.echo(f"error: invalid config\n{exc}", err=True)
+    sys.exit(EXIT_CONFIG)
+
+
+def _load(config_path: Path) -> Config:
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        config_failure(exc)
+
+
+def _open_store(config: Config) -> Store:
+    try:
+        return Store(config.settings.database)
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_LOCKED)
+
+
+class Commands(click.Group):
+    """The command group: an error a command did not handle becomes one line naming its
+    cause and an exit status, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            config_failure(exc)
+        except StoreError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_LOCKED)
+        except AggregatorError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise  # the reader went away (| head): click leaves quietly
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            sys.exit(EXIT_FAILED)
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="aggregator")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="How much to log to stderr.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text or as one JSON object each.",
+)
+def main(log_level: str, log_format: str) -> None:
+    """Collect news feeds, deduplicate articles by share code, republish Atom feeds."""
+    setup_logging(log_level, log_format)
+
+
+@main.command()
+@config_option
+def run(config_path: Path) -> None:
+    """Run the daemon: poll every source on its schedule, publish, serve over HTTP.
+
+    Stops cleanly on Ctrl-C or SIGTERM; SIGHUP or editing the config file reloads it.
+    """
+    from aggregator.run.daemon import Daemon
+
+    def ready(daemon: Daemon) -> None:
+        assert daemon.server and daemon.publisher
+        lines = [
+            f"aggregator {__version__}: serving {daemon.server.url}/",
+            "Published feeds (more appear as sources are polled):",
+            *(f"  {url}" for url in daemon.publisher.feed_urls()),
+        ]
+        click.echo("\n".join(lines))  # one write: no log line lands inside the list
+
+    def new_feeds(urls: list[str]) -> None:
+        click.echo("\n".join(f"  {url}" for url in urls))
+
+    daemon = Daemon(config_path, on_ready=ready, on_new_feeds=new_feeds)
+    try:
+        daemon.run_forever()
+    except (StartError, OSError) as exc:
+        click.echo(f"error: cannot start: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    if daemon.abandoned_polls:
+        # A poll stuck past the stop bound holds a worker thread Python would wait for;
+        # the database is closed and consistent, so leave now.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
+
+
+def choose_sources(
+    config: Config,
+    store: Store | None,
+    named: Sequence[str],
+    *,
+    every: bool = False,
+    force: bool = False,
+) -> tuple[list[Source], list[tuple[Source, Hold, SourceState]]]:
+    """The sources a command may fetch now, and those it was asked for but may not,
+    with why (schedule.hold): the named ones, or every enabled source due or not
+    (every), or the due ones; a Retry-After window is overridden only by force.
+    Without a store (no database yet) every source has a blank state."""
+    asked = [s for s in (config.source(i) for i in named) if s] or config.enabled_sources
+    ids = [s.id for s in asked]
+    states = store.source_states(ids) if store else {i: SourceState(i) for i in ids}
+    now = datetime.now(UTC)
+    chosen: list[Source] = []
+    held: list[tuple[Source, Hold, SourceState]] = []
+    for source in asked:
+        state = states[source.id]
+        why = hold(standing(source, state), now, due_only=not (named or every), force=force)
+        if why is None:
+            chosen.append(source)
+        elif why is not Hold.NOT_DUE:
+            held.append((source, why, state))
+    return chosen, held
+
+
+def held_line(source: Source, why: Hold, state: SourceState) -> str:
+    """Why a source was not fetched, and what the operator can do about it."""
+    if why is Hold.DISABLED:
+        advice = f"`aggregator sources enable {source.id}` to poll it again"
+        return f"{source.id}: skipped: disabled in the config; {advice}"
+    if why is Hold.STOPPED:
+        advice = f"`aggregator sources enable {source.id}` to poll it again"
+        return f"{source.id}: skipped: stopped ({state.disabled_reason}); {advice}"
+    until = state.retry_not_before
+    when = f"{until:%Y-%m-%d %H:%M:%S} UTC" if until else "later"
+    advice = "--force polls it anyway"
+    return f"{source.id}: skipped: the server asked to wait until {when} (Retry-After); {advice}"
+
+
+@main.command()
+@config_option
+@click.option(
+    "--all",
+    "poll_all",
+    is_flag=True,
+    help="Poll every enabled source, due or not (still never one stopped by 410 Gone, "
+    "nor one inside a server's Retry-After window).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --all or SOURCE_IDS: poll sources inside a server's Retry-After window too. "
+    "Never a disabled source or one stopped by 410 Gone: `aggregator sources enable` those.",
+)
+@click.option("--no-publish", is_flag=True, help="Store only; do not regenerate the feeds.")
+@click.argument("source_ids", nargs=-1)
+def poll(
+    config_path: Path, poll_all: bool, force: bool, no_publish: bool, source_ids: tuple[str, ...]
+) -> None:
+    """Poll the due sources once (or --all, or the SOURCE_IDS given), then publish.
+
+    "Due or not" is all --all and SOURCE_IDS change: a source disabled in the config or
+    stopped by 410 Gone, or inside a Retry-After window (unless --force), is skipped
+    with the reason. Publishing also finishes whatever a killed run left unpublished.
+    """
+    config = _load(config_path)
+    unknown = [s for s in source_ids if config.source(s) is None]
+    if unknown:
+        raise click.BadParameter(f"no such source: {', '.join(unknown)}", param_hint="SOURCE_IDS")
+    if force and not (poll_all or source_ids):
+        raise click.UsageError("--force goes with --all or SOURCE_IDS")
+    with _open_store(config) as store:
+        store.sync_sources(config.sources)
+        chosen_sources, held = choose_sources(
+            config, store, source_ids, every=poll_all, force=force
+        )
+        asked = bool(source_ids) or poll_all  # a plain poll passes over them quietly
+        for source, why, state in held if asked else ():
+            click.echo(held_line(source, why, state), err=bool(source_ids))
+        with Fetcher(Limits.from_settings(config.settings), config.settings.user_agent) as fetcher:
+            outcomes = poll_interactive(
+                chosen_sources,
+                store,
+                fetcher,
+                config.settings.workers,
+                PollOutcome.describe,
+                ParseLimits.from_settings(config.settings),
+            )
+        # A named source that was not polled is a request not done.
+        failed = sum(1 for o in outcomes if o.failed)
+        failed += len(held) if source_ids else 0
+        changed: set[FeedKey] = set().union(*(o.changed_feeds for o in outcomes))
+        if not chosen_sources and not asked:
+            click.echo("no source is due (use --all to poll every source)")
+        if not no_publish:
+            publisher = Publisher(config, store)
+            written = publisher.publish(changed if changed else set())
+            publisher.close()  # send any WebSub pings before exiting
+            click.echo(f"published {len(written)} changed file(s) in {config.settings.output_dir}")
+            if config.posts.enabled:
+                click.echo(describe_posts(PostWriter(config, store).sync(), config))
+    sys.exit(EXIT_FAILED if failed else 0)
+
+
+@main.group(invoke_without_command=True)
+@config_option
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Also rewrite old archive pages (after changing base_url or feed names).",
+)
+@click.pass_context
+def publish(ctx: click.Context, config_path: Path, rebuild: bool) -> None:
+    """Regenerate every published feed (and posts, when enabled) from the store.
+
+    Unchanged files are left alone. `aggregator publish posts` writes only the posts.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    config = _load(config_path)
+    with _open_store(config) as store:
+        store.sync_sources(config.sources)
+        publisher = Publisher(config, store)
+        started = time.perf_counter()
+        written = publisher.publish(rebuild=rebuild)
+        publisher.close()
+        took = time.perf_counter() - started
+        click.echo(f"published {len(written)} changed file(s) in {took:.2f}s")
+        for url in publisher.feed_urls():
+            click.echo(f"  {url}")
+        if config.posts.enabled:
+            click.echo(describe_posts(PostWriter(config, store).sync(), config))
+
+
+@main.group()
+def sources() -> None:
+    """Add, remove, edit, list and check the sources in the config file."""
+
+
+def _age(value: str | None, now: datetime) -> str:
+    when = from_iso(value)
+    if when is None:
+        return "-"
+    seconds = (when - now).total_seconds()
+    span = abs(seconds)
+    text = (
+        f"{span:.0f}s"
+        if span < 120
+        else f"{span / 60:.0f}m"
+        if span < 7200
+        else f"{span / 3600:.1f}h"
+    )
+    return f"in {text}" if seconds > 0 else f"{text} ago"
+
+
+def _source_table(config: Config, store: Store) -> list[dict[str, Any]]:
+    """Each source's facts from the status report, in config order."""
+    report = gather_report(config, store, datetime.now(UTC), history=False)
+    order = {source.id: index for index, source in enumerate(config.sources)}
+    return [source_facts(s) for s in sorted(report.sources, key=lambda s: order[s.id])]
+
+
+def shown_on_terminal(item: dict[str, Any]) -> dict[str, Any]:
+    """A source's facts to print: what came from the source (its name, the error its
+    server sent...) with control characters shown as escapes, never obeyed."""
+    return {
+        key: visible(value)
+        if isinstance(value, str)
+        else [visible(v) for v in value]
+        if isinstance(value, list)
+        else value
+        for key, value in item.items()
+    }
+
+
+def _print_table(table: list[dict[str, Any]]) -> None:
+    now = datetime.now(UTC)
+    for item in map(shown_on_terminal, table):
+        state = "enabled" if item["enabled"] else "disabled in config"
+        if item["disabled_reason"]:
+            state = f"disabled: {item['disabled_reason']}"
+        click.echo(f"{item['id']}  {item['name']}  [{state}]")
+        click.echo(f"    url: {item['url']}")
+        if item["moved_to"]:
+            click.echo(f"    moved to: {item['moved_to']}")
+        click.echo(
+            f"    category: {item['category']}  tags: {', '.join(item['tags']) or '-'}"
+            f"  share code: {item['share_code_rule']}"
+        )
+        result = item["last_result"] or "never polled"
+        if item["last_http_status"]:
+            result += f" (HTTP {item['last_http_status']})"
+        click.echo(
+            f"    last poll: {_age(item['last_poll_at'], now)}  result: {result}"
+            f"  next poll: {_age(item['next_poll_at'], now)}  entries: {item['entries']}"
+        )
+        if item["error_count"]:
+            click.echo(
+                f"    errors in a row: {item['error_count']}  last error: {item['last_error']}"
+            )
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def status(config_path: Path, as_json: bool) -> None:
+    """Show each source's state from the database, failing sources first: last poll,
+    result, next poll, errors. --json gives what the daemon's /status.json gives,
+    with each source's recent history."""
+    config = _load(config_path)
+    with _open_store(config) as store:
+        report = gather_report(config, store, datetime.now(UTC), history=as_json)
+    if as_json:
+        click.echo(report_json(report, indent=2))
+        return
+    _print_table([source_facts(source) for source in report.sources])
+    click.echo(
+        f"{len(report.sources)} sources, {report.failing} failing, {report.entries} entries stored"
+    )
+
+
+@main.group("config")
+def config_group() -> None:
+    """Work with the config file."""
+
+
+@config_group.command("check")
+@config_option
+def config_check(config_path: Path) -> None:
+    """Validate the config file and print every problem at once, with line numbers."""
+    try:
+        config = load_config(config_path)
+    except ConfigNotFound as exc:
+        config_failure(exc)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"{len(exc.problems)} problem(s) found", err=True)
+        sys.exit(EXIT_CONFIG)
+    click.echo(f"{config_path}: ok, {len(config.sources)} sources")
+
+
+def entry_point() -> None:
+    main(prog_name="aggregator")  # `python -m aggregator` is the same command
+
+
+from aggregator.cli import opml as _opml  # noqa: E402,F401
+from aggregator.cli import posts as _posts  # noqa: E402,F401
+from aggregator.cli import retention  # noqa: E402,F401
+from aggregator.cli import sources as _sources  # noqa: E402,F401

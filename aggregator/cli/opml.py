@@ -1,0 +1,156 @@
+"""``aggregator import-opml`` and ``aggregator export-opml``.
+
+Import adds the feeds of a feed reader's OPML export to the config file (one
+atomic, validated write; feeds already configured are skipped and listed).
+Export writes the configured sources as OPML. Exit codes as in aggregator.cli.main:
+0 done; 1 the OPML file cannot be read; 2 the config is invalid or the import
+would make it invalid.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+
+from aggregator.cli.main import EXIT_FAILED, _load, config_option, main
+from aggregator.cli.sources import apply_edit, fail, read_config
+from aggregator.config import sourcefile
+from aggregator.config.loader import feed_url_key
+from aggregator.config.opml import OpmlError, OpmlFeed, build_opml, for_export, parse_opml
+from aggregator.fetch.discover import propose_id
+from aggregator.files import write_if_changed
+from aggregator.parse import iri
+from aggregator.store.sqlite import Store
+
+DEFAULT_CATEGORY = "Uncategorized"
+
+
+def plan_import(
+    feeds: list[OpmlFeed], existing: list[dict[str, Any]], default_category: str
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """The [[sources]] tables to add, and the feeds skipped with the reason. Pure."""
+    urls = {feed_url_key(str(s.get("url", ""))): str(s.get("id")) for s in existing}
+    taken = {str(s.get("id")) for s in existing}
+    added: list[dict[str, Any]] = []
+    skipped: list[tuple[str, str]] = []
+    for feed in feeds:
+        key = feed_url_key(feed.url)
+        if key in urls:
+            skipped.append((feed.url, f"already configured, as source {urls[key]!r}"))
+            continue
+        name = feed.name or urlsplit(feed.url).hostname or feed.url
+        wanted = feed.extra.get("id")
+        source_id = (
+            wanted
+            if isinstance(wanted, str) and wanted not in taken
+            else propose_id(name, feed.url, taken)
+        )
+        values: dict[str, Any] = {
+            "id": source_id,
+            "name": name,
+            "url": feed.url,
+            "category": feed.category or default_category,
+        }
+        if feed.tags:
+            values["tags"] = list(feed.tags)
+        values.update({k: v for k, v in feed.extra.items() if k not in values})
+        taken.add(source_id)
+        urls[key] = source_id
+        added.append(values)
+    return added, skipped
+
+
+@main.command("import-opml")
+@config_option
+@click.argument("opml_file", metavar="FILE", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--category",
+    "default_category",
+    default=DEFAULT_CATEGORY,
+    show_default=True,
+    help="Category of feeds that are in no folder.",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be added; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def import_opml(
+    config_path: Path, opml_file: Path, default_category: str, dry_run: bool, as_json: bool
+) -> None:
+    """Add the feeds of an OPML file (Feedly, Inoreader, Miniflux, FreshRSS, ...) to the config.
+
+    The outermost folder of a feed becomes its category, inner folders and the
+    OPML category attribute its tags. Feeds already configured (same URL) are
+    skipped. Nothing is fetched.
+    """
+    try:
+        parsed = parse_opml(opml_file.read_bytes())
+    except OSError as exc:
+        fail(f"cannot read {opml_file}: {exc.strerror or exc}", EXIT_FAILED)
+        return
+    except OpmlError as exc:
+        fail(f"{opml_file}: {exc}", EXIT_FAILED)
+        return
+    text, _config = read_config(config_path)
+    existing = tomllib.loads(text).get("sources", []) if text else []
+    added, skipped = plan_import(parsed.feeds, existing, default_category)
+    skipped = [*parsed.skipped, *skipped]
+    if added and not dry_run:
+        apply_edit(config_path, lambda current: sourcefile.add_sources(current, added))
+    if as_json:
+        result = {"added": added, "skipped": [{"feed": f, "reason": r} for f, r in skipped]}
+        click.echo(json.dumps({**result, "written": not dry_run}, ensure_ascii=False, indent=2))
+        return
+    verb = "would add" if dry_run else "added"
+    for values in added:
+        click.echo(f"{verb} {values['id']}  {values['name']}  [{values['category']}]")
+    for feed, reason in skipped:
+        click.secho(f"skipped {feed}: {reason}", fg="yellow")
+    colour = "green" if added else None
+    click.secho(f"{verb} {len(added)} source(s), skipped {len(skipped)}", fg=colour)
+
+
+@main.command("export-opml")
+@config_option
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file (atomically) instead of standard output.",
+)
+@click.option(
+    "--include-secrets",
+    is_flag=True,
+    help="Also export request headers and credentials in URLs (they may hold tokens).",
+)
+def export_opml(config_path: Path, output: Path | None, include_secrets: bool) -> None:
+    """Write the configured sources as OPML 2.0, one folder per category, for another reader.
+
+    Importing the file again (aggregator import-opml) gives back the same sources.
+    Request headers and credentials in URLs are left out unless --include-secrets is
+    given, and sources read from file: URLs always are; each omission is noted on stderr.
+    """
+    config = _load(config_path)
+    text = sourcefile.read(config_path)
+    tables, notes = for_export(
+        tomllib.loads(text).get("sources", []), include_secrets=include_secrets
+    )
+    for note in notes:
+        click.secho(note, fg="yellow", err=True)
+    html_urls: dict[str, str] = {}
+    if config.settings.database.exists():
+        with Store(config.settings.database) as store:
+            links = {r["id"]: iri.link(r["feed_link"] or "") for r in store.source_rows()}
+            html_urls = {source_id: link for source_id, link in links.items() if link}
+    document = build_opml(
+        tables, title=config.settings.title, now=datetime.now(UTC), html_urls=html_urls
+    )
+    if output is None:
+        click.echo(document.decode("utf-8"), nl=False)
+        return
+    write_if_changed(output, document)
+    click.echo(f"wrote {len(tables)} source(s) to {output}", err=True)

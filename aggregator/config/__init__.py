@@ -1,0 +1,1 @@
+"""Reading and checking the config file, and editing it in place."""

@@ -1,0 +1,1 @@
+"""Fetching sources over HTTP (and file: URLs), politely and within limits."""

@@ -1,0 +1,1 @@
+"""What an entry is: share codes, identity rules, and dedup decisions."""

@@ -1,0 +1,1 @@
+"""Turning fetched bytes into plain entries: feeds of every dialect, safely."""

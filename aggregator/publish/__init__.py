@@ -1,0 +1,1 @@
+"""Writing the published feeds (Atom, JSON Feed), listings, and posts."""

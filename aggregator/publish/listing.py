@@ -1,0 +1,119 @@
+"""The lists of published feeds: ``index.html`` for people, ``feeds.opml`` for readers.
+
+Both list every feed (all, categories, tags, sources) under its own name, in
+its own script, and change only when the set of feeds or their names change.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from lxml import etree
+
+from aggregator.config.loader import Config
+from aggregator.parse.sanitize import strip_control
+
+if TYPE_CHECKING:
+    from aggregator.publish.publisher import FeedInfo
+
+KINDS = ("all", "category", "tag", "source")
+HEADINGS = {
+    "en": {
+        "all": "Everything",
+        "category": "Categories",
+        "tag": "Tags",
+        "source": "Sources",
+        "formats": "Subscribe in a feed reader: Atom, JSON Feed, or all feeds at once as OPML",
+    },
+    "zh": {
+        "all": "全部",
+        "category": "分类",
+        "tag": "标签",
+        "source": "来源",
+        "formats": "用阅读器订阅：Atom、JSON Feed，或用 OPML 一次导入全部订阅",
+    },
+}
+OPML_PATH = "feeds.opml"
+
+
+def headings(config: Config) -> dict[str, str]:
+    return HEADINGS.get(config.settings.language.split("-")[0].lower(), HEADINGS["en"])
+
+
+def _groups(infos: Sequence[FeedInfo]) -> list[tuple[str, list[FeedInfo]]]:
+    return [(kind, [i for i in infos if i.key[0] == kind]) for kind in KINDS]
+
+
+def render_index(config: Config, infos: Sequence[FeedInfo], url_of: Callable[[str], str]) -> bytes:
+    settings = config.settings
+    words = headings(config)
+    esc = html.escape
+    head = [
+        f'<link rel="alternate" type="{mime}" title="{esc(i.title)}{suffix}" '
+        f'href="{esc(url_of(path))}">'
+        for i in infos
+        for mime, suffix, path in (
+            ("application/atom+xml", "", i.path),
+            ("application/feed+json", " (JSON Feed)", i.json_path),
+        )
+    ]
+    head.append(
+        f'<link rel="outline" type="text/x-opml" title="OPML" href="{esc(url_of(OPML_PATH))}">'
+    )
+    body = [
+        f"<h1>{esc(settings.title)}</h1>",
+        f'<p>{esc(words["formats"])}: <a href="{OPML_PATH}">{OPML_PATH}</a></p>',
+    ]
+    for kind, items in _groups(infos):
+        if not items:
+            continue
+        body.append(f"<h2>{esc(words[kind])}</h2>\n<ul>")
+        for i in items:
+            body.append(
+                f'<li><a href="{esc(i.path)}">{esc(i.title)}</a> — {esc(i.subtitle)}'
+                f' <small>(<a href="{esc(i.path)}" type="application/atom+xml">Atom</a>'
+                f' · <a href="{esc(i.json_path)}" type="application/feed+json">JSON Feed</a>)'
+                "</small></li>"
+            )
+        body.append("</ul>")
+    page = (
+        f'<!DOCTYPE html>\n<html lang="{esc(settings.language)}">\n<head>\n'
+        '<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{esc(settings.title)}</title>\n"
+        + "\n".join(head)
+        + "\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
+    return strip_control(page).encode("utf-8", "replace")
+
+
+def render_opml(config: Config, infos: Sequence[FeedInfo], url_of: Callable[[str], str]) -> bytes:
+    """OPML 2.0: one outline per feed, grouped like the index page."""
+    settings = config.settings
+    words = headings(config)
+    root = etree.Element("opml", version="2.0")
+    head = etree.SubElement(root, "head")
+    etree.SubElement(head, "title").text = strip_control(settings.title)
+    etree.SubElement(head, "ownerName").text = strip_control(settings.author)
+    etree.SubElement(head, "docs").text = "http://opml.org/spec2.opml"
+    body = etree.SubElement(root, "body")
+    for kind, items in _groups(infos):
+        if not items:
+            continue
+        group = etree.SubElement(body, "outline", text=words[kind], title=words[kind])
+        for i in items:
+            title = strip_control(i.title)
+            outline = etree.SubElement(group, "outline")
+            # Attribute order is fixed (insertion order), so the bytes are deterministic.
+            outline.set("type", "rss")
+            outline.set("text", title)
+            outline.set("title", title)
+            outline.set("xmlUrl", url_of(i.path))
+            outline.set("htmlUrl", settings.base_url + "/")
+            outline.set("description", strip_control(i.subtitle))
+            outline.set("language", settings.language)
+    return bytes(etree.tostring(root, pretty_print=True, xml_declaration=True, encoding="UTF-8"))

@@ -1,0 +1,1 @@
+"""The poll loop, schedule decisions, the scheduler and the daemon."""

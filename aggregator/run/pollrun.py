@@ -1,0 +1,449 @@
+"""Poll many sources once, a bounded number at a time: the `aggregator poll` command.
+
+The daemon has its scheduler; a one-off run keeps settings.workers fetches in
+flight from one thread (Fetcher.fetch_many), so a hundred sources do not take a
+hundred fetch times, and reads and stores each answer as it comes. Parsing is CPU
+work that threads cannot spread over cores (the GIL), so a large first run also
+splits the sources over worker processes, each with its own fetches in flight,
+database connection and fetcher (the per-host limit shared out between them). The
+workers fetch and parse; the calling process stores what they parsed, so entries
+have one writer. On a terminal, a long run shows a progress bar instead of
+scrolling lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gc
+import multiprocessing
+import os
+import pickle
+import queue
+import sqlite3
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import click
+
+from aggregator.config.loader import Source
+from aggregator.errors import AggregatorError, BatchFailed
+from aggregator.fetch.fetcher import Fetcher, FetchRequest, Limits
+from aggregator.parse.sandbox import ParseLimits
+from aggregator.run.poll import (
+    Clock,
+    Parsed,
+    PollOutcome,
+    PollStart,
+    after_fetch,
+    begin_poll,
+    finish_poll,
+    store_parsed,
+    utc_now,
+)
+from aggregator.store.sqlite import Store
+
+PROGRESS_MIN_SOURCES = 5  # fewer finish before a bar would tell anything
+# Below this many sources a run is over before worker processes would have started.
+PROCESS_MIN_SOURCES = 100
+MAX_PROCESSES = 4
+# A worker process's first-generation collection threshold (Python's default: 700).
+WORKER_GC_THRESHOLD = 10_000
+# Polls whose state is committed together (see PollRecords).
+RECORD_BATCH = 64
+# Parsed feeds, already waiting, whose entries are committed together: each commit
+# rewrites the index pages its entries touched, and a feed's few entries touch
+# nearly as many as several feeds' (see _store_all).
+STORE_BATCH = 8
+# The pipe buffer asked for between the workers and the storing process (the most
+# Linux lets a user have without privileges, by default).
+PIPE_SIZE = 1 << 20
+# Parsed feeds waiting for the storing process, counted in pickled bytes. Now and then
+# a commit copies the WAL back into the database (~150 ms in a large first poll): the
+# workers go on parsing into this much meanwhile instead of waiting with idle cores.
+# Counted in bytes, not feeds, so a run of huge feeds cannot pile up.
+WAITING_BYTES = 16 * 1024 * 1024
+WAITING_UNIT = 64 * 1024
+
+
+class PollRecords:
+    """Poll-state writes gathered into one write transaction per batch, instead of one
+    per poll: a poll that finds nothing new (a 304) writes nothing else, and its own
+    transaction would cost more than its fetch. An unwritten batch lost to a kill only
+    forgets that those polls happened: the sources are polled again, and entries are
+    stored by transactions of their own, never held here."""
+
+    def __init__(self, store: Store, size: int = RECORD_BATCH) -> None:
+        self.store = store
+        self.size = size
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, source_id: str, values: dict[str, Any]) -> None:
+        self._pending.append((source_id, values))
+        if len(self._pending) >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
+            self.store.record_polls(batch)
+
+
+class ByteBudget:
+    """A number of bytes shared by processes, taken by whoever sends a message and
+    given back by whoever has read it (in units of WAITING_UNIT)."""
+
+    def __init__(self, context: Any, total: int = WAITING_BYTES) -> None:
+        self.units = max(1, total // WAITING_UNIT)
+        self._free = context.Semaphore(self.units)
+        # One taker at a time: two takers each holding part of what they need could
+        # otherwise wait on each other for ever.
+        self._taking = context.Lock()
+
+    def units_for(self, size: int) -> int:
+        """A message's share: never more than the whole, so even a huge one can go
+        (alone) once everything before it has been read."""
+        return max(1, min(self.units, -(-size // WAITING_UNIT)))
+
+    def take(self, units: int) -> None:
+        with self._taking:
+            for _ in range(units):
+                self._free.acquire()
+
+    def give(self, units: int) -> None:
+        for _ in range(units):
+            self._free.release()
+
+
+def send(results: Any, budget: ByteBudget, answer: object) -> None:
+    """Put an answer in the results queue once the budget has room for its bytes."""
+    try:
+        blob = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # an exception that cannot be pickled: its text can
+        text = f"{type(answer).__name__}: {str(answer)[:500]} (could not be sent: {exc})"
+        blob = pickle.dumps(AggregatorError(text))
+    units = budget.units_for(len(blob))
+    budget.take(units)
+    results.put((units, blob))
+
+
+def receive(results: Any, budget: ByteBudget, timeout: float | None) -> Any:
+    """The next answer (queue.Empty after timeout; None waits, 0 does not)."""
+    units, blob = results.get(block=timeout != 0, timeout=timeout or None)
+    try:
+        return pickle.loads(blob)
+    finally:
+        budget.give(units)
+
+
+def widen_pipe(fd: int, size: int = PIPE_SIZE) -> int:
+    """Ask for a pipe buffer of `size` bytes (Linux; elsewhere, or when refused, the
+    pipe keeps its own); returns the size it has. A worker's parsed feed is a few
+    hundred KB: through the default 64 KB the worker's writes waited on the reader
+    three or four times each, and the reader found fewer feeds waiting to store
+    together."""
+    setter = getattr(fcntl, "F_SETPIPE_SZ", None)
+    getter = getattr(fcntl, "F_GETPIPE_SZ", None)
+    if setter is None or getter is None:
+        return 0
+    with contextlib.suppress(OSError):  # above the system's limit, say
+        fcntl.fcntl(fd, setter, size)
+    return int(fcntl.fcntl(fd, getter))
+
+
+def process_count(to_parse: int, cpus: int | None) -> int:
+    """How many processes a run should use, given how many of its sources will
+    likely be parsed: one per core when that is many, else one (the caller alone).
+
+    Parsing is what spreads over cores. A source fetched before mostly answers 304 or
+    the same bytes, which one process handles faster than several: every write by one
+    process makes the others' SQLite caches stale."""
+    if to_parse < PROCESS_MIN_SOURCES or not cpus or cpus < 2:
+        return 1
+    return min(cpus, MAX_PROCESSES)
+
+
+def processes_for(store: Store, sources: Sequence[Source], cpus: int | None) -> int:
+    """process_count for these sources: those never parsed before will be."""
+    return process_count(store.never_parsed([s.id for s in sources]), cpus)
+
+
+def start_method(threads: int) -> str:
+    """fork starts a worker at once, but copies the locks other threads may hold at
+    that moment; with other threads alive, spawn (a fresh interpreter) is the safe way."""
+    if threads == 1 and "fork" in multiprocessing.get_all_start_methods():
+        return "fork"
+    return "spawn"
+
+
+def share_out(total: int, parts: int) -> int:
+    """Each of `parts` processes' share of a limit, never below one."""
+    return max(1, total // parts)
+
+
+def wants_progress(is_tty: bool, count: int) -> bool:
+    """A bar only for a person watching a run long enough to need one."""
+    return is_tty and count >= PROGRESS_MIN_SOURCES
+
+
+def poll_many(
+    sources: Sequence[Source],
+    store: Store,
+    fetcher: Fetcher,
+    workers: int,
+    on_done: Callable[[PollOutcome], None] = lambda outcome: None,
+    limits: ParseLimits | None = None,
+    clock: Clock = utc_now,
+    processes: int = 1,
+) -> list[PollOutcome]:
+    """Poll each source once, at most `workers` fetches at a time.
+
+    The calling thread does it all: fetch_many keeps the fetches in flight while this
+    thread reads and stores what each brought. on_done is called as each poll
+    finishes; the result is in the order of `sources`. A source's own failure never
+    raises, so one bad source stops nothing. With processes > 1 the polls run in that
+    many worker processes (see process_count); the clock must then be picklable.
+    """
+    if not sources:
+        return []
+    if processes > 1:
+        return _poll_in_processes(
+            sources, store, fetcher, workers, on_done, limits, clock, processes
+        )
+    states = store.source_states([source.id for source in sources])
+    records = PollRecords(store)
+    # Begun as fetch_many takes them, so each poll's clock starts with its fetch.
+    starts = (begin_poll(source, states[source.id], clock()) for source in sources)
+    by_id: dict[str, PollOutcome] = {}
+    try:
+        fetches = fetcher.fetch_many(((start, start.request) for start in starts), workers)
+        with contextlib.closing(fetches):
+            for start, fetched in fetches:
+                outcome = finish_poll(
+                    start, fetched, store, record=records, clock=clock, limits=limits
+                )
+                by_id[outcome.source_id] = outcome
+                on_done(outcome)
+    finally:
+        records.flush()
+    return [by_id[source.id] for source in sources]
+
+
+def _poll_in_processes(
+    sources: Sequence[Source],
+    store: Store,
+    fetcher: Fetcher,
+    workers: int,
+    on_done: Callable[[PollOutcome], None],
+    limits: ParseLimits | None,
+    clock: Clock,
+    processes: int,
+) -> list[PollOutcome]:
+    context: Any = multiprocessing.get_context(start_method(threading.active_count()))
+    jobs: Any = context.Queue()
+    in_flight = share_out(workers, processes)
+    # Parsing may run ahead of storing, but not with the whole run in memory: the
+    # queue holds what the budget lets the workers send.
+    results: Any = context.Queue()
+    budget = ByteBudget(context)
+    widen_pipe(results._reader.fileno())  # the queue's pipe (private, but long stable)
+    # Read here in one query, not by each worker in one query per source.
+    states = store.source_states([source.id for source in sources])
+    for source in sources:
+        jobs.put((source, states[source.id]))
+    for _ in range(processes):
+        jobs.put(None)  # one stop sign per process
+    shared = replace(fetcher.limits, per_host=share_out(fetcher.limits.per_host, processes))
+    children = [
+        context.Process(
+            target=_process_main,
+            args=(
+                store.path,
+                shared,
+                fetcher.user_agent,
+                limits,
+                clock,
+                in_flight,
+                jobs,
+                (results, budget),
+            ),
+            daemon=True,
+        )
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    by_id: dict[str, PollOutcome] = {}
+    answers = 0
+    records = PollRecords(store)
+    try:
+        while answers < len(sources):
+            try:
+                first: PollOutcome | Parsed | BaseException = receive(results, budget, 1.0)
+            except queue.Empty:
+                if not any(child.is_alive() for child in children):
+                    raise AggregatorError("the poll worker processes stopped early") from None
+                continue
+            # The workers fetch and parse; this process alone writes entries, so no
+            # write waits for another process and the page cache stays warm.
+            waiting, fault = _waiting(lambda: receive(results, budget, 0), first)
+            for outcome in _store_all(waiting, store, records):
+                answers += 1
+                by_id[outcome.source_id] = outcome
+                on_done(outcome)
+            if fault is not None:
+                raise fault  # after storing what came before it
+    finally:
+        _end(children, (jobs, results), finished=answers == len(sources))
+        records.flush()
+    return [by_id[source.id] for source in sources]
+
+
+def _waiting(
+    next_waiting: Callable[[], PollOutcome | Parsed | BaseException],
+    first: PollOutcome | Parsed | BaseException,
+) -> tuple[list[PollOutcome | Parsed], BaseException | None]:
+    """The first answer and those already waiting behind it, up to STORE_BATCH, and
+    the exception a worker sent, if one came among them (the answers stop there)."""
+    found: list[PollOutcome | Parsed] = []
+    done = first
+    while not isinstance(done, BaseException):
+        found.append(done)
+        if len(found) == STORE_BATCH:
+            return found, None
+        try:
+            done = next_waiting()
+        except queue.Empty:
+            return found, None
+    return found, done
+
+
+def _store_all(
+    answers: Sequence[PollOutcome | Parsed], store: Store, records: PollRecords
+) -> list[PollOutcome]:
+    """Each parsed feed stored by its own transaction, all of them committed together
+    (see STORE_BATCH); the polls' states are recorded once their entries are
+    committed. If any feed fails to store, or the batch cannot commit, nothing of it
+    stays and each feed is stored alone, to succeed or fail alone."""
+    parsed = [a for a in answers if isinstance(a, Parsed)]
+    if len(parsed) > 1:
+        held: list[tuple[str, dict[str, Any]]] = []
+        try:
+            with store.batch():
+                stored = iter(
+                    [store_parsed(p, store, lambda *poll: held.append(poll)) for p in parsed]
+                )
+        except (BatchFailed, sqlite3.Error):
+            pass  # nothing of it was committed: one by one below
+        else:
+            for poll in held:
+                records(*poll)
+            return [next(stored) if isinstance(a, Parsed) else a for a in answers]
+    return [store_parsed(a, store, records) if isinstance(a, Parsed) else a for a in answers]
+
+
+def _end(children: Sequence[Any], channels: Sequence[Any], finished: bool) -> None:
+    """Workers and queues after a run. A finished run lets them end on their own and
+    waits for the queues' feeder threads (a later run may fork); a failed one stops
+    the workers at once (they may be blocked on a full queue nobody reads)."""
+    for child in children:
+        if finished:
+            child.join(timeout=30)
+        if child.is_alive():
+            child.terminate()
+            child.join()
+    for channel in channels:
+        channel.close()
+        if finished:
+            channel.join_thread()
+        else:
+            channel.cancel_join_thread()
+
+
+def _process_main(
+    database: Path,
+    fetch_limits: Limits,
+    user_agent: str,
+    limits: ParseLimits | None,
+    clock: Clock,
+    in_flight: int,
+    jobs: Any,
+    channel: tuple[Any, ByteBudget],
+) -> None:
+    """A worker process: takes sources (each with its stored state) until it meets a
+    stop sign, fetches them (up to `in_flight` at a time, from one thread) and parses
+    what they bring; sends each Parsed (or finished outcome) through `channel` (the
+    results queue and its byte budget), or the exception that stopped it."""
+    # Parsing makes and drops many small objects, nearly all freed by reference
+    # counting: collect the young generation less often, and leave what a fork
+    # inherited out of collections (scanning it would copy the parent's pages).
+    gc.freeze()
+    gc.set_threshold(WORKER_GC_THRESHOLD, 20, 20)
+    with Store(database) as store, Fetcher(fetch_limits, user_agent) as fetcher:
+        records = PollRecords(store)
+
+        def starts() -> Iterator[tuple[PollStart, FetchRequest]]:
+            while (job := jobs.get()) is not None:
+                source, state = job
+                start = begin_poll(source, state, clock())
+                yield start, start.request
+
+        try:
+            with contextlib.closing(fetcher.fetch_many(starts(), in_flight)) as fetches:
+                for start, fetched in fetches:
+                    answer = after_fetch(
+                        start, fetched, store, record=records, clock=clock, limits=limits
+                    )
+                    send(*channel, answer)
+        except BaseException as exc:  # a storage fault, say: the caller re-raises it
+            send(*channel, exc)
+        records.flush()
+
+
+def poll_interactive(
+    sources: Sequence[Source],
+    store: Store,
+    fetcher: Fetcher,
+    workers: int,
+    describe: Callable[[PollOutcome], str],
+    limits: ParseLimits | None = None,
+) -> list[PollOutcome]:
+    """poll_many with output: a line per source, or a bar on a terminal then the lines."""
+
+    def line(outcome: PollOutcome) -> str:
+        return f"{outcome.source_id}: {describe(outcome)}"
+
+    processes = processes_for(store, sources, os.cpu_count())
+    if not wants_progress(sys.stderr.isatty(), len(sources)):
+        return poll_many(
+            sources,
+            store,
+            fetcher,
+            workers,
+            lambda o: click.echo(line(o)),
+            limits,
+            processes=processes,
+        )
+    with click.progressbar(
+        length=len(sources),
+        label=f"polling {len(sources)} sources",
+        file=sys.stderr,
+        show_pos=True,
+        item_show_func=lambda source_id: source_id,
+    ) as bar:
+        outcomes = poll_many(
+            sources,
+            store,
+            fetcher,
+            workers,
+            lambda o: bar.update(1, o.source_id),
+            limits,
+            processes=processes,
+        )
+    for outcome in outcomes:
+        click.echo(line(outcome))
+    return outcomes

@@ -1,0 +1,1 @@
+"""Serving the published folder over HTTP, and the status page."""
