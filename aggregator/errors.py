@@ -84,4 +84,4 @@ class StoreError(AggregatorError):
 
 
 class BatchFailed(StoreError):
-    """A transaction inside a Store.batch failed, so the whole batch was rolled back."""
+    """A transaction inside a Storage.batch failed, so the whole batch was rolled back."""

@@ -23,16 +23,17 @@ from typing import Any
 from aggregator.config.loader import Config, load_config
 from aggregator.publish.publisher import Publisher, feed_info, render_atom
 from aggregator.run.poll import parse_and_store
-from aggregator.store.sqlite import FeedKey, Store, StoredArticle
+from aggregator.store.records import FeedKey, StoredArticle
+from aggregator.store.sqlite import SqliteStore
 from bench.corpus import Corpus
 
 INCREMENTAL_RUNS = 10
 
 
 class Preloaded:
-    """Just enough of Store for Publisher.render: each feed's current page from memory."""
+    """Just enough of SqliteStore for Publisher.render: each feed's current page from memory."""
 
-    def __init__(self, store: Store, publisher: Publisher, keys: list[FeedKey]) -> None:
+    def __init__(self, store: SqliteStore, publisher: Publisher, keys: list[FeedKey]) -> None:
         self._next = {k: store.position_feed(k) for k in keys}
         self._pages: dict[tuple[FeedKey, int, int], list[StoredArticle]] = {}
         for key in keys:
@@ -46,7 +47,7 @@ class Preloaded:
         return self._pages[(key, start, stop)]
 
 
-def _feedgen_every_page(store: Store, config: Config, keys: list[FeedKey]) -> float:
+def _feedgen_every_page(store: SqliteStore, config: Config, keys: list[FeedKey]) -> float:
     """feedgen rendering every Atom document a full rebuild writes (the current ones and
     the RFC 5005 archive pages), each page's articles read before its clock starts."""
     stub = Publisher(config, store)
@@ -89,7 +90,7 @@ def _config(folder: Path, feeds: int, output: str) -> Config:
     return load_config(path)
 
 
-def _fill(config: Config, store: Store, corpus: Corpus, now: datetime) -> None:
+def _fill(config: Config, store: SqliteStore, corpus: Corpus, now: datetime) -> None:
     for source, feed in zip(config.sources, corpus.feeds, strict=True):
         parse_and_store(source, store, corpus.render(feed), source.url, feed.content_type, now)
 
@@ -99,7 +100,7 @@ def measure(params: dict[str, Any], folder: Path) -> dict[str, Any]:
     corpus = Corpus(feeds, entries, seed=params.get("seed", 20211224))
     config = _config(folder, feeds, "out-0")
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         store.sync_sources(config.sources)
         _fill(config, store, corpus, now)
         full, alone, warm = [], [], []

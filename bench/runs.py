@@ -109,7 +109,7 @@ class Ours:
     def __init__(self, params: Params, folder: Path) -> None:
         from aggregator.config.loader import ShareCodeRule, Source
         from aggregator.fetch.fetcher import Fetcher, Limits
-        from aggregator.store.sqlite import Store
+        from aggregator.store.sqlite import SqliteStore
 
         # Imported now, as Reader imports reader before the clock starts.
         importlib.import_module("aggregator.run.pollrun")
@@ -125,7 +125,7 @@ class Ours:
             )
             for i, url in enumerate(feed_urls(params))
         ]
-        self.store = Store(folder / "bench.db")
+        self.store = SqliteStore(folder / "bench.db")
         self.store.sync_sources(self.sources)
         self.fetcher = Fetcher(Limits(per_host=4))
         self.processes_used = 1

@@ -35,13 +35,14 @@ def main() -> int:
     from aggregator.publish.publisher import Publisher
     from aggregator.run.poll import parse_and_store
     from aggregator.store.retention import cleanup
-    from aggregator.store.sqlite import SCHEMA_VERSION, Store
+    from aggregator.store.sqlite import SqliteStore
+    from aggregator.store.sqlite.migrations import SCHEMA_VERSION
 
     with tempfile.TemporaryDirectory() as temp:
         database = Path(temp) / "aggregator.db"
         env = {"AGGREGATOR_DATABASE": str(database), "AGGREGATOR_OUTPUT_DIR": f"{temp}/feeds"}
         config = load_config(FIXTURE / "sources.toml", env=env)
-        with Store(database) as store:
+        with SqliteStore(database) as store:
             store.sync_sources(config.sources)
             for number in range(1, ROUNDS + 1):
                 now = START + timedelta(hours=number - 1)

@@ -13,7 +13,7 @@ from aggregator.config.loader import Config, load_config
 from aggregator.fetch.fetcher import Fetcher
 from aggregator.publish.publisher import Publisher
 from aggregator.run.poll import poll_source
-from aggregator.store.sqlite import Store
+from aggregator.store.sqlite import SqliteStore
 from tests import atomcheck, jsonfeedcheck
 from tests.conftest import Clock
 
@@ -53,7 +53,7 @@ def run_source(
         "share_code": {"param": "infoCode"},  # codes as the project's sources have them
     }
     config = load_config(write_config([{**source, **fields}], **(settings or {})), env={})
-    with Store(config.settings.database) as store, Fetcher() as fetcher:
+    with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         outcome = poll_source(config.sources[0], store, fetcher, clock=clock or Clock())
         assert outcome.result == "ok", outcome.error

@@ -14,7 +14,8 @@ from lxml import etree
 from aggregator.config.loader import Config, load_config
 from aggregator.models import EntryRecord, ParsedFeed
 from aggregator.publish.publisher import Publisher
-from aggregator.store.sqlite import FeedKey, Store
+from aggregator.store.records import FeedKey
+from aggregator.store.sqlite import SqliteStore
 from tests.feeds import SHARE
 
 A = "{http://www.w3.org/2005/Atom}"
@@ -59,7 +60,7 @@ def record(number: int, when: datetime | None = None, **fields: Any) -> EntryRec
 
 
 class Site:
-    def __init__(self, config: Config, store: Store) -> None:
+    def __init__(self, config: Config, store: SqliteStore) -> None:
         self.config = config
         self.store = store
         self.publisher = Publisher(config, store)
@@ -99,7 +100,7 @@ class Site:
 @contextmanager
 def site(write_config: Any, **settings: Any) -> Iterator[Site]:
     config = load_config(write_config(SOURCES, **settings))
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         store.sync_sources(config.sources)
         yield Site(config, store)
 

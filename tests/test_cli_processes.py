@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from aggregator.run.pollrun import PROCESS_MIN_SOURCES
-from aggregator.store.sqlite import Store
+from aggregator.store.sqlite import SqliteStore
 from tests.feeds import Item, rss
 
 
@@ -43,6 +43,6 @@ def test_a_large_poll_runs_in_worker_processes(tmp_path: Path, write_config: Any
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [line for line in done.stdout.splitlines() if line.startswith("s")]
     assert sorted(line.split(":")[0] for line in lines) == [f"s{n:03d}" for n in range(count)]
-    with Store(tmp_path / "project" / "data" / "test.db") as store:
+    with SqliteStore(tmp_path / "project" / "data" / "test.db") as store:
         assert store.entry_count() == count + 1  # the shared article once
         assert len(store.entry_sources("NW202112242224484383")) == count

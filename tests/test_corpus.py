@@ -21,7 +21,7 @@ from aggregator.config.loader import load_config
 from aggregator.fetch.fetcher import Fetcher, Limits
 from aggregator.publish.publisher import Publisher
 from aggregator.run.poll import poll_source
-from aggregator.store.sqlite import Store
+from aggregator.store.sqlite import SqliteStore
 from tests.atomcheck import problems
 from tests.feedserver import FeedServer
 
@@ -62,7 +62,7 @@ def test_feed_goes_through_the_whole_pipeline(
     if "share_code" in item:
         source["share_code"] = {"param": item["share_code"]}
     config = load_config(write_config([source]), env={})
-    with Store(config.settings.database) as store, Fetcher(Limits()) as fetcher:
+    with SqliteStore(config.settings.database) as store, Fetcher(Limits()) as fetcher:
         outcome = poll_source(config.sources[0], store, fetcher)
         assert outcome.result == "ok", outcome.error
         assert outcome.new == item["entries"]

@@ -9,7 +9,7 @@ import pytest
 from aggregator.config.loader import load_config
 from aggregator.fetch.fetcher import Fetcher
 from aggregator.run.poll import poll_source
-from aggregator.store.sqlite import Store
+from aggregator.store.sqlite import SqliteStore
 from tests.conftest import Clock
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer
@@ -42,7 +42,7 @@ def test_untrustworthy_dates_become_first_seen_and_stay(
     )
     source = config.sources[0]
     first_seen = clock.now
-    with Store(config.settings.database) as store, Fetcher() as fetcher:
+    with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
         assert poll_source(source, store, fetcher, clock=clock).new == 1
         assert store.articles(("all", ""), 5)[0].published == first_seen
 

@@ -1,4 +1,4 @@
-"""Dedup on a real Store: the order sources are polled in never changes what is stored."""
+"""Dedup on a real SqliteStore: the order sources are polled in never changes what is stored."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from aggregator.identity.dedup import (
     legacy_entry_hash,
 )
 from aggregator.models import EntryRecord, ParsedFeed
-from aggregator.store.sqlite import Store
+from aggregator.store.sqlite import SqliteStore
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 BASE = datetime(2025, 6, 1, tzinfo=UTC)
@@ -79,7 +79,7 @@ def run_polls(
     folder: Path, name: str, feeds: dict[str, list[EntryRecord]], order: list[str]
 ) -> Path:
     path = folder / f"{name}.db"
-    with Store(path) as store:
+    with SqliteStore(path) as store:
         for source_id in order:
             feed = ParsedFeed("rss20", source_id, "", "")
             store.ingest(source(source_id), feed, feeds[source_id], NOW)
@@ -130,7 +130,7 @@ def test_a_second_carrier_catching_up_with_an_edit_changes_nothing() -> None:
     assert decide(stored, "b", v2, entry_hash(v2), NOW).action is Action.OTHER_COPY
     with tempfile.TemporaryDirectory() as temp:
         path = Path(temp) / "s.db"
-        with Store(path) as store:
+        with SqliteStore(path) as store:
             feed = ParsedFeed("rss20", "t", "", "")
             for source_id, entry in (("a", v1), ("b", v1), ("a", v2)):
                 store.ingest(source(source_id), feed, [entry], NOW)
@@ -164,7 +164,7 @@ def test_hashes_stored_by_the_old_recipe_are_compared_in_its_terms() -> None:
     current = StoredEntry("NW1", NOW, {"a": entry_hash(v1)})
     assert in_current_hashes(current, v2, entry_hash(v2)) is current
 
-    with tempfile.TemporaryDirectory() as temp, Store(Path(temp) / "s.db") as store:
+    with tempfile.TemporaryDirectory() as temp, SqliteStore(Path(temp) / "s.db") as store:
         feed = ParsedFeed("rss20", "t", "", "")
         store.ingest(source("a"), feed, [v1, copy(2, 0)], NOW)
         with store.transaction() as db:  # as an older version stored them

@@ -1,4 +1,4 @@
-"""Every way an entry joins a feed queues it for a position (store._queue_members), so
+"""Every way an entry joins a feed queues it for a position (publishing.queue_members), so
 every member of every feed ends up numbered, once, in the order it joined."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 from aggregator.models import ParsedFeed
-from aggregator.store.sqlite import FeedKey, Store, StoredArticle
+from aggregator.store.records import FeedKey, PollRecord, StoredArticle
+from aggregator.store.sqlite import SqliteStore
 from tests.publishing import START, Site, record, site
 
 MEMBERS = {
@@ -19,7 +20,7 @@ MEMBERS = {
 }
 
 
-def members(store: Store) -> set[tuple[str, str, str]]:
+def members(store: SqliteStore) -> set[tuple[str, str, str]]:
     found = set()
     for kind, query in MEMBERS.items():
         found |= {(kind, name, code) for name, code in store.db.execute(query).fetchall()}
@@ -87,7 +88,7 @@ def test_a_stored_entry_gaining_a_tag_drops_its_rendered_fragments(write_config:
         assert s.store.db.execute(cached, [record(1).code]).fetchone()[0] == 0
 
 
-def all_feed_keys(store: Store) -> set[FeedKey]:
+def all_feed_keys(store: SqliteStore) -> set[FeedKey]:
     """Every feed with a member, read from the membership tables themselves."""
     return {("all", "")} | {(kind, name) for kind, name, _code in members(store)}
 
@@ -99,7 +100,7 @@ def test_feed_keys_kept_between_publishes_follow_every_writer(write_config: Any)
         assert s.store.feed_keys() == all_feed_keys(s.store)
         # Another connection (a command beside the daemon, say) adds feeds: seen while
         # they are queued, and after that connection has numbered their members.
-        with Store(s.config.settings.database) as other:
+        with SqliteStore(s.config.settings.database) as other:
             other.ingest(
                 s.config.sources[1],
                 ParsedFeed("rss20", "交通", "", "", (record(2),)),
@@ -139,7 +140,7 @@ def test_source_metadata_is_read_again_only_when_it_changes(write_config: Any) -
         s.add("yaowen", record(1))
         meta = s.store.version("source_meta")
         s.add("yaowen", record(2))  # the same feed title: nothing shown changed
-        s.store.record_poll("yaowen", etag='"v2"', last_http_status=200)
+        s.store.record_poll("yaowen", PollRecord(etag='"v2"', last_http_status=200))
         assert s.store.version("source_meta") == meta
         s.publisher.publish()
         before = (s.out / "all.xml").read_bytes()

@@ -21,7 +21,7 @@ from aggregator.errors import ParseError
 from aggregator.identity.rules import prepare
 from aggregator.publish.publisher import Publisher
 from aggregator.run.poll import extract
-from aggregator.store.sqlite import Store
+from aggregator.store.sqlite import SqliteStore
 from tests import atomcheck, jsonfeedcheck
 from tests.fpcorpus import NOW, URL, content_type, documents, manifest
 
@@ -45,7 +45,7 @@ def run_corpus(docs: Mapping[str, bytes], write_config: Any) -> CorpusRun:
     ]
     config = replace(config, sources=tuple(sources))
     run = CorpusRun()
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         with store.batch():  # one commit: the store's work is what is tested, not fsync
             for source, name in zip(sources, names, strict=True):
                 body = docs[name]

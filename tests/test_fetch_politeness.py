@@ -26,7 +26,7 @@ from aggregator.fetch.fetcher import (
     is_private_address,
 )
 from aggregator.run.poll import poll_source
-from aggregator.store.sqlite import Store
+from aggregator.store.sqlite import SqliteStore
 from tests.conftest import Clock
 from tests.feeds import Item, rss
 from tests.hostile import (
@@ -74,7 +74,7 @@ def test_request_headers_user_agent_accept_and_per_source_headers(
     )
     limits = Limits.from_settings(config.settings)
     assert limits.per_host == 3
-    with Store(config.settings.database) as store, Fetcher(limits) as fetcher:
+    with SqliteStore(config.settings.database) as store, Fetcher(limits) as fetcher:
         source = config.sources[0]
         assert poll_source(source, store, fetcher, clock=clock).result == "ok"
         clock.advance(3600)
@@ -301,7 +301,7 @@ def test_cache_control_is_a_clamped_lower_bound(
     hostile: HostileServer, write_config: Any, clock: Clock
 ) -> None:
     source, database = _one_source(write_config, hostile.url("/f.xml"))
-    with Store(database) as store, Fetcher() as fetcher:
+    with SqliteStore(database) as store, Fetcher() as fetcher:
         hostile.routes["/f.xml"] = respond(FEED, headers={"Cache-Control": "max-age=7200"})
         outcome = poll_source(source, store, fetcher, clock=clock, rand=lambda: 0.0)
         assert outcome.next_poll == clock.now + timedelta(hours=2)
@@ -329,7 +329,7 @@ def test_feed_hints_are_kept_for_304_answers(
             respond(body, headers={"ETag": '"v1"'})(conn, request)
 
     hostile.routes["/f.xml"] = answer
-    with Store(database) as store, Fetcher() as fetcher:
+    with SqliteStore(database) as store, Fetcher() as fetcher:
         for result in ("ok", "not_modified"):
             outcome = poll_source(source, store, fetcher, clock=clock, rand=lambda: 0.0)
             assert outcome.result == result
@@ -343,7 +343,7 @@ def test_errors_back_off_and_success_resets(
     hostile: HostileServer, write_config: Any, clock: Clock
 ) -> None:
     source, database = _one_source(write_config, hostile.url("/f.xml"), "10m")
-    with Store(database) as store, Fetcher() as fetcher:
+    with SqliteStore(database) as store, Fetcher() as fetcher:
         hostile.routes["/f.xml"] = respond(b"oops", status=500, content_type="text/plain")
         delays = []
         for _ in range(4):

@@ -27,7 +27,8 @@ from aggregator.parse.feed import FieldLimits
 from aggregator.parse.sandbox import ParseLimits
 from aggregator.publish.publisher import Publisher
 from aggregator.run.poll import PollOutcome, poll_source
-from aggregator.store.sqlite import Store, StoredArticle
+from aggregator.store.records import StoredArticle
+from aggregator.store.sqlite import SqliteStore
 from tests.atomcheck import assert_valid
 from tests.conftest import Clock
 from tests.feeds import Item, rss
@@ -102,7 +103,7 @@ def many_entries(count: int, version: str = "2.0") -> bytes:
 class Scene:
     server: HostileServer
     config: Config
-    store: Store
+    store: SqliteStore
     clock: Clock
 
     def poll(
@@ -142,7 +143,7 @@ def scene(hostile: HostileServer, write_config: Any, clock: Clock) -> Iterator[S
         ]
     )
     config = load_config(path)
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         store.sync_sources(config.sources)
         made = Scene(hostile, config, store, clock)
         first = made.poll()

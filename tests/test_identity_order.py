@@ -18,7 +18,7 @@ from aggregator.config.loader import Config, load_config
 from aggregator.fetch.fetcher import Fetcher
 from aggregator.publish.publisher import Publisher
 from aggregator.run.pollrun import poll_many
-from aggregator.store.sqlite import Store
+from aggregator.store.sqlite import SqliteStore
 from tests.conftest import Clock, config_text
 from tests.feeds import SHARE, rss_entries
 from tests.feedserver import FeedServer
@@ -116,7 +116,7 @@ def run(
     """Poll every source once in this order, publish; (stored rows, published files)."""
     config = write_project(folder, server)
     by_id = {source.id: source for source in config.sources}
-    with Store(config.settings.database) as store, Fetcher() as fetcher:
+    with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         sources = [by_id[source_id] for source_id in order]
         outcomes = poll_many(sources, store, fetcher, workers, clock=Clock(), processes=processes)

@@ -16,7 +16,7 @@ from aggregator.fetch.fetcher import Fetcher
 from aggregator.parse.sanitize import shown_title, text_title
 from aggregator.publish.publisher import Publisher, entry_id
 from aggregator.run.poll import PollOutcome, extract, poll_source
-from aggregator.store.sqlite import Store
+from aggregator.store.sqlite import SqliteStore
 from tests.atomcheck import assert_valid
 from tests.conftest import Clock
 from tests.feeds import SHARE, rss_entries
@@ -37,12 +37,12 @@ def configure(
     return load_config(write_config(sources))
 
 
-def poll(config: Config, store: Store, clock: Clock) -> list[PollOutcome]:
+def poll(config: Config, store: SqliteStore, clock: Clock) -> list[PollOutcome]:
     with Fetcher() as fetcher:
         return [poll_source(s, store, fetcher, clock=clock) for s in config.sources]
 
 
-def stored(store: Store) -> dict[str, tuple[str, list[str]]]:
+def stored(store: SqliteStore) -> dict[str, tuple[str, list[str]]]:
     """code -> (title, carriers) of every entry."""
     return {
         row["code"]: (row["title"], store.entry_sources(row["code"]))
@@ -71,7 +71,7 @@ def test_two_feeds_numbering_their_items_keep_all_their_articles(
     config = configure(
         write_config, server, {"garden": rss_entries(garden), "chess": rss_entries(chess)}
     )
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         outcomes = poll(config, store, clock)
         assert [(o.new, o.added_source) for o in outcomes] == [(2, 0), (3, 0)]
         assert stored(store) == {
@@ -99,7 +99,7 @@ def test_an_article_shared_by_share_code_or_permalink_guid_is_one_entry(
     }
     rule = {"share_code": {"param": "infoCode"}}
     config = configure(write_config, server, feeds, yaowen=rule, jiaotong=rule)
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         poll(config, store, clock)
         assert stored(store) == {
             "NW1": ("地铁", ["jiaotong", "yaowen"]),
@@ -119,7 +119,7 @@ def test_description_only_items_are_entries_of_their_own_with_readable_titles(
         "<p>The bread was a <b>success</b>.</p>",
     ]
     config = configure(write_config, server, {"micro": rss_entries([{"body": t} for t in texts])})
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         assert poll(config, store, clock)[0].new == 3
         codes = set(stored(store))
         for n in range(3):  # the same items, and a feed that changes around them
@@ -169,7 +169,7 @@ def test_a_feed_with_unstable_guids_polled_five_times_keeps_its_three_entries(
         "urls": "http://unstable.example.org/a/{name}?sid={session}",  # global ones
     }
     config = configure(write_config, server, {k: unstable(0, g) for k, g in kinds.items()})
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         for session in range(5):
             for kind, guids in kinds.items():
                 server.resources[f"/{kind}.xml"].body = unstable(session, guids)
@@ -202,7 +202,7 @@ def test_a_live_blog_keeps_every_update_under_its_one_url(
         for n in range(4)
     ]
     config = configure(write_config, server, {"live": rss_entries(updates[:1])})
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         for count in range(1, 5):
             server.resources["/live.xml"].body = rss_entries(updates[:count][::-1])
             poll(config, store, clock)
@@ -217,7 +217,7 @@ def test_two_items_with_one_url_title_and_text_are_one_entry(tmp_path: Path) -> 
     same = {"title": "Count under way", "link": "http://news.example.org/live", "body": "x"}
     body = rss_entries([same | {"guid": "block-1"}, same | {"guid": "block-2"}])
     feed = extract(source, body, source.url, "", NOW)
-    with Store(tmp_path / "s.db") as store:
+    with SqliteStore(tmp_path / "s.db") as store:
         result = store.ingest(source, feed, list(feed.entries), NOW)
         assert (result.new, store.entry_count()) == (1, 1)
 

@@ -15,7 +15,7 @@ from aggregator.parse.feed import FieldLimits, parse_feed
 from aggregator.parse.jsonfeed import looks_like_json, parse_json_feed
 from aggregator.parse.sandbox import parse_limited
 from aggregator.run.poll import extract
-from aggregator.store.sqlite import Store
+from aggregator.store.sqlite import SqliteStore
 
 SEEN = datetime(2026, 1, 1, tzinfo=UTC)
 URL = "https://trips.example.cn/feed.json"
@@ -158,7 +158,7 @@ def test_the_same_article_in_json_and_rss_is_one_entry(tmp_path: Any) -> None:
         )
         for kind in ("json", "rss")
     ]
-    with Store(tmp_path / "s.db") as store:
+    with SqliteStore(tmp_path / "s.db") as store:
         store.sync_sources(sources)
         for source, body in zip(sources, (json_body, rss_body), strict=True):
             feed = extract(source, body, source.url, "", SEEN)

@@ -12,7 +12,7 @@ from aggregator.config.loader import Config, load_config
 from aggregator.fetch.fetcher import Fetcher
 from aggregator.publish.publisher import Publisher, entry_id
 from aggregator.run.poll import poll_source
-from aggregator.store.sqlite import Store
+from aggregator.store.sqlite import SqliteStore
 from tests.atomcheck import assert_valid
 from tests.conftest import Clock
 from tests.feeds import Item, atom, rss
@@ -62,7 +62,7 @@ def two_sources(server: FeedServer, write_config: Any) -> Config:
     return load_config(path)
 
 
-def poll_all(config: Config, store: Store, clock: Clock) -> list[Any]:
+def poll_all(config: Config, store: SqliteStore, clock: Clock) -> list[Any]:
     with Fetcher() as fetcher:
         return [poll_source(s, store, fetcher, clock=clock) for s in config.sources]
 
@@ -78,7 +78,7 @@ def test_same_article_from_two_sources_is_one_entry(
     server: FeedServer, write_config: Any, clock: Clock
 ) -> None:
     config = two_sources(server, write_config)
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         store.sync_sources(config.sources)
         outcomes = poll_all(config, store, clock)
         assert [o.result for o in outcomes] == ["ok", "ok"]
@@ -109,7 +109,7 @@ def test_published_text_reads_back_exactly(
     server: FeedServer, write_config: Any, clock: Clock
 ) -> None:
     config = two_sources(server, write_config)
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         poll_all(config, store, clock)
         Publisher(config, store).publish()
     parsed = feedparser.parse(
@@ -130,7 +130,7 @@ def test_edited_article_updates_and_unchanged_poll_writes_nothing(
     server: FeedServer, write_config: Any, clock: Clock
 ) -> None:
     config = two_sources(server, write_config)
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         poll_all(config, store, clock)
         publisher = Publisher(config, store)
         publisher.publish()
@@ -173,7 +173,7 @@ def test_not_modified_leaves_entries_untouched(
     server: FeedServer, write_config: Any, clock: Clock
 ) -> None:
     config = two_sources(server, write_config)
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         poll_all(config, store, clock)
         rows_before = store.articles(("all", ""), 10)
         clock.advance(60)
@@ -210,7 +210,7 @@ def test_failing_source_is_recorded_and_others_still_publish(
             ]
         )
     )
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         store.sync_sources(config.sources)
         outcomes = poll_all(config, store, clock)
         assert [o.result for o in outcomes] == ["error", "ok"]

@@ -20,7 +20,8 @@ import pytest
 from aggregator.config.loader import load_config
 from aggregator.fetch.fetcher import Fetcher, Limits
 from aggregator.run.poll import poll_source
-from aggregator.store.sqlite import Store, from_iso
+from aggregator.store.records import PollRecord, from_iso
+from aggregator.store.sqlite import SqliteStore
 from tests.conftest import Clock, run_aggregator
 from tests.daemonkit import running, wait_for
 from tests.feeds import Item, rss
@@ -138,8 +139,8 @@ def test_the_daemon_keeps_a_retry_after_window(server: FeedServer, write_config:
     )
     assert aggregator(path, "poll", "--all").returncode == 1
     config = load_config(path)
-    with Store(config.settings.database) as store:
-        store.record_poll("busy", next_poll_at=None)  # due by the schedule
+    with SqliteStore(config.settings.database) as store:
+        store.record_poll("busy", PollRecord(next_poll_at=None))  # due by the schedule
     assert server.hits("/busy.xml") == 1
     with running(path):
         wait_for(lambda: server.hits("/ok.xml") >= 3, timeout=20, what="ok polled thrice")
@@ -165,7 +166,7 @@ def test_a_failure_counts_the_next_poll_from_when_it_ended(write_config: Any) ->
         path = write_config([source("slow", hostile.url("/slow.xml"), interval="5s")])
         config = load_config(path)
         limits = Limits(connect_timeout=2.0, read_timeout=0.5, deadline=1.0)
-        with Store(config.settings.database) as store, Fetcher(limits) as fetcher:
+        with SqliteStore(config.settings.database) as store, Fetcher(limits) as fetcher:
             started = clock()
             outcome = poll_source(config.sources[0], store, fetcher, clock=clock)
             row = {r["id"]: r for r in store.source_rows()}["slow"]
@@ -194,7 +195,7 @@ def test_a_plain_poll_right_after_a_slow_failure_does_not_poll_it_again(
         second = aggregator(path, "poll")
         assert "no source is due" in second.stdout, second.stdout
         assert hostile.hits("/slow.xml") == 1
-    with Store(load_config(path).settings.database) as store:
+    with SqliteStore(load_config(path).settings.database) as store:
         row = {r["id"]: r for r in store.source_rows()}["slow"]
     polled, failed = from_iso(row["last_poll_at"]), from_iso(row["last_error_at"])
     next_poll = from_iso(row["next_poll_at"])

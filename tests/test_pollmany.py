@@ -34,7 +34,8 @@ from aggregator.run.pollrun import (
     start_method,
     widen_pipe,
 )
-from aggregator.store.sqlite import Store
+from aggregator.store.records import PollRecord
+from aggregator.store.sqlite import SqliteStore
 from bench.corpus import Corpus
 from tests.conftest import Clock
 from tests.feeds import Item, atom, rss
@@ -66,7 +67,7 @@ def corpus_config(server: FeedServer, write_config: Any, corpus: Corpus) -> Conf
 def table(path: Path) -> list[tuple[Any, ...]]:
     """The store's content; which duplicate's link an entry keeps depends on which
     source was polled first, so the link is left out."""
-    with Store(path) as store:
+    with SqliteStore(path) as store:
         rows = store.db.execute(
             """SELECT e.code, e.title, e.published, e.updated, e.content, e.summary,
                  e.categories, es.source_id, es.guid, es.entry_hash
@@ -82,14 +83,14 @@ STATE_COLUMNS = """id, etag, last_modified, body_hash, last_result, last_http_st
 
 def poll_states(path: Path) -> list[tuple[Any, ...]]:
     """What the store keeps of each source's last poll (next_poll_at has random jitter)."""
-    with Store(path) as store:
+    with SqliteStore(path) as store:
         rows = store.db.execute(f"SELECT {STATE_COLUMNS} FROM sources ORDER BY id").fetchall()
     return [tuple(r) for r in rows]
 
 
 def poll_one_by_one(config: Config, path: Path, clock: Clock) -> Path:
     """The reference store: every source polled in turn, in this thread."""
-    with Store(path) as store, Fetcher() as fetcher:
+    with SqliteStore(path) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         for source in config.sources:
             poll_source(source, store, fetcher, clock=clock)
@@ -102,7 +103,7 @@ def test_poll_many_stores_what_polling_one_by_one_stores(
     corpus = Corpus(12, 6, seed=11, duplicates=0.3)
     config = corpus_config(server, write_config, corpus)
     one_by_one = poll_one_by_one(config, tmp_path / "one.db", clock)
-    with Store(config.settings.database) as store, Fetcher() as fetcher:
+    with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         outcomes = poll_many(config.sources, store, fetcher, 6, clock=clock)
     assert [o.source_id for o in outcomes] == [s.id for s in config.sources]
@@ -123,7 +124,7 @@ def test_poll_many_in_worker_processes_stores_the_same(
     one_by_one = poll_one_by_one(config, tmp_path / "one.db", clock)
     done: list[str] = []
     threads_before = threading.active_count()
-    with Store(config.settings.database) as store, Fetcher() as fetcher:
+    with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         outcomes = poll_many(
             config.sources,
@@ -163,7 +164,7 @@ def test_first_entry_per_code_still_wins_when_others_are_skipped(
         write_config([{"id": "a", "name": "a", "url": url, "category": "c", "share_code": RULE}])
     )
     source = config.sources[0]
-    with Store(config.settings.database) as store, Fetcher() as fetcher:
+    with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         assert poll_source(source, store, fetcher, clock=clock).new == 1
         server.set("/a.xml", rss([one, two, Item("NW10", "新", guid="g3")]))
@@ -192,7 +193,7 @@ def test_feeds_that_the_fast_path_declines_are_polled_too(
             ]
         )
     )
-    with Store(config.settings.database) as store, Fetcher() as fetcher:
+    with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         outcomes = poll_many(config.sources, store, fetcher, 2, clock=clock)
         assert [(o.result, o.new) for o in outcomes] == [("ok", 1), ("ok", 1)]
@@ -208,7 +209,7 @@ def test_only_sources_never_parsed_count_towards_worker_processes(
 ) -> None:
     corpus = Corpus(3, 2, seed=5)
     config = corpus_config(server, write_config, corpus)
-    with Store(config.settings.database) as store, Fetcher() as fetcher:
+    with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         ids = [s.id for s in config.sources]
         assert store.never_parsed(ids) == 4
@@ -220,15 +221,15 @@ def test_only_sources_never_parsed_count_towards_worker_processes(
 
 def test_poll_states_are_committed_a_batch_at_a_time(tmp_path: Path, clock: Clock) -> None:
     path = tmp_path / "s.db"
-    with Store(path) as store, Store(path) as other:
+    with SqliteStore(path) as store, SqliteStore(path) as other:
         records = PollRecords(store, size=3)
         for number in range(2):
-            records(f"s{number}", {"last_result": "not_modified", "last_poll_at": clock()})
+            records(f"s{number}", PollRecord(last_result="not_modified", last_poll_at=clock()))
         assert other.source_rows() == []  # not committed yet
-        records("s2", {"last_result": "ok", "etag": '"e"'})
+        records("s2", PollRecord(last_result="ok", etag='"e"'))
         assert [r["id"] for r in other.source_rows()] == ["s0", "s1", "s2"]
         assert other.source_state("s2").etag == '"e"'
-        records("s3", {"last_result": "error", "error_count": 1})
+        records("s3", PollRecord(last_result="error", error_count=1))
         records.flush()
         assert other.source_state("s3").error_count == 1
         records.flush()  # nothing left: no empty transaction
@@ -238,9 +239,9 @@ def test_poll_states_are_committed_a_batch_at_a_time(tmp_path: Path, clock: Cloc
 def test_a_batch_of_poll_states_keeps_each_sources_last_poll(tmp_path: Path) -> None:
     """Polls that set the same columns are written by one statement; a source polled
     again later in the batch, with other columns, still ends with its last poll."""
-    error = {"last_result": "error", "last_error": "HTTP 503", "error_count": 1}
-    ok = {"last_result": "ok", "etag": '"v2"', "error_count": 0}
-    with Store(tmp_path / "states.db") as store:
+    error = PollRecord(last_result="error", last_error="HTTP 503", error_count=1)
+    ok = PollRecord(last_result="ok", etag='"v2"', error_count=0)
+    with SqliteStore(tmp_path / "states.db") as store:
         store.record_polls([("a", error), ("b", ok), ("a", ok), ("c", ok), ("a", error)])
         assert store.source_state("a").error_count == 1
         assert [r["last_result"] for r in store.source_rows()] == ["error", "ok", "ok"]
@@ -252,7 +253,7 @@ def test_source_states_reads_many_as_source_state_reads_one(
     server: FeedServer, write_config: Any, clock: Clock
 ) -> None:
     config = corpus_config(server, write_config, Corpus(4, 2, seed=3))
-    with Store(config.settings.database) as store, Fetcher() as fetcher:
+    with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         poll_many(config.sources, store, fetcher, 2, clock=clock)
         ids = [s.id for s in config.sources] + ["unknown"]
@@ -281,7 +282,7 @@ def test_a_fault_outside_the_sources_stops_the_run_and_keeps_what_was_done(
     server: FeedServer, write_config: Any
 ) -> None:
     config = corpus_config(server, write_config, Corpus(6, 2, seed=4))
-    with Store(config.settings.database) as store, Fetcher() as fetcher:
+    with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         with pytest.raises(RuntimeError, match="the clock broke"):
             poll_many(config.sources, store, fetcher, 1, clock=FailingClock(fail_at=7))
@@ -301,7 +302,7 @@ def test_a_fault_outside_the_sources_stops_the_run_and_keeps_what_was_done(
 def test_a_fault_in_a_worker_process_stops_the_run(server: FeedServer, write_config: Any) -> None:
     """The exception travels back to the caller; the workers are stopped, not waited for."""
     config = corpus_config(server, write_config, Corpus(8, 2, seed=6))
-    with Store(config.settings.database) as store, Fetcher() as fetcher:
+    with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         with pytest.raises(RuntimeError, match="the clock broke"):
             poll_many(config.sources, store, fetcher, 2, clock=FailingClock(fail_at=3), processes=2)
@@ -312,7 +313,7 @@ def test_a_source_named_twice_is_answered_twice(
 ) -> None:
     config = corpus_config(server, write_config, Corpus(2, 2, seed=8))
     twice = [config.sources[0], *config.sources]
-    with Store(config.settings.database) as store, Fetcher() as fetcher:
+    with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         outcomes = poll_many(twice, store, fetcher, 1, clock=clock)
     assert [o.source_id for o in outcomes] == [s.id for s in twice]
@@ -322,7 +323,7 @@ def test_a_batch_commits_its_transactions_together_or_none_of_them(tmp_path: Pat
     # poll_many stores the parsed feeds already waiting as one batch: one commit for
     # several feeds. If one of them fails, the batch leaves nothing, for each to be
     # stored alone (test_a_storage_fault_in_a_batch_fails_that_source_alone).
-    with Store(tmp_path / "s.db") as store, Store(tmp_path / "s.db") as reader:
+    with SqliteStore(tmp_path / "s.db") as store, SqliteStore(tmp_path / "s.db") as reader:
 
         def remove(code: str) -> None:
             with store.transaction() as db:
@@ -348,7 +349,7 @@ def test_a_batch_commits_its_transactions_together_or_none_of_them(tmp_path: Pat
         assert committed() == ["a", "c", "f"]
 
 
-def parsed_waiting(store: Store, sources: list[Source], clock: Clock) -> list[Any]:
+def parsed_waiting(store: SqliteStore, sources: list[Source], clock: Clock) -> list[Any]:
     """Each source fetched and parsed as a worker process does it, nothing stored yet."""
     waiting = []
     with Fetcher() as fetcher:
@@ -363,7 +364,7 @@ def test_parsed_feeds_waiting_together_are_committed_once(
     server: FeedServer, write_config: Any, clock: Clock
 ) -> None:
     config = corpus_config(server, write_config, Corpus(4, 3, seed=14))
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         store.sync_sources(config.sources[:4])
         waiting = parsed_waiting(store, list(config.sources[:4]), clock)
         statements: list[str] = []
@@ -386,7 +387,7 @@ def test_a_storage_fault_in_a_batch_fails_that_source_alone(
     # process stores what is waiting: one batch. The database refuses s2's entries.
     config = corpus_config(server, write_config, Corpus(5, 4, seed=13))
     sources = list(config.sources[:5])
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         store.sync_sources(sources)
         waiting = parsed_waiting(store, sources, clock)
         store.db.execute(

@@ -44,7 +44,8 @@ from aggregator.publish.posts import (
 )
 from aggregator.publish.publisher import Publisher
 from aggregator.run.poll import poll_source
-from aggregator.store.sqlite import Store, StoredArticle
+from aggregator.store.records import StoredArticle
+from aggregator.store.sqlite import SqliteStore
 from tests.conftest import Clock, run_aggregator
 from tests.feedserver import FeedServer
 
@@ -127,7 +128,7 @@ share_code = {{ param = "infoCode" }}
 
 
 def poll(config: Config, clock: Clock) -> None:
-    with Store(config.settings.database) as store, Fetcher() as fetcher:
+    with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         for source in config.sources:
             assert poll_source(source, store, fetcher, clock=clock).result in ("ok", "unchanged")
@@ -272,7 +273,7 @@ def test_unchanged_post_is_not_touched_and_an_edit_rewrites_it(
     server.resources["/sanqin.xml"].validators = False  # a full 200 with the same bytes
     clock.advance(3600)
     poll(config, clock)
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         report = PostWriter(config, store).sync()
     assert (report.written, report.removed, report.unchanged) == ([], [], 1)
     assert path.stat().st_mtime_ns == stamp
@@ -309,7 +310,7 @@ def test_retention_removes_posts_only_when_configured(
     with sqlite3.connect(config.settings.database) as db:
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("DELETE FROM entries")
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         report = PostWriter(config, store).sync()
     names = sorted(p.name for p in folder.iterdir())
     if remove:
@@ -430,7 +431,7 @@ def test_import_reports_unreadable_files_and_goes_on(tmp_path: Path, server: Fee
     assert result.exit_code == 1
     assert "imported 1 post(s), 0 already stored, 2 unreadable" in result.output
     config = load_config(path)
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         [article] = store.articles(("all", ""), 10)
     assert article.code == "NW202112242224484383"
     assert article.entry_categories == ("三秦都市报",) and article.tags == ("三秦都市报新闻",)
@@ -597,7 +598,7 @@ def test_a_post_without_a_share_link_imports_back_to_the_same_article(
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout == "imported 1 post(s), 0 already stored, 0 unreadable\n"
     copy = load_config(copy_path)
-    with Store(original.settings.database) as a, Store(copy.settings.database) as b:
+    with SqliteStore(original.settings.database) as a, SqliteStore(copy.settings.database) as b:
         [before] = a.articles(("all", ""), 10)
         [after] = b.articles(("all", ""), 10)
     same = ("code", "title", "link", "published", "content", "source_id", "tags")

@@ -17,7 +17,7 @@ from aggregator.models import EntryRecord, ParsedFeed
 from aggregator.parse.dates import MIN_YEAR, entry_date, parse_local, sane
 from aggregator.parse.sanitize import clean_html, plain_text
 from aggregator.publish.publisher import Publisher
-from aggregator.store.sqlite import Store
+from aggregator.store.sqlite import SqliteStore
 from tests.atomcheck import problems
 from tests.conftest import config_text
 
@@ -128,7 +128,7 @@ def test_atom_output_is_valid_for_any_unicode(title: str, content: str, author: 
             code="c1",
             code_rule="guid",
         )
-        with Store(config.settings.database) as store:
+        with SqliteStore(config.settings.database) as store:
             store.ingest(source, ParsedFeed("rss20", plain_text(title), "", ""), [record], NOW)
             Publisher(config, store).publish()
         for feed in (root / "feeds").rglob("*.xml"):

@@ -14,7 +14,7 @@ from lxml import etree, html
 from aggregator.models import Enclosure
 from aggregator.publish.feedpages import Paging, distinct_updated, pages_to_render, shown_updated
 from aggregator.publish.publisher import Publisher, entry_id
-from aggregator.store.sqlite import FeedKey
+from aggregator.store.records import FeedKey
 from tests import atomcheck, jsonfeedcheck
 from tests.conftest import Clock
 from tests.feeds import Item, rss
@@ -218,7 +218,7 @@ def test_hostile_feed_through_the_pipeline_gives_valid_feeds(
     from aggregator.config.loader import load_config
     from aggregator.fetch.fetcher import Fetcher
     from aggregator.run.poll import poll_source
-    from aggregator.store.sqlite import Store
+    from aggregator.store.sqlite import SqliteStore
 
     body = (
         rss(
@@ -244,7 +244,7 @@ def test_hostile_feed_through_the_pipeline_gives_valid_feeds(
             ]
         )
     )
-    with Store(config.settings.database) as store, Fetcher() as fetcher:
+    with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         outcome = poll_source(config.sources[0], store, fetcher, clock=clock)
         assert outcome.result == "ok", outcome.error
@@ -462,7 +462,7 @@ def test_subtitles_follow_the_language(write_config: Any, language: str) -> None
 def test_lone_surrogates_and_controls_never_reach_the_xml(write_config: Any) -> None:
     from aggregator.publish.jsonfeed import render_json_feed
     from aggregator.publish.publisher import Document, feed_info, render_atom
-    from aggregator.store.sqlite import StoredArticle
+    from aggregator.store.records import StoredArticle
 
     with site(write_config) as s:
         article = StoredArticle(

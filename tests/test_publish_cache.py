@@ -18,7 +18,8 @@ from aggregator.publish.feedpages import shown_updated
 from aggregator.publish.jsonfeed import render_json_feed
 from aggregator.publish.publisher import Publisher, render_atom
 from aggregator.store.retention import cleanup
-from aggregator.store.sqlite import MIGRATIONS, Store
+from aggregator.store.sqlite import SqliteStore
+from aggregator.store.sqlite.migrations import MIGRATIONS
 from tests import atomcheck, jsonfeedcheck
 from tests.publishing import SOURCES, START, Site, record, site
 from tests.test_publish import KEYS, fill
@@ -208,11 +209,11 @@ def test_migration_queues_entries_stored_before_it(tmp_path: Path, write_config:
         s.add("yaowen", record(1), record(2))
         s.add("jiaotong", record(3))
         expected = uncached(s.publisher)
-        database = s.store.path
+        database = s.store.database
     old = tmp_path / "old.db"
     as_of_schema(5, database, old, ("sources", "entries", *MEMBERSHIPS))
     config = load_config(write_config(SOURCES, database=str(old)))
-    with Store(old) as store:
+    with SqliteStore(old) as store:
         publisher = Publisher(config, store)
         publisher.publish()
         files = feeds_only(published(publisher))
@@ -245,7 +246,7 @@ def test_migration_9_keeps_every_row_and_the_published_bytes(
         s.add("yaowen", record(1), record(2))
         s.publisher.publish()  # positions and rendered fragments
         s.add("jiaotong", record(3), record(2))  # queued, not yet numbered
-        database = s.store.path
+        database = s.store.database
     old = tmp_path / "v8.db"
     as_of_schema(8, database, old, ("sources", *ROWS))
     with sqlite3.connect(old) as conn:
@@ -253,17 +254,15 @@ def test_migration_9_keeps_every_row_and_the_published_bytes(
         columns = {t: [row[1] for row in conn.execute(f"PRAGMA table_info({t})")] for t in ROWS}
     assert before["feed_pending"] and before["entry_renders"]
 
-    def publish(store: Store, output: Path) -> dict[str, bytes]:
-        config = load_config(
-            write_config(SOURCES, database=str(store.path), output_dir=str(output))
-        )
+    def publish(store: SqliteStore, output: Path) -> dict[str, bytes]:
+        config = load_config(write_config(SOURCES, database=store.database, output_dir=str(output)))
         publisher = Publisher(config, store)
         publisher.publish()
         return feeds_only(published(publisher))
 
-    with Store(database) as store:
+    with SqliteStore(database) as store:
         expected = publish(store, tmp_path / "out8")
-    with Store(old) as store:
+    with SqliteStore(old) as store:
         # (as of schema 8's columns: later migrations add some)
         after = {t: f"SELECT {', '.join(names)} FROM {t}" for t, names in columns.items()}
         assert {t: sorted(store.db.execute(q)) for t, q in after.items()} == before

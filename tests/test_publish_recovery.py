@@ -14,7 +14,7 @@ from aggregator.config.loader import load_config
 from aggregator.models import ParsedFeed
 from aggregator.publish.publisher import Publisher
 from aggregator.store.retention import cleanup
-from aggregator.store.sqlite import Store
+from aggregator.store.sqlite import SqliteStore
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer
 from tests.publishing import Site, record, site
@@ -94,7 +94,7 @@ def test_what_a_poll_stored_without_publishing_is_published_by_the_next_command(
         done = runner.invoke(main, [command, "--config", str(path)])
         assert done.exit_code == 0, done.output
         assert f"第{number}条（更正）" in all_xml.read_text(encoding="utf-8")
-        with Store(config.settings.database) as store:
+        with SqliteStore(config.settings.database) as store:
             assert store.unpublished() == {}
             expected = fresh(Publisher(config, store), f"fresh-{command}")
         assert compare_outputs(files_of(config.settings.output_dir), expected) == []
@@ -126,10 +126,10 @@ def test_a_store_from_before_the_marks_publishes_every_feed_once(
     """Nobody knows what an older version left half published: every feed, once."""
     with site(write_config) as s:
         fill(s, 6)
-        database = s.store.path
+        database = s.store.database
     old = tmp_path / "v10.db"
     as_of_schema(10, database, old, ("sources", *ROWS))
-    with Store(old) as store:
+    with SqliteStore(old) as store:
         assert set(store.unpublished()) == set(KEYS)
         assert store.holes() == {}
     with sqlite3.connect(old) as conn:

@@ -18,7 +18,7 @@ from aggregator.config.loader import Rule, ShareCodeRule, Source
 from aggregator.fetch.fetcher import Fetcher, Limits
 from aggregator.models import EntryRecord
 from aggregator.run.poll import KnownEntries, extract, poll_source, salted, source_salt
-from aggregator.store.sqlite import Store
+from aggregator.store.sqlite import SqliteStore
 from tests.conftest import Clock
 from tests.feeds import Item, atom, rss
 from tests.feedserver import FeedServer
@@ -51,7 +51,7 @@ def fetcher() -> Fetcher:
     return Fetcher(Limits())
 
 
-def stored(store: Store) -> list[tuple[str, str, str]]:
+def stored(store: SqliteStore) -> list[tuple[str, str, str]]:
     rows = store.db.execute(
         """SELECT e.code, e.title, group_concat(t.name) FROM entries e
            LEFT JOIN entry_tags t ON t.code = e.code GROUP BY e.code ORDER BY e.code"""
@@ -66,7 +66,7 @@ def test_a_changed_feed_reads_only_its_new_entry(
     assert callable(render)
     url = server.set("/feed.xml", render(items(20)))
     source = source_for(url)
-    with Store(tmp_path / "db.sqlite") as store:
+    with SqliteStore(tmp_path / "db.sqlite") as store:
         first = poll_source(source, store, fetcher, clock=clock)
         assert first.new == 20
         assert len(store.known_digests(source.id)) == 20
@@ -90,7 +90,7 @@ def test_a_source_never_parsed_is_polled_without_asking_for_digests(
     """Nothing of a new source can be skipped: its first poll spends no query on it."""
     url = server.set("/feed.xml", rss(items(3)))
     source = source_for(url)
-    with Store(tmp_path / "db.sqlite") as store:
+    with SqliteStore(tmp_path / "db.sqlite") as store:
         statements: list[str] = []
         store.db.conn.set_trace_callback(statements.append)
         assert poll_source(source, store, fetcher, clock=clock).new == 3
@@ -107,7 +107,7 @@ def test_an_edited_entry_is_read_again_and_updated(
 ) -> None:
     url = server.set("/feed.xml", rss(items(5)))
     source = source_for(url)
-    with Store(tmp_path / "db.sqlite") as store:
+    with SqliteStore(tmp_path / "db.sqlite") as store:
         poll_source(source, store, fetcher, clock=clock)
         edited = items(5)
         edited[2].title = "第2条 西安地铁新线路开通（更新）"
@@ -126,7 +126,7 @@ def test_a_config_change_reads_every_entry_again(
     changed body is read whole again, as it was before entries could be skipped."""
     url = server.set("/feed.xml", rss(items(5)))
     source = source_for(url)
-    with Store(tmp_path / "db.sqlite") as store:
+    with SqliteStore(tmp_path / "db.sqlite") as store:
         poll_source(source, store, fetcher, clock=clock)
         ruled = source_for(url, rules=(Rule(add_tags=("地铁",), match_title="地铁"),))
         assert source_salt(ruled, None) != source_salt(source, None)
@@ -149,7 +149,7 @@ def test_entries_stored_without_a_digest_get_one_on_the_next_change(
     more, found unchanged, and given their digest, so later changes skip them."""
     url = server.set("/feed.xml", rss(items(5)))
     source = source_for(url)
-    with Store(tmp_path / "db.sqlite") as store:
+    with SqliteStore(tmp_path / "db.sqlite") as store:
         poll_source(source, store, fetcher, clock=clock)
         with store.transaction() as db:
             db.execute("UPDATE entry_sources SET raw_digest = NULL")

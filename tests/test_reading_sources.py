@@ -14,7 +14,8 @@ import pytest
 import sqlite_utils
 
 from aggregator.parse.encoding import decode
-from aggregator.store.sqlite import MIGRATIONS, Store
+from aggregator.store.sqlite import SqliteStore
+from aggregator.store.sqlite.migrations import MIGRATIONS
 from tests import fpcorpus
 from tests.conftest import Clock
 from tests.feeds import Item, rss
@@ -164,7 +165,7 @@ def test_a_database_from_before_raw_dates_upgrades(
     rows = {row["code"]: row for row in run.entries}
     assert (rows["OLD"]["published_raw"], rows["OLD"]["updated_raw"]) == (None, None)
     assert (rows["NW1"]["published_raw"], rows["NW1"]["updated_raw"]) == (items[0].date, "")
-    with Store(database) as store:
+    with SqliteStore(database) as store:
         assert store.schema_version == len(MIGRATIONS)
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from aggregator.config.loader import RESTART_SETTINGS
 from aggregator.run.daemon import PublishQueue
-from aggregator.store.sqlite import FeedKey
+from aggregator.store.records import FeedKey
 from tests.daemonkit import rewrite, running, wait_for
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer

@@ -25,6 +25,7 @@ from aggregator.cli.main import main
 from aggregator.models import Enclosure, ParsedFeed
 from aggregator.parse import iri
 from aggregator.publish.publisher import ID_NAMESPACE
+from aggregator.store.records import PollRecord
 from tests import atomcheck, jsonfeedcheck
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer
@@ -173,7 +174,7 @@ def test_any_string_in_any_republished_uri_field_gives_valid_documents(
     with site(write_config) as s:
         source = s.config.source("yaowen")
         assert source is not None
-        s.store.record_poll(source.id, moved_to=moved_to)
+        s.store.record_poll(source.id, PollRecord(moved_to=moved_to))
         feed = ParsedFeed("rss20", "要闻", feed_link, feed_id, (entry,))
         s.now += timedelta(minutes=1)
         s.store.ingest(source, feed, [entry], s.now)

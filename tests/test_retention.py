@@ -13,8 +13,10 @@ from aggregator.cli.main import main
 from aggregator.config.loader import load_config
 from aggregator.fetch.fetcher import Fetcher
 from aggregator.run.poll import poll_source
-from aggregator.store.retention import Candidate, Policy, cleanup, policy_for, to_drop
-from aggregator.store.sqlite import MIGRATIONS, SCHEMA_VERSION, Store
+from aggregator.store.records import Candidate
+from aggregator.store.retention import Policy, cleanup, policy_for, to_drop
+from aggregator.store.sqlite import SqliteStore
+from aggregator.store.sqlite.migrations import MIGRATIONS, SCHEMA_VERSION
 from tests.atomcheck import assert_valid
 from tests.conftest import Clock
 from tests.daemonkit import running, wait_for
@@ -110,7 +112,7 @@ def test_removed_entries_never_come_back(
         retain_entries=2,
     )
     config = load_config(path)
-    with Store(config.settings.database) as store, Fetcher() as fetcher:
+    with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         assert poll_source(config.sources[0], store, fetcher, clock=clock).new == 5
 
@@ -147,7 +149,7 @@ def test_an_old_database_gains_the_tombstone_table(tmp_path: Any) -> None:
         for migration in MIGRATIONS[:2]:  # as it was before migration 3
             migration(sqlite_utils.Database(conn))
         conn.execute("PRAGMA user_version = 2")
-    with Store(database) as store:
+    with SqliteStore(database) as store:
         assert store.schema_version == SCHEMA_VERSION == len(MIGRATIONS)
         assert "tombstones" in store.db.table_names()
         assert "raw_digest" in store.db["entry_sources"].columns_dict
@@ -199,7 +201,7 @@ def test_cleanup_command(server: FeedServer, write_config: Any, clock: Clock) ->
         retain_for="30d",
     )
     config = load_config(path)
-    with Store(config.settings.database) as store, Fetcher() as fetcher:
+    with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         poll_source(config.sources[0], store, fetcher, clock=clock)
     runner = CliRunner()

@@ -14,7 +14,7 @@ from aggregator.identity.rules import classify, prepare, rejection
 from aggregator.models import EntryRecord
 from aggregator.publish.publisher import Publisher
 from aggregator.run.poll import poll_source
-from aggregator.store.sqlite import Store
+from aggregator.store.sqlite import SqliteStore
 from tests.conftest import Clock
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer
@@ -177,7 +177,7 @@ def test_rules_and_filters_apply_end_to_end(
     )
     path.write_text(path.read_text(encoding="utf-8") + RULES_TOML, encoding="utf-8")
     config = load_config(path)
-    with Store(config.settings.database) as store, Fetcher() as fetcher:
+    with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         outcome = poll_source(config.sources[0], store, fetcher, clock=clock)
         assert (outcome.result, outcome.new) == ("ok", 3)

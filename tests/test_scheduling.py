@@ -27,7 +27,7 @@ from aggregator.run.schedule import (
     start_window,
 )
 from aggregator.run.scheduler import PollScheduler
-from aggregator.store.sqlite import Store
+from aggregator.store.sqlite import SqliteStore
 from tests.conftest import Clock
 from tests.daemonkit import SlowFeed, running, wait_for
 from tests.feeds import Item, rss
@@ -219,5 +219,5 @@ def test_next_poll_time_survives_a_restart(server: FeedServer, write_config: Any
         assert second.scheduler is not None
         assert second.scheduler.next_run("busy") == stored  # the Retry-After is remembered
     assert server.hits("/busy.xml") == 1
-    with Store(path.parent.parent / "data" / "test.db") as store:
+    with SqliteStore(path.parent.parent / "data" / "test.db") as store:
         assert store.source_state("busy").next_poll_at == stored

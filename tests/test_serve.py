@@ -15,7 +15,7 @@ import pytest
 from aggregator.config.loader import load_config
 from aggregator.publish.publisher import entry_id
 from aggregator.serve.server import FeedServer, accepts_gzip, max_age_for, resolve_path
-from aggregator.store.sqlite import Store
+from aggregator.store.sqlite import SqliteStore
 from tests.publishing import SOURCES, Site, record
 
 
@@ -41,7 +41,7 @@ def served(tmp_path: Path, write_config: Any) -> Iterator[tuple[Site, FeedServer
     server.start()
     config = load_config(write_config(SOURCES, base_url=server.url))
     server.max_age = max_age_for(config)
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         store.sync_sources(config.sources)
         site = Site(config, store)
         site.add("yaowen", record(1), record(2))

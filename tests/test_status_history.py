@@ -15,8 +15,10 @@ from aggregator.config.loader import load_config
 from aggregator.errors import FetchError
 from aggregator.fetch.fetcher import Fetcher, FetchRequest
 from aggregator.run.poll import poll_source
+from aggregator.store.records import HISTORY_DAYS, RECENT_POLLS, PollDay, PollRecord
 from aggregator.store.retention import cleanup
-from aggregator.store.sqlite import HISTORY_DAYS, MIGRATIONS, RECENT_POLLS, PollDay, Store
+from aggregator.store.sqlite import SqliteStore
+from aggregator.store.sqlite.migrations import MIGRATIONS
 from tests.conftest import Clock
 from tests.daemonkit import SlowFeed
 from tests.feeds import Item, rss
@@ -29,23 +31,23 @@ ITEMS = [
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def poll(at: datetime, result: str = "not_modified", seconds: float = 0.1) -> dict[str, Any]:
+def poll(at: datetime, result: str = "not_modified", seconds: float = 0.1) -> PollRecord:
     failed = result in ("error", "gone")
-    return {
-        "last_poll_at": at,
-        "last_result": result,
-        "last_http_status": 503 if failed else 304,
-        "last_fetch_seconds": seconds,
-        "error_count": 1 if failed else 0,
-    }
+    return PollRecord(
+        last_poll_at=at,
+        last_result=result,
+        last_http_status=503 if failed else 304,
+        last_fetch_seconds=seconds,
+        error_count=1 if failed else 0,
+    )
 
 
-def since(store: Store, day: datetime = T0 - timedelta(days=HISTORY_DAYS)) -> Any:
+def since(store: SqliteStore, day: datetime = T0 - timedelta(days=HISTORY_DAYS)) -> Any:
     return store.status_rows(day)
 
 
 def test_recent_polls_keep_only_the_last_ones(tmp_path: Path) -> None:
-    with Store(tmp_path / "h.db") as store:
+    with SqliteStore(tmp_path / "h.db") as store:
         for n in range(RECENT_POLLS + 7):
             store.record_polls([("a", poll(T0 + timedelta(minutes=n), seconds=n / 10))])
         recent = since(store).recent
@@ -57,7 +59,7 @@ def test_recent_polls_keep_only_the_last_ones(tmp_path: Path) -> None:
 
 
 def test_a_source_polled_twice_in_one_batch_keeps_both_polls(tmp_path: Path) -> None:
-    with Store(tmp_path / "h.db") as store:
+    with SqliteStore(tmp_path / "h.db") as store:
         store.record_polls(
             [
                 ("a", poll(T0)),
@@ -72,14 +74,14 @@ def test_a_source_polled_twice_in_one_batch_keeps_both_polls(tmp_path: Path) -> 
 
 
 def test_days_count_failed_polls_and_only_they_write_a_day(tmp_path: Path) -> None:
-    with Store(tmp_path / "h.db") as store:
+    with SqliteStore(tmp_path / "h.db") as store:
         store.record_polls([("a", poll(T0, seconds=0.5))])
         assert since(store).days == []  # a poll that went well writes its source's row only
         store.record_polls([("a", poll(T0 + timedelta(hours=1), "error", seconds=2.0))])
         store.record_polls([("a", poll(T0 + timedelta(hours=2), "gone", seconds=2.0))])
         store.record_polls([("a", poll(T0 + timedelta(days=1), "error", seconds=0.25))])
         # Not a poll (no last_poll_at): state only, no history.
-        store.record_poll("a", etag='"x"')
+        store.record_poll("a", PollRecord(etag='"x"'))
         assert since(store).days == [
             PollDay("a", "2026-03-01", 2, 0),
             PollDay("a", "2026-03-02", 1, 0),
@@ -88,7 +90,7 @@ def test_days_count_failed_polls_and_only_they_write_a_day(tmp_path: Path) -> No
 
 
 def test_old_days_are_pruned_and_removed_sources_forgotten(tmp_path: Path) -> None:
-    with Store(tmp_path / "h.db") as store:
+    with SqliteStore(tmp_path / "h.db") as store:
         store.record_polls([("a", poll(T0, "error")), ("gone", poll(T0, "error"))])
         later = T0 + timedelta(days=HISTORY_DAYS + 1)
         # The first poll of a later day prunes the days no status page shows any more.
@@ -126,7 +128,7 @@ def test_new_entries_per_day_are_counted_where_they_are_stored(
         )
     )
     a, b = config.sources
-    with Store(config.settings.database) as store, Fetcher() as fetcher:
+    with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
         assert poll_source(a, store, fetcher, clock=clock).new == 2
         clock.advance(600)
         assert poll_source(a, store, fetcher, clock=clock).result == "not_modified"
@@ -175,7 +177,7 @@ def test_migration_10_keeps_sources_and_starts_their_history(tmp_path: Path) -> 
     conn.execute("PRAGMA user_version = 9")
     conn.execute("INSERT INTO sources (id, last_result, error_count) VALUES ('a', 'error', 3)")
     conn.close()
-    with Store(old) as store:
+    with SqliteStore(old) as store:
         assert store.schema_version == len(MIGRATIONS)
         store.record_polls([("a", poll(T0, "error"))])
         rows = since(store)
@@ -187,7 +189,7 @@ def test_cleanup_prunes_the_history_of_removed_sources(write_config: Any, tmp_pa
     config = load_config(
         write_config([{"id": "a", "name": "A", "url": "file:///dev/null", "category": "c"}])
     )
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         store.record_polls([("a", poll(T0, "error")), ("removed", poll(T0, "error"))])
         cleanup(store, config, T0)
         kept = store.db.execute("SELECT DISTINCT source_id FROM poll_days").fetchall()

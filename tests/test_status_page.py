@@ -28,15 +28,16 @@ from aggregator.serve.statuspage import (
     render_html,
     text,
 )
-from aggregator.store.sqlite import (
+from aggregator.store.records import (
     HISTORY_DAYS,
     RECENT_POLLS,
     PollDay,
+    PollRecord,
     RecentPoll,
     StatusRows,
-    Store,
     iso,
 )
+from aggregator.store.sqlite import SqliteStore
 
 NOW = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
 HOSTILE = "<script>alert(\"x\")</script> & 'quotes' \x00\x07\x1b[31m\u202eevil\ud800\x85"
@@ -247,14 +248,14 @@ def test_the_page_shows_its_share_of_sources_failing_first(write_config: Any) ->
         )
     )
     failing = f"s{count - 1:04d}"  # last by id, first by health
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         store.record_polls(
             [
-                (s.id, {"last_poll_at": NOW, "last_result": "ok", "error_count": 0})
+                (s.id, PollRecord(last_poll_at=NOW, last_result="ok", error_count=0))
                 for s in config.sources
             ]
         )
-        store.record_poll(failing, last_poll_at=NOW, last_result="error", error_count=1)
+        store.record_poll(failing, PollRecord(last_poll_at=NOW, last_result="error", error_count=1))
         first = gather_report(config, store, NOW, page=1)
         second = gather_report(config, store, NOW, page=2)
         everything = gather_report(config, store, NOW)

@@ -1,4 +1,4 @@
-"""Store.articles picks the same newest entries whichever query plan a feed gets."""
+"""SqliteStore.articles picks the same newest entries whichever query plan a feed gets."""
 
 from __future__ import annotations
 
@@ -7,14 +7,16 @@ from pathlib import Path
 
 from aggregator.config.loader import ShareCodeRule, Source
 from aggregator.run.poll import parse_and_store
-from aggregator.store.sqlite import Store, from_iso, iso
+from aggregator.store.records import from_iso, iso
+from aggregator.store.sqlite import SqliteStore
+from aggregator.store.sqlite.publishing import feeds_holding
 from bench.corpus import Corpus
 
 
 def test_big_and_small_feeds_list_their_newest_entries(tmp_path: Path) -> None:
     corpus = Corpus(60, 20, seed=9, duplicates=0.1)
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    with Store(tmp_path / "s.db") as store:
+    with SqliteStore(tmp_path / "s.db") as store:
         sources = [
             Source(
                 f"s{feed.index}",
@@ -62,7 +64,7 @@ def test_a_new_entry_is_reported_in_exactly_the_feeds_it_joined(tmp_path: Path) 
     """feeds_of_new (computed, no query) names the feeds the store put a new entry in,
     rules' extra categories and tags included."""
     from aggregator.models import EntryRecord, ParsedFeed
-    from aggregator.store.sqlite import feeds_of_new
+    from aggregator.store.records import feeds_of_new
 
     source = Source("s1", "s1", "http://x/1.xml", "三秦都市报", tags=("三秦都市报新闻", "西安"))
     entry = EntryRecord(
@@ -75,9 +77,9 @@ def test_a_new_entry_is_reported_in_exactly_the_feeds_it_joined(tmp_path: Path) 
         extra_tags=("地铁",),
     )
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    with Store(tmp_path / "s.db") as store:
+    with SqliteStore(tmp_path / "s.db") as store:
         store.sync_sources([source])
         result = store.ingest(source, ParsedFeed("rss20", "t", "", ""), [entry], now)
         with store.transaction() as db:
-            stored = store._feeds_of(db, "NW1")
+            stored = feeds_holding(db.conn, ["NW1"])
     assert result.changed_feeds == feeds_of_new(source, entry) == stored

@@ -22,7 +22,8 @@ from lxml import etree
 from aggregator.config.loader import Config, load_config
 from aggregator.publish.publisher import Publisher
 from aggregator.run.poll import parse_and_store
-from aggregator.store.sqlite import SCHEMA_VERSION, Store
+from aggregator.store.sqlite import SqliteStore
+from aggregator.store.sqlite.migrations import SCHEMA_VERSION
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "upgrade"
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -68,7 +69,7 @@ def published_entries(path: Path) -> dict[str, str]:
     }
 
 
-def poll_all(config: Config, store: Store, now: datetime, unstable_guids: str) -> None:
+def poll_all(config: Config, store: SqliteStore, now: datetime, unstable_guids: str) -> None:
     """Every source polled once more, serving what it served before; the unstable one
     puts a new session into its guids again."""
     for source in config.sources:
@@ -86,7 +87,7 @@ def test_the_upgrade_merges_nothing_loses_nothing_and_keeps_atom_ids(tmp_path: P
     with sqlite3.connect(database) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (9,)
     config = fixture_config(database, tmp_path / "feeds")
-    with Store(database) as store:
+    with SqliteStore(database) as store:
         assert store.schema_version == SCHEMA_VERSION
         Publisher(config, store).publish()
     after = rows(database)
@@ -113,7 +114,7 @@ def test_polling_after_the_upgrade_finds_old_entries_and_keeps_what_was_swallowe
     database = old_database(tmp_path)
     before = {row[0]: row for row in rows(database)["entries"]}
     config = fixture_config(database, tmp_path / "feeds")
-    with Store(database) as store:
+    with SqliteStore(database) as store:
         poll_all(config, store, AFTER, "sess4")
         after = {row[0]: row for row in rows(database)["entries"]}
         again = dict(after)

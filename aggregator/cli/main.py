@@ -37,7 +37,9 @@ from aggregator.run.poll import PollOutcome, standing
 from aggregator.run.pollrun import poll_interactive
 from aggregator.run.schedule import Hold, hold
 from aggregator.serve.status import gather_report, report_json, source_facts, visible
-from aggregator.store.sqlite import FeedKey, SourceState, Store, from_iso
+from aggregator.store import open_store
+from aggregator.store.interface import Storage
+from aggregator.store.records import FeedKey, SourceState, from_iso
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -105,9 +107,9 @@ def _load(config_path: Path) -> Config:
         config_failure(exc)
 
 
-def _open_store(config: Config) -> Store:
+def _open_store(config: Config) -> Storage:
     try:
-        return Store(config.settings.database)
+        return open_store(config.settings.database)
     except StoreError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_LOCKED)
@@ -194,7 +196,7 @@ def run(config_path: Path) -> None:
 
 def choose_sources(
     config: Config,
-    store: Store | None,
+    store: Storage | None,
     named: Sequence[str],
     *,
     every: bool = False,
@@ -350,7 +352,7 @@ def _age(value: str | None, now: datetime) -> str:
     return f"in {text}" if seconds > 0 else f"{text} ago"
 
 
-def _source_table(config: Config, store: Store) -> list[dict[str, Any]]:
+def _source_table(config: Config, store: Storage) -> list[dict[str, Any]]:
     """Each source's facts from the status report, in config order."""
     report = gather_report(config, store, datetime.now(UTC), history=False)
     order = {source.id: index for index, source in enumerate(config.sources)}

@@ -26,7 +26,7 @@ from aggregator.config.opml import OpmlError, OpmlFeed, build_opml, for_export, 
 from aggregator.fetch.discover import propose_id
 from aggregator.files import write_if_changed
 from aggregator.parse import iri
-from aggregator.store.sqlite import Store
+from aggregator.store import open_store
 
 DEFAULT_CATEGORY = "Uncategorized"
 
@@ -143,7 +143,7 @@ def export_opml(config_path: Path, output: Path | None, include_secrets: bool) -
         click.secho(note, fg="yellow", err=True)
     html_urls: dict[str, str] = {}
     if config.settings.database.exists():
-        with Store(config.settings.database) as store:
+        with open_store(config.settings.database) as store:
             links = {r["id"]: iri.link(r["feed_link"] or "") for r in store.source_rows()}
             html_urls = {source_id: link for source_id, link in links.items() if link}
     document = build_opml(

@@ -46,7 +46,7 @@ from aggregator.identity.rules import classify, matching_rules, rejection
 from aggregator.models import EntryRecord, ParsedFeed
 from aggregator.parse.sanitize import shown_title
 from aggregator.run.poll import extract
-from aggregator.store.sqlite import carriers_of
+from aggregator.store import carriers_of
 
 MAX_DISCOVERED = 3  # feed links of an HTML page tried in turn
 

@@ -35,7 +35,8 @@ from aggregator.models import EntryRecord
 from aggregator.parse import iri
 from aggregator.parse.feed import MAX_CONTENT
 from aggregator.parse.sanitize import clean_html, strip_control
-from aggregator.store.sqlite import Store, StoredArticle
+from aggregator.store.interface import Storage
+from aggregator.store.records import StoredArticle
 
 log = logging.getLogger("aggregator.posts")
 
@@ -457,7 +458,7 @@ class PostsReport:
 class PostWriter:
     """Keeps the posts folder in step with the store: one file per entry."""
 
-    def __init__(self, config: Config, store: Store) -> None:
+    def __init__(self, config: Config, store: Storage) -> None:
         self.config = config
         self.store = store
 
@@ -552,7 +553,7 @@ class ImportReport:
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def import_posts(folder: Path, config: Config, store: Store, now: datetime) -> ImportReport:
+def import_posts(folder: Path, config: Config, store: Storage, now: datetime) -> ImportReport:
     """Read every post in folder into the store, in one transaction.
 
     A file that cannot be read is reported and skipped; it stops nothing else.

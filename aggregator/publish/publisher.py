@@ -45,7 +45,8 @@ from aggregator.publish.feedpages import Paging, distinct_updated, pages_to_rend
 from aggregator.publish.jsonfeed import assemble_json, item_bytes, json_head
 from aggregator.publish.listing import render_index, render_opml
 from aggregator.publish.websub import HubNotifier
-from aggregator.store.sqlite import FeedKey, Render, SourceRow, Store, StoredArticle
+from aggregator.store.interface import Storage
+from aggregator.store.records import FeedKey, Render, SourceMeta, StoredArticle
 
 log = logging.getLogger("aggregator.publish")
 
@@ -200,21 +201,21 @@ def _title(text: str) -> str:
     return text if len(text) <= MAX_TITLE else text[: MAX_TITLE - 1].rstrip() + "…"
 
 
-def _source_view(row: SourceRow, source: Source | None) -> SourceView:
+def _source_view(row: SourceMeta, source: Source | None) -> SourceView:
     """The source as atom:source shows it. Its id is the source feed's own made a
     canonical URI, else (a feed without one) its link's or its URL's; an id that
     cannot be one (a malformed urn:uuid:, say) is replaced by one of ours. The store
     keeps what the feed said."""
-    name = (source.name if source else row["name"]) or row["id"]
-    link = iri.link(row["feed_link"] or "")
-    feed_url = iri.link(row["moved_to"] or (source.url if source else row["url"]) or "")
-    given = row["feed_id"] or ""
+    name = (source.name if source else row.name) or row.id
+    link = iri.link(row.feed_link or "")
+    feed_url = iri.link(row.moved_to or (source.url if source else row.url) or "")
+    given = row.feed_id or ""
     source_id = (
         iri.feed_id(given) if given.strip() else iri.feed_id(link) or iri.feed_id(feed_url)
-    ) or f"urn:uuid:{uuid.uuid5(ID_NAMESPACE, 'source:' + row['id'])}"
+    ) or f"urn:uuid:{uuid.uuid5(ID_NAMESPACE, 'source:' + row.id)}"
     return SourceView(
         id=source_id,
-        title=_title(row["feed_title"] or name) or name,
+        title=_title(row.feed_title or name) or name,
         link=link,
         feed_url=feed_url,
         author=_title((source.attribution if source else None) or name),
@@ -367,7 +368,7 @@ def _add_entry(generator: FeedGenerator, view: EntryView) -> None:
 
 class Publisher:
     def __init__(
-        self, config: Config, store: Store, *, notifier: HubNotifier | None = None
+        self, config: Config, store: Storage, *, notifier: HubNotifier | None = None
     ) -> None:
         self.config = config
         self.store = store
@@ -379,7 +380,7 @@ class Publisher:
         self._infos: tuple[Config, dict[FeedKey, FeedInfo]] = (config, {})
         self._contexts: dict[str, str] = {}  # by source; reset with the source metadata
         self._listings: tuple[object, list[tuple[str, bytes]]] = (None, [])
-        self._meta_memo: tuple[Config, dict[SourceRow, SourceView]] = (config, {})
+        self._meta_memo: tuple[Config, dict[SourceMeta, SourceView]] = (config, {})
         self._sources_loaded_for: tuple[Config, int] | None = None  # see _load_sources
         self._writers: ThreadPoolExecutor | None = None  # started by the first publish
         self._pool_lock = threading.Lock()
@@ -731,10 +732,10 @@ class Publisher:
             if view is None:
                 if configured is None:
                     configured = {source.id: source for source in self.config.sources}
-                view = _source_view(row, configured.get(row["id"]))
+                view = _source_view(row, configured.get(row.id))
             memo[row] = view
         self._meta_memo = (self.config, memo)
-        return {row["id"]: view for row, view in memo.items()}
+        return {row.id: view for row, view in memo.items()}
 
     # --- kept for callers of the first version ---
 

@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import socket
-import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -41,8 +40,10 @@ from aggregator.serve.metrics import Metrics, StoreFacts, TimedFetcher
 from aggregator.serve.server import Access, FeedServer, PrivateRoute, max_age_for
 from aggregator.serve.status import StatusReport, gather_report, report_json
 from aggregator.serve.statuspage import render_html
+from aggregator.store import open_store
+from aggregator.store.interface import Storage
+from aggregator.store.records import FeedKey
 from aggregator.store.retention import CLEANUP_INTERVAL, FIRST_CLEANUP_DELAY, cleanup
-from aggregator.store.sqlite import FeedKey, Store
 
 log = logging.getLogger("aggregator.daemon")
 
@@ -206,7 +207,7 @@ class Daemon:
         self.stopping = threading.Event()
         self._reload_requested = threading.Event()
         self._config_stamp = self._stamp()
-        self.store: Store | None = None
+        self.store: Storage | None = None
         self.fetcher: Fetcher | None = None
         self.server: FeedServer | None = None
         self.scheduler: PollScheduler | None = None
@@ -275,7 +276,7 @@ class Daemon:
         assert self.store and self.queue
         try:
             result = cleanup(self.store, self.config, self.clock())
-        except (sqlite3.Error, AggregatorError):
+        except AggregatorError:
             log.exception("retention cleanup failed; will retry tomorrow")
             return
         self.metrics.retention_removed.inc(len(result.removed))
@@ -289,7 +290,7 @@ class Daemon:
         try:
             rows = self.store.source_rows()
             entries = self.store.entry_count()
-        except (sqlite3.Error, AggregatorError):
+        except AggregatorError:
             return None
         enabled = {s.id for s in self.config.enabled_sources}
         failing = sum(1 for r in rows if r["id"] in enabled and r["error_count"])
@@ -305,7 +306,7 @@ class Daemon:
         try:
             assert self.store is not None
             self.store.entry_count()
-        except (AssertionError, sqlite3.Error, AggregatorError) as exc:
+        except (AssertionError, AggregatorError) as exc:
             problems.append(f"database does not answer: {exc or type(exc).__name__}")
         if problems:
             return 503, "text/plain; charset=utf-8", ("; ".join(problems) + "\n").encode()
@@ -322,7 +323,7 @@ class Daemon:
         try:
             assert self.store is not None
             return gather_report(self.config, self.store, self.clock(), page=page)
-        except (AssertionError, sqlite3.Error, AggregatorError) as exc:
+        except (AssertionError, AggregatorError) as exc:
             return f"the database does not answer: {exc or type(exc).__name__}\n"
 
     def status_page(self, query: dict[str, str]) -> tuple[int, str, bytes]:
@@ -429,7 +430,7 @@ class Daemon:
             self.server = self._listen(settings)
             self.config = self._as_running(self.config)
             settings = self.config.settings
-            self.store = Store(settings.database)
+            self.store = open_store(settings.database)
             self.fetcher = TimedFetcher(
                 self.metrics.fetch_seconds, Limits.from_settings(settings), settings.user_agent
             )

@@ -25,14 +25,15 @@ from aggregator.identity.rules import prepare
 from aggregator.models import EntryRecord, FetchResult, ParsedFeed, evolve
 from aggregator.parse.sandbox import ParseLimits, parse_limited
 from aggregator.run.schedule import PollFacts, Standing, next_poll_at, retry_window_end
-from aggregator.store.sqlite import FeedKey, IngestResult, SourceState, Store
+from aggregator.store.interface import Storage
+from aggregator.store.records import FeedKey, IngestResult, PollRecord, SourceState
 
 log = logging.getLogger("aggregator.poll")
 
 Clock = Callable[[], datetime]
-# Stores a poll's state columns for a source: Store.record_poll by default, or a
+# Stores a poll's outcome for a source: Storage.record_poll by default, or a
 # batch that commits many polls together (pollrun.PollRecords).
-RecordPoll = Callable[[str, dict[str, Any]], None]
+RecordPoll = Callable[[str, PollRecord], None]
 
 
 def utc_now() -> datetime:
@@ -173,7 +174,7 @@ def extract(
 
 def parse_and_store(
     source: Source,
-    store: Store,
+    store: Storage,
     body: bytes,
     url: str,
     content_type: str,
@@ -189,7 +190,7 @@ def parse_and_store(
 
 def parse_for_store(
     source: Source,
-    store: Store,
+    store: Storage,
     body: bytes,
     url: str,
     content_type: str,
@@ -207,7 +208,7 @@ def parse_for_store(
 
 
 def ingest_parsed(
-    store: Store,
+    store: Storage,
     source: Source,
     feed: ParsedFeed,
     entries: list[EntryRecord],
@@ -274,7 +275,7 @@ class Parsed:
     state: SourceState
     feed: ParsedFeed  # without its entries: `entries` holds them, prepared
     entries: list[EntryRecord]
-    validators: dict[str, str | None]
+    validators: PollRecord  # the validators, body hash and hints to record
     facts: PollFacts
     started: datetime
     stored_at: datetime  # when the parse ended: the entries' time, and the poll's end
@@ -318,7 +319,7 @@ def begin_poll(source: Source, state: SourceState, started: datetime) -> PollSta
 
 def poll_source(
     source: Source,
-    store: Store,
+    store: Storage,
     fetcher: Fetcher,
     *,
     clock: Clock = utc_now,
@@ -343,16 +344,15 @@ def poll_source(
     except FetchError as exc:
         fetched = exc
 
-    def record(source_id: str, values: dict[str, Any]) -> None:
-        store.record_poll(source_id, **values)
-
-    return finish_poll(start, fetched, store, record=record, clock=clock, rand=rand, limits=limits)
+    return finish_poll(
+        start, fetched, store, record=store.record_poll, clock=clock, rand=rand, limits=limits
+    )
 
 
 def finish_poll(
     start: PollStart,
     fetched: FetchResult | FetchError,
-    store: Store,
+    store: Storage,
     *,
     record: RecordPoll,
     clock: Clock = utc_now,
@@ -367,7 +367,7 @@ def finish_poll(
 def after_fetch(
     start: PollStart,
     fetched: FetchResult | FetchError,
-    store: Store,
+    store: Storage,
     *,
     record: RecordPoll,
     clock: Clock = utc_now,
@@ -384,12 +384,12 @@ def after_fetch(
         return _failed(
             source, record, state, fetched, started, clock(), rand(), seconds=fetched.seconds
         )
-    validators = {
-        "etag": fetched.etag or state.etag,
-        "last_modified": fetched.last_modified or state.last_modified,
-    }
+    validators = PollRecord(
+        etag=fetched.etag or state.etag,
+        last_modified=fetched.last_modified or state.last_modified,
+    )
     if fetched.moved_to:
-        validators["moved_to"] = fetched.moved_to
+        validators = replace(validators, moved_to=fetched.moved_to)
     facts = with_hints(
         PollFacts(source.interval, succeeded=True, max_age=fetched.max_age), state.poll_hints
     )
@@ -434,7 +434,6 @@ def after_fetch(
             parsed_before=state.body_hash is not None,  # set by every parse that stored
         )
     except ParseError as exc:
-        moved = {"moved_to": fetched.moved_to} if fetched.moved_to else {}
         return _failed(
             source,
             record,
@@ -444,7 +443,7 @@ def after_fetch(
             clock(),
             rand(),
             fetched.status,
-            moved,
+            fetched.moved_to,
             seconds=seconds,
         )
     except Exception as exc:  # a bug must not stop other sources
@@ -457,7 +456,7 @@ def after_fetch(
         state,
         replace(feed, entries=()),
         entries,
-        {**validators, "body_hash": body_hash, "poll_hints": hints},
+        replace(validators, body_hash=body_hash, poll_hints=hints),
         with_hints(facts, hints),
         started,
         clock(),
@@ -467,7 +466,7 @@ def after_fetch(
     )
 
 
-def store_parsed(parsed: Parsed, store: Store, record: RecordPoll) -> PollOutcome:
+def store_parsed(parsed: Parsed, store: Storage, record: RecordPoll) -> PollOutcome:
     """The second half of a poll: the parsed entries into the store in one transaction,
     then the poll's state."""
     source = parsed.source
@@ -523,7 +522,7 @@ def _succeeded(
     source: Source,
     record: RecordPoll,
     result: str,
-    validators: dict[str, str | None],
+    validators: PollRecord,
     facts: PollFacts,
     started: datetime,
     ended: datetime,
@@ -534,24 +533,28 @@ def _succeeded(
     when = next_poll_at(ended, facts, rand)
     record(
         source.id,
-        {
-            "last_poll_at": started,
-            "last_success_at": ended,
-            "last_result": result,
-            "last_http_status": status,
-            "last_fetch_seconds": seconds,
-            "error_count": 0,
-            "next_poll_at": when,
-            "retry_not_before": None,
-            **validators,
-        },
+        PollRecord(
+            last_poll_at=started,
+            last_success_at=ended,
+            last_result=result,
+            last_http_status=status,
+            last_fetch_seconds=seconds,
+            error_count=0,
+            next_poll_at=when,
+            retry_not_before=None,
+            etag=validators.etag,
+            last_modified=validators.last_modified,
+            body_hash=validators.body_hash,
+            moved_to=validators.moved_to,
+            poll_hints=validators.poll_hints,
+        ),
     )
     return PollOutcome(
         source.id,
         result,
         http_status=status,
         next_poll=when,
-        moved_to=validators.get("moved_to"),
+        moved_to=validators.changes().get("moved_to"),
         seconds=seconds,
     )
 
@@ -565,7 +568,7 @@ def _failed(
     ended: datetime,
     rand: float,
     status: int | None = None,
-    extra: dict[str, str] | None = None,
+    moved_to: str | None = None,
     *,
     seconds: float,
 ) -> PollOutcome:
@@ -577,24 +580,22 @@ def _failed(
     errors = state.error_count + 1
     facts = PollFacts(source.interval, succeeded=False, error_count=errors, retry_after=retry_after)
     when = next_poll_at(ended, with_hints(facts, state.poll_hints), rand)
-    extra = dict(extra or {})
-    if gone:
-        extra["disabled_reason"] = f"410 Gone at {ended:%Y-%m-%d %H:%M} UTC"
-    record(
-        source.id,
-        {
-            "last_poll_at": started,
-            "last_result": "gone" if gone else "error",
-            "last_http_status": status,
-            "last_fetch_seconds": seconds,
-            "last_error": message,
-            "last_error_at": ended,
-            "error_count": errors,
-            "next_poll_at": when,
-            "retry_not_before": retry_window_end(ended, retry_after),
-            **extra,
-        },
+    failure = PollRecord(
+        last_poll_at=started,
+        last_result="gone" if gone else "error",
+        last_http_status=status,
+        last_fetch_seconds=seconds,
+        last_error=message,
+        last_error_at=ended,
+        error_count=errors,
+        next_poll_at=when,
+        retry_not_before=retry_window_end(ended, retry_after),
     )
+    if moved_to:
+        failure = replace(failure, moved_to=moved_to)
+    if gone:
+        failure = replace(failure, disabled_reason=f"410 Gone at {ended:%Y-%m-%d %H:%M} UTC")
+    record(source.id, failure)
     return PollOutcome(
         source.id,
         "gone" if gone else "error",
@@ -602,6 +603,6 @@ def _failed(
         error_count=errors,
         http_status=status,
         next_poll=when,
-        moved_to=extra.get("moved_to"),
+        moved_to=moved_to,
         seconds=seconds,
     )

@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import pickle
 import queue
-import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -31,7 +30,7 @@ from typing import Any
 import click
 
 from aggregator.config.loader import Source
-from aggregator.errors import AggregatorError, BatchFailed
+from aggregator.errors import AggregatorError, StoreError
 from aggregator.fetch.fetcher import Fetcher, FetchRequest, Limits
 from aggregator.parse.sandbox import ParseLimits
 from aggregator.run.poll import (
@@ -45,7 +44,9 @@ from aggregator.run.poll import (
     store_parsed,
     utc_now,
 )
-from aggregator.store.sqlite import Store
+from aggregator.store import open_store
+from aggregator.store.interface import Storage
+from aggregator.store.records import PollRecord
 
 PROGRESS_MIN_SOURCES = 5  # fewer finish before a bar would tell anything
 # Below this many sources a run is over before worker processes would have started.
@@ -77,13 +78,13 @@ class PollRecords:
     forgets that those polls happened: the sources are polled again, and entries are
     stored by transactions of their own, never held here."""
 
-    def __init__(self, store: Store, size: int = RECORD_BATCH) -> None:
+    def __init__(self, store: Storage, size: int = RECORD_BATCH) -> None:
         self.store = store
         self.size = size
-        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._pending: list[tuple[str, PollRecord]] = []
 
-    def __call__(self, source_id: str, values: dict[str, Any]) -> None:
-        self._pending.append((source_id, values))
+    def __call__(self, source_id: str, record: PollRecord) -> None:
+        self._pending.append((source_id, record))
         if len(self._pending) >= self.size:
             self.flush()
 
@@ -167,7 +168,7 @@ def process_count(to_parse: int, cpus: int | None) -> int:
     return min(cpus, MAX_PROCESSES)
 
 
-def processes_for(store: Store, sources: Sequence[Source], cpus: int | None) -> int:
+def processes_for(store: Storage, sources: Sequence[Source], cpus: int | None) -> int:
     """process_count for these sources: those never parsed before will be."""
     return process_count(store.never_parsed([s.id for s in sources]), cpus)
 
@@ -192,7 +193,7 @@ def wants_progress(is_tty: bool, count: int) -> bool:
 
 def poll_many(
     sources: Sequence[Source],
-    store: Store,
+    store: Storage,
     fetcher: Fetcher,
     workers: int,
     on_done: Callable[[PollOutcome], None] = lambda outcome: None,
@@ -235,7 +236,7 @@ def poll_many(
 
 def _poll_in_processes(
     sources: Sequence[Source],
-    store: Store,
+    store: Storage,
     fetcher: Fetcher,
     workers: int,
     on_done: Callable[[PollOutcome], None],
@@ -262,7 +263,7 @@ def _poll_in_processes(
         context.Process(
             target=_process_main,
             args=(
-                store.path,
+                store.database,
                 shared,
                 fetcher.user_agent,
                 limits,
@@ -323,7 +324,7 @@ def _waiting(
 
 
 def _store_all(
-    answers: Sequence[PollOutcome | Parsed], store: Store, records: PollRecords
+    answers: Sequence[PollOutcome | Parsed], store: Storage, records: PollRecords
 ) -> list[PollOutcome]:
     """Each parsed feed stored by its own transaction, all of them committed together
     (see STORE_BATCH); the polls' states are recorded once their entries are
@@ -331,13 +332,13 @@ def _store_all(
     stays and each feed is stored alone, to succeed or fail alone."""
     parsed = [a for a in answers if isinstance(a, Parsed)]
     if len(parsed) > 1:
-        held: list[tuple[str, dict[str, Any]]] = []
+        held: list[tuple[str, PollRecord]] = []
         try:
             with store.batch():
                 stored = iter(
                     [store_parsed(p, store, lambda *poll: held.append(poll)) for p in parsed]
                 )
-        except (BatchFailed, sqlite3.Error):
+        except StoreError:  # BatchFailed, or the commit failed
             pass  # nothing of it was committed: one by one below
         else:
             for poll in held:
@@ -383,7 +384,7 @@ def _process_main(
     # inherited out of collections (scanning it would copy the parent's pages).
     gc.freeze()
     gc.set_threshold(WORKER_GC_THRESHOLD, 20, 20)
-    with Store(database) as store, Fetcher(fetch_limits, user_agent) as fetcher:
+    with open_store(database) as store, Fetcher(fetch_limits, user_agent) as fetcher:
         records = PollRecords(store)
 
         def starts() -> Iterator[tuple[PollStart, FetchRequest]]:
@@ -406,7 +407,7 @@ def _process_main(
 
 def poll_interactive(
     sources: Sequence[Source],
-    store: Store,
+    store: Storage,
     fetcher: Fetcher,
     workers: int,
     describe: Callable[[PollOutcome], str],

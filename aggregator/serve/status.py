@@ -16,15 +16,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from aggregator.config.loader import Config, Source
-from aggregator.store.sqlite import (
-    HISTORY_DAYS,
-    PollDay,
-    RecentPoll,
-    StatusRows,
-    Store,
-    from_iso,
-    iso,
-)
+from aggregator.store.interface import Storage
+from aggregator.store.records import HISTORY_DAYS, PollDay, RecentPoll, StatusRows, from_iso, iso
 
 # What neither a terminal nor HTML should get from a source as it is: C0 and C1
 # controls but tab (a terminal obeys escape sequences; a newline could fake a line),
@@ -225,7 +218,7 @@ def build_report(
 
 
 def gather_report(
-    config: Config, store: Store, now: datetime, *, page: int | None = None, history: bool = True
+    config: Config, store: Storage, now: datetime, *, page: int | None = None, history: bool = True
 ) -> StatusReport:
     """The report, read from the store in one snapshot: with the history of the
     sources on `page` (PAGE_SIZE a page, 1 first; past the last, the last), of all

@@ -15,7 +15,7 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from aggregator.serve.status import HEALTHS, PAGE_SIZE, SourceReport, StatusReport, visible
-from aggregator.store.sqlite import FAILED_RESULTS, RECENT_POLLS, RecentPoll
+from aggregator.store.records import FAILED_RESULTS, RECENT_POLLS, RecentPoll
 
 ERROR_SHOWN = 400  # characters of an error shown in the table (the JSON has it all)
 

@@ -9,22 +9,14 @@ of a feed that still lists them does not bring them back.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from aggregator.config.loader import Config, Settings, Source
-from aggregator.store.sqlite import (
-    FeedKey,
-    Store,
-    feeds_holding,
-    from_iso,
-    iso,
-    mark_unpublished,
-    remove_entries,
-)
+from aggregator.store.interface import Storage
+from aggregator.store.records import Candidate, FeedKey
 
 log = logging.getLogger("aggregator.retention")
 
@@ -42,15 +34,6 @@ class Policy:
     @property
     def limited(self) -> bool:
         return self.max_age is not None or self.max_entries is not None
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """An entry as retention sees it: when it was published, which sources carry it."""
-
-    code: str
-    published: datetime
-    sources: tuple[str, ...] = ()
 
 
 def default_policy(settings: Settings) -> Policy:
@@ -100,7 +83,7 @@ def to_drop(
     return everything - kept
 
 
-# --- the cleanup, on a Store ------------------------------------------------------------
+# --- the cleanup, on a store ------------------------------------------------------------
 
 
 @dataclass
@@ -119,7 +102,9 @@ def _any_limit(config: Config) -> bool:
     )
 
 
-def cleanup(store: Store, config: Config, now: datetime, *, dry_run: bool = False) -> CleanupResult:
+def cleanup(
+    store: Storage, config: Config, now: datetime, *, dry_run: bool = False
+) -> CleanupResult:
     """Apply the config's retention limits in one transaction; returns what was removed.
     The status page's history is pruned too (old days, sources no longer configured)."""
     result = CleanupResult()
@@ -127,32 +112,10 @@ def cleanup(store: Store, config: Config, now: datetime, *, dry_run: bool = Fals
         store.prune_history(now, [s.id for s in config.sources])
     if not _any_limit(config):
         return result
-    with store.transaction() as db:
-        rows = db.execute(
-            """SELECT e.code, e.published, e.title, e.source_id,
-                      (SELECT json_group_array(source_id) FROM entry_sources es
-                        WHERE es.code = e.code) AS carriers
-               FROM entries e"""
-        ).fetchall()
-        candidates = []
-        details: dict[str, tuple[str, str, str]] = {}
-        for code, published, title, source_id, carriers in rows:
-            when = from_iso(published)
-            assert when is not None
-            candidates.append(Candidate(code, when, tuple(sorted(json.loads(carriers)))))
-            details[code] = (source_id, title, published)
-        drop = to_drop(candidates, _policies(config), default_policy(config.settings), now)
-        result.removed = sorted(drop)
-        if dry_run or not drop:
-            return result
-        result.changed_feeds = feeds_holding(db.conn, result.removed)
-        mark_unpublished(db.conn, result.changed_feeds)
-        db.conn.executemany(
-            """INSERT OR REPLACE INTO tombstones
-                 (code, source_id, title, published, removed_at, reason)
-               VALUES (?, ?, ?, ?, ?, 'retention')""",
-            [(code, *details[code], iso(now)) for code in result.removed],
-        )
-        remove_entries(db.conn, result.removed)
-    log.info("retention removed %d entries", len(result.removed))
+    policies, default = _policies(config), default_policy(config.settings)
+    result.removed, result.changed_feeds = store.retain(
+        lambda candidates: to_drop(candidates, policies, default, now), now, dry_run=dry_run
+    )
+    if result.removed and not dry_run:
+        log.info("retention removed %d entries", len(result.removed))
     return result

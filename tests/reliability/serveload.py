@@ -31,7 +31,7 @@ from typing import Any
 from aggregator.config.loader import load_config
 from aggregator.models import EntryRecord, ParsedFeed
 from aggregator.publish.publisher import Publisher
-from aggregator.store.sqlite import Store
+from aggregator.store.sqlite import SqliteStore
 from tests.reliability.kit import EN_CATEGORIES, EN_TAGS, FILLER, ROOT, free_port, write_config
 from tests.reliability.kit import Outlet as _Outlet
 
@@ -70,7 +70,7 @@ def publish_folder(folder: Path, articles: int = 3000) -> Path:
     ]
     config = load_config(write_config(folder, outlets, "http://127.0.0.1:9", free_port()), env={})
     start = datetime(2025, 1, 1, tzinfo=UTC)
-    with Store(config.settings.database) as store:
+    with SqliteStore(config.settings.database) as store:
         for number in range(articles):
             source = config.sources[number % len(config.sources)]
             when = start + timedelta(minutes=7 * number)
