@@ -87,6 +87,7 @@ class Connection:
             self.db.close()
             if self._write_lock is not None:
                 self._write_lock.close()
+                self._write_lock = None
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
