@@ -198,7 +198,7 @@ def _migration_7(db: sqlite_utils.Database) -> None:
 
 
 # What the publisher reads whole on every publish, each with a number that moves when
-# it may have changed (see Store.version): unchanged, the publisher keeps its copy.
+# it may have changed (see SqliteStore.version): unchanged, the publisher keeps its copy.
 _SOURCE_SHOWN = ("name", "url", "feed_title", "feed_link", "feed_id", "moved_to")
 
 
@@ -222,7 +222,7 @@ def _migration_8(db: sqlite_utils.Database) -> None:
             ON sources WHEN {changed} BEGIN {bump_meta} END"""
     )
     # A feed goes away only with its last entry (memberships follow entries by cascade).
-    # Feeds that appear are found by Store.feed_keys among the queued members, and
+    # Feeds that appear are found by SqliteStore.feed_keys among the queued members, and
     # position_feed moves the version when it numbers a feed's first members.
     db.execute(
         """CREATE TRIGGER entries_gone AFTER DELETE ON entries BEGIN
@@ -264,7 +264,7 @@ def _migration_9(db: sqlite_utils.Database) -> None:
       a second B-tree beside the rows, so every row was written twice;
     - the publish queue loses its foreign key and the index on code that served it:
       retention drops the queued members of what it removes, and any other member
-      whose entry is gone is passed over where the queue is read (Store.feed_keys,
+      whose entry is gone is passed over where the queue is read (SqliteStore.feed_keys,
       _unpositioned) and dropped with its feed's queue;
     - entries lose the index by publication date: feeds are read by position."""
     for table, (columns, index) in _MEMBERSHIP_TABLES.items():
@@ -317,7 +317,7 @@ def _migration_10(db: sqlite_utils.Database) -> None:
 def _migration_11(db: sqlite_utils.Database) -> None:
     """Feeds whose published documents do not yet show what the store holds, kept in
     the transaction that changed them and cleared by the publisher once their files
-    are durable (see Store.unpublished): a publish cut short by a kill is finished by
+    are durable (see SqliteStore.unpublished): a publish cut short by a kill is finished by
     the next command that publishes, whatever it polled itself. Each mark is the
     number of the change that set it, so a publisher clears only what it has shown."""
     db.execute(

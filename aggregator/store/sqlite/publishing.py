@@ -35,7 +35,7 @@ def mark_unpublished(conn: sqlite3.Connection, keys: Iterable[FeedKey]) -> None:
 def remove_entries(conn: sqlite3.Connection, codes: Sequence[str]) -> None:
     """Delete these entries in the caller's transaction; their memberships and
     positions follow by ON DELETE CASCADE. Each position is kept as a hole, so the
-    archive page that listed it is written again without it (Store.holes)."""
+    archive page that listed it is written again without it (SqliteStore.holes)."""
     for chunk, marks in chunks(codes):
         conn.execute(
             f"""INSERT OR IGNORE INTO feed_holes (kind, name, seq)
