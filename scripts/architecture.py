@@ -31,9 +31,15 @@ def summary(path: Path) -> str:
 
 
 def packages() -> list[Path]:
-    found = [p for p in PACKAGE.iterdir() if (p / "__init__.py").exists()]
+    """Every package under aggregator/, nested ones right after their parent."""
+    found = [p.parent for p in PACKAGE.rglob("__init__.py") if p.parent != PACKAGE]
     rank = {name: i for i, name in enumerate(ORDER)}
-    return sorted(found, key=lambda p: (rank.get(p.name, len(ORDER)), p.name))
+
+    def key(package: Path) -> tuple[int, tuple[str, ...]]:
+        parts = package.relative_to(PACKAGE).parts
+        return rank.get(parts[0], len(ORDER)), parts
+
+    return sorted(found, key=key)
 
 
 def render_map() -> str:
@@ -41,7 +47,8 @@ def render_map() -> str:
     for package in packages():
         modules = sorted(m for m in package.glob("*.py") if m.name != "__init__.py")
         cells = "<br>".join(f"`{m.stem}`: {summary(m)}" for m in modules)
-        lines.append(f"| `{package.name}/` | {summary(package / '__init__.py')} | {cells} |")
+        name = package.relative_to(PACKAGE).as_posix()
+        lines.append(f"| `{name}/` | {summary(package / '__init__.py')} | {cells} |")
     shared = sorted(
         m for m in PACKAGE.glob("*.py") if m.name not in {"__init__.py", "__main__.py"}
     )
