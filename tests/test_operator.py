@@ -15,8 +15,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from aggregator.cli.main import main
-from aggregator.run.pollrun import wants_progress
+from aggregator.cli.main import main, wants_progress
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer
 

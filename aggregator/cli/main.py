@@ -16,12 +16,27 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any
 
 import click
 
 from aggregator import __version__
-from aggregator.config.loader import DEFAULT_CONFIG_PATH, Config, Source, load_config
+from aggregator.cli.common import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_LOCKED,
+    config_failure,
+    config_option,
+    held_line,
+    load,
+    open_store,
+    print_sources,
+)
+from aggregator.cli.opml import export_opml, import_opml
+from aggregator.cli.posts import import_posts_command, publish_posts
+from aggregator.cli.retention import cleanup_command
+from aggregator.cli.sources import sources
+from aggregator.config.loader import Source, load_config
 from aggregator.errors import (
     AggregatorError,
     ConfigError,
@@ -33,19 +48,12 @@ from aggregator.fetch.fetcher import Fetcher, Limits
 from aggregator.parse.sandbox import ParseLimits
 from aggregator.publish.posts import PostWriter, describe_posts
 from aggregator.publish.publisher import Publisher
-from aggregator.run.poll import PollOutcome, standing
-from aggregator.run.pollrun import poll_interactive
-from aggregator.run.schedule import Hold, hold
-from aggregator.serve.status import gather_report, report_json, source_facts, visible
-from aggregator.store import open_store
-from aggregator.store.interface import Storage
-from aggregator.store.records import FeedKey, SourceState, from_iso
+from aggregator.run.poll import PollOutcome
+from aggregator.run.pollrun import choose_sources, poll_run
+from aggregator.serve.status import gather_report, report_json, source_facts
+from aggregator.store.records import FeedKey
 
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_LOCKED = 3
-
-F = TypeVar("F", bound=Callable[..., Any])
+PROGRESS_MIN_SOURCES = 5  # fewer finish before a bar would tell anything
 
 
 class JsonFormatter(logging.Formatter):
@@ -72,47 +80,6 @@ def setup_logging(level: str, fmt: str) -> None:
     root.setLevel(level.upper())
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-def config_option(command: F) -> F:
-    return click.option(
-        "--config",
-        "config_path",
-        type=click.Path(path_type=Path, dir_okay=False),
-        default=DEFAULT_CONFIG_PATH,
-        envvar="AGGREGATOR_CONFIG",
-        show_default=True,
-        help="The sources config file (also AGGREGATOR_CONFIG).",
-    )(command)
-
-
-def config_failure(exc: ConfigError) -> NoReturn:
-    """Say what is wrong with the config file (or that there is none) and exit 2."""
-    if isinstance(exc, ConfigNotFound):
-        click.echo(
-            f"error: the config file {exc.path} does not exist ({exc.where})\n"
-            "Give another with --config FILE or AGGREGATOR_CONFIG; "
-            "to start a new one, create an empty file there.",
-            err=True,
-        )
-    else:
-        click.echo(f"error: invalid config\n{exc}", err=True)
-    sys.exit(EXIT_CONFIG)
-
-
-def _load(config_path: Path) -> Config:
-    try:
-        return load_config(config_path)
-    except ConfigError as exc:
-        config_failure(exc)
-
-
-def _open_store(config: Config) -> Storage:
-    try:
-        return open_store(config.settings.database)
-    except StoreError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_LOCKED)
 
 
 class Commands(click.Group):
@@ -194,46 +161,34 @@ def run(config_path: Path) -> None:
         os._exit(0)
 
 
-def choose_sources(
-    config: Config,
-    store: Storage | None,
-    named: Sequence[str],
-    *,
-    every: bool = False,
-    force: bool = False,
-) -> tuple[list[Source], list[tuple[Source, Hold, SourceState]]]:
-    """The sources a command may fetch now, and those it was asked for but may not,
-    with why (schedule.hold): the named ones, or every enabled source due or not
-    (every), or the due ones; a Retry-After window is overridden only by force.
-    Without a store (no database yet) every source has a blank state."""
-    asked = [s for s in (config.source(i) for i in named) if s] or config.enabled_sources
-    ids = [s.id for s in asked]
-    states = store.source_states(ids) if store else {i: SourceState(i) for i in ids}
-    now = datetime.now(UTC)
-    chosen: list[Source] = []
-    held: list[tuple[Source, Hold, SourceState]] = []
-    for source in asked:
-        state = states[source.id]
-        why = hold(standing(source, state), now, due_only=not (named or every), force=force)
-        if why is None:
-            chosen.append(source)
-        elif why is not Hold.NOT_DUE:
-            held.append((source, why, state))
-    return chosen, held
+def wants_progress(is_tty: bool, count: int) -> bool:
+    """A bar only for a person watching a run long enough to need one."""
+    return is_tty and count >= PROGRESS_MIN_SOURCES
 
 
-def held_line(source: Source, why: Hold, state: SourceState) -> str:
-    """Why a source was not fetched, and what the operator can do about it."""
-    if why is Hold.DISABLED:
-        advice = f"`aggregator sources enable {source.id}` to poll it again"
-        return f"{source.id}: skipped: disabled in the config; {advice}"
-    if why is Hold.STOPPED:
-        advice = f"`aggregator sources enable {source.id}` to poll it again"
-        return f"{source.id}: skipped: stopped ({state.disabled_reason}); {advice}"
-    until = state.retry_not_before
-    when = f"{until:%Y-%m-%d %H:%M:%S} UTC" if until else "later"
-    advice = "--force polls it anyway"
-    return f"{source.id}: skipped: the server asked to wait until {when} (Retry-After); {advice}"
+def poll_with_progress(
+    sources: Sequence[Source],
+    run_polls: Callable[[Callable[[PollOutcome], None]], list[PollOutcome]],
+) -> list[PollOutcome]:
+    """Run the polls, told of each as it finishes: a line per source, or on a terminal
+    a bar while they run and the lines after."""
+
+    def line(outcome: PollOutcome) -> str:
+        return f"{outcome.source_id}: {outcome.describe()}"
+
+    if not wants_progress(sys.stderr.isatty(), len(sources)):
+        return run_polls(lambda outcome: click.echo(line(outcome)))
+    with click.progressbar(
+        length=len(sources),
+        label=f"polling {len(sources)} sources",
+        file=sys.stderr,
+        show_pos=True,
+        item_show_func=lambda source_id: source_id,
+    ) as bar:
+        outcomes = run_polls(lambda outcome: bar.update(1, outcome.source_id))
+    for outcome in outcomes:
+        click.echo(line(outcome))
+    return outcomes
 
 
 @main.command()
@@ -262,13 +217,13 @@ def poll(
     stopped by 410 Gone, or inside a Retry-After window (unless --force), is skipped
     with the reason. Publishing also finishes whatever a killed run left unpublished.
     """
-    config = _load(config_path)
+    config = load(config_path)
     unknown = [s for s in source_ids if config.source(s) is None]
     if unknown:
         raise click.BadParameter(f"no such source: {', '.join(unknown)}", param_hint="SOURCE_IDS")
     if force and not (poll_all or source_ids):
         raise click.UsageError("--force goes with --all or SOURCE_IDS")
-    with _open_store(config) as store:
+    with open_store(config) as store:
         store.sync_sources(config.sources)
         chosen_sources, held = choose_sources(
             config, store, source_ids, every=poll_all, force=force
@@ -277,13 +232,16 @@ def poll(
         for source, why, state in held if asked else ():
             click.echo(held_line(source, why, state), err=bool(source_ids))
         with Fetcher(Limits.from_settings(config.settings), config.settings.user_agent) as fetcher:
-            outcomes = poll_interactive(
+            outcomes = poll_with_progress(
                 chosen_sources,
-                store,
-                fetcher,
-                config.settings.workers,
-                PollOutcome.describe,
-                ParseLimits.from_settings(config.settings),
+                lambda on_done: poll_run(
+                    chosen_sources,
+                    store,
+                    fetcher,
+                    config.settings.workers,
+                    on_done,
+                    ParseLimits.from_settings(config.settings),
+                ),
             )
         # A named source that was not polled is a request not done.
         failed = sum(1 for o in outcomes if o.failed)
@@ -316,8 +274,8 @@ def publish(ctx: click.Context, config_path: Path, rebuild: bool) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    config = _load(config_path)
-    with _open_store(config) as store:
+    config = load(config_path)
+    with open_store(config) as store:
         store.sync_sources(config.sources)
         publisher = Publisher(config, store)
         started = time.perf_counter()
@@ -331,74 +289,6 @@ def publish(ctx: click.Context, config_path: Path, rebuild: bool) -> None:
             click.echo(describe_posts(PostWriter(config, store).sync(), config))
 
 
-@main.group()
-def sources() -> None:
-    """Add, remove, edit, list and check the sources in the config file."""
-
-
-def _age(value: str | None, now: datetime) -> str:
-    when = from_iso(value)
-    if when is None:
-        return "-"
-    seconds = (when - now).total_seconds()
-    span = abs(seconds)
-    text = (
-        f"{span:.0f}s"
-        if span < 120
-        else f"{span / 60:.0f}m"
-        if span < 7200
-        else f"{span / 3600:.1f}h"
-    )
-    return f"in {text}" if seconds > 0 else f"{text} ago"
-
-
-def _source_table(config: Config, store: Storage) -> list[dict[str, Any]]:
-    """Each source's facts from the status report, in config order."""
-    report = gather_report(config, store, datetime.now(UTC), history=False)
-    order = {source.id: index for index, source in enumerate(config.sources)}
-    return [source_facts(s) for s in sorted(report.sources, key=lambda s: order[s.id])]
-
-
-def shown_on_terminal(item: dict[str, Any]) -> dict[str, Any]:
-    """A source's facts to print: what came from the source (its name, the error its
-    server sent...) with control characters shown as escapes, never obeyed."""
-    return {
-        key: visible(value)
-        if isinstance(value, str)
-        else [visible(v) for v in value]
-        if isinstance(value, list)
-        else value
-        for key, value in item.items()
-    }
-
-
-def _print_table(table: list[dict[str, Any]]) -> None:
-    now = datetime.now(UTC)
-    for item in map(shown_on_terminal, table):
-        state = "enabled" if item["enabled"] else "disabled in config"
-        if item["disabled_reason"]:
-            state = f"disabled: {item['disabled_reason']}"
-        click.echo(f"{item['id']}  {item['name']}  [{state}]")
-        click.echo(f"    url: {item['url']}")
-        if item["moved_to"]:
-            click.echo(f"    moved to: {item['moved_to']}")
-        click.echo(
-            f"    category: {item['category']}  tags: {', '.join(item['tags']) or '-'}"
-            f"  share code: {item['share_code_rule']}"
-        )
-        result = item["last_result"] or "never polled"
-        if item["last_http_status"]:
-            result += f" (HTTP {item['last_http_status']})"
-        click.echo(
-            f"    last poll: {_age(item['last_poll_at'], now)}  result: {result}"
-            f"  next poll: {_age(item['next_poll_at'], now)}  entries: {item['entries']}"
-        )
-        if item["error_count"]:
-            click.echo(
-                f"    errors in a row: {item['error_count']}  last error: {item['last_error']}"
-            )
-
-
 @main.command()
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -406,13 +296,13 @@ def status(config_path: Path, as_json: bool) -> None:
     """Show each source's state from the database, failing sources first: last poll,
     result, next poll, errors. --json gives what the daemon's /status.json gives,
     with each source's recent history."""
-    config = _load(config_path)
-    with _open_store(config) as store:
+    config = load(config_path)
+    with open_store(config) as store:
         report = gather_report(config, store, datetime.now(UTC), history=as_json)
     if as_json:
         click.echo(report_json(report, indent=2))
         return
-    _print_table([source_facts(source) for source in report.sources])
+    print_sources([source_facts(source) for source in report.sources])
     click.echo(
         f"{len(report.sources)} sources, {report.failing} failing, {report.entries} entries stored"
     )
@@ -439,11 +329,13 @@ def config_check(config_path: Path) -> None:
     click.echo(f"{config_path}: ok, {len(config.sources)} sources")
 
 
+main.add_command(sources)
+main.add_command(import_opml)
+main.add_command(export_opml)
+main.add_command(import_posts_command)
+main.add_command(cleanup_command)
+publish.add_command(publish_posts)
+
+
 def entry_point() -> None:
     main(prog_name="aggregator")  # `python -m aggregator` is the same command
-
-
-from aggregator.cli import opml as _opml  # noqa: E402,F401
-from aggregator.cli import posts as _posts  # noqa: E402,F401
-from aggregator.cli import retention  # noqa: E402,F401
-from aggregator.cli import sources as _sources  # noqa: E402,F401

@@ -2,7 +2,7 @@
 
 Import adds the feeds of a feed reader's OPML export to the config file (one
 atomic, validated write; feeds already configured are skipped and listed).
-Export writes the configured sources as OPML. Exit codes as in aggregator.cli.main:
+Export writes the configured sources as OPML. Exit codes as in aggregator.cli.common:
 0 done; 1 the OPML file cannot be read; 2 the config is invalid or the import
 would make it invalid.
 """
@@ -18,8 +18,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from aggregator.cli.main import EXIT_FAILED, _load, config_option, main
-from aggregator.cli.sources import apply_edit, fail, read_config
+from aggregator.cli.common import EXIT_FAILED, apply_edit, config_option, fail, load, read_config
 from aggregator.config import sourcefile
 from aggregator.config.loader import feed_url_key
 from aggregator.config.opml import OpmlError, OpmlFeed, build_opml, for_export, parse_opml
@@ -66,7 +65,7 @@ def plan_import(
     return added, skipped
 
 
-@main.command("import-opml")
+@click.command("import-opml")
 @config_option
 @click.argument("opml_file", metavar="FILE", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
@@ -114,7 +113,7 @@ def import_opml(
     click.secho(f"{verb} {len(added)} source(s), skipped {len(skipped)}", fg=colour)
 
 
-@main.command("export-opml")
+@click.command("export-opml")
 @config_option
 @click.option(
     "--output",
@@ -134,7 +133,7 @@ def export_opml(config_path: Path, output: Path | None, include_secrets: bool) -
     Request headers and credentials in URLs are left out unless --include-secrets is
     given, and sources read from file: URLs always are; each omission is noted on stderr.
     """
-    config = _load(config_path)
+    config = load(config_path)
     text = sourcefile.read(config_path)
     tables, notes = for_export(
         tomllib.loads(text).get("sources", []), include_secrets=include_secrets

@@ -9,15 +9,7 @@ from pathlib import Path
 
 import click
 
-from aggregator.cli.main import (
-    EXIT_CONFIG,
-    EXIT_FAILED,
-    _load,
-    _open_store,
-    config_option,
-    main,
-    publish,
-)
+from aggregator.cli.common import EXIT_CONFIG, EXIT_FAILED, config_option, load, open_store
 from aggregator.config.loader import DEFAULT_CONFIG_PATH
 from aggregator.publish.posts import PostWriter, describe_posts, import_posts
 
@@ -39,7 +31,7 @@ _config = click.option(
 )
 
 
-@publish.command("posts")
+@click.command("posts")
 @_config
 @click.pass_context
 def publish_posts(ctx: click.Context, config_path: Path | None) -> None:
@@ -47,14 +39,14 @@ def publish_posts(ctx: click.Context, config_path: Path | None) -> None:
 
     New and edited articles are (re)written; unchanged posts are not touched.
     """
-    config = _load(_config_path(ctx, config_path))
+    config = load(_config_path(ctx, config_path))
     if not config.posts.enabled:
         click.echo(
             f"error: posts are not enabled: add a [publish.posts] table to {config.path}",
             err=True,
         )
         sys.exit(EXIT_CONFIG)
-    with _open_store(config) as store:
+    with open_store(config) as store:
         store.sync_sources(config.sources)
         started = time.perf_counter()
         report = PostWriter(config, store).sync()
@@ -62,7 +54,7 @@ def publish_posts(ctx: click.Context, config_path: Path | None) -> None:
     click.echo(f"{describe_posts(report, config)} ({took:.2f}s)")
 
 
-@main.command("import-posts")
+@click.command("import-posts")
 @config_option
 @click.argument("folder", type=click.Path(path_type=Path, file_okay=False, exists=True))
 def import_posts_command(config_path: Path, folder: Path) -> None:
@@ -72,8 +64,8 @@ def import_posts_command(config_path: Path, folder: Path) -> None:
     rules) or its share_code key; the category from its slug, the tags by name.
     Articles already stored are left as they are. Run `aggregator publish` after.
     """
-    config = _load(config_path)
-    with _open_store(config) as store:
+    config = load(config_path)
+    with open_store(config) as store:
         store.sync_sources(config.sources)
         report = import_posts(folder, config, store, datetime.now(UTC))
     for path, reason in report.failed:

@@ -7,19 +7,19 @@ from pathlib import Path
 
 import click
 
-from aggregator.cli.main import _load, _open_store, config_option, main
+from aggregator.cli.common import config_option, load, open_store
 from aggregator.publish.publisher import Publisher
 from aggregator.store.retention import cleanup
 
 
-@main.command("cleanup")
+@click.command("cleanup")
 @config_option
 @click.option("--dry-run", is_flag=True, help="Only say how many entries would be removed.")
 @click.option("--no-publish", is_flag=True, help="Do not regenerate the feeds afterwards.")
 def cleanup_command(config_path: Path, dry_run: bool, no_publish: bool) -> None:
     """Remove entries beyond retain_for / retain_entries; they never come back."""
-    config = _load(config_path)
-    with _open_store(config) as store:
+    config = load(config_path)
+    with open_store(config) as store:
         store.sync_sources(config.sources)
         result = cleanup(store, config, datetime.now(UTC), dry_run=dry_run)
         verb = "would remove" if dry_run else "removed"

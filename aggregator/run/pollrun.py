@@ -8,7 +8,7 @@ splits the sources over worker processes, each with its own fetches in flight,
 database connection and fetcher (the per-host limit shared out between them). The
 workers fetch and parse; the calling process stores what they parsed, so entries
 have one writer. On a terminal, a long run shows a progress bar instead of
-scrolling lines.
+scrolling lines (drawn by the CLI from each finished poll).
 """
 
 from __future__ import annotations
@@ -20,16 +20,14 @@ import multiprocessing
 import os
 import pickle
 import queue
-import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import click
-
-from aggregator.config.loader import Source
+from aggregator.config.loader import Config, Source
 from aggregator.errors import AggregatorError, StoreError
 from aggregator.fetch.fetcher import Fetcher, FetchRequest, Limits
 from aggregator.parse.sandbox import ParseLimits
@@ -41,14 +39,15 @@ from aggregator.run.poll import (
     after_fetch,
     begin_poll,
     finish_poll,
+    standing,
     store_parsed,
     utc_now,
 )
+from aggregator.run.schedule import Hold, hold
 from aggregator.store import open_store
 from aggregator.store.interface import Storage
-from aggregator.store.records import PollRecord
+from aggregator.store.records import PollRecord, SourceState
 
-PROGRESS_MIN_SOURCES = 5  # fewer finish before a bar would tell anything
 # Below this many sources a run is over before worker processes would have started.
 PROCESS_MIN_SOURCES = 100
 MAX_PROCESSES = 4
@@ -184,11 +183,6 @@ def start_method(threads: int) -> str:
 def share_out(total: int, parts: int) -> int:
     """Each of `parts` processes' share of a limit, never below one."""
     return max(1, total // parts)
-
-
-def wants_progress(is_tty: bool, count: int) -> bool:
-    """A bar only for a person watching a run long enough to need one."""
-    return is_tty and count >= PROGRESS_MIN_SOURCES
 
 
 def poll_many(
@@ -405,46 +399,43 @@ def _process_main(
         records.flush()
 
 
-def poll_interactive(
+def poll_run(
     sources: Sequence[Source],
     store: Storage,
     fetcher: Fetcher,
     workers: int,
-    describe: Callable[[PollOutcome], str],
+    on_done: Callable[[PollOutcome], None] = lambda outcome: None,
     limits: ParseLimits | None = None,
 ) -> list[PollOutcome]:
-    """poll_many with output: a line per source, or a bar on a terminal then the lines."""
-
-    def line(outcome: PollOutcome) -> str:
-        return f"{outcome.source_id}: {describe(outcome)}"
-
+    """poll_many in as many processes as these sources call for (processes_for):
+    the `aggregator poll` command. on_done hears of each poll as it finishes."""
     processes = processes_for(store, sources, os.cpu_count())
-    if not wants_progress(sys.stderr.isatty(), len(sources)):
-        return poll_many(
-            sources,
-            store,
-            fetcher,
-            workers,
-            lambda o: click.echo(line(o)),
-            limits,
-            processes=processes,
-        )
-    with click.progressbar(
-        length=len(sources),
-        label=f"polling {len(sources)} sources",
-        file=sys.stderr,
-        show_pos=True,
-        item_show_func=lambda source_id: source_id,
-    ) as bar:
-        outcomes = poll_many(
-            sources,
-            store,
-            fetcher,
-            workers,
-            lambda o: bar.update(1, o.source_id),
-            limits,
-            processes=processes,
-        )
-    for outcome in outcomes:
-        click.echo(line(outcome))
-    return outcomes
+    return poll_many(sources, store, fetcher, workers, on_done, limits, processes=processes)
+
+
+def choose_sources(
+    config: Config,
+    store: Storage | None,
+    named: Sequence[str],
+    *,
+    every: bool = False,
+    force: bool = False,
+) -> tuple[list[Source], list[tuple[Source, Hold, SourceState]]]:
+    """The sources a command may fetch now, and those it was asked for but may not,
+    with why (schedule.hold): the named ones, or every enabled source due or not
+    (every), or the due ones; a Retry-After window is overridden only by force.
+    Without a store (no database yet) every source has a blank state."""
+    asked = [s for s in (config.source(i) for i in named) if s] or config.enabled_sources
+    ids = [s.id for s in asked]
+    states = store.source_states(ids) if store else {i: SourceState(i) for i in ids}
+    now = datetime.now(UTC)
+    chosen: list[Source] = []
+    held: list[tuple[Source, Hold, SourceState]] = []
+    for source in asked:
+        state = states[source.id]
+        why = hold(standing(source, state), now, due_only=not (named or every), force=force)
+        if why is None:
+            chosen.append(source)
+        elif why is not Hold.NOT_DUE:
+            held.append((source, why, state))
+    return chosen, held
