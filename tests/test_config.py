@@ -6,8 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.config.loader import default_base_url, load_config, parse_config
+from aggregator.config.loader import (
+    ENV_OVERRIDES,
+    Settings,
+    default_base_url,
+    load_config,
+    parse_config,
+)
 from aggregator.errors import ConfigError, ConfigNotFound
+from aggregator.fetch.fetcher import Limits
+from aggregator.parse.sandbox import ParseLimits
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,6 +99,23 @@ def test_env_overrides_settings(tmp_path: Path) -> None:
     assert config.settings.port == 9100
     assert config.settings.base_url == "https://prod.example.org"
     assert config.settings.database == Path("/srv/agg.db")
+    assert sorted(ENV_OVERRIDES.values()) == ["base_url", "database", "host", "output_dir", "port"]
+
+
+def test_limits_are_the_settings_declared_as_limits(tmp_path: Path) -> None:
+    """Limits and ParseLimits take their values, and their defaults, from [settings]."""
+    assert Limits.from_settings(Settings()) == Limits()
+    assert ParseLimits.from_settings(Settings()) == ParseLimits()
+    text = GOOD.replace(
+        "[settings]\n",
+        '[settings]\nfetch_deadline = "90s"\nper_host_limit = 2\nmax_title_length = 40\n'
+        'parse_timeout = "5s"\n',
+    )
+    settings = parse_config(text, tmp_path / "config" / "sources.toml", {}).settings
+    fetch = Limits.from_settings(settings)
+    assert (fetch.deadline, fetch.per_host, fetch.connect_timeout) == (90.0, 2, 10.0)
+    parse = ParseLimits.from_settings(settings)
+    assert (parse.timeout, parse.fields.title, parse.fields.entries) == (5.0, 40, 2000)
 
 
 @pytest.mark.parametrize(

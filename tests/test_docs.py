@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from aggregator.cli.main import main
-from aggregator.config.loader import RESTART_SETTINGS, SETTINGS_KEYS, Settings
+from aggregator.config.loader import ENV_OVERRIDES, RESTART_SETTINGS, SETTINGS_KEYS, Settings
 from scripts import architecture, cli_reference
 
 DOC = Path(__file__).parents[1] / "docs" / "cli.md"
@@ -93,6 +93,11 @@ def test_every_setting_is_in_the_readme_table() -> None:
     }
     assert documented == set(SETTINGS_KEYS)
     assert set(SETTINGS_KEYS) == {f.name for f in fields(Settings)}  # declared once
+
+
+def test_the_readme_table_names_every_environment_override() -> None:
+    table = readme_section("| `[settings]` key | default | meaning |").split("\n\n", 1)[0]
+    assert set(re.findall(r"`(AGGREGATOR_\w+)`", table)) == set(ENV_OVERRIDES)
 
 
 def test_the_readme_names_the_settings_that_need_a_restart() -> None:

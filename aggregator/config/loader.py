@@ -30,16 +30,7 @@ _SOURCE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-# Environment variables that override [settings] keys, so one file serves
-# development and production.
-ENV_OVERRIDES = {
-    "AGGREGATOR_DATABASE": "database",
-    "AGGREGATOR_OUTPUT_DIR": "output_dir",
-    "AGGREGATOR_BASE_URL": "base_url",
-    "AGGREGATOR_HOST": "host",
-    "AGGREGATOR_PORT": "port",
-}
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -375,23 +366,34 @@ def _share_code(value: Any) -> ShareCodeRule:
 Checker = Callable[[Any], Any]
 
 
-def _setting(default: Any, check: Checker, *, restart: bool = False) -> Any:
+def _setting(
+    default: Any,
+    check: Checker,
+    *,
+    restart: bool = False,
+    env: bool = False,
+    limit: tuple[str, str] | None = None,
+) -> Any:
     """One [settings] key, declared once: its default, the checker of a written value,
-    and whether a running daemon needs a restart to apply a change of it."""
-    return field(default=default, metadata={"check": check, "restart": restart})
+    whether a running daemon needs a restart to apply a change of it, whether the
+    environment may override it (AGGREGATOR_<KEY>), and the limit it sets, as (group,
+    name): the field `name` of that group's limits (see limits_of)."""
+    metadata = {"check": check, "restart": restart, "env": env, "limit": limit}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class Settings:
     """The [settings] table. Every field is a key of the file (SETTINGS_KEYS), documented
-    in the README's table; RESTART_SETTINGS are bound when the daemon starts."""
+    in the README's table; RESTART_SETTINGS are bound when the daemon starts; the
+    environment overrides those in ENV_OVERRIDES; limits_of gives a group's limits."""
 
     # (_setting returns a field(); ruff cannot see that, nor that a Path is immutable)
-    database: Path = _setting(DEFAULT_DATABASE, _string, restart=True)  # noqa: RUF009
-    output_dir: Path = _setting(DEFAULT_OUTPUT_DIR, _string, restart=True)  # noqa: RUF009
-    base_url: str = _setting("", _http_url)  # "" in the file: http://<host>:<port>
-    host: str = _setting("127.0.0.1", _string, restart=True)
-    port: int = _setting(8080, _port, restart=True)
+    database: Path = _setting(DEFAULT_DATABASE, _string, restart=True, env=True)  # noqa: RUF009
+    output_dir: Path = _setting(DEFAULT_OUTPUT_DIR, _string, restart=True, env=True)  # noqa: RUF009
+    base_url: str = _setting("", _http_url, env=True)  # "" in the file: http://<host>:<port>
+    host: str = _setting("127.0.0.1", _string, restart=True, env=True)
+    port: int = _setting(8080, _port, restart=True, env=True)
     default_interval: float = _setting(1800.0, parse_duration)
     feed_entries: int = _setting(50, _int)
     user_agent: str = _setting(DEFAULT_USER_AGENT, _string, restart=True)
@@ -400,32 +402,49 @@ class Settings:
     title: str = _setting("aggregator", _string)
     author: str = _setting("aggregator", _string)
     workers: int = _setting(4, _int, restart=True)
-    connect_timeout: float = _setting(10.0, parse_duration)
-    read_timeout: float = _setting(30.0, parse_duration)
-    fetch_deadline: float = _setting(60.0, parse_duration)
-    max_body_bytes: int = _setting(20 * 1024 * 1024, _int)
-    max_decompressed_bytes: int = _setting(50 * 1024 * 1024, _int)
-    max_redirects: int = _setting(5, _int)
+    connect_timeout: float = _setting(10.0, parse_duration, limit=("fetch", "connect_timeout"))
+    read_timeout: float = _setting(30.0, parse_duration, limit=("fetch", "read_timeout"))
+    fetch_deadline: float = _setting(60.0, parse_duration, limit=("fetch", "deadline"))
+    max_body_bytes: int = _setting(20 * MIB, _int, limit=("fetch", "max_body_bytes"))
+    max_decompressed_bytes: int = _setting(
+        50 * MIB, _int, limit=("fetch", "max_decompressed_bytes")
+    )
+    max_redirects: int = _setting(5, _int, limit=("fetch", "max_redirects"))
     publish_delay: float = _setting(2.0, _float)
     archive_entries: int = _setting(50, _int)  # per RFC 5005 archive page; fixed once pages exist
     hub: str = _setting("", _http_url)  # WebSub hub URL; empty means no hub links and no pings
     stop_timeout: float = _setting(30.0, parse_duration)  # a stopping daemon waits for polls
     retain_for: float | None = _setting(None, parse_duration)  # None: keep every entry
     retain_entries: int | None = _setting(None, _int)  # per source; None: all
-    per_host_limit: int = _setting(4, _int, restart=True)
-    parse_timeout: float = _setting(60.0, parse_duration)
-    parse_memory_limit: int = _setting(512 * 1024 * 1024, _int)
-    parse_inline_max_bytes: int = _setting(128 * 1024, _count)
-    max_entries: int = _setting(2000, _int)
-    max_title_length: int = _setting(1000, _int)
-    max_summary_length: int = _setting(100_000, _int)
-    max_content_length: int = _setting(1_000_000, _int)
+    per_host_limit: int = _setting(4, _int, restart=True, limit=("fetch", "per_host"))
+    parse_timeout: float = _setting(60.0, parse_duration, limit=("parse", "timeout"))
+    parse_memory_limit: int = _setting(512 * MIB, _int, limit=("parse", "memory"))
+    parse_inline_max_bytes: int = _setting(128 * 1024, _count, limit=("parse", "inline_max_bytes"))
+    max_entries: int = _setting(2000, _int, limit=("fields", "entries"))
+    max_title_length: int = _setting(1000, _int, limit=("fields", "title"))
+    max_summary_length: int = _setting(100_000, _int, limit=("fields", "summary"))
+    max_content_length: int = _setting(1_000_000, _int, limit=("fields", "content"))
     status_page: bool = _setting(True, _bool)  # serve /status and /status.json
     status_allow: tuple[str, ...] = _setting((), _networks)  # who else may see them
 
 
 SETTINGS_KEYS: dict[str, Checker] = {f.name: f.metadata["check"] for f in fields(Settings)}
 RESTART_SETTINGS = tuple(f.name for f in fields(Settings) if f.metadata["restart"])
+# Environment variables that override [settings] keys, so one file serves
+# development and production.
+ENV_OVERRIDES = {
+    f"AGGREGATOR_{f.name.upper()}": f.name for f in fields(Settings) if f.metadata["env"]
+}
+
+
+def limits_of(settings: Settings, group: str) -> dict[str, Any]:
+    """The settings that set a group's limits ("fetch": fetch.Limits, "parse":
+    parse.ParseLimits, "fields": parse.FieldLimits), under the names its fields have."""
+    return {
+        f.metadata["limit"][1]: getattr(settings, f.name)
+        for f in fields(Settings)
+        if f.metadata["limit"] and f.metadata["limit"][0] == group
+    }
 
 
 def default_base_url(host: str, port: int) -> str:

@@ -41,7 +41,7 @@ from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 import brotli
 import pycurl
 
-from aggregator.config.loader import DEFAULT_USER_AGENT, Settings
+from aggregator.config.loader import DEFAULT_USER_AGENT, Settings, limits_of
 from aggregator.errors import FetchError
 from aggregator.models import FetchResult, evolve
 
@@ -68,27 +68,24 @@ MAX_CONNECTIONS_PER_THREAD = 16
 RECEIVE_BUFFER = 256 * 1024
 
 
+_DEFAULT = limits_of(Settings(), "fetch")  # the defaults are the settings'
+
+
 @dataclass(frozen=True)
 class Limits:
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-    deadline: float = 60.0
-    max_body_bytes: int = 20 * 1024 * 1024
-    max_decompressed_bytes: int = 50 * 1024 * 1024
-    max_redirects: int = 5
-    per_host: int = 4
+    """A fetch's limits: the [settings] keys declared with limit=("fetch", name)."""
+
+    connect_timeout: float = _DEFAULT["connect_timeout"]
+    read_timeout: float = _DEFAULT["read_timeout"]
+    deadline: float = _DEFAULT["deadline"]
+    max_body_bytes: int = _DEFAULT["max_body_bytes"]
+    max_decompressed_bytes: int = _DEFAULT["max_decompressed_bytes"]
+    max_redirects: int = _DEFAULT["max_redirects"]
+    per_host: int = _DEFAULT["per_host"]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-            deadline=settings.fetch_deadline,
-            max_body_bytes=settings.max_body_bytes,
-            max_decompressed_bytes=settings.max_decompressed_bytes,
-            max_redirects=settings.max_redirects,
-            per_host=settings.per_host_limit,
-        )
+        return cls(**limits_of(settings, "fetch"))
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from aggregator.config.loader import Settings
+from aggregator.config.loader import Settings, limits_of
 from aggregator.errors import ParseError
 from aggregator.models import ParsedFeed
 from aggregator.parse.feed import (
@@ -53,17 +53,8 @@ class ParseLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ParseLimits:
-        return cls(
-            fields=FieldLimits(
-                title=settings.max_title_length,
-                summary=settings.max_summary_length,
-                content=settings.max_content_length,
-                entries=settings.max_entries,
-            ),
-            timeout=settings.parse_timeout,
-            memory=settings.parse_memory_limit,
-            inline_max_bytes=settings.parse_inline_max_bytes,
-        )
+        fields = FieldLimits(**limits_of(settings, "fields"))
+        return cls(fields=fields, **limits_of(settings, "parse"))
 
 
 @dataclass(frozen=True)
