@@ -43,3 +43,36 @@ def normalize_url(url: str) -> str:
         if not _TRACKING_PARAMS.match(k)
     )
     return clean_url(urlunsplit((scheme, host, parts.path or "/", urlencode(query), "")))
+
+
+def _query_pairs(url: str) -> list[tuple[str, str]]:
+    """parse_qsl(urlsplit(url).query), non-blank values only. Raises ValueError as
+    urlsplit does."""
+    if _PLAIN_QUERY_URL.match(url):
+        # Nothing for urlsplit to clean or refuse, nothing for parse_qsl to decode: the
+        # query runs from the first "?" to the first "#" (a host cannot hold either).
+        query = url.partition("#")[0].partition("?")[2]
+        return [
+            (name, value)
+            for name, equals, value in (part.partition("=") for part in query.split("&"))
+            if equals and value
+        ]
+    return parse_qsl(urlsplit(url).query, keep_blank_values=False)
+
+
+# ASCII, starting with a visible character; no tab or newline (urlsplit drops them), no
+# bracket (an IPv6 literal it may refuse), no "%" or "+" (which parse_qsl decodes).
+_PLAIN_QUERY_URL = re.compile(r"[!-$&-*,-Z\\^-~][ -$&-*,-Z\\^-~]*\Z")
+
+
+def query_value(url: str, param: str) -> str | None:
+    """The first non-blank value of a query parameter, its name matched exactly, else
+    regardless of case; None when there is none or the URL cannot be read."""
+    try:
+        pairs = _query_pairs(url)
+    except ValueError:
+        return None
+    exact = [v for k, v in pairs if k == param and v.strip()]
+    loose = [v for k, v in pairs if k.lower() == param.lower() and v.strip()]
+    found = exact or loose
+    return found[0].strip() if found else None

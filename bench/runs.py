@@ -107,7 +107,8 @@ def control(params: Params, path: str) -> None:
 
 class Ours:
     def __init__(self, params: Params, folder: Path) -> None:
-        from aggregator.config.loader import ShareCodeRule, Source
+        from aggregator.config.loader import Source
+        from aggregator.config.sharecodes import ShareCodeRule
         from aggregator.fetch.fetcher import Fetcher, Limits
         from aggregator.store.sqlite import SqliteStore
 
@@ -121,7 +122,7 @@ class Ours:
                 url=url,
                 category="三秦都市报",
                 tags=("三秦都市报新闻",),
-                share_code=ShareCodeRule(param="infoCode"),
+                share_code=ShareCodeRule("param", "infoCode"),
             )
             for i, url in enumerate(feed_urls(params))
         ]

@@ -13,6 +13,7 @@ from aggregator.config.loader import (
     load_config,
     parse_config,
 )
+from aggregator.config.sharecodes import KINDS, RuleKind, ShareCodeRule, register
 from aggregator.errors import ConfigError, ConfigNotFound
 from aggregator.fetch.fetcher import Limits
 from aggregator.parse.sandbox import ParseLimits
@@ -83,10 +84,10 @@ def test_good_config_is_typed(tmp_path: Path) -> None:
     assert config.settings.database == tmp_path / "data" / "aggregator.db"
     sanqin, local = config.sources
     assert sanqin.interval == 600 and sanqin.tags == ("三秦都市报新闻",)
-    assert sanqin.share_code.param == "infoCode"
+    assert sanqin.share_code == ShareCodeRule("param", "infoCode")
     assert local.interval == 2700 and not local.enabled
     assert local.url == (tmp_path / "samples" / "x.xml").as_uri()
-    assert local.share_code.regex == r"/c/(\d+)\.html"
+    assert local.share_code == ShareCodeRule("regex", r"/c/(\d+)\.html")
 
 
 def test_env_overrides_settings(tmp_path: Path) -> None:
@@ -208,3 +209,38 @@ def test_a_missing_file_says_where_it_was_looked_for(
     with pytest.raises(ConfigNotFound) as absolute:
         load_config(tmp_path / "nowhere.toml")
     assert absolute.value.where == f"looked for {tmp_path}/nowhere.toml"
+
+
+def test_a_share_code_kind_is_one_registration(tmp_path: Path) -> None:
+    """A kind brings its config check and its extractor; the config and the rule use them."""
+
+    def check(value: str) -> None:
+        if not value.isdigit():
+            raise ValueError("expected a path segment number")
+
+    register(
+        RuleKind(
+            key="segment",
+            example='"2"',
+            check=check,
+            extract=lambda link, n: link.split("/")[int(n)] if link.count("/") >= int(n) else None,
+            label=lambda n: f"segment:{n}",
+        )
+    )
+    try:
+        text = GOOD.replace('{ param = "infoCode" }', '{ segment = "3" }')
+        config = parse_config(text, tmp_path / "config" / "sources.toml", {})
+        rule = config.sources[0].share_code
+        assert rule == ShareCodeRule("segment", "3")
+        assert (rule.name, rule.find("http://x.cn/NW1/a.html")) == ("segment:3", "NW1")
+        bad = GOOD.replace('{ param = "infoCode" }', '{ segment = "x" }')
+        assert any("expected a path segment number" in p for p in problems_of(bad, tmp_path))
+    finally:
+        del KINDS["segment"]
+
+
+def test_share_code_rules_keep_the_spelling_stored_digests_were_salted_with() -> None:
+    """run.poll.source_salt hashes repr(source): a rule's repr must not change."""
+    assert repr(ShareCodeRule()) == "ShareCodeRule(param=None, regex=None)"
+    assert repr(ShareCodeRule("param", "infoCode")) == "ShareCodeRule(param='infoCode', regex=None)"
+    assert repr(ShareCodeRule("regex", "a(b)")) == "ShareCodeRule(param=None, regex='a(b)')"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.config.loader import ShareCodeRule
+from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.config.slugs import assign_slugs, slugify
 from aggregator.identity.dedup import Action, StoredEntry, decide, entry_hash, first_per_code
 from aggregator.identity.sharecode import share_code
@@ -35,14 +35,14 @@ def entry(**fields: object) -> EntryRecord:
 
 
 def test_param_rule_finds_the_code_in_the_link() -> None:
-    assert share_code(entry(), ShareCodeRule(param="infoCode")) == (
+    assert share_code(entry(), ShareCodeRule("param", "infoCode")) == (
         "NW202112242224484383",
         "param:infoCode",
     )
 
 
 def test_param_rule_falls_back_to_the_guid_then_is_case_insensitive() -> None:
-    rule = ShareCodeRule(param="infoCode")
+    rule = ShareCodeRule("param", "infoCode")
     assert share_code(entry(link="http://x.cn/a", guid=SHARE), rule)[0] == "NW202112242224484383"
     assert (
         share_code(entry(link=SHARE.replace("infoCode", "infocode")), rule)[0]
@@ -51,12 +51,12 @@ def test_param_rule_falls_back_to_the_guid_then_is_case_insensitive() -> None:
 
 
 def test_regex_rule() -> None:
-    rule = ShareCodeRule(regex=r"infoCode=(NW\d+)")
+    rule = ShareCodeRule("regex", r"infoCode=(NW\d+)")
     assert share_code(entry(), rule) == ("NW202112242224484383", "regex")
 
 
 def test_fallbacks_guid_then_link_then_hash() -> None:
-    rule = ShareCodeRule(param="infoCode")
+    rule = ShareCodeRule("param", "infoCode")
     assert share_code(entry(link="http://x.cn/a"), rule) == ("guid:g1", "guid")
     by_link = share_code(entry(link="HTTP://X.cn:80/a?utm_source=t&b=2&a=1#top", guid=""), rule)
     assert by_link == ("link:http://x.cn/a?a=1&b=2", "link")
@@ -66,7 +66,7 @@ def test_fallbacks_guid_then_link_then_hash() -> None:
 
 
 def test_same_article_under_two_guids_gets_one_code() -> None:
-    rule = ShareCodeRule(param="infoCode")
+    rule = ShareCodeRule("param", "infoCode")
     a = entry(guid="yaowen-1")
     b = entry(guid="tag:x,2021:8841", link=SHARE + "&from=jiaotong")
     assert share_code(a, rule)[0] == share_code(b, rule)[0]

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from lxml import etree
 from lxml import html as lxml_html
 
-from aggregator.identity import sharecode
+from aggregator import urls as url_spellings
 from aggregator.parse import fast as fastparse
 from aggregator.parse import iri, sanitize
 from aggregator.parse.dates import feedparser_date, impossible_offset
@@ -539,7 +539,7 @@ def _reference_pairs(url: str) -> list[tuple[str, str]] | None:
 @example(" http://x.cn/a?b=c#d?e=f")
 def test_query_shortcut_agrees_with_urllib(url: str) -> None:
     try:
-        found: list[tuple[str, str]] | None = sharecode._query_pairs(url)
+        found: list[tuple[str, str]] | None = url_spellings._query_pairs(url)
     except ValueError:
         found = None
     assert found == _reference_pairs(url)

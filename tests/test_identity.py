@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.config.loader import ShareCodeRule
+from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.identity.dedup import (
     Action,
     SourceCopies,
@@ -39,7 +39,7 @@ from aggregator.models import Enclosure, EntryRecord, evolve
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 DAY = datetime(2022, 1, 3, 9, tzinfo=UTC)
 SHARE = "http://finews.example.cn/html_News/NewsShare.html?infoCode=NW202112242224484383"
-RULE = ShareCodeRule(param="infoCode")
+RULE = ShareCodeRule("param", "infoCode")
 NONE = ShareCodeRule()
 
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from aggregator.config.loader import ShareCodeRule, Source
+from aggregator.config.loader import Source
+from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.errors import ParseError
 from aggregator.models import Enclosure
 from aggregator.parse.feed import FieldLimits, parse_feed
@@ -147,7 +148,7 @@ def test_the_same_article_in_json_and_rss_is_one_entry(tmp_path: Any) -> None:
         "<guid>r1</guid><description>&lt;p&gt;正文&lt;/p&gt;</description></item>"
         "</channel></rss>"
     ).encode()
-    rule = ShareCodeRule(param="infoCode")
+    rule = ShareCodeRule("param", "infoCode")
     sources = [
         Source(
             id=kind,

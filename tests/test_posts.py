@@ -20,7 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregator.cli.main import main
-from aggregator.config.loader import Config, ShareCodeRule, load_config
+from aggregator.config.loader import Config, load_config
+from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.errors import ConfigError
 from aggregator.fetch.fetcher import Fetcher
 from aggregator.parse.sanitize import clean_html
@@ -657,7 +658,7 @@ def test_every_post_written_imports_back_to_its_article(
     }.get(linked, "")
     when = datetime.fromtimestamp(seconds, UTC)
     guid = f"guid:{code}" if linked.startswith("guid") else None
-    found, _rule = code_from_link(link, [ShareCodeRule(param="infoCode")], title, when)
+    found, _rule = code_from_link(link, [ShareCodeRule("param", "infoCode")], title, when)
     content = clean_html(f"<p>{escape(body)}</p>", 10_000)
     article = StoredArticle(
         code=guid or found,

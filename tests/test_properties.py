@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from aggregator.config.loader import ShareCodeRule, Source, load_config
+from aggregator.config.loader import Source, load_config
+from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.identity.sharecode import share_code
 from aggregator.models import EntryRecord, ParsedFeed
 from aggregator.parse.dates import MIN_YEAR, entry_date, parse_local, sane
@@ -31,9 +32,9 @@ def test_rule_wins_over_guid_and_is_stable(code: str, guid: str, in_guid: bool) 
     record = EntryRecord(
         guid=link if in_guid else guid, title="t", link="http://x.cn/other" if in_guid else link
     )
-    found = share_code(record, ShareCodeRule(param="infoCode"))
+    found = share_code(record, ShareCodeRule("param", "infoCode"))
     assert found == (code, "param:infoCode")
-    assert share_code(record, ShareCodeRule(param="infoCode")) == found
+    assert share_code(record, ShareCodeRule("param", "infoCode")) == found
 
 
 @given(st.text(max_size=40), st.sampled_from(["Asia/Shanghai", "UTC", "America/New_York"]))

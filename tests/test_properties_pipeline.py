@@ -10,7 +10,8 @@ from xml.sax.saxutils import escape
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator.config.loader import ShareCodeRule, Source
+from aggregator.config.loader import Source
+from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.identity.sharecode import share_code
 from aggregator.models import EntryRecord
 from aggregator.run.poll import extract
@@ -19,7 +20,11 @@ from aggregator.urls import normalize_url
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 RULES = st.sampled_from(
-    [ShareCodeRule(param="infoCode"), ShareCodeRule(regex=r"infoCode=(NW\d+)"), ShareCodeRule()]
+    [
+        ShareCodeRule("param", "infoCode"),
+        ShareCodeRule("regex", r"infoCode=(NW\d+)"),
+        ShareCodeRule(),
+    ]
 )
 CODE = st.integers(0, 10**20).map(lambda n: f"NW{n:04d}")
 # URL-shaped text, including what breaks urlsplit: bad ports, broken IPv6 literals.
@@ -58,9 +63,9 @@ def test_the_rule_reads_the_link_first_then_the_guid_then_falls_back(
     in_link: str, in_guid: str, kind: str, noise: str
 ) -> None:
     rule = (
-        ShareCodeRule(param="infoCode")
+        ShareCodeRule("param", "infoCode")
         if kind == "param"
-        else ShareCodeRule(regex=r"infoCode=(NW\d+)")
+        else ShareCodeRule("regex", r"infoCode=(NW\d+)")
     )
     share = "http://x.cn/NewsShare.html?infoCode="
     both = EntryRecord(guid=share + in_guid, title=noise, link=share + in_link)
@@ -118,6 +123,8 @@ def test_no_entry_link_makes_a_feed_unreadable(items: list[tuple[str, str]]) -> 
         for link, title in items
     )
     document = f'<rss version="2.0"><channel><title>t</title>{body}</channel></rss>'
-    source = Source("s", "s", "http://x.cn/feed", "c", share_code=ShareCodeRule(param="infoCode"))
+    source = Source(
+        "s", "s", "http://x.cn/feed", "c", share_code=ShareCodeRule("param", "infoCode")
+    )
     feed = extract(source, document.encode(), "http://x.cn/feed", "application/rss+xml", NOW)
     assert all(entry.code for entry in feed.entries)

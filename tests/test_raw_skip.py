@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.config.loader import Rule, ShareCodeRule, Source
+from aggregator.config.loader import Rule, Source
+from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.fetch.fetcher import Fetcher, Limits
 from aggregator.models import EntryRecord
 from aggregator.run.poll import KnownEntries, extract, poll_source, salted, source_salt
@@ -40,7 +41,7 @@ def source_for(url: str, **changes: object) -> Source:
         url=url,
         category="三秦都市报",
         tags=("三秦都市报新闻",),
-        share_code=ShareCodeRule(param="infoCode"),
+        share_code=ShareCodeRule("param", "infoCode"),
         allow_private=True,
     )
     return replace(base, **changes)  # type: ignore[arg-type]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aggregator.config.loader import ShareCodeRule, Source
+from aggregator.config.loader import Source
+from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.run.poll import parse_and_store
 from aggregator.store.records import from_iso, iso
 from aggregator.store.sqlite import SqliteStore
@@ -24,7 +25,7 @@ def test_big_and_small_feeds_list_their_newest_entries(tmp_path: Path) -> None:
                 f"http://x/{feed.index}.xml",
                 "大" if feed.index else "小",  # one small category, one big (> 1000 entries)
                 tags=("标签",),
-                share_code=ShareCodeRule(param="infoCode"),
+                share_code=ShareCodeRule("param", "infoCode"),
             )
             for feed in corpus.feeds
         ]

@@ -6,7 +6,8 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aggregator.config.loader import ShareCodeRule, Source
+from aggregator.config.loader import Source
+from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.run.poll import parse_and_store
 from aggregator.store.sqlite import SqliteStore
 from aggregator.store.sqlite.connection import PAGE_SIZE
@@ -23,7 +24,7 @@ def page_size(path: Path) -> int:
 def store_a_feed(store: SqliteStore) -> int:
     corpus = Corpus(1, 20, seed=3, duplicates=0)
     feed = corpus.feeds[0]
-    source = Source("s", "s", "http://x/s.xml", "类", share_code=ShareCodeRule(param="infoCode"))
+    source = Source("s", "s", "http://x/s.xml", "类", share_code=ShareCodeRule("param", "infoCode"))
     store.sync_sources([source])
     _, result = parse_and_store(source, store, corpus.render(feed), source.url, "", NOW)
     return result.new

@@ -37,7 +37,8 @@ from aggregator.cli.common import (
     source_table,
 )
 from aggregator.config import sourcefile
-from aggregator.config.loader import SOURCE_KEYS, Config, ShareCodeRule
+from aggregator.config.loader import SOURCE_KEYS, Config
+from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.errors import ConfigError, FetchError, ParseError
 from aggregator.fetch.fetcher import Fetcher, Limits
 from aggregator.identity.identify import Scope
@@ -438,7 +439,7 @@ def sources_check(
     with Fetcher(Limits.from_settings(config.settings), config.settings.user_agent) as fetcher:
         for source in chosen:
             if trial:
-                source = replace(source, share_code=ShareCodeRule(**trial))
+                source = replace(source, share_code=ShareCodeRule.from_config(trial))
             reports.append(
                 check_source(fetcher, source, limit, datetime.now(UTC), config.settings.database)
             )

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aggregator import PROJECT_URL, __version__
+from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.config.slugs import assign_slugs
 from aggregator.errors import ConfigError, ConfigNotFound, ConfigProblem
 from aggregator.urls import normalize_url
@@ -74,22 +75,6 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class ShareCodeRule:
-    """How to find an article's share code in its link: a query parameter or a regex."""
-
-    param: str | None = None
-    regex: str | None = None
-
-    @property
-    def name(self) -> str:
-        if self.param:
-            return f"param:{self.param}"
-        if self.regex:
-            return "regex"
-        return "none"
-
-
-@dataclass(frozen=True)
 class Source:
     id: str
     name: str
@@ -98,7 +83,7 @@ class Source:
     tags: tuple[str, ...] = ()
     interval: float = 1800.0
     enabled: bool = True
-    share_code: ShareCodeRule = ShareCodeRule()
+    share_code: ShareCodeRule = ShareCodeRule()  # noqa: RUF009 (frozen: immutable)
     timezone: str = "Asia/Shanghai"
     headers: tuple[tuple[str, str], ...] = ()
     allow_private: bool = False
@@ -345,24 +330,6 @@ def _headers(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(value.items()))
 
 
-def _share_code(value: Any) -> ShareCodeRule:
-    if not isinstance(value, dict):
-        raise ValueError('expected { param = "infoCode" } or { regex = "..." }')
-    unknown = set(value) - {"param", "regex"}
-    if unknown or len(value) != 1:
-        raise ValueError('expected exactly one of param or regex, e.g. { param = "infoCode" }')
-    if "param" in value:
-        return ShareCodeRule(param=_string(value["param"]))
-    pattern = _string(value["regex"])
-    try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from None
-    if compiled.groups != 1:
-        raise ValueError("the regex must have exactly one group, the share code")
-    return ShareCodeRule(regex=pattern)
-
-
 Checker = Callable[[Any], Any]
 
 
@@ -463,7 +430,7 @@ SOURCE_KEYS: dict[str, Checker] = {
     "tags": _tags,
     "interval": parse_duration,
     "enabled": _bool,
-    "share_code": _share_code,
+    "share_code": ShareCodeRule.from_config,
     "timezone": _timezone,
     "headers": _headers,
     "allow_private": _bool,

@@ -16,7 +16,7 @@ import re
 from enum import Enum
 from typing import NamedTuple
 
-from aggregator.config.loader import ShareCodeRule
+from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.identity.sharecode import fallback_hash, rule_code
 from aggregator.models import EntryRecord
 from aggregator.urls import normalize_url

@@ -7,54 +7,15 @@ carries a code that survives re-publication under other guids. Pure functions.
 from __future__ import annotations
 
 import hashlib
-import re
-from urllib.parse import parse_qsl, urlsplit
 
-from aggregator.config.loader import ShareCodeRule
+from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.models import EntryRecord
 from aggregator.urls import normalize_url
 
 
-def _query_pairs(url: str) -> list[tuple[str, str]]:
-    """parse_qsl(urlsplit(url).query), non-blank values only. Raises ValueError as
-    urlsplit does."""
-    if _PLAIN_QUERY_URL.match(url):
-        # Nothing for urlsplit to clean or refuse, nothing for parse_qsl to decode: the
-        # query runs from the first "?" to the first "#" (a host cannot hold either).
-        query = url.partition("#")[0].partition("?")[2]
-        return [
-            (name, value)
-            for name, equals, value in (part.partition("=") for part in query.split("&"))
-            if equals and value
-        ]
-    return parse_qsl(urlsplit(url).query, keep_blank_values=False)
-
-
-# ASCII, starting with a visible character; no tab or newline (urlsplit drops them), no
-# bracket (an IPv6 literal it may refuse), no "%" or "+" (which parse_qsl decodes).
-_PLAIN_QUERY_URL = re.compile(r"[!-$&-*,-Z\\^-~][ -$&-*,-Z\\^-~]*\Z")
-
-
-def _query_value(url: str, param: str) -> str | None:
-    try:
-        pairs = _query_pairs(url)
-    except ValueError:
-        return None
-    exact = [v for k, v in pairs if k == param and v.strip()]
-    loose = [v for k, v in pairs if k.lower() == param.lower() and v.strip()]
-    found = exact or loose
-    return found[0].strip() if found else None
-
-
 def _by_rule(candidates: list[str], rule: ShareCodeRule) -> str | None:
     for text in candidates:
-        if rule.param:
-            value = _query_value(text, rule.param)
-        elif rule.regex:
-            match = re.search(rule.regex, text)
-            value = match.group(1).strip() if match and match.group(1) else None
-        else:
-            return None
+        value = rule.find(text)
         if value:
             return value
     return None

@@ -27,7 +27,8 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from aggregator.config.loader import Config, PostsSettings, ShareCodeRule, Source
+from aggregator.config.loader import Config, PostsSettings, Source
+from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.errors import AggregatorError
 from aggregator.files import FolderLock, remove_temps, write_if_changed
 from aggregator.identity.sharecode import share_code

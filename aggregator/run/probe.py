@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from aggregator.config.loader import Config, ShareCodeRule, Source
+from aggregator.config.loader import Config, Source
+from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.errors import FetchError, ParseError
 from aggregator.fetch.discover import feed_links, looks_like_html, propose_id, suggest_share_param
 from aggregator.fetch.fetcher import Fetcher
@@ -116,7 +117,7 @@ def new_source(
     """Read the feed at URL (or the one it announces) and make its [[sources]] table:
     the values given, the rest proposed (the name from the feed's title, else the
     host; the id from the name, not yet taken). Raises FetchError or ParseError."""
-    rule = ShareCodeRule(**share_code) if share_code else ShareCodeRule()
+    rule = ShareCodeRule.from_config(share_code) if share_code else ShareCodeRule()
     probe = Source("new", "new", url, "new", share_code=rule, timezone=config.settings.timezone)
     found = find_feed(fetcher, url, probe, now)
     host = urlsplit(found.url).hostname or found.url
