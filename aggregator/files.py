@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 LOCK_NAME = ".publish.lock"  # see FolderLock
-# prepare's temp files: "." + the file's name, the writer's pid, mkstemp's 8 characters
+# stage_if_changed's temp files: "." + the file's name, the writer's pid, mkstemp's 8 characters
 # (older versions wrote no pid).
 TEMP_NAME = re.compile(r"\..+?(\.\d+)?\.[a-z0-9_]{8}\.tmp")
 
@@ -30,14 +30,14 @@ def write_if_changed(
     file is world-readable, or, with keep_attributes, has the old file's mode
     and (when we may set it) owner: a config file of mode 600 stays private.
     """
-    temp = prepare(path, data, keep_attributes=keep_attributes)
+    temp = stage_if_changed(path, data, keep_attributes=keep_attributes)
     if temp is None:
         return False
     install(temp, path, sync_dir=sync_dir)
     return True
 
 
-def prepare(path: Path, data: bytes, *, keep_attributes: bool = False) -> Path | None:
+def stage_if_changed(path: Path, data: bytes, *, keep_attributes: bool = False) -> Path | None:
     """The first half of write_if_changed: data in a temp file beside path, fsynced;
     None when path already holds exactly that."""
     old: os.stat_result | None = None
@@ -113,7 +113,7 @@ class Writer:
     def write(self, path: Path, data: bytes) -> None:
         while len(self._futures) >= self._limit:
             self._install_oldest()
-        self._futures.append((path, self._pool.submit(prepare, path, data)))
+        self._futures.append((path, self._pool.submit(stage_if_changed, path, data)))
 
     def _install_oldest(self) -> None:
         path, future = self._futures.popleft()
@@ -192,7 +192,7 @@ class FolderLock:
 
 
 def remove_temps(folder: Path) -> int:
-    """Delete the temp files killed writers left in folder (prepare's names), to be
+    """Delete the temp files killed writers left in folder (stage_if_changed's names), to be
     called holding the folder's FolderLock. A process killed between creating its temp
     file and renaming it leaves the temp file: nobody serves it (a dot file), but it
     would pile up. Returns how many were removed."""

@@ -12,7 +12,7 @@ from aggregator.config.slugs import assign_slugs, slugify
 from aggregator.identity.dedup import Action, StoredEntry, decide, entry_hash, first_per_code
 from aggregator.identity.sharecode import share_code
 from aggregator.models import EntryRecord
-from aggregator.run.schedule import (
+from aggregator.run.pacing import (
     MAX_BACKOFF,
     MAX_RETRY_AFTER,
     PollFacts,

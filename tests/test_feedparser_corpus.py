@@ -18,7 +18,7 @@ from typing import Any
 
 from aggregator.config.loader import Source, load_config
 from aggregator.errors import ParseError
-from aggregator.identity.rules import prepare
+from aggregator.identity.rules import filter_and_classify
 from aggregator.publish.publisher import Publisher
 from aggregator.run.poll import extract
 from aggregator.store.sqlite import SqliteStore
@@ -54,7 +54,7 @@ def run_corpus(docs: Mapping[str, bytes], write_config: Any) -> CorpusRun:
                 except ParseError:
                     run.unreadable.append(name)
                     continue
-                store.ingest(source, feed, prepare(list(feed.entries), source), NOW)
+                store.ingest(source, feed, filter_and_classify(list(feed.entries), source), NOW)
                 for entry in feed.entries:
                     run.carriers.setdefault(entry.code, set()).add(name)
         kept = dict(

@@ -14,8 +14,8 @@ from aggregator.config.loader import Source
 from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.identity.sharecode import share_code
 from aggregator.models import EntryRecord
+from aggregator.run.pacing import MAX_HINT, MAX_JITTER, PollFacts, delay_after, first_poll_at
 from aggregator.run.poll import extract
-from aggregator.run.schedule import MAX_HINT, MAX_JITTER, PollFacts, delay_after, first_poll_at
 from aggregator.urls import normalize_url
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -10,7 +10,7 @@ import pytest
 from aggregator.config.loader import EntryFilter, Rule, Source, load_config, parse_config
 from aggregator.errors import ConfigError
 from aggregator.fetch.fetcher import Fetcher
-from aggregator.identity.rules import classify, prepare, rejection
+from aggregator.identity.rules import classify, filter_and_classify, rejection
 from aggregator.models import EntryRecord
 from aggregator.publish.publisher import Publisher
 from aggregator.run.poll import poll_source
@@ -96,7 +96,7 @@ def test_filters(filters: EntryFilter, title: str, content: str, dropped: str | 
 
 def test_prepare_filters_then_classifies() -> None:
     entries = [entry("地铁开通"), entry("【广告】地铁旁楼盘")]
-    kept = prepare(entries, source(filters=EntryFilter(exclude_title=("广告",))))
+    kept = filter_and_classify(entries, source(filters=EntryFilter(exclude_title=("广告",))))
     assert [(e.title, e.extra_tags) for e in kept] == [("地铁开通", ("地铁",))]
 
 

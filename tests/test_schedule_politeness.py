@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aggregator.fetch.fetcher import parse_max_age, parse_retry_after
-from aggregator.run.schedule import (
+from aggregator.run.pacing import (
     MAX_BACKOFF,
     MAX_HINT,
     MAX_RETRY_AFTER,

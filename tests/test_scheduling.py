@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from aggregator.config.loader import Source
-from aggregator.run.schedule import (
+from aggregator.run.pacing import (
     MAX_START_WINDOW,
     PollFacts,
     delay_after,

@@ -29,7 +29,7 @@ from aggregator.config.loader import (
     parse_toml,
 )
 from aggregator.errors import ConfigError, ConfigNotFound, StoreError
-from aggregator.run.schedule import Hold
+from aggregator.run.pacing import Hold
 from aggregator.serve.status import gather_report, source_facts, visible
 from aggregator.store import open_store as open_storage
 from aggregator.store.interface import Storage

@@ -86,6 +86,6 @@ def classify(entry: EntryRecord, source: Source) -> EntryRecord:
     )
 
 
-def prepare(entries: Iterable[EntryRecord], source: Source) -> list[EntryRecord]:
+def filter_and_classify(entries: Iterable[EntryRecord], source: Source) -> list[EntryRecord]:
     """The entries to store: filtered by the source's filters, classified by its rules."""
     return [classify(e, source) for e in entries if rejection(e, source.filters) is None]

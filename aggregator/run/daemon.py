@@ -33,8 +33,8 @@ from aggregator.fetch.fetcher import Fetcher, Limits
 from aggregator.parse.sandbox import ParseLimits
 from aggregator.publish.posts import PostWriter
 from aggregator.publish.publisher import Publisher
+from aggregator.run.pacing import Hold, hold
 from aggregator.run.poll import PollOutcome, poll_source, standing
-from aggregator.run.schedule import Hold, hold
 from aggregator.run.scheduler import PollScheduler
 from aggregator.serve.metrics import Metrics, StoreFacts, TimedFetcher
 from aggregator.serve.server import Access, FeedServer, PrivateRoute, max_age_for

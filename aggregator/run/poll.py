@@ -21,10 +21,10 @@ from aggregator.config.loader import Source
 from aggregator.errors import FetchError, ParseError
 from aggregator.fetch.fetcher import Fetcher, FetchRequest
 from aggregator.identity.identify import GUID, fingerprint, identify
-from aggregator.identity.rules import prepare
+from aggregator.identity.rules import filter_and_classify
 from aggregator.models import EntryRecord, FetchResult, ParsedFeed, evolve
 from aggregator.parse.sandbox import ParseLimits, parse_limited
-from aggregator.run.schedule import PollFacts, Standing, next_poll_at, retry_window_end
+from aggregator.run.pacing import PollFacts, Standing, next_poll_at, retry_window_end
 from aggregator.store.interface import Storage
 from aggregator.store.records import FeedKey, IngestResult, PollRecord, SourceState
 
@@ -204,7 +204,7 @@ def parse_for_store(
     A source never parsed before has no digests stored: the store is not asked."""
     known = store.known_digests(source.id) if parsed_before else None
     feed = extract(source, body, url, content_type, now, limits, known)
-    return feed, prepare(feed.entries, source)
+    return feed, filter_and_classify(feed.entries, source)
 
 
 def ingest_parsed(
@@ -296,7 +296,7 @@ class PollStart:
 
 
 def standing(source: Source, state: SourceState) -> Standing:
-    """What schedule.hold weighs for a source: its config and its stored state."""
+    """What pacing.hold weighs for a source: its config and its stored state."""
     return Standing(
         enabled=source.enabled,
         stopped=state.disabled_reason,

@@ -31,6 +31,7 @@ from aggregator.config.loader import Config, Source
 from aggregator.errors import AggregatorError, StoreError
 from aggregator.fetch.fetcher import Fetcher, FetchRequest, Limits
 from aggregator.parse.sandbox import ParseLimits
+from aggregator.run.pacing import Hold, hold
 from aggregator.run.poll import (
     Clock,
     Parsed,
@@ -43,7 +44,6 @@ from aggregator.run.poll import (
     store_parsed,
     utc_now,
 )
-from aggregator.run.schedule import Hold, hold
 from aggregator.store import open_store
 from aggregator.store.interface import Storage
 from aggregator.store.records import PollRecord, SourceState
@@ -422,7 +422,7 @@ def choose_sources(
     force: bool = False,
 ) -> tuple[list[Source], list[tuple[Source, Hold, SourceState]]]:
     """The sources a command may fetch now, and those it was asked for but may not,
-    with why (schedule.hold): the named ones, or every enabled source due or not
+    with why (pacing.hold): the named ones, or every enabled source due or not
     (every), or the due ones; a Retry-After window is overridden only by force.
     Without a store (no database yet) every source has a blank state."""
     asked = [s for s in (config.source(i) for i in named) if s] or config.enabled_sources

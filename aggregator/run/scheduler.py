@@ -21,7 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from aggregator.config.loader import Source
-from aggregator.run.schedule import first_poll_at, jitter
+from aggregator.run.pacing import first_poll_at, jitter
 
 log = logging.getLogger("aggregator.scheduler")
 

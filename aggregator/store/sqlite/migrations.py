@@ -351,7 +351,7 @@ def _migration_11(db: sqlite_utils.Database) -> None:
 
 def _migration_12(db: sqlite_utils.Database) -> None:
     # The end of the window a server's Retry-After asked for: every command keeps it,
-    # even one that polls whether due or not (schedule.hold).
+    # even one that polls whether due or not (pacing.hold).
     db.execute("ALTER TABLE sources ADD COLUMN retry_not_before TEXT")
 
 

@@ -1,5 +1,5 @@
-"""When to poll a source next, and whether it may be fetched now. Pure functions over
-plain values.
+"""The pacing of polls: when to poll a source next, and whether it may be fetched now.
+Pure functions over plain values.
 
 On success: the source's interval, never earlier than the server's freshness
 lifetime (Cache-Control / Expires), the feed's <ttl> or its sy:updatePeriod,
