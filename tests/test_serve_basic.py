@@ -6,10 +6,10 @@ import gzip
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from aggregator.serve.server import FeedServer
+from tests.test_serve import get
 
 
 @pytest.fixture
@@ -30,34 +30,30 @@ def served(tmp_path: Path) -> Iterator[tuple[FeedServer, Path]]:
 
 def test_feed_has_type_etag_and_304(served: tuple[FeedServer, Path]) -> None:
     server, root = served
-    with httpx.Client(base_url=server.url) as client:
-        first = client.get("/tag/x.xml", headers={"Accept-Encoding": "identity"})
-        assert first.status_code == 200
-        assert first.headers["content-type"] == "application/atom+xml; charset=utf-8"
-        assert first.text == "<feed>三秦</feed>"
-        etag = first.headers["etag"]
-        assert etag.startswith('"') and not etag.startswith("W/")
-        again = client.get("/tag/x.xml", headers={"If-None-Match": etag})
-        assert again.status_code == 304 and again.content == b""
-        since = client.get(
-            "/tag/x.xml", headers={"If-Modified-Since": first.headers["last-modified"]}
-        )
-        assert since.status_code == 304
-        (root / "tag" / "x.xml").write_bytes(b"<feed>new</feed>")
-        changed = client.get("/tag/x.xml", headers={"If-None-Match": etag})
-        assert changed.status_code == 200 and changed.headers["etag"] != etag
+    status, headers, body = get(server, "/tag/x.xml", **{"Accept-Encoding": "identity"})
+    assert status == 200
+    assert headers["content-type"] == "application/atom+xml; charset=utf-8"
+    assert body.decode() == "<feed>三秦</feed>"
+    etag = headers["etag"]
+    assert etag.startswith('"') and not etag.startswith("W/")
+    again = get(server, "/tag/x.xml", **{"If-None-Match": etag})
+    assert again[0] == 304 and again[2] == b""
+    since = get(server, "/tag/x.xml", **{"If-Modified-Since": headers["last-modified"]})
+    assert since[0] == 304
+    (root / "tag" / "x.xml").write_bytes(b"<feed>new</feed>")
+    changed = get(server, "/tag/x.xml", **{"If-None-Match": etag})
+    assert changed[0] == 200 and changed[1]["etag"] != etag
 
 
 def test_gzip_head_index_and_routes(served: tuple[FeedServer, Path]) -> None:
     server, _ = served
-    with httpx.Client(base_url=server.url) as client:
-        raw = client.get("/tag/x.xml", headers={"Accept-Encoding": "gzip"})
-        assert raw.headers["content-encoding"] == "gzip"
-        assert raw.text == "<feed>三秦</feed>"  # httpx decoded it
-        head = client.head("/tag/x.xml")
-        assert head.status_code == 200 and head.content == b""
-        assert client.get("/").text == "<html>index</html>"
-        assert client.get("/healthz").text == "ok"
+    _, headers, body = get(server, "/tag/x.xml", **{"Accept-Encoding": "gzip"})
+    assert headers["content-encoding"] == "gzip"
+    assert gzip.decompress(body).decode() == "<feed>三秦</feed>"  # real gzip
+    status, _, body = get(server, "/tag/x.xml", "HEAD")
+    assert status == 200 and body == b""
+    assert get(server, "/")[2] == b"<html>index</html>"
+    assert get(server, "/healthz")[2] == b"ok"
 
 
 @pytest.mark.parametrize(
@@ -65,16 +61,6 @@ def test_gzip_head_index_and_routes(served: tuple[FeedServer, Path]) -> None:
 )
 def test_paths_cannot_escape_and_unknown_is_404(served: tuple[FeedServer, Path], path: str) -> None:
     server, _ = served
-    response = httpx.get(server.url + path)
-    assert response.status_code == 404
-    assert b"secret" not in response.content
-
-
-def test_gzip_body_is_real_gzip(served: tuple[FeedServer, Path]) -> None:
-    server, _ = served
-    with (
-        httpx.Client(base_url=server.url) as client,
-        client.stream("GET", "/tag/x.xml", headers={"Accept-Encoding": "gzip"}) as response,
-    ):
-        body = b"".join(response.iter_raw())
-    assert gzip.decompress(body).decode() == "<feed>三秦</feed>"
+    status, _, body = get(server, path)
+    assert status == 404
+    assert b"secret" not in body

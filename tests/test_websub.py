@@ -24,6 +24,7 @@ class Hub(ThreadingHTTPServer):
 
     def __init__(self) -> None:
         self.pings: list[dict[str, list[str]]] = []
+        self.agents: list[str] = []
         self.statuses: list[int] = []
         self.lock = threading.Lock()
         self.received = threading.Condition(self.lock)
@@ -47,6 +48,14 @@ class _HubHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
+        if self.path == "/moved":  # the hub moved: the ping must follow, still a POST
+            self.rfile.read(length)
+            self.send_response(308)
+            self.send_header("Location", "/hub")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.server.agents.append(self.headers.get("User-Agent", ""))
         form = parse_qs(self.rfile.read(length).decode())
         with self.server.received:
             status = self.server.statuses.pop(0) if self.server.statuses else 204
@@ -116,6 +125,15 @@ def test_failed_pings_are_logged_and_retried(
     assert [p["hub.url"] for p in pings] == [["http://feeds.example.org/all.xml"]]
     assert notifier.delivered == [(hub.url, "http://feeds.example.org/all.xml")]
     assert "HTTP 503" in caplog.text and "HTTP 500" in caplog.text
+
+
+def test_a_ping_follows_a_moved_hub_and_names_the_aggregator(hub: Hub) -> None:
+    notifier = HubNotifier(user_agent="aggregator-test/1", delays=())
+    notifier.notify(hub.url.replace("/hub", "/moved"), ["http://feeds.example.org/all.xml"])
+    pings = hub.wait_for(1)
+    notifier.close()
+    assert [p["hub.url"] for p in pings] == [["http://feeds.example.org/all.xml"]]
+    assert hub.agents == ["aggregator-test/1"]
 
 
 def test_unreachable_hub_never_blocks_publishing(write_config: Any) -> None:

@@ -39,18 +39,16 @@ from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import brotli
+import certifi
 import pycurl
 
 from aggregator.config.loader import DEFAULT_USER_AGENT, Settings, limits_of
 from aggregator.errors import FetchError
 from aggregator.models import FetchResult, evolve
 
-try:  # httpx depends on certifi; without it libcurl's built-in CA path is used
-    import certifi
-
-    CA_BUNDLE: str | None = certifi.where()
-except ImportError:  # pragma: no cover
-    CA_BUNDLE = None
+# Mozilla's CA bundle, the same on every machine, rather than whatever CA path the
+# libcurl in use was built with (a wheel's may not exist here).
+CA_BUNDLE = certifi.where()
 
 ACCEPT = (
     "application/atom+xml, application/rss+xml, application/rdf+xml, "
@@ -722,8 +720,7 @@ class Fetcher:
         handle.setopt(pycurl.LOW_SPEED_TIME, max(1, math.ceil(limits.read_timeout)))
         handle.setopt(pycurl.MAXCONNECTS, MAX_CONNECTIONS_PER_THREAD)
         handle.setopt(pycurl.BUFFERSIZE, RECEIVE_BUFFER)
-        if CA_BUNDLE:
-            handle.setopt(pycurl.CAINFO, CA_BUNDLE)
+        handle.setopt(pycurl.CAINFO, CA_BUNDLE)
         return handle
 
     def _slot(self, host: str) -> _Slots:
@@ -1200,7 +1197,7 @@ URL_SAFE = "!#$%&'()*+,/:;=?@[]~"  # kept as they are, escapes included
 
 def _ascii_url(url: str) -> str:
     """The URL as curl must get it: an IDNA host name, other non-ASCII characters
-    and spaces %-escaped as UTF-8 (what browsers and httpx send)."""
+    and spaces %-escaped as UTF-8 (what browsers send)."""
     if url.isascii() and " " not in url:
         return url
     parts = urlsplit(url)

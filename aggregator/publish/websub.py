@@ -9,12 +9,15 @@ sent once.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import queue
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterable, Sequence
-
-import httpx
+from typing import IO
+from urllib.parse import urlencode
 
 from aggregator.config.loader import DEFAULT_USER_AGENT
 
@@ -25,6 +28,44 @@ DEFAULT_DELAYS = (10.0, 60.0, 300.0, 1800.0, 3600.0)  # seconds before retries 1
 _Ping = tuple[str, str, int]  # (hub, topic, attempt)
 
 
+class _KeepPostOnRedirect(urllib.request.HTTPRedirectHandler):
+    """A 307 or 308 repeats the POST at the new address (urllib gives up on them);
+    a 301, 302 or 303 turns it into a GET, as browsers do."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if code in (307, 308) and req.get_method() == "POST":
+            return urllib.request.Request(
+                newurl, data=req.data, headers=dict(req.header_items()), method="POST"
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def post_form(url: str, form: dict[str, str], user_agent: str, timeout: float) -> int:
+    """POST a form and return the answer's status; raises OSError or HTTPException when
+    there is no answer."""
+    request = urllib.request.Request(
+        url,
+        data=urlencode(form).encode("ascii"),
+        headers={"User-Agent": user_agent},
+        method="POST",
+    )
+    opener = urllib.request.build_opener(_KeepPostOnRedirect)
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:  # an answer, not a failure to get one
+        exc.close()
+        return exc.code
+
+
 class HubNotifier:
     def __init__(
         self,
@@ -33,9 +74,8 @@ class HubNotifier:
         timeout: float = 10.0,
         delays: Sequence[float] = DEFAULT_DELAYS,
     ) -> None:
-        self._client = httpx.Client(
-            timeout=timeout, headers={"User-Agent": user_agent}, follow_redirects=True
-        )
+        self._user_agent = user_agent
+        self._timeout = timeout
         self._delays = tuple(delays)
         self._queue: queue.Queue[_Ping | None] = queue.Queue()
         self._waiting: set[tuple[str, str]] = set()
@@ -79,14 +119,15 @@ class HubNotifier:
 
     def _send(self, hub: str, topic: str, attempt: int) -> None:
         try:
-            response = self._client.post(hub, data={"hub.mode": "publish", "hub.url": topic})
-            if 200 <= response.status_code < 300:
+            form = {"hub.mode": "publish", "hub.url": topic}
+            status = post_form(hub, form, self._user_agent, self._timeout)
+            if 200 <= status < 300:
                 log.info("hub %s notified of %s", hub, topic)
                 with self._lock:
                     self.delivered.append((hub, topic))
                 return
-            problem = f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
+            problem = f"HTTP {status}"
+        except (OSError, http.client.HTTPException) as exc:
             problem = f"{type(exc).__name__}: {exc}"
         if attempt >= len(self._delays):
             log.error(
@@ -128,4 +169,3 @@ class HubNotifier:
             timer.cancel()
         self._queue.put(None)
         self._thread.join(timeout)
-        self._client.close()
