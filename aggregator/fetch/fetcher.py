@@ -308,7 +308,7 @@ class _Exchange:
 
 class _Slots:
     """At most n fetches in flight to one host: n tokens in a queue, a C-level
-    blocking primitive (threading.Semaphore is Python code, a few µs a fetch)."""
+    blocking primitive (threading.Semaphore is Python code, run on every fetch)."""
 
     __slots__ = ("_tokens",)
 
@@ -714,7 +714,7 @@ class Fetcher:
         handle.setopt(pycurl.HTTP_CONTENT_DECODING, 0)  # raw bytes: BoundedDecoder is ours
         handle.setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(limits.connect_timeout * 1000)))
         # The read timeout, kept by curl itself: a Python progress callback would cost
-        # a GIL hand-off some ten times a request. curl measures the speed over its last
+        # GIL hand-offs all through every request. curl measures the speed over its last
         # 5 s, so silence after data is noticed up to 5 s later than read_timeout.
         handle.setopt(pycurl.LOW_SPEED_LIMIT, 1)
         handle.setopt(pycurl.LOW_SPEED_TIME, max(1, math.ceil(limits.read_timeout)))

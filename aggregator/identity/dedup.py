@@ -71,15 +71,15 @@ def ranks_before(
 HASH_VERSION = "2"
 
 
-# json.dumps(..., ensure_ascii=False, separators=(",", ":")), without building an
-# encoder for every call (that was half of it).
+# json.dumps(..., ensure_ascii=False, separators=(",", ":")), with one encoder made
+# once instead of one per call.
 _COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def entry_hash(entry: EntryRecord) -> str:
     """A fingerprint of everything a subscriber would see change: the small fields as
-    JSON, the two bodies as they are, each with its length. (JSON escaping of a 3 KB
-    body cost twice the SHA-1 of it.)"""
+    JSON, the two bodies as they are, each with its length (escaping a body as JSON
+    would cost more than hashing it)."""
     small = _COMPACT_JSON.encode(
         [
             entry.title,

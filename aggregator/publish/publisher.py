@@ -721,8 +721,8 @@ class Publisher:
         )
 
     def _load_source_meta(self) -> dict[str, SourceView]:
-        # Views of unchanged rows are kept (a thousand sources' URL parsing is most of
-        # an incremental publish otherwise); the memo holds only the rows seen last.
+        # Views of unchanged rows are kept (else every publish parses every source's
+        # URLs again); the memo holds only the rows seen last.
         if self._meta_memo[0] is not self.config:
             self._meta_memo = (self.config, {})
         previous, memo = self._meta_memo[1], {}

@@ -63,7 +63,7 @@ STORE_BATCH = 8
 # Linux lets a user have without privileges, by default).
 PIPE_SIZE = 1 << 20
 # Parsed feeds waiting for the storing process, counted in pickled bytes. Now and then
-# a commit copies the WAL back into the database (~150 ms in a large first poll): the
+# a commit copies the WAL back into the database, which takes a while: the
 # workers go on parsing into this much meanwhile instead of waiting with idle cores.
 # Counted in bytes, not feeds, so a run of huge feeds cannot pile up.
 WAITING_BYTES = 16 * 1024 * 1024
@@ -142,10 +142,9 @@ def receive(results: Any, budget: ByteBudget, timeout: float | None) -> Any:
 
 def widen_pipe(fd: int, size: int = PIPE_SIZE) -> int:
     """Ask for a pipe buffer of `size` bytes (Linux; elsewhere, or when refused, the
-    pipe keeps its own); returns the size it has. A worker's parsed feed is a few
-    hundred KB: through the default 64 KB the worker's writes waited on the reader
-    three or four times each, and the reader found fewer feeds waiting to store
-    together."""
+    pipe keeps its own); returns the size it has. A worker's parsed feed is often
+    larger than the default pipe: each write would wait on the reader several times,
+    and the reader would find fewer feeds waiting to store together."""
     setter = getattr(fcntl, "F_SETPIPE_SZ", None)
     getter = getattr(fcntl, "F_GETPIPE_SZ", None)
     if setter is None or getter is None:
