@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from aggregator.fetch.discover import feed_links, looks_like_html, propose_id, suggest_share_param
+from aggregator.config.sourcefile import propose_id
+from aggregator.fetch.discover import feed_links, looks_like_html, suggest_share_param
 from tests.feeds import SHARE, Item, rss
 
 PAGE = b"""<!DOCTYPE html>

@@ -13,56 +13,17 @@ import json
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 import click
 
 from aggregator.cli.common import EXIT_FAILED, apply_edit, config_option, fail, load, read_config
 from aggregator.config import sourcefile
-from aggregator.config.loader import feed_url_key
-from aggregator.config.opml import OpmlError, OpmlFeed, build_opml, for_export, parse_opml
-from aggregator.fetch.discover import propose_id
+from aggregator.config.opml import OpmlError, build_opml, for_export, parse_opml, plan_import
 from aggregator.files import write_if_changed
 from aggregator.parse import iri
 from aggregator.store import open_store
 
 DEFAULT_CATEGORY = "Uncategorized"
-
-
-def plan_import(
-    feeds: list[OpmlFeed], existing: list[dict[str, Any]], default_category: str
-) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
-    """The [[sources]] tables to add, and the feeds skipped with the reason. Pure."""
-    urls = {feed_url_key(str(s.get("url", ""))): str(s.get("id")) for s in existing}
-    taken = {str(s.get("id")) for s in existing}
-    added: list[dict[str, Any]] = []
-    skipped: list[tuple[str, str]] = []
-    for feed in feeds:
-        key = feed_url_key(feed.url)
-        if key in urls:
-            skipped.append((feed.url, f"already configured, as source {urls[key]!r}"))
-            continue
-        name = feed.name or urlsplit(feed.url).hostname or feed.url
-        wanted = feed.extra.get("id")
-        source_id = (
-            wanted
-            if isinstance(wanted, str) and wanted not in taken
-            else propose_id(name, feed.url, taken)
-        )
-        values: dict[str, Any] = {
-            "id": source_id,
-            "name": name,
-            "url": feed.url,
-            "category": feed.category or default_category,
-        }
-        if feed.tags:
-            values["tags"] = list(feed.tags)
-        values.update({k: v for k, v in feed.extra.items() if k not in values})
-        taken.add(source_id)
-        urls[key] = source_id
-        added.append(values)
-    return added, skipped
 
 
 @click.command("import-opml")

@@ -25,6 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 from lxml import etree
 
 from aggregator import PROJECT_URL
+from aggregator.config.loader import feed_url_key
+from aggregator.config.sourcefile import propose_id
 from aggregator.errors import AggregatorError
 
 NS = f"{PROJECT_URL}/opml"
@@ -224,3 +226,38 @@ def build_opml(
         extra = {k: v for k, v in source.items() if k not in STANDARD_KEYS}
         outline.set(_EXTRA, json.dumps(extra, ensure_ascii=False, sort_keys=True))
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
+
+
+def plan_import(
+    feeds: list[OpmlFeed], existing: list[dict[str, Any]], default_category: str
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """The [[sources]] tables to add, and the feeds skipped with the reason. Pure."""
+    urls = {feed_url_key(str(s.get("url", ""))): str(s.get("id")) for s in existing}
+    taken = {str(s.get("id")) for s in existing}
+    added: list[dict[str, Any]] = []
+    skipped: list[tuple[str, str]] = []
+    for feed in feeds:
+        key = feed_url_key(feed.url)
+        if key in urls:
+            skipped.append((feed.url, f"already configured, as source {urls[key]!r}"))
+            continue
+        name = feed.name or urlsplit(feed.url).hostname or feed.url
+        wanted = feed.extra.get("id")
+        source_id = (
+            wanted
+            if isinstance(wanted, str) and wanted not in taken
+            else propose_id(name, feed.url, taken)
+        )
+        values: dict[str, Any] = {
+            "id": source_id,
+            "name": name,
+            "url": feed.url,
+            "category": feed.category or default_category,
+        }
+        if feed.tags:
+            values["tags"] = list(feed.tags)
+        values.update({k: v for k, v in feed.extra.items() if k not in values})
+        taken.add(source_id)
+        urls[key] = source_id
+        added.append(values)
+    return added, skipped

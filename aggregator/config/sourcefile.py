@@ -16,15 +16,17 @@ from __future__ import annotations
 import copy
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import tomlkit
 from tomlkit.items import AoT, Table
 
 from aggregator.config.loader import SOURCE_KEYS, Config, feed_url_key, parse_config
+from aggregator.config.slugs import slugify
 from aggregator.errors import AggregatorError, ConfigNotFound
 from aggregator.files import write_if_changed
 
@@ -365,3 +367,22 @@ def source_values(text: str, source_id: str) -> dict[str, Any]:
 
 def known_key(key: str) -> bool:
     return key in SOURCE_KEYS
+
+
+_ID_LIMIT = 64
+
+
+def propose_id(name: str, url: str, taken: Collection[str]) -> str:
+    """A source id from the name (romanized), else the host; unique among `taken`."""
+    host = (urlsplit(url).hostname or "").removeprefix("www.")
+    base = slugify(name) if name.strip() else ""
+    if not base or base.startswith("x-"):  # slugify's fallback for unreadable names
+        base = slugify(host.replace(".", "-")) if host else "source"
+    base = base[:_ID_LIMIT].strip("-") or "source"
+    candidate = base
+    number = 2
+    while candidate in taken:
+        suffix = f"-{number}"
+        candidate = base[: _ID_LIMIT - len(suffix)].rstrip("-") + suffix
+        number += 1
+    return candidate

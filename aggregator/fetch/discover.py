@@ -1,20 +1,17 @@
-"""Finding a feed for a URL and proposing a name and an id for a new source.
+"""Finding a feed for a URL, and the share-code parameter its links suggest.
 
 ``feed_links`` reads the ``<link rel="alternate">`` elements of an HTML page
-(feed autodiscovery); ``propose_id`` turns a name or host into a source id not
-yet taken. Pure functions; the fetching is done by the caller.
+(feed autodiscovery). Pure functions; the fetching is done by the caller.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import lxml.html
 from lxml import etree
-
-from aggregator.config.slugs import slugify
 
 FEED_TYPES = {
     "application/rss+xml": 0,
@@ -23,7 +20,6 @@ FEED_TYPES = {
     "application/feed+json": 2,
     "application/json": 3,
 }
-_ID_LIMIT = 64
 _HTML_START = re.compile(rb"^\s*(<!--.*?-->\s*)*<(!doctype\s+html|html|head|body)", re.I | re.S)
 
 
@@ -57,22 +53,6 @@ def feed_links(body: bytes, base_url: str) -> list[str]:
         if urlsplit(url).scheme in ("http", "https", "file"):
             found.append((FEED_TYPES[kind], order, url))
     return list(dict.fromkeys(url for _, _, url in sorted(found)))
-
-
-def propose_id(name: str, url: str, taken: Collection[str]) -> str:
-    """A source id from the name (romanized), else the host; unique among `taken`."""
-    host = (urlsplit(url).hostname or "").removeprefix("www.")
-    base = slugify(name) if name.strip() else ""
-    if not base or base.startswith("x-"):  # slugify's fallback for unreadable names
-        base = slugify(host.replace(".", "-")) if host else "source"
-    base = base[:_ID_LIMIT].strip("-") or "source"
-    candidate = base
-    number = 2
-    while candidate in taken:
-        suffix = f"-{number}"
-        candidate = base[: _ID_LIMIT - len(suffix)].rstrip("-") + suffix
-        number += 1
-    return candidate
 
 
 def suggest_share_param(links: Sequence[str]) -> str | None:

@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 
 from aggregator.config.loader import Config, Source
 from aggregator.config.sharecodes import ShareCodeRule
+from aggregator.config.sourcefile import propose_id
 from aggregator.errors import FetchError, ParseError
-from aggregator.fetch.discover import feed_links, looks_like_html, propose_id, suggest_share_param
+from aggregator.fetch.discover import feed_links, looks_like_html, suggest_share_param
 from aggregator.fetch.fetcher import Fetcher
 from aggregator.identity.identify import Scope, identify
 from aggregator.identity.rules import classify, matching_rules, rejection
