@@ -13,11 +13,13 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aggregator.config.loader import Config, Source
-from aggregator.store.interface import Storage
 from aggregator.store.records import HISTORY_DAYS, PollDay, RecentPoll, StatusRows, from_iso, iso
+
+if TYPE_CHECKING:  # only gather_report reads a store; the rest is pure
+    from aggregator.store.interface import Storage
 
 # What neither a terminal nor HTML should get from a source as it is: C0 and C1
 # controls but tab (a terminal obeys escape sequences; a newline could fake a line),
