@@ -132,7 +132,7 @@ class Ours:
         self.processes_used = 1
 
     def poll(self, sources: list[Any] | None = None) -> int:
-        from aggregator.parse.sandbox import ParseLimits
+        from aggregator.parse.limits import ParseLimits
         from aggregator.run.pollrun import poll_many, processes_for  # imported by __init__
 
         # The path of `aggregator poll` (the daemon runs the same steps in poll_source):

@@ -35,6 +35,7 @@ class FeedServer(ThreadingHTTPServer):
     def __init__(self) -> None:
         self.resources: dict[str, Resource] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.posted: list[tuple[str, bytes]] = []  # POST requests' paths and bodies
         self.statuses: list[tuple[str, int]] = []
         self.lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -68,6 +69,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+    def do_POST(self) -> None:
+        """Answered as a GET of the same path; the request body is kept in `posted`."""
+        length = int(self.headers.get("Content-Length") or 0)
+        with self.server.lock:
+            self.server.posted.append((self.path, self.rfile.read(length)))
+        self.do_GET()
 
     def do_GET(self) -> None:
         with self.server.lock:

@@ -42,8 +42,8 @@ def run_source(
     **fields: Any,
 ) -> Run:
     """Poll the source at url once, publish, check every published document, and give
-    what was stored and published. `fields` go into the source's config table,
-    `settings` into [settings]."""
+    what was stored and published. `fields` go into the source's config table (None
+    leaves a key out), `settings` into [settings]."""
     source = {
         "id": "s",
         "name": "来源",
@@ -52,7 +52,8 @@ def run_source(
         "tags": ["标签"],
         "share_code": {"param": "infoCode"},  # codes as the project's sources have them
     }
-    config = load_config(write_config([{**source, **fields}], **(settings or {})), env={})
+    table = {k: v for k, v in {**source, **fields}.items() if v is not None}  # None: unset
+    config = load_config(write_config([table], **(settings or {})), env={})
     with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         outcome = poll_source(config.sources[0], store, fetcher, clock=clock or Clock())

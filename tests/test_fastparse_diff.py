@@ -1,6 +1,6 @@
 """The lxml fast path and feedparser give the same normalised feed, on every feed we have.
 
-Each document is parsed twice through parse.parse_feed, once with the fast path and
+Each document is parsed twice through parse.feed.parse_xml, once with the fast path and
 once with feedparser alone, and the two ParsedFeeds (every entry's title, link,
 guid, dates, content, summary, author, categories, enclosures) must be equal.
 Documents the fast path declines fall back to feedparser, so they agree trivially;
@@ -19,8 +19,8 @@ import pytest
 
 from aggregator.errors import ParseError
 from aggregator.parse import fast as fastparse
-from aggregator.parse.feed import FieldLimits, parse_fast, parse_feed, prepare
-from aggregator.parse.sandbox import parse_limited
+from aggregator.parse.feed import FieldLimits, parse_fast, parse_xml, prepare
+from aggregator.parse.kinds import parse_feed
 from bench.corpus import Corpus
 from tests import fpcorpus
 from tests.feeds import Item, atom, rss
@@ -265,22 +265,22 @@ def test_fast_path_equals_feedparser(case: Case) -> None:
     if fast_expected is not None:
         assert taken == fast_expected, name
     try:
-        slow = parse_feed(body, url=url, content_type=content_type, seen_at=SEEN, fast=False)
+        slow = parse_xml(body, url=url, content_type=content_type, seen_at=SEEN, fast=False)
     except Exception as exc:  # both paths must then fail the same way
         with pytest.raises(type(exc)):
-            parse_feed(body, url=url, content_type=content_type, seen_at=SEEN)
+            parse_xml(body, url=url, content_type=content_type, seen_at=SEEN)
         return
-    fast = parse_feed(body, url=url, content_type=content_type, seen_at=SEEN)
+    fast = parse_xml(body, url=url, content_type=content_type, seen_at=SEEN)
     assert fast.entries == slow.entries
     assert fast == slow
     if taken:  # the poll path's parser (fast path in-process, else the sandbox) agrees
-        assert parse_limited(body, url=url, content_type=content_type, seen_at=SEEN) == slow
+        assert parse_feed(body, url=url, content_type=content_type, seen_at=SEEN) == slow
 
 
 def test_the_corpus_exercises_every_field() -> None:
     """Guard against a vacuous comparison: the corpus has what we compare."""
     feeds = [
-        parse_feed(body, url=url, content_type=ct, seen_at=SEEN)
+        parse_xml(body, url=url, content_type=ct, seen_at=SEEN)
         for _, body, url, ct, fast in CASES
         if fast and fast_taken(body, url, ct)
     ]

@@ -24,7 +24,7 @@ from aggregator.cli.main import main
 from aggregator.config.loader import Config, load_config
 from aggregator.fetch.fetcher import Fetcher, Limits
 from aggregator.parse.feed import FieldLimits
-from aggregator.parse.sandbox import ParseLimits
+from aggregator.parse.limits import ParseLimits
 from aggregator.publish.publisher import Publisher
 from aggregator.run.poll import PollOutcome, poll_source
 from aggregator.store.records import StoredArticle

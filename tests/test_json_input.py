@@ -12,9 +12,9 @@ from aggregator.config.loader import Source
 from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.errors import ParseError
 from aggregator.models import Enclosure
-from aggregator.parse.feed import FieldLimits, parse_feed
 from aggregator.parse.jsonfeed import looks_like_json, parse_json_feed
-from aggregator.parse.sandbox import parse_limited
+from aggregator.parse.kinds import parse_feed
+from aggregator.parse.limits import FieldLimits
 from aggregator.run.poll import extract
 from aggregator.store.sqlite import SqliteStore
 
@@ -133,8 +133,7 @@ def test_a_json_feed_is_recognised_by_its_type_or_its_first_byte() -> None:
     assert looks_like_json(b"{", "text/plain")
     assert not looks_like_json(b"<rss/>", "application/rss+xml")
     body = document({"id": "1", "title": "经由解析入口", "content_html": "<p>x</p>"})
-    for parse in (parse_feed, parse_limited):
-        assert [e.title for e in parse(body, url=URL, seen_at=SEEN).entries] == ["经由解析入口"]
+    assert [e.title for e in parse_feed(body, url=URL, seen_at=SEEN).entries] == ["经由解析入口"]
 
 
 def test_the_same_article_in_json_and_rss_is_one_entry(tmp_path: Any) -> None:

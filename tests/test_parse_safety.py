@@ -1,4 +1,5 @@
-"""parse_feed on hostile and awkward documents: encodings, entities, content, dates."""
+"""The parse front door (kinds.parse_feed) on hostile and awkward documents: encodings,
+entities, content, dates."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import pytest
 
 from aggregator.errors import ParseError
 from aggregator.parse.encoding import decode
-from aggregator.parse.feed import FieldLimits, parse_feed, prepare
-from aggregator.parse.sandbox import ParseLimits, needs_worker, parse_limited, run_in_worker
+from aggregator.parse.feed import parse_prepared, parse_xml, prepare
+from aggregator.parse.kinds import needs_worker, parse_feed
+from aggregator.parse.limits import FieldLimits, ParseLimits
+from aggregator.parse.sandbox import run_in_worker
 from aggregator.parse.sanitize import absolute_http_url, clean_html, plain_text, strip_control
 from aggregator.parse.xmlguard import MAX_EXPANSION, screen
 
@@ -188,17 +191,18 @@ def test_a_document_with_a_dtd_is_parsed_in_a_worker() -> None:
     prepared = prepare(body.encode("utf-8"))
     limits = ParseLimits()
     assert needs_worker(prepared, limits)
-    report = run_in_worker(
-        prepared,
-        url="http://news.example.cn/",
-        timezone="Asia/Shanghai",
-        seen_at=SEEN,
-        limits=limits,
-    )
+    arguments = {
+        "prepared": prepared,
+        "url": "http://news.example.cn/",
+        "timezone": "Asia/Shanghai",
+        "seen_at": SEEN,
+        "fast": False,
+    }
+    report = run_in_worker(parse_prepared, arguments, limits)
     assert report.feed is not None and report.error is None
     assert [e.title for e in report.feed.entries] == ["三秦网"]
     assert 0 < report.max_rss_kib < 512 * 1024
-    same = parse_limited(body.encode("utf-8"), seen_at=SEEN, url="http://news.example.cn/")
+    same = parse_feed(body.encode("utf-8"), seen_at=SEEN, url="http://news.example.cn/")
     assert same == report.feed
 
 
@@ -208,7 +212,7 @@ def test_a_parse_that_runs_away_is_stopped_by_the_time_limit() -> None:
     attributes = " ".join(f'a{n}="1"' for n in range(50_000))
     body = rss(f"<item {attributes}><title>x</title></item>").encode()
     with pytest.raises(ParseError, match="took longer than 1 s"):
-        parse_limited(body, seen_at=SEEN, limits=ParseLimits(timeout=1.0))
+        parse_feed(body, seen_at=SEEN, limits=ParseLimits(timeout=1.0))
 
 
 def test_small_plain_documents_stay_in_process() -> None:
@@ -349,7 +353,7 @@ def test_atom_plain_text_is_shown_as_written(fast: bool) -> None:
         '<entry><title type="html">&lt;b&gt;粗&lt;/b&gt; &amp;amp;</title><id>e2</id>'
         '<content type="html">&lt;p&gt;正文&lt;/p&gt;</content></entry></feed>'
     )
-    feed = parse_feed(body.encode(), url="http://x.cn/f.xml", seen_at=SEEN, fast=fast)
+    feed = parse_xml(body.encode(), url="http://x.cn/f.xml", seen_at=SEEN, fast=fast)
     text, markup = feed.entries
     assert text.title == "if a <b> c &amp; d"
     assert text.summary == "1 &lt; 2, x&lt;y, AT&amp;T &lt;script&gt;"
@@ -376,7 +380,7 @@ def test_character_references_to_controls_leave_no_control_in_content(reference:
     escaped = html.escape(f"<p>正{reference}文</p>")
     body = rss(item("t", f"<description>{escaped}</description>"))
     for fast in (True, False):
-        entry = parse_feed(body.encode(), seen_at=SEEN, fast=fast).entries[0]
+        entry = parse_xml(body.encode(), seen_at=SEEN, fast=fast).entries[0]
         assert strip_control(entry.content) == entry.content
         assert "正" in entry.content and "文" in entry.content
 
@@ -384,7 +388,7 @@ def test_character_references_to_controls_leave_no_control_in_content(reference:
 def test_oversized_fields_are_cut() -> None:
     limits = FieldLimits(title=20, summary=50, content=100, entries=3)
     body = rss(item("长" * 500, f"<description>{'&lt;p&gt;字&lt;/p&gt;' * 500}</description>") * 5)
-    feed = parse_feed(body.encode(), seen_at=SEEN, limits=limits)
+    feed = parse_feed(body.encode(), seen_at=SEEN, limits=ParseLimits(fields=limits))
     assert len(feed.entries) == 3
     assert all(len(e.title) <= 20 and len(e.content) <= 100 for e in feed.entries)
     assert feed.entries[0].content.endswith("</p>")

@@ -45,11 +45,12 @@ from aggregator.errors import (
     StoreError,
 )
 from aggregator.fetch.fetcher import Fetcher, Limits
-from aggregator.parse.sandbox import ParseLimits
+from aggregator.parse.limits import ParseLimits
 from aggregator.publish.posts import PostWriter, describe_posts
 from aggregator.publish.publisher import Publisher
 from aggregator.run.poll import PollOutcome
 from aggregator.run.pollrun import choose_sources, poll_run
+from aggregator.run.probe import selector_problems
 from aggregator.serve.status import gather_report, report_json, source_facts
 from aggregator.store.records import FeedKey
 
@@ -314,8 +315,18 @@ def config_group() -> None:
 
 @config_group.command("check")
 @config_option
-def config_check(config_path: Path) -> None:
-    """Validate the config file and print every problem at once, with line numbers."""
+@click.option(
+    "--fetch",
+    is_flag=True,
+    help="Also fetch every enabled html and json source and report a selector that matches "
+    "nothing or a path that is not there.",
+)
+def config_check(config_path: Path, fetch: bool) -> None:
+    """Validate the config file and print every problem at once, with line numbers.
+
+    Selectors and paths are checked for their syntax; with --fetch, against what each
+    page or API answers now (nothing is stored).
+    """
     try:
         config = load_config(config_path)
     except ConfigNotFound as exc:
@@ -324,6 +335,16 @@ def config_check(config_path: Path) -> None:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         click.echo(f"{len(exc.problems)} problem(s) found", err=True)
+        sys.exit(EXIT_CONFIG)
+    found: list[str] = []
+    if fetch:
+        limits = Limits.from_settings(config.settings)
+        with Fetcher(limits, config.settings.user_agent) as fetcher:
+            found = selector_problems(fetcher, config.enabled_sources, datetime.now(UTC))
+    for line in found:
+        click.echo(line, err=True)
+    if found:
+        click.echo(f"{len(found)} problem(s) found", err=True)
         sys.exit(EXIT_CONFIG)
     click.echo(f"{config_path}: ok, {len(config.sources)} sources")
 

@@ -24,6 +24,7 @@ from aggregator.cli.common import (
     age,
     apply_edit,
     config_option,
+    display_width,
     fail,
     held_line,
     load,
@@ -37,7 +38,8 @@ from aggregator.cli.common import (
     source_table,
 )
 from aggregator.config import sourcefile
-from aggregator.config.loader import SOURCE_KEYS, Config
+from aggregator.config.loader import SOURCE_KEYS, SOURCE_KINDS, Config
+from aggregator.config.selectors import check_selectors
 from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.errors import ConfigError, FetchError, ParseError
 from aggregator.fetch.fetcher import Fetcher, Limits
@@ -54,6 +56,26 @@ def sources() -> None:
 # --- sources add ----------------------------------------------------------------------------
 
 
+def select_table(kind: str, select: tuple[str, ...]) -> dict[str, str]:
+    """--select FIELD=EXPR options as a select table; refused for a feed, and for an
+    html or json kind without a valid one."""
+    if kind == "feed":
+        if select:
+            fail("--select is for --kind html or --kind json", EXIT_CONFIG)
+        return {}
+    table = {}
+    for item in select:
+        name, equals, expression = item.partition("=")
+        if not equals or not name.strip():
+            fail(f"--select takes FIELD=EXPR, e.g. items='ul.news li', not {item!r}", EXIT_CONFIG)
+        table[name.strip()] = expression.strip()
+    try:
+        check_selectors(table, kind)
+    except ValueError as exc:
+        fail(f"--select: {exc}", EXIT_CONFIG)
+    return table
+
+
 @sources.command("add")
 @config_option
 @click.argument("url")
@@ -63,6 +85,22 @@ def sources() -> None:
 @click.option("--tag", "tags", multiple=True, help="A tag for its entries; repeat for several.")
 @click.option("--interval", help='How often to poll, e.g. "30m" or 1800 (default: settings).')
 @share_code_options
+@click.option(
+    "--kind",
+    type=click.Choice(SOURCE_KINDS),
+    default="feed",
+    show_default=True,
+    help="feed: RSS, Atom or JSON Feed (found on an HTML page that announces it); html: a "
+    "list page read with --select; json: an API read with --select paths.",
+)
+@click.option(
+    "--select",
+    "select",
+    multiple=True,
+    metavar="FIELD=EXPR",
+    help="For --kind html or json: a selector (XPath or CSS) or JMESPath path, e.g. "
+    "items='ul.news li' or title=a; repeat for each field.",
+)
 @click.option("--disabled", is_flag=True, help="Add it with enabled = false.")
 @click.option("--dry-run", is_flag=True, help="Show the [[sources]] table; do not write it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new source as JSON.")
@@ -76,17 +114,21 @@ def sources_add(
     interval: str | None,
     share_code_param: str | None,
     share_code_regex: str | None,
+    kind: str,
+    select: tuple[str, ...],
     disabled: bool,
     dry_run: bool,
     as_json: bool,
 ) -> None:
     """Check that URL is a feed (or an HTML page announcing one) and add it to the config.
+    With --kind html or json, check that the --select selectors or paths find entries.
 
     The name is proposed from the feed's title and the id from the name or the
     host; the new [[sources]] table goes after the last one, and the rest of
     the file, comments included, is left exactly as it was.
     """
     share_code = share_code_value(share_code_param, share_code_regex)
+    selectors = select_table(kind, select)
     text, config = read_config(config_path)
     try:
         early = {"url": url, **({"id": source_id} if source_id else {})}
@@ -107,9 +149,11 @@ def sources_add(
                 interval=parse_value(interval) if interval else None,
                 share_code=share_code,
                 disabled=disabled,
+                kind=kind,
+                select=selectors,
             )
     except (FetchError, ParseError) as exc:
-        fail(f"{url} is not a usable feed: {exc}", EXIT_FAILED)
+        fail(f"{url} is not a usable {'feed' if kind == 'feed' else 'source'}: {exc}", EXIT_FAILED)
     values = found.values
     report = found.report(written=not dry_run)
 
@@ -359,6 +403,12 @@ def _print_check(report: dict[str, Any]) -> None:
             f"(by rule: {rules or '-'})",
             fg=colour,
         )
+    if report["unmatched"]:
+        click.secho(
+            f"  no item has a value for: {', '.join(report['unmatched'])} "
+            "(a selector that matches nothing, or a path that is not there)",
+            fg="yellow",
+        )
     scopes = report["scopes"]
     click.echo(
         f"  identities: {scopes['global']} global (merge with any source's), "
@@ -368,6 +418,19 @@ def _print_check(report: dict[str, Any]) -> None:
         title = entry["title"] or f"(no title; shown as: {entry['shown_title']})"
         click.echo(f"  {index}. {title}")
         click.echo(f"     link: {entry['link'] or '-'}")
+        for name, value in entry.get("picked", {}).items():
+            click.echo(f"     picked {name}: {_short(value)}")
+        if entry["published_raw"] or entry["published"]:
+            click.echo(f"     date: {entry['published_raw'] or '-'} -> {entry['published'] or '-'}")
+        for name in ("guid", "author"):
+            if entry[name]:
+                click.echo(f"     {name}: {entry[name]}")
+        if entry["images"]:
+            click.echo(f"     image: {', '.join(entry['images'])}")
+        if entry["text"]:
+            click.echo(f"     text: {entry['text']}")
+        by_rule = entry["rule"] == report["configured_rule"]
+        click.echo(f"     share code: {entry['identity'] if by_rule else '-'}")
         scope = "global" if entry["scope"] == Scope.GLOBAL.value else "source-scoped"
         click.echo(f"     identity: {entry['identity']}  ({scope}, rule: {entry['rule']})")
         if entry["same_as_entry"]:
@@ -390,6 +453,12 @@ def _print_check(report: dict[str, Any]) -> None:
             click.echo(f"     mapping rules: {', '.join(entry['mapping_rules'])}")
         if not entry["kept"]:
             click.secho(f"     dropped: {entry['dropped_because']}", fg="yellow")
+
+
+def _short(value: str, width: int = 80) -> str:
+    """One line of a picked value, cut to about `width` columns."""
+    line = " ".join(value.split())
+    return line if display_width(line) <= width else line[: width // 2] + "…"
 
 
 @sources.command("check")

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aggregator import PROJECT_URL, __version__
+from aggregator.config.selectors import Selectors, check_selectors, html_expression
 from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.config.slugs import assign_slugs
 from aggregator.errors import ConfigError, ConfigNotFound, ConfigProblem
@@ -74,6 +75,22 @@ class Rule:
         return f"rules[{self.index}]"
 
 
+# How a source is read (see aggregator.parse.kinds, which registers a reader for each):
+# "feed" is RSS, Atom, RDF or JSON Feed, told apart by the bytes; "html" a list page read
+# with selectors; "json" a JSON API read with paths.
+SOURCE_KINDS = ("feed", "html", "json")
+METHODS = ("GET", "POST")
+
+
+@dataclass(frozen=True)
+class FullText:
+    """Whether to fetch each new or changed entry's article page and keep its main text:
+    found by an extractor (`full_text = true`) or by a selector (`{ selector = "..." }`)."""
+
+    enabled: bool = False
+    selector: str = ""  # an HTML selector (see config.selectors); "" = automatic
+
+
 @dataclass(frozen=True)
 class Source:
     id: str
@@ -92,6 +109,12 @@ class Source:
     rules: tuple[Rule, ...] = ()  # the [[rules]] that apply to this source
     retain_for: float | None = None  # overrides settings.retain_for for this source
     retain_entries: int | None = None  # overrides settings.retain_entries
+    kind: str = "feed"  # one of SOURCE_KINDS
+    select: Selectors = field(default_factory=Selectors)  # kind "html" or "json": where
+    method: str = "GET"
+    params: tuple[tuple[str, str], ...] = ()  # query parameters added to the URL
+    body: str = ""  # sent with a POST
+    full_text: FullText = FullText()
 
 
 @dataclass(frozen=True)
@@ -330,6 +353,44 @@ def _headers(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(value.items()))
 
 
+def _kind(value: Any) -> str:
+    if value not in SOURCE_KINDS:
+        raise ValueError(f"expected one of {', '.join(SOURCE_KINDS)}, got {value!r}")
+    return str(value)
+
+
+def _method(value: Any) -> str:
+    method = _string(value).upper()
+    if method not in METHODS:
+        raise ValueError(f"expected {' or '.join(METHODS)}, got {value!r}")
+    return method
+
+
+def _params(value: Any) -> tuple[tuple[str, str], ...]:
+    """Query parameters: a table of names to strings or numbers."""
+    if not isinstance(value, dict) or not all(
+        isinstance(v, str | int | float) and not isinstance(v, bool) for v in value.values()
+    ):
+        raise ValueError('expected a table of names to values, e.g. { page = 1, size = "20" }')
+    return tuple((str(k), str(v)) for k, v in value.items())
+
+
+def _full_text(value: Any) -> FullText:
+    if isinstance(value, bool):
+        return FullText(enabled=value)
+    if isinstance(value, dict) and set(value) == {"selector"}:
+        selector = _string(value["selector"])
+        html_expression(selector)
+        return FullText(enabled=True, selector=selector.strip())
+    raise ValueError('expected true, false or { selector = "div.article" }')
+
+
+def _table(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError("expected a table")
+    return value
+
+
 Checker = Callable[[Any], Any]
 
 
@@ -441,6 +502,12 @@ SOURCE_KEYS: dict[str, Checker] = {
     "exclude_content": _regexes,
     "retain_for": parse_duration,
     "retain_entries": _int,
+    "kind": _kind,
+    "select": _table,  # checked against the kind in _source
+    "method": _method,
+    "params": _params,
+    "body": str,
+    "full_text": _full_text,
 }
 FILTER_KEYS = ("include_title", "exclude_title", "include_content", "exclude_content")
 REQUIRED_SOURCE_KEYS = ("id", "name", "url", "category")
@@ -644,6 +711,7 @@ def _source(
         except ValueError as exc:
             problems.add(("sources", index, "url"), str(exc), sid)
             bad = True
+    bad = not _check_kind(values, index, problems, sid) or bad
     if bad or missing or len(values) < len(REQUIRED_SOURCE_KEYS):
         return None
     values.setdefault("interval", settings.default_interval)
@@ -654,6 +722,28 @@ def _source(
         return Source(**values), category_slug
     except TypeError:  # a required key had a bad value; already reported
         return None
+
+
+def _check_kind(values: dict[str, Any], index: int, problems: _Problems, sid: str | None) -> bool:
+    """An html or json source needs a `select` table fit for its kind; a feed has none.
+    Converts values["select"] in place; False when a problem was reported."""
+    kind = values.get("kind", "feed")
+    if "select" not in values:
+        if kind == "feed":
+            return True
+        problems.add(("sources", index), f'a kind = "{kind}" source needs a select table', sid)
+        return False
+    if kind == "feed":
+        problems.add(
+            ("sources", index, "select"), 'select is for kind = "html" or kind = "json"', sid
+        )
+        return False
+    try:
+        values["select"] = check_selectors(values["select"], kind)
+    except ValueError as exc:
+        problems.add(("sources", index, "select"), str(exc), sid)
+        return False
+    return True
 
 
 def _rules(raw: Any, source_ids: set[str], problems: _Problems) -> tuple[Rule, ...]:

@@ -96,6 +96,10 @@ class FetchRequest:
     headers: tuple[tuple[str, str], ...] = ()
     allow_private: bool = False
     now: datetime | None = None
+    body: bytes | None = None  # sent as a POST; None: a GET
+    # A URL taken from a source's content (an article link): private address space is
+    # refused from the first request on, whatever the source's allow_private says.
+    untrusted: bool = False
 
 
 Key = TypeVar("Key")
@@ -485,6 +489,7 @@ class _Guard:
 
     target: str  # the redirect's URL, for the error
     private: Callable[[str], bool]
+    untrusted: bool = False  # a URL from a source's content: never private space
 
     def refuses(self, address: str) -> bool:
         return self.private(address)
@@ -499,6 +504,7 @@ class _Hop:
     lines: list[HeaderLine]
     deadline: float  # time.monotonic() by which the whole fetch must be done
     guard: _Guard | None = None
+    body: bytes | None = None  # a POST's
 
 
 Hops = Generator[_Hop, "_Exchange", FetchResult]
@@ -512,6 +518,10 @@ def _aim(handle: pycurl.Curl, hop: _Hop, exchange: _Exchange, left: float) -> No
     handle.setopt(pycurl.HEADERFUNCTION, exchange.header)
     handle.setopt(pycurl.WRITEFUNCTION, exchange.body)
     handle.setopt(pycurl.OPENSOCKETFUNCTION, exchange.open_socket)
+    if hop.body is None:
+        handle.setopt(pycurl.HTTPGET, 1)  # undoes a POST this handle made before
+    else:
+        handle.setopt(pycurl.POSTFIELDS, hop.body)
     if hop.guard is not None:  # a kept connection was opened unguarded: a new one
         handle.setopt(pycurl.FRESH_CONNECT, 1)
 
@@ -576,10 +586,14 @@ class Fetcher:
         headers: Iterable[tuple[str, str]] = (),
         allow_private: bool = False,
         now: datetime | None = None,
+        body: bytes | None = None,
+        untrusted: bool = False,
     ) -> FetchResult:
-        """Fetch one URL. Raises FetchError on any failure. Either way, `seconds`
-        says how long it took."""
-        request = FetchRequest(url, etag, last_modified, tuple(headers), allow_private, now)
+        """Fetch one URL (a POST when given a body). Raises FetchError on any failure.
+        Either way, `seconds` says how long it took."""
+        request = FetchRequest(
+            url, etag, last_modified, tuple(headers), allow_private, now, body, untrusted
+        )
         began = time.monotonic()
         try:
             result = self._fetch(request)
@@ -590,6 +604,8 @@ class Fetcher:
 
     def _fetch(self, request: FetchRequest) -> FetchResult:
         if _origin(request.url)[0] == "file":
+            if request.untrusted:
+                raise FetchError(f"only http and https URLs are fetched, not {request.url!r}")
             return fetch_file(
                 request.url,
                 etag=request.etag,
@@ -647,12 +663,16 @@ class Fetcher:
         moved_to: str | None = None
         permanent_so_far = True
         first_peer: str | None = None  # the address the first request went to
-        guarded = False  # redirected from public space: private addresses refused
+        # Redirected from public space, or an untrusted URL: private addresses refused.
+        guarded = request.untrusted
+        if guarded and self._proxied and _is_private_host(urlsplit(url).hostname or ""):
+            raise FetchError(_refusal(url, "", untrusted=True))
+        body = request.body
         for _hop in range(self.limits.max_redirects + 1):
             origin = _origin(url)
             _check_scheme(url, origin[0])
-            guard = _Guard(url, self.private) if guarded else None
-            exchange = yield _Hop(url, origin, lines, deadline, guard)
+            guard = _Guard(url, self.private, request.untrusted) if guarded else None
+            exchange = yield _Hop(url, origin, lines, deadline, guard, body)
             first_peer = exchange.peer if first_peer is None else first_peer
             status = exchange.status
             if status not in REDIRECTS:
@@ -666,8 +686,10 @@ class Fetcher:
             if guarded and self._proxied and _is_private_host(urlsplit(target).hostname or ""):
                 # Through a proxy curl connects to the proxy, never to the target: the
                 # target's name is looked up here instead.
-                raise FetchError(_refusal(target))
+                raise FetchError(_refusal(target, "", request.untrusted))
             permanent_so_far = permanent_so_far and status in PERMANENT_REDIRECTS
+            if status not in (307, 308):  # as browsers do: the POST becomes a GET
+                body = None
             if permanent_so_far:
                 moved_to = target
             url = target
@@ -781,7 +803,8 @@ class Fetcher:
         if exchange.error is not None:
             return exchange.error
         if exchange.refused and exchange.guard is not None:
-            return FetchError(_refusal(exchange.guard.target, exchange.refused))
+            guard = exchange.guard
+            return FetchError(_refusal(guard.target, exchange.refused, guard.untrusted))
         if exchange.discarded:
             return None
         return FetchError(self._curl_message(args, deadline))
@@ -1165,8 +1188,10 @@ class BoundedDecoder:
                 raise FetchError(f"cannot decode the body: {exc}") from None
 
 
-def _refusal(target: str, address: str = "") -> str:
+def _refusal(target: str, address: str = "", untrusted: bool = False) -> str:
     at = f" ({address})" if address else ""
+    if untrusted:
+        return f"refused a private address for a link taken from a source: {target}{at}"
     return f"refused redirect from a public address to a private one: {target}{at}"
 
 

@@ -170,3 +170,81 @@ def impossible_offset(raw: str) -> bool:
 
 def to_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# --- dates on list pages and in APIs ------------------------------------------------------
+
+_MONTH_DAY = re.compile(
+    r"(\d{1,2})\s*[月/.\-]\s*(\d{1,2})\s*日?(?:\s+(\d{1,2})\s*[:时点]\s*(\d{1,2})\s*分?"
+    r"(?:\s*:\s*(\d{1,2}))?)?\s*$"
+)
+_AGO = re.compile(r"(\d+)\s*(秒|分钟|分|小时|个小时|天|日|周|星期|个月|月|年)前\s*$")
+_AGO_SECONDS = {
+    "秒": 1,
+    "分钟": 60,
+    "分": 60,
+    "小时": 3600,
+    "个小时": 3600,
+    "天": 86400,
+    "日": 86400,
+    "周": 7 * 86400,
+    "星期": 7 * 86400,
+    "个月": 30 * 86400,
+    "月": 30 * 86400,
+    "年": 365 * 86400,
+}
+_DAY_WORDS = {"今天": 0, "昨天": 1, "前天": 2}
+_DAY_WORD = re.compile(r"(今天|昨天|前天)\s*(?:(\d{1,2})\s*[:时点]\s*(\d{1,2})\s*分?)?\s*$")
+_JUST_NOW = ("刚刚", "刚才")
+# Unix times in seconds or milliseconds, as JSON APIs send them (2001 to 2286).
+_EPOCH = re.compile(r"\d{10}(?:\d{3})?(?:\.\d+)?")
+
+
+def is_relative(text: str) -> bool:
+    """Whether a date is written relative to when the page was read ("3小时前",
+    "昨天 10:30"): such a text changes while the date it means does not."""
+    text = text.strip()
+    return bool(_AGO.search(text) or _DAY_WORD.match(text) or text in _JUST_NOW)
+
+
+def page_date(text: str, tz: str, now: datetime) -> datetime | None:
+    """A date as list pages and APIs write them, in the source's zone `tz`:
+    what entry dates accept (``2021-12-24 03:00``, ``2021年12月24日``, RFC 822, ISO 8601),
+    a date without its year (``12-24 03:00``: the latest such day not after `now`),
+    relative ones (``3小时前``, ``昨天 10:30``, ``刚刚``, against `now`) and Unix times.
+    None when unreadable."""
+    text = (text or "").strip().strip("()[]（）【】").strip()  # "(2021-12-24)" in a list
+    if not text:
+        return None
+    zone = ZoneInfo(tz)
+    local_now = now.astimezone(zone)
+    if _EPOCH.fullmatch(text):
+        seconds = float(text) / (1000 if len(text.partition(".")[0]) == 13 else 1)
+        return datetime.fromtimestamp(seconds, UTC)
+    if text in _JUST_NOW:
+        return now
+    ago = _AGO.search(text)
+    if ago:
+        return now - timedelta(seconds=int(ago.group(1)) * _AGO_SECONDS[ago.group(2)])
+    word = _DAY_WORD.match(text)
+    if word:
+        then = (local_now - timedelta(days=_DAY_WORDS[word.group(1)])).date()
+        hour, minute = int(word.group(2) or 0), int(word.group(3) or 0)
+        return _local(then.year, then.month, then.day, hour, minute, 0, zone)
+    short = _MONTH_DAY.match(text)
+    if short and not _CHINESE.match(text):
+        month, day, hour, minute, second = (int(g or 0) for g in short.groups())
+        found = _local(local_now.year, month, day, hour, minute, second, zone)
+        if found is not None and found > now + FUTURE_SLACK:  # December's, read in January
+            found = _local(local_now.year - 1, month, day, hour, minute, second, zone)
+        return found
+    return entry_date(text, feedparser_date(text), tz)
+
+
+def _local(
+    year: int, month: int, day: int, hour: int, minute: int, second: int, zone: ZoneInfo
+) -> datetime | None:
+    try:
+        return datetime(year, month, day, hour, minute, second, tzinfo=zone).astimezone(UTC)
+    except ValueError:
+        return None

@@ -43,6 +43,13 @@ _XML_DECL_ENCODING = re.compile(
     r"""^\s*<\?xml\s[^>]*?\bencoding\s*=\s*["']([A-Za-z][A-Za-z0-9._:-]*)["']"""
 )
 _CHARSET = re.compile(r"""charset\s*=\s*["']?([^\s;"']+)""", re.IGNORECASE)
+# <meta charset="gbk"> or <meta http-equiv="Content-Type" content="text/html; charset=gb2312">
+_META_CHARSET = re.compile(
+    rb"""<meta\s[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.IGNORECASE
+)
+# How far into an HTML page its <meta> charset is looked for (HTML's prescan reads 1024
+# bytes; real Chinese pages put long <title>s and scripts before it).
+HTML_PRESCAN = 4096
 
 # Labels Python does not know, and codecs whose superset we use instead.
 _LABELS = {"x-gbk": "gbk", "windows-936": "gbk", "ms936": "gbk", "csgb2312": "gb2312"}
@@ -71,7 +78,8 @@ DETECT_BYTES = 256 * 1024
 class Decoded:
     text: str
     encoding: str  # the Python codec name used
-    chosen_by: str  # "bom", "http", "xml", "detected", "repaired" (UTF-8 with U+FFFD) or "fallback"
+    # "bom", "http", "meta", "xml", "detected", "repaired" (UTF-8 with U+FFFD) or "fallback"
+    chosen_by: str
 
 
 def normalise(label: str) -> str | None:
@@ -123,6 +131,12 @@ def xml_declared(body: bytes) -> str | None:
     return match.group(1) if match else None
 
 
+def html_declared(body: bytes) -> str | None:
+    """The charset an HTML page's <meta> names near its start, if any."""
+    match = _META_CHARSET.search(body[:HTML_PRESCAN])
+    return match.group(1).decode("ascii") if match else None
+
+
 def _try(body: bytes, encoding: str) -> str | None:
     try:
         return body.decode(encoding)
@@ -140,14 +154,17 @@ def _fix_utf16_label(encoding: str, body: bytes) -> str:
     return encoding
 
 
-def candidates(body: bytes, content_type: str) -> list[tuple[str, str]]:
-    """(codec, why) in precedence order, duplicates removed: the declared encodings, the
-    byte family, UTF-8. (What detection finds comes after these, in decode.)"""
+def candidates(body: bytes, content_type: str, html: bool = False) -> list[tuple[str, str]]:
+    """(codec, why) in precedence order, duplicates removed: the declared encodings (for
+    an HTML page, its <meta> charset after HTTP's), the byte family, UTF-8. (What
+    detection finds comes after these, in decode.)"""
     found: list[tuple[str, str]] = []
-    for label, why in (
+    declared = (
         (http_charset(content_type), "http"),
+        *(((html_declared(body), "meta"),) if html else ()),
         (xml_declared(body), "xml"),
-    ):
+    )
+    for label, why in declared:
         codec = normalise(label) if label else None
         if codec:
             found.append((_fix_utf16_label(codec, body), why))
@@ -161,14 +178,15 @@ def candidates(body: bytes, content_type: str) -> list[tuple[str, str]]:
     return list(unique.items())
 
 
-def decode(body: bytes, content_type: str = "") -> Decoded:
-    """Decode a document's bytes to text, by the precedence above. Never raises."""
+def decode(body: bytes, content_type: str = "", html: bool = False) -> Decoded:
+    """Decode a document's bytes to text, by the precedence above (an HTML page's
+    <meta> charset counting as declared). Never raises."""
     bom, skip = bom_encoding(body)
     if bom:
         text = _try(body[skip:], bom)
         if text is not None:
             return Decoded(text, bom, "bom")
-    for codec, why in candidates(body, content_type):
+    for codec, why in candidates(body, content_type, html):
         text = _try(body, codec)
         if text is None:
             continue

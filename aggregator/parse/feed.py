@@ -1,4 +1,4 @@
-"""Turn feed bytes into normalised entries.
+"""Turn RSS, Atom and RDF bytes into normalised entries.
 
 Two steps. ``prepare`` decodes the bytes by our own charset precedence
 (encoding.py), removes XML-illegal characters, screens the DOCTYPE against
@@ -27,6 +27,7 @@ from aggregator.models import Enclosure, EntryRecord, ParsedFeed
 from aggregator.parse import fast as fastparse
 from aggregator.parse.dates import entry_date, sane
 from aggregator.parse.encoding import Decoded, bom_encoding, candidates, decode
+from aggregator.parse.limits import MAX_GUID, MAX_NAME, FieldLimits
 from aggregator.parse.sanitize import (
     absolute_http_url,
     clean_html,
@@ -37,12 +38,6 @@ from aggregator.parse.sanitize import (
 )
 from aggregator.parse.xmlguard import is_complete, screen
 
-MAX_TITLE = 1000
-MAX_CONTENT = 1_000_000
-MAX_SUMMARY = 100_000
-MAX_ENTRIES = 2000
-MAX_GUID = 2000
-MAX_NAME = 200
 MAX_RAW_DATE = 200
 
 _XML_DECLARATION = re.compile(r"\s*<\?xml(?:\s[^>]*)?\?>")
@@ -58,16 +53,6 @@ UPDATE_PERIODS = {
     "monthly": 30 * 86400.0,
     "yearly": 365 * 86400.0,
 }
-
-
-@dataclass(frozen=True)
-class FieldLimits:
-    """How long stored fields may be, and how many entries one poll takes."""
-
-    title: int = MAX_TITLE
-    summary: int = MAX_SUMMARY
-    content: int = MAX_CONTENT
-    entries: int = MAX_ENTRIES
 
 
 @dataclass(frozen=True)
@@ -426,7 +411,7 @@ def parse_fast(
     )
 
 
-def parse_feed(
+def parse_xml(
     body: bytes,
     *,
     url: str = "",
@@ -436,14 +421,9 @@ def parse_feed(
     limits: FieldLimits | None = None,
     fast: bool = True,
 ) -> ParsedFeed:
-    """Parse one feed document (RSS, Atom or JSON Feed). Raises ParseError when it is
-    not a feed."""
-    from aggregator.parse import jsonfeed as jsonread  # it builds on this module
-
-    if jsonread.looks_like_json(body, content_type):
-        return jsonread.parse_json_feed(
-            body, url=url, timezone=timezone, seen_at=seen_at, limits=limits
-        )
+    """Parse one RSS, Atom or RDF document in this process, without the sandbox's
+    limits (the poll reads feeds through kinds.parse_feed). Raises ParseError when it
+    is not a feed."""
     return parse_prepared(
         prepare(body, content_type),
         url=url,

@@ -21,7 +21,8 @@ from typing import Any
 from aggregator.errors import ParseError
 from aggregator.models import ParsedFeed
 from aggregator.parse.dates import feedparser_date
-from aggregator.parse.feed import MAX_GUID, FieldLimits, entry_from_fields
+from aggregator.parse.feed import entry_from_fields
+from aggregator.parse.limits import MAX_GUID, FieldLimits
 from aggregator.parse.sanitize import absolute_http_url, http_base, plain_text, strip_control
 
 VERSION_PREFIX = "https://jsonfeed.org/version/"

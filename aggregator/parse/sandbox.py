@@ -1,17 +1,16 @@
-"""Parse a feed under a time and a memory limit.
+"""Run a parse under a time and a memory limit, in a child process.
 
 The DOCTYPE screen (xmlguard) stops the entity attacks we know; this is the
 backstop for the ones we do not, and for documents that are simply huge.
-Small documents without a DTD are parsed right here: nothing in them can
-expand, and the worst we found at 128 KiB (a feedparser quadratic on 12 000
-attributes) took 2.4 s; a normal one takes milliseconds. Anything else (a
-DTD, or more than parse_inline_max_bytes) is parsed by a fresh
-``python -m aggregator.parse.sandbox`` process, which limits its own address
-space before it reads the document; this process kills it when its
-wall-clock time is up. Either way the poll gets a
-ParseError. A fresh interpreter (about 0.15 s to start) rather than a fork:
-a fork of the threaded daemon could inherit a lock held by another thread,
-and multiprocessing would re-run the daemon's main module in every worker.
+Each source kind (see kinds.py) decides what it reads in-process (small
+documents without a DTD: nothing in them can expand, and the worst we found at
+128 KiB, a feedparser quadratic on 12 000 attributes, took 2.4 s) and what it
+hands to ``run_in_worker``: a fresh ``python -m aggregator.parse.sandbox``
+process, which limits its own address space before it reads the document; this
+process kills it when its wall-clock time is up. Either way the poll gets a
+ParseError. A fresh interpreter (about 0.15 s to start) rather than a fork: a
+fork of the threaded daemon could inherit a lock held by another thread, and
+multiprocessing would re-run the daemon's main module in every worker.
 """
 
 from __future__ import annotations
@@ -22,39 +21,13 @@ import resource
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from aggregator.config.loader import Settings, limits_of
 from aggregator.errors import ParseError
 from aggregator.models import ParsedFeed
-from aggregator.parse.feed import (
-    FieldLimits,
-    Prepared,
-    parse_fast,
-    parse_prepared,
-    prepare,
-    prepare_unread,
-)
-from aggregator.parse.jsonfeed import looks_like_json, parse_json_feed
-
-MIB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class ParseLimits:
-    """Limits on one parse; see the [settings] keys of the same names."""
-
-    fields: FieldLimits = field(default_factory=FieldLimits)
-    timeout: float = 60.0  # seconds of wall-clock time for one parse in a worker
-    memory: int = 512 * MIB  # bytes a worker may allocate beyond its start-up size
-    inline_max_bytes: int = 128 * 1024  # larger documents always go to a worker
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ParseLimits:
-        fields = FieldLimits(**limits_of(settings, "fields"))
-        return cls(fields=fields, **limits_of(settings, "parse"))
+from aggregator.parse.limits import MIB, ParseLimits
 
 
 @dataclass(frozen=True)
@@ -94,18 +67,21 @@ def _peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _work(job: tuple[Prepared, str, str, datetime, ParseLimits]) -> WorkerReport:
+# A parse to run in the worker: a module-level function (pickled by name, so the worker
+# imports its module) and its keyword arguments, plain data; it returns a ParsedFeed.
+Job = tuple[Callable[..., ParsedFeed], dict[str, Any]]
+
+
+def _work(job: Job, memory: int) -> WorkerReport:
     """Runs in the worker process."""
-    prepared, url, timezone, seen_at, limits = job
+    function, arguments = job
     feed: ParsedFeed | None = None
     error: str | None = None
     try:
-        feed = parse_prepared(  # the fast path declined already, in the parent
-            prepared, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields, fast=False
-        )
+        feed = function(**arguments)
     except MemoryError:
         feed = None
-        error = f"the parse needed more than the {limits.memory // MIB} MiB memory limit"
+        error = f"the parse needed more than the {memory // MIB} MiB memory limit"
     except ParseError as exc:
         error = str(exc)
     except Exception as exc:  # a parser bug: report it, never hang the parent
@@ -114,12 +90,13 @@ def _work(job: tuple[Prepared, str, str, datetime, ParseLimits]) -> WorkerReport
 
 
 def _worker_main() -> None:
-    """python -m aggregator.parse.sandbox MEMORY TIMEOUT: a pickled job on stdin,
+    """python -m aggregator.parse.sandbox MEMORY TIMEOUT: a pickled Job on stdin,
     a pickled WorkerReport on stdout."""
-    _limit_self(int(sys.argv[1]), float(sys.argv[2]))
+    memory = int(sys.argv[1])
+    _limit_self(memory, float(sys.argv[2]))
     try:
         job = pickle.load(sys.stdin.buffer)
-        report = _work(job)
+        report = _work(job, memory)
         out = pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL)
     except MemoryError:
         out = pickle.dumps(WorkerReport(None, "the parse needed more than its memory limit", 0))
@@ -130,21 +107,17 @@ def _worker_main() -> None:
 def _environment() -> dict[str, str]:
     """The worker must import this very package, installed or not."""
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parent.parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
 
 
 def run_in_worker(
-    prepared: Prepared,
-    *,
-    url: str,
-    timezone: str,
-    seen_at: datetime,
-    limits: ParseLimits,
+    function: Callable[..., ParsedFeed], arguments: dict[str, Any], limits: ParseLimits
 ) -> WorkerReport:
-    """Parse in a child process under the limits; the child is always reaped."""
-    job = pickle.dumps((prepared, url, timezone, seen_at, limits), pickle.HIGHEST_PROTOCOL)
+    """function(**arguments) in a child process under the limits; the child is always
+    reaped. The function and the arguments must pickle (a module-level function)."""
+    job = pickle.dumps((function, arguments), pickle.HIGHEST_PROTOCOL)
     command = [
         sys.executable,
         "-m",
@@ -184,51 +157,11 @@ def run_in_worker(
     return report
 
 
-def needs_worker(prepared: Prepared, limits: ParseLimits) -> bool:
-    return prepared.has_dtd or len(prepared.data) > limits.inline_max_bytes
-
-
-def parse_limited(
-    body: bytes,
-    *,
-    url: str = "",
-    content_type: str = "",
-    timezone: str = "Asia/Shanghai",
-    seen_at: datetime,
-    limits: ParseLimits | None = None,
-    known: Callable[[str], bool] | None = None,
+def parsed_in_worker(
+    function: Callable[..., ParsedFeed], arguments: dict[str, Any], limits: ParseLimits
 ) -> ParsedFeed:
-    """parse_feed, with a time and memory limit where the document could need one.
-    `known` tells raw entry digests already stored (fast path only: see fastparse)."""
-    limits = limits or ParseLimits()
-    if looks_like_json(body, content_type):  # no entities, no recursion: read here
-        return parse_json_feed(
-            body, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields
-        )
-
-    # A well-formed document without a DTD goes through lxml in-process, whatever its
-    # size: lxml neither expands entities nor lifts its own limits. Most bodies are
-    # UTF-8 as sent, and lxml's strict reading spares decoding them here first.
-    def fast(ready: Prepared) -> ParsedFeed | None:
-        return parse_fast(
-            ready, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields, known=known
-        )
-
-    unread = prepare_unread(body, content_type)
-    quick = fast(unread) if unread is not None else None
-    if quick is not None:
-        return quick
-    prepared = prepare(body, content_type)
-    # Unless lxml refused the unread bytes (before reading any entry, so `known` was
-    # not asked), they were these bytes, and would be declined again.
-    quick = fast(prepared) if prepared != unread else None
-    if quick is not None:
-        return quick
-    if not needs_worker(prepared, limits):
-        return parse_prepared(
-            prepared, url=url, timezone=timezone, seen_at=seen_at, limits=limits.fields, fast=False
-        )
-    report = run_in_worker(prepared, url=url, timezone=timezone, seen_at=seen_at, limits=limits)
+    """run_in_worker's feed, or the ParseError it failed with."""
+    report = run_in_worker(function, arguments, limits)
     if report.feed is None:
         raise ParseError(report.error or "the parse failed")
     return report.feed

@@ -34,7 +34,7 @@ from aggregator.files import FolderLock, remove_temps, write_if_changed
 from aggregator.identity.sharecode import share_code
 from aggregator.models import EntryRecord
 from aggregator.parse import iri
-from aggregator.parse.feed import MAX_CONTENT
+from aggregator.parse.limits import MAX_CONTENT
 from aggregator.parse.sanitize import clean_html, strip_control
 from aggregator.store.interface import Storage
 from aggregator.store.records import StoredArticle

@@ -30,7 +30,7 @@ from aggregator.config.loader import (
 )
 from aggregator.errors import AggregatorError, ConfigError, StartError, StoreError
 from aggregator.fetch.fetcher import Fetcher, Limits
-from aggregator.parse.sandbox import ParseLimits
+from aggregator.parse.limits import ParseLimits
 from aggregator.publish.posts import PostWriter
 from aggregator.publish.publisher import Publisher
 from aggregator.run.pacing import Hold, hold

@@ -23,7 +23,8 @@ from aggregator.fetch.fetcher import Fetcher, FetchRequest
 from aggregator.identity.identify import GUID, fingerprint, identify
 from aggregator.identity.rules import filter_and_classify
 from aggregator.models import EntryRecord, FetchResult, ParsedFeed, evolve
-from aggregator.parse.sandbox import ParseLimits, parse_limited
+from aggregator.parse.kinds import parse_source, request_body, request_headers, request_url
+from aggregator.parse.limits import ParseLimits
 from aggregator.run.pacing import PollFacts, Standing, next_poll_at, retry_window_end
 from aggregator.store.interface import Storage
 from aggregator.store.records import FeedKey, IngestResult, PollRecord, SourceState
@@ -157,14 +158,8 @@ def extract(
     are left out unread: the store has them byte for byte."""
     salt = source_salt(source, limits)
     known = KnownEntries(known_digests, salt) if known_digests else None
-    feed = parse_limited(
-        body,
-        url=url,
-        content_type=content_type,
-        timezone=source.timezone,
-        seen_at=now,
-        limits=limits,
-        known=known,
+    feed = parse_source(
+        source, body, url=url, content_type=content_type, seen_at=now, limits=limits, known=known
     )
     entries = with_identities(feed.entries, source, salt)
     if known is not None and feed.skipped:  # the fast path read it all: answers are exact
@@ -305,16 +300,45 @@ def standing(source: Source, state: SourceState) -> Standing:
     )
 
 
-def begin_poll(source: Source, state: SourceState, started: datetime) -> PollStart:
-    request = FetchRequest(
-        state.moved_to or source.url,
-        etag=state.etag,
-        last_modified=state.last_modified,
-        headers=tuple(source.headers),
+def source_request(
+    source: Source,
+    now: datetime,
+    moved_to: str | None = None,
+    etag: str | None = None,
+    last_modified: str | None = None,
+) -> FetchRequest:
+    """How to ask a source for its entries: its kind's headers, its method, query
+    parameters and body (a permanent redirect's target already carries the query)."""
+    return FetchRequest(
+        moved_to or request_url(source),
+        etag=etag,
+        last_modified=last_modified,
+        headers=request_headers(source),
         allow_private=source.allow_private,
-        now=started,
+        now=now,
+        body=request_body(source),
+    )
+
+
+def begin_poll(source: Source, state: SourceState, started: datetime) -> PollStart:
+    request = source_request(
+        source, started, state.moved_to, etag=state.etag, last_modified=state.last_modified
     )
     return PollStart(source, state, started, request)
+
+
+def fetch_request(fetcher: Fetcher, request: FetchRequest) -> FetchResult:
+    """Fetcher.fetch of a FetchRequest. Raises FetchError."""
+    return fetcher.fetch(
+        request.url,
+        etag=request.etag,
+        last_modified=request.last_modified,
+        headers=request.headers,
+        allow_private=request.allow_private,
+        now=request.now,
+        body=request.body,
+        untrusted=request.untrusted,
+    )
 
 
 def poll_source(
@@ -333,14 +357,7 @@ def poll_source(
     start = begin_poll(source, store.source_state(source.id), clock())
     request = start.request
     try:
-        fetched: FetchResult | FetchError = fetcher.fetch(
-            request.url,
-            etag=request.etag,
-            last_modified=request.last_modified,
-            headers=request.headers,
-            allow_private=request.allow_private,
-            now=request.now,
-        )
+        fetched: FetchResult | FetchError = fetch_request(fetcher, request)
     except FetchError as exc:
         fetched = exc
 

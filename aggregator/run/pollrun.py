@@ -30,7 +30,7 @@ from typing import Any
 from aggregator.config.loader import Config, Source
 from aggregator.errors import AggregatorError, StoreError
 from aggregator.fetch.fetcher import Fetcher, FetchRequest, Limits
-from aggregator.parse.sandbox import ParseLimits
+from aggregator.parse.limits import ParseLimits
 from aggregator.run.pacing import Hold, hold
 from aggregator.run.poll import (
     Clock,

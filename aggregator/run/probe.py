@@ -1,6 +1,8 @@
-"""Fetch and read a feed without storing anything: what `aggregator sources add` finds
-at a URL (the feed, or the one an HTML page announces, and the [[sources]] table to
-add), and what `aggregator sources check` shows of a configured source's entries.
+"""Fetch and read a source without storing anything: what `aggregator sources add` finds
+at a URL (the feed, or the one an HTML page announces, or what selectors find on a
+page, and the [[sources]] table to add), what `aggregator sources check` shows of a
+configured source's entries (for a page or an API, what each selector or path picked),
+and what `aggregator config check --fetch` finds missing.
 
 Each returns a plain report for the command line to print; the config file is
 edited by the caller (aggregator.config.sourcefile).
@@ -8,14 +10,15 @@ edited by the caller (aggregator.config.sourcefile).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from aggregator.config.loader import Config, Source
+from aggregator.config.selectors import check_selectors
 from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.config.sourcefile import propose_id
 from aggregator.errors import FetchError, ParseError
@@ -24,8 +27,10 @@ from aggregator.fetch.fetcher import Fetcher
 from aggregator.identity.identify import Scope, identify
 from aggregator.identity.rules import classify, matching_rules, rejection
 from aggregator.models import EntryRecord, ParsedFeed
+from aggregator.parse.kinds import picked_values, unmatched_fields
+from aggregator.parse.limits import ParseLimits
 from aggregator.parse.sanitize import shown_title
-from aggregator.run.poll import extract
+from aggregator.run.poll import extract, fetch_request, source_request
 from aggregator.store import carriers_of
 
 MAX_DISCOVERED = 3  # feed links of an HTML page tried in turn
@@ -114,13 +119,22 @@ def new_source(
     interval: Any = None,
     share_code: dict[str, str] | None = None,
     disabled: bool = False,
+    kind: str = "feed",
+    select: dict[str, str] | None = None,
 ) -> NewSource:
-    """Read the feed at URL (or the one it announces) and make its [[sources]] table:
-    the values given, the rest proposed (the name from the feed's title, else the
-    host; the id from the name, not yet taken). Raises FetchError or ParseError."""
+    """Read the feed at URL (or the one it announces; for kind html or json, what the
+    `select` selectors or paths find there) and make its [[sources]] table: the values
+    given, the rest proposed (the name from the feed's title, else the host; the id
+    from the name, not yet taken). Raises FetchError or ParseError, and ValueError for
+    a `select` table that is not one."""
     rule = ShareCodeRule.from_config(share_code) if share_code else ShareCodeRule()
     probe = Source("new", "new", url, "new", share_code=rule, timezone=config.settings.timezone)
-    found = find_feed(fetcher, url, probe, now)
+    if kind == "feed":
+        found = find_feed(fetcher, url, probe, now)
+    else:
+        probe = replace(probe, kind=kind, select=check_selectors(select or {}, kind))
+        read = probe_source(fetcher, probe, now)
+        found = Found(read.moved_to or url, read.feed)
     host = urlsplit(found.url).hostname or found.url
     name = name or found.feed.title or host
     taken = {s.id for s in config.sources}
@@ -136,6 +150,9 @@ def new_source(
         values["interval"] = interval
     if share_code:
         values["share_code"] = share_code
+    if kind != "feed":
+        values["kind"] = kind
+        values["select"] = dict(select or {})
     if disabled:
         values["enabled"] = False
     entries = found.feed.entries
@@ -162,6 +179,12 @@ def check_entry(entry: EntryRecord, source: Source) -> dict[str, Any]:
         "title": entry.title,
         "shown_title": shown_title(entry.title, entry.summary, entry.content, entry.link),
         "link": entry.link,
+        "guid": entry.guid,
+        "published": entry.published.isoformat() if entry.published else None,
+        "published_raw": entry.published_raw,
+        "author": entry.author,
+        "text": shown_title("", entry.summary, entry.content, "") if entry.content else "",
+        "images": [e.url for e in entry.enclosures],
         "identity": found.code,
         "scope": found.scope.value,
         "rule": found.rule,
@@ -198,13 +221,11 @@ def check_source(
     be stored as (check_entry, with_collisions), or the error that stopped it."""
     report: dict[str, Any] = {"id": source.id, "url": source.url, "ok": False}
     try:
-        fetched = fetcher.fetch(
-            source.url, headers=source.headers, allow_private=source.allow_private, now=now
-        )
-        feed = extract(source, fetched.body or b"", fetched.url, fetched.content_type, now)
+        probe = probe_source(fetcher, source, now)
     except (FetchError, ParseError) as exc:
         report["error"] = str(exc)
         return report
+    feed = probe.feed
     entries = list(feed.entries)  # extract gave them their identities
     rules: dict[str, int] = {}
     for entry in entries:
@@ -213,8 +234,12 @@ def check_source(
     identities = [c["identity"] for c in checked if c["scope"] == Scope.GLOBAL.value]
     stored = carriers_of(database, identities) if database is not None else {}
     checked = with_collisions(checked, source, stored)
+    for shown, picked in zip(checked, probe.picked, strict=False):
+        shown["picked"] = picked  # as the selectors or paths found it, for html and json
     report.update(
         ok=True,
+        kind=source.kind,
+        unmatched=probe.unmatched,
         feed_title=feed.title,
         entries=len(entries),
         kept=sum(1 for c in checked if c["kept"]),
@@ -225,3 +250,52 @@ def check_source(
         first=checked[:limit],
     )
     return report
+
+
+# --- reading a source as a poll would ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A source read once: its entries with their identities, and for a page or an API
+    what each item's selectors or paths picked, and the fields no item had."""
+
+    url: str  # where the answer came from (after redirects)
+    moved_to: str | None
+    feed: ParsedFeed
+    picked: list[dict[str, str]] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)
+
+
+def probe_source(
+    fetcher: Fetcher, source: Source, now: datetime, limits: ParseLimits | None = None
+) -> Probe:
+    """Raises FetchError or ParseError, as a poll of the source would fail."""
+    fetched = fetch_request(fetcher, source_request(source, now))
+    body = fetched.body or b""
+    feed = extract(source, body, fetched.url, fetched.content_type, now, limits)
+    picked = picked_values(source, body, url=fetched.url, content_type=fetched.content_type)
+    return Probe(fetched.url, fetched.moved_to, feed, picked, unmatched_fields(source, picked))
+
+
+def selector_problems(fetcher: Fetcher, sources: Iterable[Source], now: datetime) -> list[str]:
+    """What the html and json sources' selectors and paths miss on their pages now, one
+    line a problem, each naming the source: `items` matching nothing, a field that no
+    item has a value for, or the fetch that failed."""
+    problems = []
+    for source in sources:
+        if source.kind == "feed":
+            continue
+        try:
+            probe = probe_source(fetcher, source, now)
+        except (FetchError, ParseError) as exc:
+            problems.append(f"source {source.id!r}: {exc}")
+            continue
+        what = "selector" if source.kind == "html" else "path"
+        for name in probe.unmatched:
+            written = source.select.given().get(name, "(default)")
+            problems.append(
+                f"source {source.id!r}: select.{name}: the {what} {written!r} gives no value "
+                f"in any of the {len(probe.picked)} items of {probe.url}"
+            )
+    return problems
