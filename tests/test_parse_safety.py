@@ -199,11 +199,11 @@ def test_a_document_with_a_dtd_is_parsed_in_a_worker() -> None:
         "fast": False,
     }
     report = run_in_worker(parse_prepared, arguments, limits)
-    assert report.feed is not None and report.error is None
-    assert [e.title for e in report.feed.entries] == ["三秦网"]
+    assert report.result is not None and report.error is None
+    assert [e.title for e in report.result.entries] == ["三秦网"]
     assert 0 < report.max_rss_kib < 512 * 1024
     same = parse_feed(body.encode("utf-8"), seen_at=SEEN, url="http://news.example.cn/")
-    assert same == report.feed
+    assert same == report.result
 
 
 def test_a_parse_that_runs_away_is_stopped_by_the_time_limit() -> None:

@@ -23,16 +23,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aggregator.errors import ParseError
-from aggregator.models import ParsedFeed
 from aggregator.parse.limits import MIB, ParseLimits
 
 
 @dataclass(frozen=True)
 class WorkerReport:
-    feed: ParsedFeed | None
+    result: Any  # what the job's function returned (a ParsedFeed, an article's HTML)
     error: str | None
     max_rss_kib: int  # the worker's peak resident size, for measurements (0: unknown)
 
@@ -68,25 +67,26 @@ def _peak_rss_kib() -> int:
 
 
 # A parse to run in the worker: a module-level function (pickled by name, so the worker
-# imports its module) and its keyword arguments, plain data; it returns a ParsedFeed.
-Job = tuple[Callable[..., ParsedFeed], dict[str, Any]]
+# imports its module) and its keyword arguments, plain data.
+Job = tuple[Callable[..., Any], dict[str, Any]]
+Result = TypeVar("Result")
 
 
 def _work(job: Job, memory: int) -> WorkerReport:
     """Runs in the worker process."""
     function, arguments = job
-    feed: ParsedFeed | None = None
+    result: Any = None
     error: str | None = None
     try:
-        feed = function(**arguments)
+        result = function(**arguments)
     except MemoryError:
-        feed = None
+        result = None
         error = f"the parse needed more than the {memory // MIB} MiB memory limit"
     except ParseError as exc:
         error = str(exc)
     except Exception as exc:  # a parser bug: report it, never hang the parent
         error = f"the parser failed: {type(exc).__name__}: {exc}"
-    return WorkerReport(feed, error, _peak_rss_kib())
+    return WorkerReport(result, error, _peak_rss_kib())
 
 
 def _worker_main() -> None:
@@ -113,7 +113,7 @@ def _environment() -> dict[str, str]:
 
 
 def run_in_worker(
-    function: Callable[..., ParsedFeed], arguments: dict[str, Any], limits: ParseLimits
+    function: Callable[..., Any], arguments: dict[str, Any], limits: ParseLimits
 ) -> WorkerReport:
     """function(**arguments) in a child process under the limits; the child is always
     reaped. The function and the arguments must pickle (a module-level function)."""
@@ -158,13 +158,14 @@ def run_in_worker(
 
 
 def parsed_in_worker(
-    function: Callable[..., ParsedFeed], arguments: dict[str, Any], limits: ParseLimits
-) -> ParsedFeed:
-    """run_in_worker's feed, or the ParseError it failed with."""
+    function: Callable[..., Result], arguments: dict[str, Any], limits: ParseLimits
+) -> Result:
+    """run_in_worker's result, or the ParseError it failed with."""
     report = run_in_worker(function, arguments, limits)
-    if report.feed is None:
+    if report.error is not None or report.result is None:
         raise ParseError(report.error or "the parse failed")
-    return report.feed
+    result: Result = report.result
+    return result
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from aggregator.identity.rules import filter_and_classify
 from aggregator.models import EntryRecord, FetchResult, ParsedFeed, evolve
 from aggregator.parse.kinds import parse_source, request_body, request_headers, request_url
 from aggregator.parse.limits import ParseLimits
+from aggregator.run.fulltext import FullText
 from aggregator.run.pacing import PollFacts, Standing, next_poll_at, retry_window_end
 from aggregator.store.interface import Storage
 from aggregator.store.records import FeedKey, IngestResult, PollRecord, SourceState
@@ -361,8 +362,16 @@ def poll_source(
     except FetchError as exc:
         fetched = exc
 
+    full_text = FullText(fetcher, limits or ParseLimits())
     return finish_poll(
-        start, fetched, store, record=store.record_poll, clock=clock, rand=rand, limits=limits
+        start,
+        fetched,
+        store,
+        record=store.record_poll,
+        clock=clock,
+        rand=rand,
+        limits=limits,
+        full_text=full_text,
     )
 
 
@@ -375,10 +384,23 @@ def finish_poll(
     clock: Clock = utc_now,
     rand: Callable[[], float] = random.random,
     limits: ParseLimits | None = None,
+    full_text: FullText | None = None,
 ) -> PollOutcome:
-    """A poll once its fetch is done: read, stored, its state recorded with `record`."""
+    """A poll once its fetch is done: read, its articles fetched when the source wants
+    full text (with `full_text`), stored, its state recorded with `record`."""
     step = after_fetch(start, fetched, store, record=record, clock=clock, rand=rand, limits=limits)
-    return step if isinstance(step, PollOutcome) else store_parsed(step, store, record)
+    if isinstance(step, PollOutcome):
+        return step
+    if full_text is not None:
+        step = with_full_text(step, full_text)
+    return store_parsed(step, store, record)
+
+
+def with_full_text(parsed: Parsed, full_text: FullText) -> Parsed:
+    """A parsed poll's entries with their articles, for a source with full_text."""
+    if not parsed.source.full_text.enabled:
+        return parsed
+    return replace(parsed, entries=full_text.apply(parsed.entries, parsed.source))
 
 
 def after_fetch(

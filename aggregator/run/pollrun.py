@@ -31,6 +31,7 @@ from aggregator.config.loader import Config, Source
 from aggregator.errors import AggregatorError, StoreError
 from aggregator.fetch.fetcher import Fetcher, FetchRequest, Limits
 from aggregator.parse.limits import ParseLimits
+from aggregator.run.fulltext import FullText
 from aggregator.run.pacing import Hold, hold
 from aggregator.run.poll import (
     Clock,
@@ -39,10 +40,10 @@ from aggregator.run.poll import (
     PollStart,
     after_fetch,
     begin_poll,
-    finish_poll,
     standing,
     store_parsed,
     utc_now,
+    with_full_text,
 )
 from aggregator.store import open_store
 from aggregator.store.interface import Storage
@@ -213,15 +214,29 @@ def poll_many(
     # Begun as fetch_many takes them, so each poll's clock starts with its fetch.
     starts = (begin_poll(source, states[source.id], clock()) for source in sources)
     by_id: dict[str, PollOutcome] = {}
+    # Polls whose articles are still to fetch: once fetch_many is done, as this thread
+    # drives its transfers and an article's host may be one of theirs.
+    waiting: list[Parsed] = []
     try:
         fetches = fetcher.fetch_many(((start, start.request) for start in starts), workers)
         with contextlib.closing(fetches):
             for start, fetched in fetches:
-                outcome = finish_poll(
+                step = after_fetch(
                     start, fetched, store, record=records, clock=clock, limits=limits
+                )
+                if isinstance(step, Parsed) and step.source.full_text.enabled:
+                    waiting.append(step)
+                    continue
+                outcome = (
+                    step if isinstance(step, PollOutcome) else store_parsed(step, store, records)
                 )
                 by_id[outcome.source_id] = outcome
                 on_done(outcome)
+        full_text = FullText(fetcher, limits or ParseLimits())
+        for parsed in waiting:
+            outcome = store_parsed(with_full_text(parsed, full_text), store, records)
+            by_id[outcome.source_id] = outcome
+            on_done(outcome)
     finally:
         records.flush()
     return [by_id[source.id] for source in sources]
@@ -386,13 +401,20 @@ def _process_main(
                 start = begin_poll(source, state, clock())
                 yield start, start.request
 
+        waiting: list[Parsed] = []  # sent once their articles are in (see poll_many)
         try:
             with contextlib.closing(fetcher.fetch_many(starts(), in_flight)) as fetches:
                 for start, fetched in fetches:
                     answer = after_fetch(
                         start, fetched, store, record=records, clock=clock, limits=limits
                     )
-                    send(*channel, answer)
+                    if isinstance(answer, Parsed) and answer.source.full_text.enabled:
+                        waiting.append(answer)
+                    else:
+                        send(*channel, answer)
+            full_text = FullText(fetcher, limits or ParseLimits())
+            for parsed in waiting:
+                send(*channel, with_full_text(parsed, full_text))
         except BaseException as exc:  # a storage fault, say: the caller re-raises it
             send(*channel, exc)
         records.flush()
