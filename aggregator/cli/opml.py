@@ -85,14 +85,16 @@ def import_opml(
 @click.option(
     "--include-secrets",
     is_flag=True,
-    help="Also export request headers and credentials in URLs (they may hold tokens).",
+    help="Also export request headers, query parameters, request bodies and credentials in "
+    "URLs (they may hold tokens).",
 )
 def export_opml(config_path: Path, output: Path | None, include_secrets: bool) -> None:
     """Write the configured sources as OPML 2.0, one folder per category, for another reader.
 
     Importing the file again (aggregator import-opml) gives back the same sources.
-    Request headers and credentials in URLs are left out unless --include-secrets is
-    given, and sources read from file: URLs always are; each omission is noted on stderr.
+    Request headers, query parameters, request bodies and credentials in URLs are left out
+    unless --include-secrets is given, and sources read from file: URLs always are; each
+    omission is noted on stderr.
     """
     config = load(config_path)
     text = sourcefile.read(config_path)

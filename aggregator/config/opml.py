@@ -34,7 +34,7 @@ _EXTRA = f"{{{NS}}}source"
 # Keys carried by the standard attributes and the folder structure.
 STANDARD_KEYS = ("name", "url", "category")
 # Keys that may hold secrets (an Authorization header, an API token).
-SECRET_KEYS = ("headers",)
+SECRET_KEYS = ("headers", "params", "body")  # params and body: an API key, a token
 # FreshRSS "feeds" that scrape web pages: there is no feed to poll.
 _SCRAPED_TYPES = ("xpath", "dotnotation")
 
