@@ -10,7 +10,9 @@ from html import escape
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from aggregator.cli.main import main
 from aggregator.config.loader import load_config
 from aggregator.errors import ParseError
 from aggregator.fetch.fetcher import Fetcher, Limits, is_private_address
@@ -18,6 +20,7 @@ from aggregator.parse.article import extract_article
 from aggregator.parse.sanitize import plain_text
 from aggregator.run.poll import poll_source
 from aggregator.run.pollrun import poll_many
+from aggregator.run.probe import probe_source
 from aggregator.store.sqlite import SqliteStore
 from tests.articles import ARTICLES, Article, leaks, recall
 from tests.conftest import Clock
@@ -213,3 +216,20 @@ def test_aggregator_poll_fetches_articles_once_its_feeds_are_in(
         rows = {r["title"]: r["content"] for r in store.db.query("SELECT * FROM entries")}
     assert recall(AUTOMATIC[0], plain_text(rows[AUTOMATIC[0].name])) >= 0.9
     assert rows[AUTOMATIC[1].name] == "摘要"  # no full_text for that source
+
+
+def test_sources_check_shows_the_first_article(server: FeedServer, write_config: Any) -> None:
+    article = BY_NAME["modern-comments"]
+    link = server.set("/a/1.html", article.body, content_type="text/html")
+    feed = server.set("/feed.xml", summary_feed([(link, "标题", "摘要")]))
+    table = {"id": "s", "name": "n", "url": feed, "category": "c", "full_text": True}
+    config = load_config(write_config([table]), env={})
+    with Fetcher(private=_loopback_is_public) as fetcher:
+        probe = probe_source(fetcher, config.sources[0], NOW)
+    assert probe.article is not None and probe.article["error"] == ""
+    assert recall(article, probe.article["text"]) == 1.0
+    # The command's own fetcher counts loopback as private: the refusal is what it shows.
+    path = write_config([{**table, "allow_private": True}])
+    result = CliRunner().invoke(main, ["sources", "check", "s", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"full text of {link}: failed (refused a private address" in result.output

@@ -409,6 +409,7 @@ def _print_check(report: dict[str, Any]) -> None:
             "(a selector that matches nothing, or a path that is not there)",
             fg="yellow",
         )
+    _print_article(report.get("article"))
     scopes = report["scopes"]
     click.echo(
         f"  identities: {scopes['global']} global (merge with any source's), "
@@ -453,6 +454,21 @@ def _print_check(report: dict[str, Any]) -> None:
             click.echo(f"     mapping rules: {', '.join(entry['mapping_rules'])}")
         if not entry["kept"]:
             click.secho(f"     dropped: {entry['dropped_because']}", fg="yellow")
+
+
+def _print_article(article: dict[str, str] | None) -> None:
+    """What full_text made of the first entry's article page."""
+    if article is None:
+        return
+    if article["error"]:
+        click.secho(
+            f"  full text of {article['link']}: failed ({article['error']}); "
+            "the entry keeps its own text",
+            fg="yellow",
+        )
+        return
+    text = article["text"]
+    click.echo(f"  full text of {article['link']}: {len(text)} characters: {_short(text)}")
 
 
 def _short(value: str, width: int = 80) -> str:

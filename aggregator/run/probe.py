@@ -29,7 +29,8 @@ from aggregator.identity.rules import classify, matching_rules, rejection
 from aggregator.models import EntryRecord, ParsedFeed
 from aggregator.parse.kinds import picked_values, unmatched_fields
 from aggregator.parse.limits import ParseLimits
-from aggregator.parse.sanitize import shown_title
+from aggregator.parse.sanitize import plain_text, shown_title
+from aggregator.run.fulltext import ArticleCache, FullText
 from aggregator.run.poll import extract, fetch_request, source_request
 from aggregator.store import carriers_of
 
@@ -240,6 +241,7 @@ def check_source(
         ok=True,
         kind=source.kind,
         unmatched=probe.unmatched,
+        article=probe.article,
         feed_title=feed.title,
         entries=len(entries),
         kept=sum(1 for c in checked if c["kept"]),
@@ -265,6 +267,8 @@ class Probe:
     feed: ParsedFeed
     picked: list[dict[str, str]] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)
+    # For a full_text source: the first entry's article (link, text, error).
+    article: dict[str, str] | None = None
 
 
 def probe_source(
@@ -275,7 +279,21 @@ def probe_source(
     body = fetched.body or b""
     feed = extract(source, body, fetched.url, fetched.content_type, now, limits)
     picked = picked_values(source, body, url=fetched.url, content_type=fetched.content_type)
-    return Probe(fetched.url, fetched.moved_to, feed, picked, unmatched_fields(source, picked))
+    unmatched = unmatched_fields(source, picked)
+    article = first_article(fetcher, source, feed, limits) if source.full_text.enabled else None
+    return Probe(fetched.url, fetched.moved_to, feed, picked, unmatched, article)
+
+
+def first_article(
+    fetcher: Fetcher, source: Source, feed: ParsedFeed, limits: ParseLimits | None
+) -> dict[str, str] | None:
+    """What full text makes of the first entry with a link (fetched afresh)."""
+    entry = next((e for e in feed.entries if e.link), None)
+    if entry is None:
+        return None
+    full_text = FullText(fetcher, limits or ParseLimits(), ArticleCache(1))
+    found = full_text.article(entry, source.full_text.selector)
+    return {"link": entry.link, "text": plain_text(found.content), "error": found.error}
 
 
 def selector_problems(fetcher: Fetcher, sources: Iterable[Source], now: datetime) -> list[str]:
