@@ -56,7 +56,7 @@ UPDATE_PERIODS = {
 
 
 @dataclass(frozen=True)
-class Prepared:
+class ScreenedXml:
     """A document made safe to hand to an XML parser."""
 
     data: bytes  # UTF-8, with an XML declaration saying so
@@ -65,7 +65,7 @@ class Prepared:
     has_dtd: bool  # a (screened) internal DTD with entities is left in
 
 
-def prepare(body: bytes, content_type: str = "") -> Prepared:
+def prepare(body: bytes, content_type: str = "") -> ScreenedXml:
     """Decode, clean and screen a document. Raises ParseError when it is not
     a whole feed or when its DTD is hostile."""
     if not body.strip():
@@ -93,7 +93,7 @@ def prepare(body: bytes, content_type: str = "") -> Prepared:
         data = _DECLARATION + body[len(dropped.encode("utf-8")) :]
     else:
         data = _DECLARATION + screened.text.encode("utf-8")
-    return Prepared(data, decoded.encoding, root, screened.has_dtd)
+    return ScreenedXml(data, decoded.encoding, root, screened.has_dtd)
 
 
 _DECLARATION = b'<?xml version="1.0" encoding="utf-8"?>\n'
@@ -101,7 +101,7 @@ _DECLARATION = b'<?xml version="1.0" encoding="utf-8"?>\n'
 _HEAD = 8192
 
 
-def prepare_unread(body: bytes, content_type: str = "") -> Prepared | None:
+def prepare_unread(body: bytes, content_type: str = "") -> ScreenedXml | None:
     """prepare()'s answer for the usual body, without decoding and scanning all of it,
     or None when the body is not of that kind: one that prepare would read as UTF-8
     from its first byte (no byte order mark, UTF-8 the first encoding to try), with no
@@ -134,7 +134,7 @@ def prepare_unread(body: bytes, content_type: str = "") -> Prepared | None:
         or head.endswith(root)  # the name may go on past the head
     ):
         return None
-    return Prepared(_DECLARATION + body[len(head[:start].encode()) :], "utf-8", root, False)
+    return ScreenedXml(_DECLARATION + body[len(head[:start].encode()) :], "utf-8", root, False)
 
 
 # The C0 controls XML 1.0 forbids, as bytes (the same in UTF-8 as in ASCII).
@@ -308,7 +308,7 @@ def _update_period(feed: Mapping[str, Any]) -> float | None:
 
 
 def parse_prepared(
-    prepared: Prepared,
+    prepared: ScreenedXml,
     *,
     url: str = "",
     timezone: str = "Asia/Shanghai",
@@ -356,7 +356,7 @@ def parse_prepared(
 
 
 def parse_fast(
-    prepared: Prepared,
+    prepared: ScreenedXml,
     *,
     url: str,
     timezone: str,

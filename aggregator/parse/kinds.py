@@ -29,7 +29,7 @@ from aggregator.config.loader import Source
 from aggregator.config.selectors import Selectors
 from aggregator.models import ParsedFeed
 from aggregator.parse import htmlpage, jsonapi
-from aggregator.parse.feed import Prepared, parse_fast, parse_prepared, prepare, prepare_unread
+from aggregator.parse.feed import ScreenedXml, parse_fast, parse_prepared, prepare, prepare_unread
 from aggregator.parse.htmlpage import parse_html_page
 from aggregator.parse.jsonapi import parse_json_api
 from aggregator.parse.jsonfeed import looks_like_json, parse_json_feed
@@ -77,7 +77,7 @@ def read_feed(document: Document, known: Known | None) -> ParsedFeed:
             limits=limits.fields,
         )
 
-    def fast(ready: Prepared) -> ParsedFeed | None:
+    def fast(ready: ScreenedXml) -> ParsedFeed | None:
         return parse_fast(
             ready,
             url=document.url,
@@ -111,7 +111,7 @@ def read_feed(document: Document, known: Known | None) -> ParsedFeed:
     return parsed_in_worker(parse_prepared, arguments, limits)
 
 
-def needs_worker(prepared: Prepared, limits: ParseLimits) -> bool:
+def needs_worker(prepared: ScreenedXml, limits: ParseLimits) -> bool:
     return prepared.has_dtd or len(prepared.data) > limits.inline_max_bytes
 
 

@@ -262,7 +262,7 @@ def _hint_fields(hints: str) -> tuple[Any, Any, frozenset[int], frozenset[int]] 
 
 
 @dataclass
-class Parsed:
+class ReadyToStore:
     """A poll fetched and parsed, its entries ready for the store: the first half of a
     poll (after_fetch), which a worker process hands to the process that writes
     (store_parsed). Plain data, so it can be pickled."""
@@ -396,7 +396,7 @@ def finish_poll(
     return store_parsed(step, store, record)
 
 
-def with_full_text(parsed: Parsed, full_text: FullText) -> Parsed:
+def with_full_text(parsed: ReadyToStore, full_text: FullText) -> ReadyToStore:
     """A parsed poll's entries with their articles, for a source with full_text."""
     if not parsed.source.full_text.enabled:
         return parsed
@@ -412,11 +412,11 @@ def after_fetch(
     clock: Clock = utc_now,
     rand: Callable[[], float] = random.random,
     limits: ParseLimits | None = None,
-) -> PollOutcome | Parsed:
+) -> PollOutcome | ReadyToStore:
     """The first half of a poll once its fetch is done, which writes nothing but poll
     states: a 304, the same bytes again or a failure end the poll here (their state
-    stored with `record`); new bytes are parsed into a Parsed for store_parsed. A
-    worker process stops here and hands the Parsed to the process that writes."""
+    stored with `record`); new bytes are parsed into a ReadyToStore for store_parsed. A
+    worker process stops here and hands the ReadyToStore to the process that writes."""
     source, state, started = start.source, start.state, start.started
     # Each way out reads the clock once as the poll ends: the next one counts from there.
     if isinstance(fetched, FetchError):
@@ -490,7 +490,7 @@ def after_fetch(
             source, record, state, exc, started, clock(), rand(), fetched.status, seconds
         )
     hints = hints_json(feed)
-    return Parsed(
+    return ReadyToStore(
         source,
         state,
         replace(feed, entries=()),
@@ -505,7 +505,7 @@ def after_fetch(
     )
 
 
-def store_parsed(parsed: Parsed, store: Storage, record: RecordPoll) -> PollOutcome:
+def store_parsed(parsed: ReadyToStore, store: Storage, record: RecordPoll) -> PollOutcome:
     """The second half of a poll: the parsed entries into the store in one transaction,
     then the poll's state."""
     source = parsed.source

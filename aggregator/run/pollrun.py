@@ -35,9 +35,9 @@ from aggregator.run.fulltext import FullText
 from aggregator.run.pacing import Hold, hold
 from aggregator.run.poll import (
     Clock,
-    Parsed,
     PollOutcome,
     PollStart,
+    ReadyToStore,
     after_fetch,
     begin_poll,
     standing,
@@ -216,7 +216,7 @@ def poll_many(
     by_id: dict[str, PollOutcome] = {}
     # Polls whose articles are still to fetch: once fetch_many is done, as this thread
     # drives its transfers and an article's host may be one of theirs.
-    waiting: list[Parsed] = []
+    waiting: list[ReadyToStore] = []
     try:
         fetches = fetcher.fetch_many(((start, start.request) for start in starts), workers)
         with contextlib.closing(fetches):
@@ -224,7 +224,7 @@ def poll_many(
                 step = after_fetch(
                     start, fetched, store, record=records, clock=clock, limits=limits
                 )
-                if isinstance(step, Parsed) and step.source.full_text.enabled:
+                if isinstance(step, ReadyToStore) and step.source.full_text.enabled:
                     waiting.append(step)
                     continue
                 outcome = (
@@ -292,7 +292,7 @@ def _poll_in_processes(
     try:
         while answers < len(sources):
             try:
-                first: PollOutcome | Parsed | BaseException = receive(results, budget, 1.0)
+                first: PollOutcome | ReadyToStore | BaseException = receive(results, budget, 1.0)
             except queue.Empty:
                 if not any(child.is_alive() for child in children):
                     raise AggregatorError("the poll worker processes stopped early") from None
@@ -313,12 +313,12 @@ def _poll_in_processes(
 
 
 def _waiting(
-    next_waiting: Callable[[], PollOutcome | Parsed | BaseException],
-    first: PollOutcome | Parsed | BaseException,
-) -> tuple[list[PollOutcome | Parsed], BaseException | None]:
+    next_waiting: Callable[[], PollOutcome | ReadyToStore | BaseException],
+    first: PollOutcome | ReadyToStore | BaseException,
+) -> tuple[list[PollOutcome | ReadyToStore], BaseException | None]:
     """The first answer and those already waiting behind it, up to STORE_BATCH, and
     the exception a worker sent, if one came among them (the answers stop there)."""
-    found: list[PollOutcome | Parsed] = []
+    found: list[PollOutcome | ReadyToStore] = []
     done = first
     while not isinstance(done, BaseException):
         found.append(done)
@@ -332,13 +332,13 @@ def _waiting(
 
 
 def _store_all(
-    answers: Sequence[PollOutcome | Parsed], store: Storage, records: PollRecords
+    answers: Sequence[PollOutcome | ReadyToStore], store: Storage, records: PollRecords
 ) -> list[PollOutcome]:
     """Each parsed feed stored by its own transaction, all of them committed together
     (see STORE_BATCH); the polls' states are recorded once their entries are
     committed. If any feed fails to store, or the batch cannot commit, nothing of it
     stays and each feed is stored alone, to succeed or fail alone."""
-    parsed = [a for a in answers if isinstance(a, Parsed)]
+    parsed = [a for a in answers if isinstance(a, ReadyToStore)]
     if len(parsed) > 1:
         held: list[tuple[str, PollRecord]] = []
         try:
@@ -351,8 +351,8 @@ def _store_all(
         else:
             for poll in held:
                 records(*poll)
-            return [next(stored) if isinstance(a, Parsed) else a for a in answers]
-    return [store_parsed(a, store, records) if isinstance(a, Parsed) else a for a in answers]
+            return [next(stored) if isinstance(a, ReadyToStore) else a for a in answers]
+    return [store_parsed(a, store, records) if isinstance(a, ReadyToStore) else a for a in answers]
 
 
 def _end(children: Sequence[Any], channels: Sequence[Any], finished: bool) -> None:
@@ -385,7 +385,7 @@ def _process_main(
 ) -> None:
     """A worker process: takes sources (each with its stored state) until it meets a
     stop sign, fetches them (up to `in_flight` at a time, from one thread) and parses
-    what they bring; sends each Parsed (or finished outcome) through `channel` (the
+    what they bring; sends each ReadyToStore (or finished outcome) through `channel` (the
     results queue and its byte budget), or the exception that stopped it."""
     # Parsing makes and drops many small objects, nearly all freed by reference
     # counting: collect the young generation less often, and leave what a fork
@@ -401,14 +401,14 @@ def _process_main(
                 start = begin_poll(source, state, clock())
                 yield start, start.request
 
-        waiting: list[Parsed] = []  # sent once their articles are in (see poll_many)
+        waiting: list[ReadyToStore] = []  # sent once their articles are in (see poll_many)
         try:
             with contextlib.closing(fetcher.fetch_many(starts(), in_flight)) as fetches:
                 for start, fetched in fetches:
                     answer = after_fetch(
                         start, fetched, store, record=records, clock=clock, limits=limits
                     )
-                    if isinstance(answer, Parsed) and answer.source.full_text.enabled:
+                    if isinstance(answer, ReadyToStore) and answer.source.full_text.enabled:
                         waiting.append(answer)
                     else:
                         send(*channel, answer)
