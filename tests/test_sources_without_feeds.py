@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from aggregator.cli.main import main
 from aggregator.config.loader import SOURCE_KINDS, load_config
 from aggregator.config.selectors import Selectors
 from aggregator.errors import ConfigError, ParseError
@@ -315,3 +317,48 @@ def test_config_check_names_the_source_and_the_selector(
         load_config(write_config([table]), env={})
     text = str(caught.value)
     assert message in text and "hsb" in text
+
+
+def test_sources_add_and_config_check_take_the_new_kinds(
+    server: FeedServer, write_config: Any
+) -> None:
+    url = server.set("/shaanxi/list.html", gbk_page(), content_type="text/html")
+    path = write_config([])
+    result = CliRunner().invoke(
+        main,
+        [
+            "sources", "add", url, "--kind", "html", "--select", "items=ul.news-list > li",
+            "--select", "date=span.time", "--select", "author=span.author",
+            "--share-code-param", "infoCode", "--id", "sanqin", "--config", str(path),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "4 entries" in result.output
+    (source,) = load_config(path, env={}).sources
+    assert (source.kind, source.select.items, source.select.date) == (
+        "html",
+        "ul.news-list > li",
+        "span.time",
+    )
+    plain = CliRunner().invoke(main, ["config", "check", "--config", str(path)])
+    assert plain.exit_code == 0, plain.output  # the syntax is right
+    fetched = CliRunner().invoke(main, ["config", "check", "--fetch", "--config", str(path)])
+    assert fetched.exit_code == 2
+    assert "source 'sanqin': select.author: the selector 'span.author' gives no value" in (
+        fetched.output
+    )
+    refused = CliRunner().invoke(
+        main,
+        [
+            "sources",
+            "add",
+            url + "?page=2",
+            "--kind",
+            "html",
+            "--select",
+            "title=a",
+            "--config",
+            str(path),
+        ],
+    )
+    assert refused.exit_code == 2 and "select needs `items`" in refused.output
