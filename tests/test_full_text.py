@@ -18,6 +18,7 @@ from aggregator.errors import ParseError
 from aggregator.fetch.fetcher import Fetcher, Limits, is_private_address
 from aggregator.parse.article import extract_article
 from aggregator.parse.sanitize import plain_text
+from aggregator.run.fulltext import PROCESS_CACHE
 from aggregator.run.poll import poll_source
 from aggregator.run.pollrun import poll_many
 from aggregator.run.probe import probe_source
@@ -233,3 +234,31 @@ def test_sources_check_shows_the_first_article(server: FeedServer, write_config:
     result = CliRunner().invoke(main, ["sources", "check", "s", "--config", str(path)])
     assert result.exit_code == 0, result.output
     assert f"full text of {link}: failed (refused a private address" in result.output
+
+
+def test_a_restarted_process_takes_unchanged_entries_articles_from_the_store(
+    server: FeedServer, write_config: Any
+) -> None:
+    """A feed only feedparser reads (a bare "&": the fast path declines it, so no entry
+    is skipped by its digest), polled again by a process with an empty cache: the
+    store's copy of each unchanged entry, article included, stands; nothing is asked."""
+    articles = AUTOMATIC[:2]
+    links = [
+        server.set(f"/a/{n}.html", a.body, content_type="text/html") for n, a in enumerate(articles)
+    ]
+    items = [(link, a.name, "摘要") for link, a in zip(links, articles, strict=True)]
+    broken = summary_feed(items).replace(b"<title>\xe6\x91\x98\xe8\xa6\x81", b"<title>A & B", 1)
+    feed = server.set("/feed.xml", broken)
+    table = {"id": "s", "name": "n", "url": feed, "category": "c", "full_text": True}
+    config = load_config(write_config([table]), env={})
+    clock = Clock(NOW)
+    fetcher = Fetcher(private=_loopback_is_public)
+    with SqliteStore(config.settings.database) as store, fetcher:
+        store.sync_sources(config.sources)
+        assert poll_source(config.sources[0], store, fetcher, clock=clock).new == 2
+        PROCESS_CACHE.clear()  # as after a restart
+        clock.advance(3600)
+        server.set("/feed.xml", broken + b"\n")  # new bytes, the same entries
+        again = poll_source(config.sources[0], store, fetcher, clock=clock)
+        assert (again.result, again.unchanged) == ("ok", 2)
+        assert [server.hits(f"/a/{n}.html") for n in range(2)] == [1, 1]

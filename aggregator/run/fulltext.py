@@ -3,12 +3,16 @@ changed entry's article page fetched and its main content kept as the entry's co
 the source's own text kept as its summary.
 
 Only what a poll is about to store comes here: entries the store has byte for byte
-were skipped unread before (their raw digest), and an article already extracted for
-the same entry is taken from the cache without a request. A changed entry's page is
-asked for conditionally (its ETag and Last-Modified from the cache): a 304 keeps the
-extraction made before. Article URLs come from the source's content, so the fetcher
-refuses private address space for them from the first request on, whatever the
-source's allow_private; the per-host limit, size caps and deadline are the feeds'.
+were skipped unread before (their raw digest); an entry the store holds from this
+source as the source gives it now (the same link, title and text, kept as its summary)
+keeps the article stored with it; and an article already extracted for the same entry
+by this process is taken from its cache. None of them costs a request. A changed
+entry's page is asked for conditionally when this process has its ETag and
+Last-Modified: a 304 keeps the extraction made before.
+
+Article URLs come from the source's content, so the fetcher refuses private address
+space for them from the first request on, whatever the source's allow_private; the
+per-host limit, size caps and deadline are the feeds'.
 A failed fetch or extraction keeps the entry as the source gave it, and fails nothing
 else: a poll's articles are fetched one after another, each within its deadline.
 """
@@ -19,7 +23,7 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aggregator.config.loader import Source
@@ -29,6 +33,7 @@ from aggregator.models import EntryRecord, evolve
 from aggregator.parse.article import read_article
 from aggregator.parse.limits import ParseLimits
 from aggregator.parse.sanitize import clean_html
+from aggregator.store.records import StoredArticle
 
 log = logging.getLogger("aggregator.fulltext")
 
@@ -61,6 +66,10 @@ class ArticleCache:
                 self._items.move_to_end(url)
             return found
 
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
     def put(self, url: str, article: CachedArticle) -> None:
         with self._lock:
             self._items[url] = article
@@ -78,13 +87,23 @@ def entry_key(entry: EntryRecord) -> str:
     return hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
+# The store's articles by code (Storage.articles_by_code).
+StoredLookup = Callable[[Sequence[str]], dict[str, StoredArticle]]
+
+
+def _nothing_stored(codes: Sequence[str]) -> dict[str, StoredArticle]:
+    return {}
+
+
 @dataclass
 class FullText:
-    """What full text needs: the poll's fetcher, the cache, the parse limits."""
+    """What full text needs: the poll's fetcher, the parse limits, the cache, and a way
+    to read what the store holds."""
 
     fetcher: Fetcher
     limits: ParseLimits
     cache: ArticleCache = PROCESS_CACHE
+    stored: StoredLookup = _nothing_stored
 
     def article(self, entry: EntryRecord, selector: str) -> CachedArticle:
         """The entry's article, from the cache or its page."""
@@ -120,15 +139,25 @@ class FullText:
         """The entries, each with its article as content where one was found."""
         if not source.full_text.enabled:
             return list(entries)
-        return [self._with_article(entry, source) for entry in entries]
+        stored = self.stored([e.code for e in entries if e.code])
+        return [self._with_article(entry, source, stored.get(entry.code)) for entry in entries]
 
-    def _with_article(self, entry: EntryRecord, source: Source) -> EntryRecord:
+    def _with_article(
+        self, entry: EntryRecord, source: Source, stored: StoredArticle | None
+    ) -> EntryRecord:
         if not entry.link.startswith(("http://", "https://")):
             return entry
+        own = entry.content or entry.summary  # the source's text becomes the summary
+        summary = clean_html(own, self.limits.fields.summary) if own else ""
+        if (
+            stored is not None
+            and stored.source_id == source.id
+            and (stored.link, stored.title, stored.summary) == (entry.link, entry.title, summary)
+            and stored.content != summary
+        ):  # stored from this very entry, with its article: nothing to fetch
+            return evolve(entry, content=stored.content, summary=summary)
         found = self.article(entry, source.full_text.selector)
         if not found.content:
             log.info("source %s: no full text for %s: %s", source.id, entry.link, found.error)
             return entry
-        own = entry.content or entry.summary  # the source's text becomes the summary
-        summary = clean_html(own, self.limits.fields.summary) if own else ""
         return evolve(entry, content=found.content, summary=summary)

@@ -362,7 +362,7 @@ def poll_source(
     except FetchError as exc:
         fetched = exc
 
-    full_text = FullText(fetcher, limits or ParseLimits())
+    full_text = FullText(fetcher, limits or ParseLimits(), stored=store.articles_by_code)
     return finish_poll(
         start,
         fetched,

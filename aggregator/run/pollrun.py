@@ -232,7 +232,7 @@ def poll_many(
                 )
                 by_id[outcome.source_id] = outcome
                 on_done(outcome)
-        full_text = FullText(fetcher, limits or ParseLimits())
+        full_text = FullText(fetcher, limits or ParseLimits(), stored=store.articles_by_code)
         for parsed in waiting:
             outcome = store_parsed(with_full_text(parsed, full_text), store, records)
             by_id[outcome.source_id] = outcome
@@ -412,7 +412,7 @@ def _process_main(
                         waiting.append(answer)
                     else:
                         send(*channel, answer)
-            full_text = FullText(fetcher, limits or ParseLimits())
+            full_text = FullText(fetcher, limits or ParseLimits(), stored=store.articles_by_code)
             for parsed in waiting:
                 send(*channel, with_full_text(parsed, full_text))
         except BaseException as exc:  # a storage fault, say: the caller re-raises it
