@@ -81,6 +81,14 @@ def read_article(
 ) -> str:
     """extract_article within the parse limits: here when the page is small, else in the
     sandbox (a script-laden or huge page is the article site's, not the source's)."""
+    if len(body) <= limits.inline_max_bytes:
+        return extract_article(
+            body,
+            url=url,
+            content_type=content_type,
+            selector=selector,
+            max_length=limits.fields.content,
+        )
     arguments = {
         "body": body,
         "url": url,
@@ -88,6 +96,4 @@ def read_article(
         "selector": selector,
         "max_length": limits.fields.content,
     }
-    if len(body) <= limits.inline_max_bytes:
-        return extract_article(**arguments)  # type: ignore[arg-type]
     return parsed_in_worker(extract_article, arguments, limits)

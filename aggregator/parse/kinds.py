@@ -106,9 +106,16 @@ def read_feed(document: Document, known: Known | None) -> ParsedFeed:
         "limits": limits.fields,
         "fast": False,  # the fast path declined already
     }
-    if not needs_worker(prepared, limits):
-        return parse_prepared(**arguments)  # type: ignore[arg-type]
-    return parsed_in_worker(parse_prepared, arguments, limits)
+    if needs_worker(prepared, limits):
+        return parsed_in_worker(parse_prepared, arguments, limits)
+    return parse_prepared(
+        prepared,
+        url=document.url,
+        timezone=document.timezone,
+        seen_at=document.seen_at,
+        limits=limits.fields,
+        fast=False,
+    )
 
 
 def needs_worker(prepared: ScreenedXml, limits: ParseLimits) -> bool:
