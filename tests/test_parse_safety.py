@@ -16,7 +16,8 @@ from aggregator.parse.feed import parse_prepared, parse_xml, prepare
 from aggregator.parse.kinds import needs_worker, parse_feed
 from aggregator.parse.limits import FieldLimits, ParseLimits
 from aggregator.parse.sandbox import run_in_worker
-from aggregator.parse.sanitize import absolute_http_url, clean_html, plain_text, strip_control
+from aggregator.parse.sanitize import absolute_http_url, clean_html, plain_text
+from aggregator.parse.xmlchars import strip_control
 from aggregator.parse.xmlguard import MAX_EXPANSION, screen
 
 SEEN = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

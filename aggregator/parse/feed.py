@@ -34,8 +34,8 @@ from aggregator.parse.sanitize import (
     has_markup,
     http_base,
     plain_text,
-    strip_control,
 )
+from aggregator.parse.xmlchars import strip_control
 from aggregator.parse.xmlguard import is_complete, screen
 
 MAX_RAW_DATE = 200

@@ -28,7 +28,8 @@ from aggregator.models import ParsedFeed
 from aggregator.parse.encoding import decode
 from aggregator.parse.limits import MAX_GUID, FieldLimits
 from aggregator.parse.picked import Picked, entries_from_items
-from aggregator.parse.sanitize import absolute_http_url, http_base, plain_text, strip_control
+from aggregator.parse.sanitize import absolute_http_url, http_base, plain_text
+from aggregator.parse.xmlchars import strip_control
 
 # What a field gives when the config selects none: the first link's text and target.
 DEFAULT_SELECTORS = {"title": "a", "link": "a::attr(href)"}

@@ -25,7 +25,7 @@ import ipaddress
 import re
 from urllib.parse import quote, urlsplit
 
-from aggregator.parse.sanitize import MAX_URL, strip_control
+from aggregator.parse.xmlchars import MAX_URL, strip_control
 
 # What RFC 3986 lets stand unescaped in each part (besides "%XX" escapes).
 _SUB_DELIMS = "!$&'()*+,;="

@@ -22,7 +22,8 @@ from aggregator.models import ParsedFeed
 from aggregator.parse.encoding import decode
 from aggregator.parse.limits import MAX_GUID, FieldLimits
 from aggregator.parse.picked import Picked, entries_from_items
-from aggregator.parse.sanitize import absolute_http_url, http_base, strip_control
+from aggregator.parse.sanitize import absolute_http_url, http_base
+from aggregator.parse.xmlchars import strip_control
 
 
 def read_answer(body: bytes, content_type: str = "") -> Any:

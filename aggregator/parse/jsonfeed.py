@@ -23,7 +23,8 @@ from aggregator.models import ParsedFeed
 from aggregator.parse.dates import feedparser_date
 from aggregator.parse.feed import entry_from_fields
 from aggregator.parse.limits import MAX_GUID, FieldLimits
-from aggregator.parse.sanitize import absolute_http_url, http_base, plain_text, strip_control
+from aggregator.parse.sanitize import absolute_http_url, http_base, plain_text
+from aggregator.parse.xmlchars import strip_control
 
 VERSION_PREFIX = "https://jsonfeed.org/version/"
 JSON_TYPES = ("application/feed+json", "application/json")

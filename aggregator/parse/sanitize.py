@@ -20,10 +20,9 @@ from urllib.parse import urljoin, urlsplit
 
 import nh3
 
-# Characters XML 1.0 forbids (C0 controls but tab/LF/CR, surrogates, U+FFFE/F).
-# The characters XML 1.0 forbids, as the inside of a regular-expression class.
-_ILLEGAL_CHARS = "\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff"
-_XML_ILLEGAL = re.compile(f"[{_ILLEGAL_CHARS}]")
+from aggregator.parse import iri
+from aggregator.parse.xmlchars import ILLEGAL_CHARS, MAX_URL, strip_control
+
 # Markup as an HTML parser reads it: a tag starts with "<" and an ASCII letter (or
 # "/" and one), a comment or declaration with "<!" or "<?". "<独家>" and "a<b 且" are
 # text to it.
@@ -125,14 +124,10 @@ ALLOWED_ATTRIBUTES = {
 }
 URL_SCHEMES = {"http", "https", "mailto"}
 URL_ATTRIBUTES = {"href", "src", "cite", "poster"}
-MAX_URL = 4096
 # Browsers ignore whitespace and controls inside a scheme ("java\tscript:").
 _SQUEEZE = re.compile(r"[\s\x00-\x1f]+")
 _DANGEROUS_SCHEMES = ("javascript:", "vbscript:", "data:", "file:")
 
-
-def strip_control(text: str) -> str:
-    return _XML_ILLEGAL.sub("", text)
 
 
 def _attribute_filter(base: str) -> Callable[[str, str, str], str | None]:
@@ -156,8 +151,6 @@ def _attribute_filter(base: str) -> Callable[[str, str, str], str | None]:
 
 def _as_uri(url: str) -> str:
     """A URL as published links are (iri.link: a look-alike host in IDNA)."""
-    from aggregator.parse import iri  # it builds on this module
-
     return iri.link(url)
 
 
@@ -199,7 +192,7 @@ def _nh3(fragment: str, base: str, strip_comments: bool = True) -> str:
 # the URLs, which are joined as it joins them. News sites like the one in the seed
 # article publish exactly this, and sanitizing it costs several times the check
 # (tests/test_fast_paths.py holds the result to nh3's).
-_SAFE_CHAR = f"[^<>&\r\xa0\ufeff{_ILLEGAL_CHARS}]"
+_SAFE_CHAR = f"[^<>&\r\xa0\ufeff{ILLEGAL_CHARS}]"
 _VALUE = '[^":<>&\r\xa0\x00-\x1f\ud800-\udfff\ufffe\uffff]*+'
 _URL_VALUE = '[^"<>&\\\\\\s\x00-\x1f\x7f-\xa0\ud800-\udfff\ufffe\uffff]++'
 _SAFE_ATTRIBUTE = f'(?: (?:class|title|lang|dir)="{_VALUE}")?'

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from aggregator.config.loader import Config
-from aggregator.parse.sanitize import plain_text, strip_control
+from aggregator.parse.sanitize import plain_text
+from aggregator.parse.xmlchars import strip_control
 
 if TYPE_CHECKING:
     from aggregator.publish.publisher import Document, EntryView

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from lxml import etree
 
 from aggregator.config.loader import Config
-from aggregator.parse.sanitize import strip_control
+from aggregator.parse.xmlchars import strip_control
 
 if TYPE_CHECKING:
     from aggregator.publish.publisher import FeedInfo

@@ -35,7 +35,8 @@ from aggregator.identity.sharecode import share_code
 from aggregator.models import EntryRecord
 from aggregator.parse import iri
 from aggregator.parse.limits import MAX_CONTENT
-from aggregator.parse.sanitize import clean_html, strip_control
+from aggregator.parse.sanitize import clean_html
+from aggregator.parse.xmlchars import strip_control
 from aggregator.store.interface import Storage
 from aggregator.store.records import StoredArticle
 

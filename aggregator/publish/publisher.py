@@ -40,7 +40,8 @@ from aggregator.files import (
     write_if_changed,
 )
 from aggregator.parse import iri
-from aggregator.parse.sanitize import clean_html, display_safe, shown_title, strip_control
+from aggregator.parse.sanitize import clean_html, display_safe, shown_title
+from aggregator.parse.xmlchars import strip_control
 from aggregator.publish.feedpages import Paging, distinct_updated, pages_to_render, shown_updated
 from aggregator.publish.jsonfeed import assemble_json, item_bytes, json_head
 from aggregator.publish.listing import render_index, render_opml
