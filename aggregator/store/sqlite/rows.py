@@ -1,15 +1,10 @@
-"""How rows are read and written: times, JSON columns, StoredArticle rows, long IN lists."""
+"""How rows are read: StoredArticle rows (article_of, aggregator.store.columns), long IN lists."""
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Iterator, Sequence
-from datetime import datetime
-from typing import Any
 
-from aggregator.models import Enclosure
-from aggregator.store.records import StoredArticle, from_iso
+from aggregator.store.columns import article_of, json_enclosures, json_list, utc
 
 # An entry as article_of reads it: its row, its tags and its categories (sorted).
 ARTICLE_COLUMNS = """e.*,
@@ -29,40 +24,4 @@ def chunks(values: Sequence[str]) -> Iterator[tuple[list[str], str]]:
         yield chunk, ",".join("?" * len(chunk))
 
 
-@functools.lru_cache(maxsize=1024)
-def json_list(values: tuple[str, ...]) -> str:
-    # Remembered: the entries of a feed mostly share a few lists of categories.
-    return json.dumps(list(values), ensure_ascii=False) if values else "[]"
-
-
-def json_enclosures(enclosures: Sequence[Enclosure]) -> str:
-    if not enclosures:
-        return "[]"
-    return json.dumps([[e.url, e.type, e.length] for e in enclosures], ensure_ascii=False)
-
-
-def utc(value: str) -> datetime:
-    parsed = from_iso(value)
-    assert parsed is not None
-    return parsed
-
-
-def article_of(row: dict[str, Any]) -> StoredArticle:
-    published = from_iso(row["published"])
-    updated = from_iso(row["updated"])
-    assert published is not None and updated is not None
-    return StoredArticle(
-        code=row["code"],
-        title=row["title"],
-        link=row["link"],
-        published=published,
-        updated=updated,
-        author=row["author"],
-        summary=row["summary"],
-        content=row["content"],
-        categories=tuple(json.loads(row["categories"])),
-        enclosures=tuple(Enclosure(u, t, n) for u, t, n in json.loads(row["enclosures"])),
-        source_id=row["source_id"],
-        tags=tuple(json.loads(row["tag_names"])),
-        entry_categories=tuple(json.loads(row["category_names"])),
-    )
+__all__ = ["ARTICLE_COLUMNS", "article_of", "chunks", "json_enclosures", "json_list", "utc"]

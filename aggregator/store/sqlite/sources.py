@@ -8,36 +8,17 @@ from datetime import datetime
 from typing import Any
 
 from aggregator.config.loader import Source
+from aggregator.store.columns import STATE_COLUMNS, history_start, recent_poll, source_state
 from aggregator.store.records import (
     FAILED_RESULTS,
     PollRecord,
     SourceMeta,
     SourceState,
-    from_iso,
     iso,
 )
 from aggregator.store.sqlite.connection import Connection
 from aggregator.store.sqlite.rows import chunks
-from aggregator.store.sqlite.status import APPEND_POLL, history_start, recent_poll
-
-_STATE_COLUMNS = """id, etag, last_modified, body_hash, error_count, next_poll_at, moved_to,
-    disabled_reason, poll_hints, retry_not_before"""
-
-
-def _source_state(row: Sequence[Any]) -> SourceState:
-    source_id, etag, modified, body_hash, errors, next_poll, moved_to, disabled, hints, wait = row
-    return SourceState(
-        id=source_id,
-        etag=etag,
-        last_modified=modified,
-        body_hash=body_hash,
-        error_count=errors,
-        next_poll_at=from_iso(next_poll),
-        moved_to=moved_to,
-        disabled_reason=disabled,
-        poll_hints=hints,
-        retry_not_before=from_iso(wait),
-    )
+from aggregator.store.sqlite.status import APPEND_POLL
 
 
 class Sources(Connection):
@@ -80,9 +61,9 @@ class Sources(Connection):
     def source_state(self, source_id: str) -> SourceState:
         with self._lock:  # read on every poll: plain sqlite3, no row dictionaries
             row = self.db.conn.execute(
-                f"SELECT {_STATE_COLUMNS} FROM sources WHERE id = ?", [source_id]
+                f"SELECT {STATE_COLUMNS} FROM sources WHERE id = ?", [source_id]
             ).fetchone()
-        return SourceState(source_id) if row is None else _source_state(row)
+        return SourceState(source_id) if row is None else source_state(row)
 
     def source_states(self, source_ids: Sequence[str]) -> dict[str, SourceState]:
         """source_state of many sources in a few queries (a poll of many sources reads
@@ -91,9 +72,9 @@ class Sources(Connection):
         with self._lock:
             for chunk, marks in chunks(source_ids):
                 rows = self.db.conn.execute(
-                    f"SELECT {_STATE_COLUMNS} FROM sources WHERE id IN ({marks})", chunk
+                    f"SELECT {STATE_COLUMNS} FROM sources WHERE id IN ({marks})", chunk
                 ).fetchall()
-                states.update((row[0], _source_state(row)) for row in rows)
+                states.update((row[0], source_state(row)) for row in rows)
         return states
 
     def never_parsed(self, source_ids: Sequence[str]) -> int:

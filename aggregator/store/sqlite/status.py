@@ -6,60 +6,21 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any
 
 from aggregator.errors import StoreError
+from aggregator.store.columns import RECORD, history_start, recent_polls
 from aggregator.store.records import (
-    HISTORY_DAYS,
-    KEEP,
     RECENT_POLLS,
     PollDay,
-    PollRecord,
-    RecentPoll,
     StatusRows,
     iso,
 )
 from aggregator.store.sqlite.connection import Connection
 
-T = TypeVar("T")
-
-# A source's recent polls are fixed-width records, oldest first, in one text column:
-# record_polls appends one and drops the oldest past RECENT_POLLS by a concatenation
-# and a substr in the statement that records the poll, with nothing to parse.
-# A record: unix seconds (10 digits), a result letter, the HTTP status (3 digits,
-# 000: none) and the fetch time in milliseconds (6 digits, ------: not measured).
-_RECORD = 20
-_RESULT_LETTERS = {"ok": "o", "not_modified": "n", "unchanged": "u", "error": "e", "gone": "g"}
-_RESULTS = {letter: result for result, letter in _RESULT_LETTERS.items()}
-APPEND_POLL = f"substr(coalesce(recent_polls, '') || :recent_poll, {-RECENT_POLLS * _RECORD})"
-
-
-def recent_poll(record: PollRecord) -> str:
-    """A poll's record (see _RECORD) in the form recent_polls keeps it."""
-    at = record.last_poll_at
-    assert at is not None
-    status = _set_or(record.last_http_status, 0) or 0
-    seconds = _set_or(record.last_fetch_seconds, None)
-    millis = "------" if seconds is None else f"{min(999_999, round(seconds * 1000)):06d}"
-    letter = _RESULT_LETTERS.get(_set_or(record.last_result, "") or "", "?")
-    return f"{int(at.timestamp()):010d}{letter}{min(999, status):03d}{millis}"
-
-
-def _set_or(value: T, default: T) -> T:
-    return default if value is KEEP else value
-
-
-def _recent_polls(source_id: str, stored: str | None) -> list[RecentPoll]:
-    polls = []
-    text = stored or ""
-    for start in range(0, len(text) - _RECORD + 1, _RECORD):
-        record = text[start : start + _RECORD]
-        at = datetime.fromtimestamp(int(record[:10]), UTC)
-        status = int(record[11:14]) or None
-        seconds = None if record[14:] == "------" else int(record[14:]) / 1000
-        polls.append(RecentPoll(source_id, at, _RESULTS.get(record[10], ""), status, seconds))
-    return polls
+# Appends a poll's record (aggregator.store.columns) and keeps the last RECENT_POLLS.
+APPEND_POLL = f"substr(coalesce(recent_polls, '') || :recent_poll, {-RECENT_POLLS * RECORD})"
 
 
 def count_new_entries(conn: sqlite3.Connection, source_id: str, now: datetime, count: int) -> None:
@@ -69,11 +30,6 @@ def count_new_entries(conn: sqlite3.Connection, source_id: str, now: datetime, c
              new_entries = new_entries + excluded.new_entries""",
         [source_id, iso(now)[:10], count],
     )
-
-
-def history_start(day: str) -> str:
-    """The oldest UTC day still kept when `day` (YYYY-MM-DD) is today."""
-    return (date.fromisoformat(day) - timedelta(days=HISTORY_DAYS)).isoformat()
 
 
 class Status(Connection):
@@ -128,7 +84,7 @@ class Status(Connection):
                 source["entry_count"] = counts.get(source["id"], 0)
                 sources.append(source)
             chosen = list(kept) if history_of is None else list(history_of(sources))
-            recent = [poll for i in chosen for poll in _recent_polls(i, kept.get(i))]
+            recent = [poll for i in chosen for poll in recent_polls(i, kept.get(i))]
             days = [
                 PollDay(*row)
                 for row in conn.execute(

@@ -1,0 +1,128 @@
+"""How the SQL backends keep records in columns, alike in each: times as iso() text,
+lists as JSON text, a source's poll state, its recent polls as fixed-width records.
+Pure functions over plain values."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
+
+from aggregator.models import Enclosure
+from aggregator.store.records import (
+    HISTORY_DAYS,
+    KEEP,
+    PollRecord,
+    RecentPoll,
+    SourceState,
+    StoredArticle,
+    from_iso,
+)
+
+T = TypeVar("T")
+
+# The columns source_state reads, in its order.
+STATE_COLUMNS = """id, etag, last_modified, body_hash, error_count, next_poll_at, moved_to,
+    disabled_reason, poll_hints, retry_not_before"""
+
+# A source's recent polls are fixed-width records, oldest first, in one text column:
+# record_polls appends one and drops the oldest past RECENT_POLLS by a concatenation
+# and a substring in the statement that records the poll, with nothing to parse.
+# A record: unix seconds (10 digits), a result letter, the HTTP status (3 digits,
+# 000: none) and the fetch time in milliseconds (6 digits, ------: not measured).
+RECORD = 20
+_RESULT_LETTERS = {"ok": "o", "not_modified": "n", "unchanged": "u", "error": "e", "gone": "g"}
+_RESULTS = {letter: result for result, letter in _RESULT_LETTERS.items()}
+
+
+def source_state(row: Sequence[Any]) -> SourceState:
+    """A SourceState from a row of STATE_COLUMNS."""
+    source_id, etag, modified, body_hash, errors, next_poll, moved_to, disabled, hints, wait = row
+    return SourceState(
+        id=source_id,
+        etag=etag,
+        last_modified=modified,
+        body_hash=body_hash,
+        error_count=errors,
+        next_poll_at=from_iso(next_poll),
+        moved_to=moved_to,
+        disabled_reason=disabled,
+        poll_hints=hints,
+        retry_not_before=from_iso(wait),
+    )
+
+
+def recent_poll(record: PollRecord) -> str:
+    """A poll's record (see RECORD) in the form recent_polls keeps it."""
+    at = record.last_poll_at
+    assert at is not None
+    status = _set_or(record.last_http_status, 0) or 0
+    seconds = _set_or(record.last_fetch_seconds, None)
+    millis = "------" if seconds is None else f"{min(999_999, round(seconds * 1000)):06d}"
+    letter = _RESULT_LETTERS.get(_set_or(record.last_result, "") or "", "?")
+    return f"{int(at.timestamp()):010d}{letter}{min(999, status):03d}{millis}"
+
+
+def _set_or(value: T, default: T) -> T:
+    return default if value is KEEP else value
+
+
+def recent_polls(source_id: str, stored: str | None) -> list[RecentPoll]:
+    """The polls kept in a source's recent_polls column, oldest first."""
+    polls = []
+    text = stored or ""
+    for start in range(0, len(text) - RECORD + 1, RECORD):
+        record = text[start : start + RECORD]
+        at = datetime.fromtimestamp(int(record[:10]), UTC)
+        status = int(record[11:14]) or None
+        seconds = None if record[14:] == "------" else int(record[14:]) / 1000
+        polls.append(RecentPoll(source_id, at, _RESULTS.get(record[10], ""), status, seconds))
+    return polls
+
+
+def history_start(day: str) -> str:
+    """The oldest UTC day still kept when `day` (YYYY-MM-DD) is today."""
+    return (date.fromisoformat(day) - timedelta(days=HISTORY_DAYS)).isoformat()
+
+
+@functools.lru_cache(maxsize=1024)
+def json_list(values: tuple[str, ...]) -> str:
+    # Remembered: the entries of a feed mostly share a few lists of categories.
+    return json.dumps(list(values), ensure_ascii=False) if values else "[]"
+
+
+def json_enclosures(enclosures: Sequence[Enclosure]) -> str:
+    if not enclosures:
+        return "[]"
+    return json.dumps([[e.url, e.type, e.length] for e in enclosures], ensure_ascii=False)
+
+
+def utc(value: str) -> datetime:
+    parsed = from_iso(value)
+    assert parsed is not None
+    return parsed
+
+
+def article_of(row: dict[str, Any]) -> StoredArticle:
+    """A StoredArticle from an entries row with its tag_names and category_names (JSON
+    lists, sorted)."""
+    published = from_iso(row["published"])
+    updated = from_iso(row["updated"])
+    assert published is not None and updated is not None
+    return StoredArticle(
+        code=row["code"],
+        title=row["title"],
+        link=row["link"],
+        published=published,
+        updated=updated,
+        author=row["author"],
+        summary=row["summary"],
+        content=row["content"],
+        categories=tuple(json.loads(row["categories"])),
+        enclosures=tuple(Enclosure(u, t, n) for u, t, n in json.loads(row["enclosures"])),
+        source_id=row["source_id"],
+        tags=tuple(json.loads(row["tag_names"])),
+        entry_categories=tuple(json.loads(row["category_names"])),
+    )
