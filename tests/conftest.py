@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.feedserver import FeedServer
+from tests.pg import postgres_database, postgres_url  # noqa: F401 (fixtures: a real PostgreSQL)
 
 
 @pytest.fixture

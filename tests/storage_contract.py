@@ -1,7 +1,7 @@
 """The storage contract: tests written against aggregator.store.interface.Storage only,
 so that every backend runs the same ones. A backend's test module imports them and
 gives a `storage` fixture (a new, empty store) and a `reopen` fixture (the same store
-opened again, as another process would): see tests/test_store_contract_sqlite.py."""
+opened again, as another process would): see tests/test_store_contract.py."""
 
 from __future__ import annotations
 

@@ -129,6 +129,7 @@ COMMANDS = [
     ["import-opml", "{opml}"],
     ["export-opml"],
     ["import-posts", "{posts}"],
+    ["migrate-store", "data/a.db", "postgresql://127.0.0.1:9/nothing"],
 ]
 GOOD_SOURCE = (
     '[[sources]]\nid = "a"\nname = "A"\nurl = "http://127.0.0.1:9/a.xml"\ncategory = "c"\n'

@@ -1,5 +1,6 @@
-"""The storage contract (tests/storage_contract.py) on the SQLite backend, through
-open_store. Another backend runs the same tests by adding its factory to BACKENDS."""
+"""The storage contract (tests/storage_contract.py) on every backend, through
+open_store: SQLite, and PostgreSQL on a real server (tests/pg.py: a schema per test;
+skipped where none answers, failed instead under AGGREGATOR_REQUIRE_SERVICES=1)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ from aggregator.store import open_store
 from aggregator.store.interface import Storage
 from tests.storage_contract import *  # noqa: F403  (the contract's tests, collected here)
 
-# A backend: where a new, empty store lives, given a test's own folder.
-BACKENDS: dict[str, Callable[[Path], str]] = {
-    "sqlite": lambda folder: str(folder / "contract.db"),
+# A backend: where a new, empty store lives, given the test's request and own folder.
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
+    "sqlite": lambda request, folder: str(folder / "contract.db"),
+    "postgres": lambda request, folder: str(request.getfixturevalue("postgres_url")),
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return BACKENDS[request.param](tmp_path)
+    return BACKENDS[request.param](request, tmp_path)
 
 
 @pytest.fixture

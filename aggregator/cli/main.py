@@ -32,6 +32,7 @@ from aggregator.cli.common import (
     open_store,
     print_sources,
 )
+from aggregator.cli.migrate import migrate_store_command
 from aggregator.cli.opml import export_opml, import_opml
 from aggregator.cli.posts import import_posts_command, publish_posts
 from aggregator.cli.retention import cleanup_command
@@ -354,6 +355,7 @@ main.add_command(import_opml)
 main.add_command(export_opml)
 main.add_command(import_posts_command)
 main.add_command(cleanup_command)
+main.add_command(migrate_store_command)
 publish.add_command(publish_posts)
 
 

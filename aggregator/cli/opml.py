@@ -18,6 +18,7 @@ import click
 
 from aggregator.cli.common import EXIT_FAILED, apply_edit, config_option, fail, load, read_config
 from aggregator.config import sourcefile
+from aggregator.config.loader import database_exists
 from aggregator.config.opml import OpmlError, build_opml, for_export, parse_opml, plan_import
 from aggregator.files import write_if_changed
 from aggregator.parse import iri
@@ -104,7 +105,7 @@ def export_opml(config_path: Path, output: Path | None, include_secrets: bool) -
     for note in notes:
         click.secho(note, fg="yellow", err=True)
     html_urls: dict[str, str] = {}
-    if config.settings.database.exists():
+    if database_exists(config.settings.database):
         with open_store(config.settings.database) as store:
             links = {r["id"]: iri.link(r["feed_link"] or "") for r in store.source_rows()}
             html_urls = {source_id: link for source_id, link in links.items() if link}

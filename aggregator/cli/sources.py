@@ -38,7 +38,7 @@ from aggregator.cli.common import (
     source_table,
 )
 from aggregator.config import sourcefile
-from aggregator.config.loader import SOURCE_KEYS, SOURCE_KINDS, Config
+from aggregator.config.loader import SOURCE_KEYS, SOURCE_KINDS, Config, database_exists
 from aggregator.config.selectors import check_selectors
 from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.errors import ConfigError, FetchError, ParseError
@@ -216,7 +216,7 @@ def sources_enable(config_path: Path, source_ids: tuple[str, ...]) -> None:
     """Enable sources in the config (a written enabled = false becomes true), and lift
     the stop of any that answered 410 Gone: they are due again at once."""
     config = _set_enabled(config_path, source_ids, True)
-    if config.settings.database.exists():
+    if database_exists(config.settings.database):
         with open_store(config) as store:
             for source_id in store.enable_sources(source_ids):
                 click.secho(f"lifted the 410 Gone stop of {source_id!r}: due now", fg="green")
@@ -511,7 +511,7 @@ def sources_check(
     unknown = [s for s in source_ids if config.source(s) is None]
     if unknown:
         fail(f"no such source: {', '.join(unknown)}", EXIT_CONFIG)
-    if config.settings.database.exists():  # its polls' state; nothing is written
+    if database_exists(config.settings.database):  # its polls' state; nothing is written
         with open_store(config) as store:
             chosen, held = choose_sources(config, store, source_ids, every=True, force=force)
     else:

@@ -417,7 +417,10 @@ class Settings:
     environment overrides those in ENV_OVERRIDES; limits_of gives a group's limits."""
 
     # (_setting returns a field(); ruff cannot see that, nor that a Path is immutable)
-    database: Path = _setting(DEFAULT_DATABASE, _string, restart=True, env=True)  # noqa: RUF009
+    # An SQLite file, or a database URL (postgresql://...: a cluster, docs/scaling.md)
+    database: Path | str = _setting(  # noqa: RUF009
+        DEFAULT_DATABASE, _string, restart=True, env=True
+    )
     output_dir: Path = _setting(DEFAULT_OUTPUT_DIR, _string, restart=True, env=True)  # noqa: RUF009
     base_url: str = _setting("", _http_url, env=True)  # "" in the file: http://<host>:<port>
     host: str = _setting("127.0.0.1", _string, restart=True, env=True)
@@ -600,6 +603,16 @@ def _check_table(
     return values
 
 
+def database_exists(database: Path | str) -> bool:
+    """Whether there is a store to read: a database URL is taken to have one."""
+    return not isinstance(database, Path) or database.exists()
+
+
+def _resolve_database(base: Path, value: str) -> Path | str:
+    """A database URL (scheme://...) as written; a file path resolved like the others."""
+    return value if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", value) else _resolve_path(base, value)
+
+
 def _resolve_path(base: Path, value: str) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else (base / path)
@@ -652,7 +665,7 @@ def _settings(raw: Any, root: Path, env: Mapping[str, str], problems: _Problems)
     settings = Settings(**values)
     return replace(
         settings,
-        database=_resolve_path(root, str(settings.database)),
+        database=_resolve_database(root, str(settings.database)),
         output_dir=_resolve_path(root, str(settings.output_dir)),
         base_url=settings.base_url or default_base_url(settings.host, settings.port),
     )

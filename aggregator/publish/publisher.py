@@ -738,6 +738,19 @@ class Publisher:
         self._meta_memo = (self.config, memo)
         return {row.id: view for row, view in memo.items()}
 
+    def documents(self, key: FeedKey) -> dict[str, bytes]:
+        """Every document of one feed (the current one and each full archive page, Atom
+        and JSON Feed) as publish() would write it, by path under the output folder;
+        nothing is written (`aggregator migrate-store` compares two stores by them)."""
+        self._load_sources()
+        info = self.info(key)
+        paging = self.paging(key)
+        return {
+            doc.self_url.removeprefix(self.url_of("")): data
+            for number in range(paging.archived + 1)
+            for doc, data in self._render_pair(info, paging, number)
+        }
+
     # --- kept for callers of the first version ---
 
     def render(self, info: FeedInfo) -> bytes:

@@ -203,7 +203,9 @@ class Daemon:
         self._announced: set[str] = set()
         self.port = port
         self.abandoned_polls = False  # set when stop() gave up waiting for running polls
-        self.lock = DaemonLock(self.config.settings.database)
+        database = self.config.settings.database
+        # The lock file guards an SQLite file; a database URL has no file beside it.
+        self.lock = DaemonLock(database) if isinstance(database, Path) else None
         self.stopping = threading.Event()
         self._reload_requested = threading.Event()
         self._config_stamp = self._stamp()
@@ -425,7 +427,8 @@ class Daemon:
 
     def start(self) -> None:
         settings = self.config.settings
-        self.lock.acquire()
+        if self.lock:
+            self.lock.acquire()
         try:
             self.server = self._listen(settings)
             self.config = self._as_running(self.config)
@@ -443,7 +446,8 @@ class Daemon:
             if self.server:
                 self.server.server_close()
                 self.server = None
-            self.lock.release()
+            if self.lock:
+                self.lock.release()
             raise
         # Everything, as a fresh publish would write it: a killed run's unfinished
         # publish included (and the temp files it left).
@@ -482,7 +486,8 @@ class Daemon:
             self.fetcher.close()
         if self.store:
             self.store.close()
-        self.lock.release()
+        if self.lock:
+            self.lock.release()
         log.info("stopped")
 
     def run_forever(self) -> None:

@@ -216,7 +216,7 @@ def with_collisions(
 
 
 def check_source(
-    fetcher: Fetcher, source: Source, limit: int, now: datetime, database: Path | None = None
+    fetcher: Fetcher, source: Source, limit: int, now: datetime, database: Path | str | None = None
 ) -> dict[str, Any]:
     """Fetch and read a source, storing nothing: what its first `limit` entries would
     be stored as (check_entry, with_collisions), or the error that stopped it."""

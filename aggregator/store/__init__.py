@@ -10,13 +10,16 @@ from pathlib import Path
 from typing import cast
 
 from aggregator.errors import StoreError
+from aggregator.store.cluster import ClusterState
 from aggregator.store.interface import Storage
 
-# Each backend is a module with open_storage(database, timeout=...) and
-# carriers_of(database, codes), imported only when chosen: a SQLite file by default,
-# a URL by its scheme.
+# Each backend is a module with open_storage(database, timeout=...),
+# carriers_of(database, codes) and copy_side(database, write=...) (migrate-store),
+# imported only when chosen: a SQLite file by default, a URL by its scheme. A backend
+# that can share the work between nodes has open_cluster(database) too.
 _SQLITE = "aggregator.store.sqlite"
-_URL_BACKENDS: dict[str, str] = {}
+_POSTGRES = "aggregator.store.postgres"
+_URL_BACKENDS: dict[str, str] = {"postgresql": _POSTGRES, "postgres": _POSTGRES}
 _URL = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
@@ -34,6 +37,20 @@ def open_store(database: str | Path, *, timeout: float = 30.0) -> Storage:
     """The store at `database` (a file path: SQLite), made or upgraded as needed."""
     module = importlib.import_module(_backend(database))
     return cast(Storage, module.open_storage(database, timeout=timeout))
+
+
+def backend_name(database: str | Path) -> str:
+    """Which backend keeps the store at `database` (its module's last name)."""
+    return _backend(database).rpartition(".")[2]
+
+
+def open_cluster(database: str | Path) -> ClusterState:
+    """The cluster's shared state (nodes, accepted config, per-host slots) in the
+    database at `database`: StoreError where its backend cannot share the work."""
+    module = importlib.import_module(_backend(database))
+    if not hasattr(module, "open_cluster"):
+        raise StoreError(f"a cluster of nodes needs a PostgreSQL database, not {database}")
+    return cast(ClusterState, module.open_cluster(str(database)))
 
 
 def carriers_of(database: str | Path, codes: Sequence[str]) -> dict[str, list[str]]:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aggregator.store.sqlite.connection import storage_errors
+from aggregator.store.sqlite.copy import copy_side
 from aggregator.store.sqlite.ingest import Ingest
 from aggregator.store.sqlite.publishing import Publishing
 from aggregator.store.sqlite.retention import Retention
@@ -60,3 +61,6 @@ def carriers_of(database: str | Path, codes: Sequence[str]) -> dict[str, list[st
     finally:
         conn.close()
     return found
+
+
+__all__ = ["SqliteStore", "carriers_of", "copy_side", "open_storage"]
