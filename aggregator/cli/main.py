@@ -49,11 +49,12 @@ from aggregator.fetch.fetcher import Fetcher, Limits
 from aggregator.parse.limits import ParseLimits
 from aggregator.publish.posts import PostWriter, describe_posts
 from aggregator.publish.publisher import Publisher
+from aggregator.run.cluster import cluster_nodes
 from aggregator.run.poll import PollOutcome
 from aggregator.run.pollrun import choose_sources, poll_run
 from aggregator.run.probe import selector_problems
 from aggregator.serve.status import gather_report, report_json, source_facts
-from aggregator.store.records import FeedKey
+from aggregator.store.records import FeedKey, iso
 
 PROGRESS_MIN_SOURCES = 5  # fewer finish before a bar would tell anything
 
@@ -307,6 +308,21 @@ def status(config_path: Path, as_json: bool) -> None:
     click.echo(
         f"{len(report.sources)} sources, {report.failing} failing, {report.entries} entries stored"
     )
+    if isinstance(config.settings.database, str):  # a cluster's database
+        _print_nodes(config.settings.database)
+
+
+def _print_nodes(database: str) -> None:
+    """The cluster's nodes: alive or not, last seen, polls in flight, config agreement."""
+    _accepted, nodes = cluster_nodes(database, datetime.now(UTC))
+    click.echo(f"\n{len(nodes)} node(s), {sum(n.alive for n in nodes)} alive")
+    for node in nodes:
+        record = node.record
+        click.echo(
+            f"  {record.id}  {node.state}  last seen {iso(record.last_seen)}  "
+            f"polls in flight {record.polls_in_flight}  "
+            f"config {'accepted' if node.agrees else 'DIFFERS from the accepted one'}"
+        )
 
 
 @main.group("config")

@@ -33,6 +33,7 @@ from aggregator.fetch.fetcher import Fetcher, Limits
 from aggregator.parse.limits import ParseLimits
 from aggregator.publish.posts import PostWriter
 from aggregator.publish.publisher import Publisher
+from aggregator.run.cluster import ClusterScheduler, config_digest, node_name
 from aggregator.run.pacing import Hold, hold
 from aggregator.run.poll import PollOutcome, poll_source, standing
 from aggregator.run.scheduler import PollScheduler
@@ -204,15 +205,16 @@ class Daemon:
         self.port = port
         self.abandoned_polls = False  # set when stop() gave up waiting for running polls
         database = self.config.settings.database
-        # The lock file guards an SQLite file; a database URL has no file beside it.
+        # One daemon per SQLite file; any number of nodes on one PostgreSQL.
         self.lock = DaemonLock(database) if isinstance(database, Path) else None
+        self.node = node_name(str(self.config.settings.output_dir))
         self.stopping = threading.Event()
         self._reload_requested = threading.Event()
         self._config_stamp = self._stamp()
         self.store: Storage | None = None
         self.fetcher: Fetcher | None = None
         self.server: FeedServer | None = None
-        self.scheduler: PollScheduler | None = None
+        self.scheduler: PollScheduler | ClusterScheduler | None = None
         self.publisher: Publisher | None = None
         self.queue: PublishQueue | None = None
         self.metrics = Metrics(self._store_facts)
@@ -305,6 +307,8 @@ class Daemon:
             problems.append("stopping")
         if self.scheduler is None or not self.scheduler.running:
             problems.append("scheduler not running")
+        if isinstance(self.scheduler, ClusterScheduler) and self.scheduler.agreement.problem():
+            problems.append(self.scheduler.agreement.problem())
         try:
             assert self.store is not None
             self.store.entry_count()
@@ -391,6 +395,8 @@ class Daemon:
             self.queue.delay = config.settings.publish_delay
         self.store.sync_sources(config.sources)
         stored = {s.id: self.store.source_state(s.id).next_poll_at for s in config.sources}
+        if isinstance(self.scheduler, ClusterScheduler):
+            self.scheduler.digest = self._digest()
         self.scheduler.sync(config.sources, stored)
 
     def _watch(self) -> None:
@@ -439,9 +445,7 @@ class Daemon:
             )
             self.publisher = Publisher(self.config, self.store)
             self.queue = PublishQueue(self._publish, settings.publish_delay)
-            self.scheduler = PollScheduler(
-                self.poll_one, workers=settings.workers, clock=self.clock
-            )
+            self.scheduler = self._scheduler(settings)
         except (OSError, AggregatorError):
             if self.server:
                 self.server.server_close()
@@ -468,6 +472,40 @@ class Daemon:
             datetime.now(UTC) + timedelta(seconds=FIRST_CLEANUP_DELAY),
         )
         threading.Thread(target=self._watch, name="config-watch", daemon=True).start()
+
+    def _scheduler(self, settings: Settings) -> PollScheduler | ClusterScheduler:
+        """APScheduler on one machine; procrastinate jobs shared by the nodes of a
+        cluster on PostgreSQL (aggregator.run.cluster, docs/scaling.md)."""
+        if isinstance(settings.database, Path):
+            return PollScheduler(self.poll_one, workers=settings.workers, clock=self.clock)
+        # Each node publishes every node's changes (its own published marks).
+        if self.store is not None:
+            self.store.set_node(self.node)
+        threading.Thread(target=self._sweep, name="cluster-publish", daemon=True).start()
+        return ClusterScheduler(
+            settings.database,
+            self.poll_one,
+            node=self.node,
+            digest=self._digest(),
+            workers=settings.workers,
+            per_host_limit=settings.per_host_limit,
+            clock=self.clock,
+        )
+
+    def _digest(self) -> str:
+        try:
+            return config_digest(self.config_path.read_bytes())
+        except OSError:
+            return ""
+
+    def _sweep(self) -> None:
+        """In a cluster: publish what other nodes committed (their polls' feeds)."""
+        while not self.stopping.wait(max(1.0, self.config.settings.publish_delay)):
+            try:
+                if self.store and self.queue:
+                    self.queue.add(set(self.store.unpublished()) | set(self.store.holes()))
+            except AggregatorError:
+                log.warning("cannot read what is left to publish", exc_info=True)
 
     def stop(self) -> None:
         """Stop new polls, let running ones finish (bounded), flush, close."""

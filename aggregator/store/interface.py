@@ -158,6 +158,11 @@ class Storage(Protocol):
     def clear_renders(self) -> None:
         """Forget every cached fragment."""
 
+    def set_node(self, node: str) -> None:
+        """Publish as this node of a cluster, each node into its own folder: from now on
+        unpublished(), holes() and mark_published() are this node's. A store only one
+        daemon uses (SQLite) has nothing to keep apart and ignores it."""
+
     def unpublished(self) -> dict[FeedKey, int]:
         """The feeds whose documents may not show what the store holds, each with
         its mark."""

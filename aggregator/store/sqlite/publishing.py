@@ -297,6 +297,9 @@ class Publishing(Connection):
 
     # --- what is left to publish ---
 
+    def set_node(self, node: str) -> None:
+        """One daemon publishes an SQLite store (DaemonLock): no nodes to keep apart."""
+
     def unpublished(self) -> dict[FeedKey, int]:
         """The feeds whose documents may not show what the store holds (a change
         committed since they were last published, by any process), each with its mark."""
