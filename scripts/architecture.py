@@ -49,9 +49,7 @@ def render_map() -> str:
         cells = "<br>".join(f"`{m.stem}`: {summary(m)}" for m in modules)
         name = package.relative_to(PACKAGE).as_posix()
         lines.append(f"| `{name}/` | {summary(package / '__init__.py')} | {cells} |")
-    shared = sorted(
-        m for m in PACKAGE.glob("*.py") if m.name not in {"__init__.py", "__main__.py"}
-    )
+    shared = sorted(m for m in PACKAGE.glob("*.py") if m.name not in {"__init__.py", "__main__.py"})
     cells = "<br>".join(f"`{m.stem}`: {summary(m)}" for m in shared)
     lines.append(f"| (top level) | shared by every step | {cells} |")
     return "\n".join([*lines, "", END])
