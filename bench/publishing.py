@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from aggregator.config.loader import Config, load_config
-from aggregator.publish.publisher import Publisher, feed_info, render_atom
+from aggregator.publish.atom import render_atom
+from aggregator.publish.publisher import Publisher, feed_info
 from aggregator.run.poll import parse_and_store
 from aggregator.store.records import FeedKey, StoredArticle
 from aggregator.store.sqlite import SqliteStore
@@ -56,7 +57,7 @@ def _feedgen_every_page(store: SqliteStore, config: Config, keys: list[FeedKey])
         info = feed_info(config, key)
         paging = stub.paging(key)
         for number in range(paging.archived + 1):
-            atom = stub._documents(info, paging, number)[0]
+            atom = stub._documents(info, paging, number)[0][1]
             start, stop = paging.page(number) if number else paging.current
             articles = store.positioned_articles(key, start, stop)
             started = time.perf_counter()

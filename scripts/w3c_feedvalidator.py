@@ -10,8 +10,8 @@ instead of --validator. Each FOLDER is an output folder of published feeds; with
 one, the script publishes feedparser's test documents (all of them, from the archive in
 tests/corpus/) and a set of hostile documents (malformed urn:uuid: ids,
 ids with spaces, look-alike hosts, display hazards, impossible dates) through the
-pipeline into a temporary folder and checks that. Every Atom document is validated
-as the online validator does (its "AA" filter); errors are listed and make the exit
+pipeline into a temporary folder and checks that. Every Atom (.xml) and RSS (.rss)
+document is validated as the online validator does (its "AA" filter); errors are listed and make the exit
 status 1, warnings are counted (listed with --warnings).
 
 tests/test_w3c_feedvalidator.py runs the same check when AGGREGATOR_FEEDVALIDATOR is
@@ -96,15 +96,19 @@ def _config_writer(out: Path, name: str) -> Any:
     return write
 
 
+def _documents(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix in (".xml", ".rss"))
+
+
 def validate(validator: Any, folder: Path, base_url: str) -> tuple[list[str], Counter[str]]:
-    """(errors, warnings by kind) of every .xml under folder."""
+    """(errors, warnings by kind) of every Atom and RSS document under folder."""
     from feedvalidator import compatibility  # type: ignore[import-not-found]
     from feedvalidator.logging import Error, ValidationFailure  # type: ignore[import-not-found]
     from feedvalidator.logging import Warning as ValidatorWarning
 
     errors: list[str] = []
     warnings: Counter[str] = Counter()
-    for path in sorted(folder.rglob("*.xml")):
+    for path in _documents(folder):
         relative = path.relative_to(folder).as_posix()
         base = f"{base_url}/{relative}"  # where it is served: its self link says so
         try:
@@ -144,7 +148,7 @@ def main() -> int:
             found, warned = validate(validator, folder, args.base_url)
             errors += found
             warnings += warned
-        documents = sum(len(list(f.rglob("*.xml"))) for f in folders)
+        documents = sum(len(_documents(f)) for f in folders)
     for error in errors:
         print(error)
     print(f"{documents} documents: {len(errors)} errors, {sum(warnings.values())} warnings")

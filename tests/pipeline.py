@@ -14,7 +14,7 @@ from aggregator.fetch.fetcher import Fetcher
 from aggregator.publish.publisher import Publisher
 from aggregator.run.poll import poll_source
 from aggregator.store.sqlite import SqliteStore
-from tests import atomcheck, jsonfeedcheck
+from tests import atomcheck, jsonfeedcheck, rsscheck
 from tests.conftest import Clock
 
 A = "{http://www.w3.org/2005/Atom}"
@@ -69,5 +69,7 @@ def run_source(
             found = atomcheck.problems(data)
         elif name.endswith(".json"):
             found = jsonfeedcheck.problems(data)
+        elif name.endswith(".rss"):
+            found = rsscheck.problems(data)
         assert not found, f"{name}:\n" + "\n".join(found)
     return Run(config, entries, row, files)

@@ -211,27 +211,33 @@ def test_positions_are_given_once_oldest_first(storage: Storage) -> None:
     assert storage.position_feed(("all", "")) == 3  # nothing new: nothing moves
     page = storage.positioned_articles(("all", ""), 0, 3)
     assert [a.code for a in page] == ["NW000003", "NW000002", "NW000001"]
-    renders = storage.positioned_renders(("all", ""), 0, 2)
-    assert [(r.code, r.render) for r in renders] == [("NW000002", None), ("NW000001", None)]
+    renders = storage.positioned_renders(("all", ""), 0, 2, ["atom"])
+    assert [(r.code, r.renders) for r in renders] == [("NW000002", {}), ("NW000001", {})]
 
 
 def test_the_render_cache_keeps_fragments_until_the_entry_changes(storage: Storage) -> None:
     storage.sync_sources([NEWS])
     ingest(storage, NEWS, [entry(1)], T0)
     storage.position_feed(("all", ""))
-    fragment = Render("ctx", "2026-03-01T12:01:00Z", b"<entry/>", b"{}")
+    atom = Render("ctx", "2026-03-01T12:01:00Z", b"<entry/>")
+    rss = Render("ctx2", "2026-03-01T12:01:00Z", b"<item/>")
 
-    def render(articles: dict[str, StoredArticle]) -> list[tuple[str, Render]]:
-        return [(code, fragment) for code in articles]
+    def render(articles: dict[str, StoredArticle]) -> list[tuple[str, str, Render]]:
+        return [(code, name, r) for code in articles for name, r in (("atom", atom), ("rss", rss))]
 
-    assert storage.fill_renders(["NW000001"], render) == [("NW000001", fragment)]
-    assert storage.positioned_renders(("all", ""), 0, 1)[0].render == fragment
+    def cached(*formats: str) -> dict[str, Render]:
+        return storage.positioned_renders(("all", ""), 0, 1, formats)[0].renders
+
+    filled = storage.fill_renders(["NW000001"], render)
+    assert filled == [("NW000001", "atom", atom), ("NW000001", "rss", rss)]
+    assert cached("atom", "rss", "json") == {"atom": atom, "rss": rss}
+    assert cached("rss") == {"rss": rss}  # only the formats asked for
     edited = entry(1, title="改", updated=T0 + timedelta(hours=1))
     ingest(storage, NEWS, [edited], T0 + timedelta(hours=1))
-    assert storage.positioned_renders(("all", ""), 0, 1)[0].render is None
+    assert cached("atom", "rss") == {}
     storage.fill_renders(["NW000001"], render)
     storage.clear_renders()
-    assert storage.positioned_renders(("all", ""), 0, 1)[0].render is None
+    assert cached("atom", "rss") == {}
 
 
 def test_unpublished_marks_are_cleared_only_as_read(storage: Storage) -> None:
@@ -251,7 +257,7 @@ def test_a_failed_write_in_a_batch_rolls_back_the_whole_batch(storage: Storage) 
     with pytest.raises(BatchFailed), storage.batch():
         ingest(storage, NEWS, [entry(1)], T0)
 
-        def broken(articles: dict[str, StoredArticle]) -> list[tuple[str, Render]]:
+        def broken(articles: dict[str, StoredArticle]) -> list[tuple[str, str, Render]]:
             raise ValueError("render failed")
 
         with pytest.raises(ValueError):

@@ -22,7 +22,7 @@ from aggregator.identity.rules import filter_and_classify
 from aggregator.publish.publisher import Publisher
 from aggregator.run.poll import extract
 from aggregator.store.sqlite import SqliteStore
-from tests import atomcheck, jsonfeedcheck
+from tests import atomcheck, jsonfeedcheck, rsscheck
 from tests.fpcorpus import NOW, URL, content_type, documents, manifest
 
 
@@ -69,6 +69,8 @@ def run_corpus(docs: Mapping[str, bytes], write_config: Any) -> CorpusRun:
             run.problems += [f"{relative}: {p}" for p in atomcheck.problems(data)]
         elif published.suffix == ".json":
             run.problems += [f"{relative}: {p}" for p in jsonfeedcheck.problems(data)]
+        elif published.suffix == ".rss":
+            run.problems += [f"{relative}: {p}" for p in rsscheck.problems(data)]
     return run
 
 

@@ -13,9 +13,9 @@ from lxml import etree, html
 
 from aggregator.models import Enclosure
 from aggregator.publish.feedpages import Paging, distinct_updated, pages_to_render, shown_updated
-from aggregator.publish.publisher import Publisher, entry_id
+from aggregator.publish.publisher import Publisher, entry_id, feed_info
 from aggregator.store.records import FeedKey
-from tests import atomcheck, jsonfeedcheck
+from tests import atomcheck, jsonfeedcheck, rsscheck
 from tests.conftest import Clock
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer
@@ -53,6 +53,9 @@ def check_all(s: Site) -> dict[str, bytes]:
             assert not problems, f"{name}:\n" + "\n".join(problems)
         elif name.endswith(".json"):
             problems = jsonfeedcheck.problems(data)
+            assert not problems, f"{name}:\n" + "\n".join(problems)
+        elif name.endswith(".rss"):
+            problems = rsscheck.problems(data)
             assert not problems, f"{name}:\n" + "\n".join(problems)
     return files
 
@@ -287,19 +290,17 @@ def test_walking_prev_archive_reaches_every_entry_exactly_once(write_config: Any
         check_all(s)
         for key in KEYS:
             path = s.publisher.url_of("")
-            info_path = __import__(
-                "aggregator.publish.publisher", fromlist=["feed_info"]
-            ).feed_info(s.config, key)
-            pages = walk(s, info_path.path)
+            info = feed_info(s.config, key)
+            pages = walk(s, info.file(".xml"))
             flat = [i for page in pages for i in page]
             assert len(flat) == len(set(flat)), key
             assert set(flat) == codes_of(s, key), key
             assert 5 <= len(pages[0]) < 9
             assert all(len(page) == 4 for page in pages[1:]), key
             # The same chain forward: next-archive from the oldest page, then current.
-            oldest_root = etree.fromstring((s.out / info_path.archive_path(1)).read_bytes())
+            oldest_root = etree.fromstring((s.out / info.archive_file(1, ".xml")).read_bytes())
             assert links(oldest_root, "prev-archive") == []
-            assert links(oldest_root, "current") == [s.publisher.url_of(info_path.path)]
+            assert links(oldest_root, "current") == [s.publisher.url_of(info.file(".xml"))]
             assert path
 
 
@@ -394,12 +395,13 @@ def test_index_lists_every_feed_with_autodiscovery(write_config: Any) -> None:
     for url in feeds:
         assert ("application/atom+xml", url) in discovered
         assert ("application/feed+json", url.removesuffix(".xml") + ".json") in discovered
+        assert ("application/rss+xml", url.removesuffix(".xml") + ".rss") in discovered
     assert ("text/x-opml", s.publisher.url_of("feeds.opml")) in discovered
     text = page.text_content()
     for name in ("三秦都市报", "陕西交通", "三秦都市报新闻", "交通", "三秦都市报 · 要闻"):
         assert name in text
     hrefs = {a.get("href") for a in page.findall(".//a")}
-    assert len(feeds) == 7 and {"all.xml", "all.json", "feeds.opml"} <= hrefs
+    assert len(feeds) == 7 and {"all.xml", "all.json", "all.rss", "feeds.opml"} <= hrefs
 
 
 # --- incremental and stable ---------------------------------------------------------
@@ -419,7 +421,7 @@ def test_one_new_entry_rewrites_only_its_feeds(write_config: Any) -> None:
         after = s.files()
     feeds = {"all", "category/shanxi-jiaotong", "tag/sanqin-dushibao-xinwen", "tag/jiaotong"}
     feeds.add("source/jiaotong")
-    expected = {f"{f}.xml" for f in feeds} | {f"{f}.json" for f in feeds}
+    expected = {f"{f}{suffix}" for f in feeds for suffix in (".xml", ".json", ".rss")}
     archived = {n for n in written if n.startswith("archive/")}
     assert written - archived == expected
     # Any archive page written is a new one (or the newest gaining its next link).
@@ -460,8 +462,8 @@ def test_subtitles_follow_the_language(write_config: Any, language: str) -> None
 
 
 def test_lone_surrogates_and_controls_never_reach_the_xml(write_config: Any) -> None:
-    from aggregator.publish.jsonfeed import render_json_feed
-    from aggregator.publish.publisher import Document, feed_info, render_atom
+    from aggregator.publish.documents import Document, Link
+    from aggregator.publish.formats import REGISTERED
     from aggregator.store.records import StoredArticle
 
     with site(write_config) as s:
@@ -481,7 +483,14 @@ def test_lone_surrogates_and_controls_never_reach_the_xml(write_config: Any) -> 
         views = s.publisher.views([article])
         info = feed_info(s.config, ("all", ""))
         url = s.publisher.url_of
-        doc = Document(info, views, url("all.xml"), url("all.xml"), url("all.json"))
-        atomcheck.assert_valid(render_atom(doc, s.config))
-        jsonfeedcheck.assert_valid(render_json_feed(doc, s.config))
+        doc = Document(
+            info,
+            views,
+            url("all.xml"),
+            url("all.xml"),
+            (Link(url("all.json"), "application/feed+json"),),
+        )
+        atomcheck.assert_valid(REGISTERED["atom"].render(doc, s.config))
+        jsonfeedcheck.assert_valid(REGISTERED["json"].render(doc, s.config))
+        rsscheck.assert_valid(REGISTERED["rss"].render(doc, s.config))
     assert views[0].title == "半个代理对" and views[0].content == "<p>正文</p>"

@@ -15,34 +15,33 @@ import sqlite_utils
 from aggregator.config.loader import load_config
 from aggregator.models import Enclosure, ParsedFeed
 from aggregator.publish.feedpages import shown_updated
-from aggregator.publish.jsonfeed import render_json_feed
-from aggregator.publish.publisher import Publisher, render_atom
+from aggregator.publish.publisher import Publisher
 from aggregator.store.retention import cleanup
 from aggregator.store.sqlite import SqliteStore
 from aggregator.store.sqlite.migrations import MIGRATIONS
-from tests import atomcheck, jsonfeedcheck
+from tests import atomcheck, jsonfeedcheck, rsscheck
 from tests.publishing import SOURCES, START, Site, record, site
 from tests.test_publish import KEYS, fill
 
+CHECKS = {"xml": atomcheck.problems, "json": jsonfeedcheck.problems, "rss": rsscheck.problems}
+
 
 def uncached(publisher: Publisher) -> dict[str, bytes]:
-    """Every document rendered the first way: views of whole articles, then feedgen."""
+    """Every document rendered the first way: views of whole articles, then each
+    format's renderer of a whole document."""
     files: dict[str, bytes] = {}
     base = publisher.url_of("")
     for key in sorted(publisher.store.feed_keys()):
         info = publisher.info(key)
         paging = publisher.paging(key)
         for number in range(paging.archived + 1):
-            atom, json_doc = publisher._pair(info, paging, number)
-            files[atom.self_url.removeprefix(base)] = render_atom(atom, publisher.config)
-            files[json_doc.self_url.removeprefix(base)] = render_json_feed(
-                json_doc, publisher.config
-            )
+            for fmt, doc in publisher.page_documents(info, paging, number):
+                files[doc.self_url.removeprefix(base)] = fmt.render(doc, publisher.config)
     return files
 
 
 def feeds_only(files: dict[str, bytes]) -> dict[str, bytes]:
-    return {n: d for n, d in files.items() if n.endswith((".xml", ".json"))}
+    return {n: d for n, d in files.items() if n.endswith((".xml", ".json", ".rss"))}
 
 
 def elsewhere(s: Site, name: str) -> Publisher:
@@ -91,7 +90,7 @@ def test_cached_and_uncached_renders_are_byte_identical(write_config: Any) -> No
         again.publish()
         assert feeds_only(published(again)) == cold
     for name, data in cold.items():
-        check = atomcheck.problems if name.endswith(".xml") else jsonfeedcheck.problems
+        check = CHECKS[name.rpartition(".")[2]]
         assert not check(data), name
 
 
@@ -177,14 +176,22 @@ def test_retained_entries_disappear_and_leave_no_fragments(write_config: Any) ->
         s.publisher.publish(result.changed_feeds)
         files = s.files()
         assert files == {**files, **uncached(s.publisher)}
-        left = s.store.db.execute("SELECT count(*) FROM entry_renders").fetchone()[0]
-        assert left == s.store.entry_count()
+        left = s.store.db.execute("SELECT count(*) FROM entry_fragments").fetchone()[0]
+        assert left == s.store.entry_count() * len(s.publisher.formats)
     for code in result.removed:
         assert code not in files["all.xml"].decode()
         assert code not in files["all.json"].decode()
 
 
 MEMBERSHIPS = ("entry_sources", "entry_categories", "entry_tags")
+
+
+# The rendered fragments as schemas before 15 kept them: one row per entry, a column
+# per format (read from a database of the current schema, `db`).
+OLD_RENDERS = """SELECT a.code, a.context, a.shown, a.body AS atom, j.body AS json
+    FROM {db}entry_fragments a
+    JOIN {db}entry_fragments j ON j.code = a.code AND j.format = 'json'
+    WHERE a.format = 'atom'"""
 
 
 def as_of_schema(version: int, database: Path, old: Path, tables: Sequence[str]) -> None:
@@ -198,7 +205,9 @@ def as_of_schema(version: int, database: Path, old: Path, tables: Sequence[str])
     for table in tables:
         columns = [row[1] for row in conn.execute(f"PRAGMA main.table_info({table})")]
         names = ", ".join(columns)
-        conn.execute(f"INSERT INTO main.{table} ({names}) SELECT {names} FROM new.{table}")
+        rows = OLD_RENDERS.format(db="new.") if table == "entry_renders" else ""
+        rows = rows or f"SELECT {names} FROM new.{table}"
+        conn.execute(f"INSERT INTO main.{table} ({names}) {rows}")
     conn.execute("DETACH DATABASE new")
     conn.close()
 
@@ -220,7 +229,9 @@ def test_migration_queues_entries_stored_before_it(tmp_path: Path, write_config:
     assert set(files) == set(expected)
     for key in KEYS:
         info = publisher.info(key)
-        assert files[info.path] == expected[info.path]
+        for fmt in publisher.formats:
+            name = info.file(fmt.suffix)
+            assert files[name] == expected[name]
 
 
 ROWS = {
@@ -265,6 +276,7 @@ def test_migration_9_keeps_every_row_and_the_published_bytes(
     with SqliteStore(old) as store:
         # (as of schema 8's columns: later migrations add some)
         after = {t: f"SELECT {', '.join(names)} FROM {t}" for t, names in columns.items()}
+        after["entry_renders"] = OLD_RENDERS.format(db="")  # (keyed by format since 15)
         assert {t: sorted(store.db.execute(q)) for t, q in after.items()} == before
         ddl = dict(store.db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
         for table in ("entry_sources", "entry_categories", "entry_tags", "feed_pending"):
@@ -277,5 +289,51 @@ def test_migration_9_keeps_every_row_and_the_published_bytes(
         code = record(1).code
         with store.transaction() as db:
             db.execute("DELETE FROM entry_tags WHERE code = ?", [code])
-        rendered = store.db.execute("SELECT 1 FROM entry_renders WHERE code = ?", [code])
+        rendered = store.db.execute("SELECT 1 FROM entry_fragments WHERE code = ?", [code])
         assert rendered.fetchall() == []
+
+
+def test_migration_15_keeps_the_fragments_rendered_before_by_format(
+    tmp_path: Path, write_config: Any
+) -> None:
+    """A store whose fragments sit in a column per format keeps them, one row per entry
+    and format; the next publish renders only the new format's fragments and writes
+    the same Atom and JSON Feed bytes as before, and a change still drops them all."""
+    with site(write_config) as s:
+        s.add("yaowen", record(1), record(2))
+        s.add("jiaotong", record(3))
+        s.publisher.publish()
+        database = s.store.path
+    old = tmp_path / "v14.db"
+    tables = ("sources", "entries", *MEMBERSHIPS, "feed_positions", "entry_renders")
+    as_of_schema(14, database, old, tables)
+    with sqlite3.connect(old) as conn:
+        before = sorted(conn.execute("SELECT * FROM entry_renders"))
+    assert len(before) == 3
+
+    def publish(store: SqliteStore, output: Path) -> dict[str, bytes]:
+        config = load_config(
+            write_config(SOURCES, database=str(store.path), output_dir=str(output))
+        )
+        publisher = Publisher(config, store)
+        publisher.publish()
+        return feeds_only(published(publisher))
+
+    fragments = "SELECT code, format, context, shown, body FROM entry_fragments"
+    with SqliteStore(database) as store:
+        expected = publish(store, tmp_path / "expected")
+    with SqliteStore(old) as store:
+        kept = sorted(store.db.execute(fragments))
+        assert sorted(store.db.execute(OLD_RENDERS.format(db=""))) == before
+        assert {row[1] for row in kept} == {"atom", "json"}
+        assert publish(store, tmp_path / "upgraded") == expected
+        now = sorted(store.db.execute(fragments))
+        assert [row for row in now if row[1] != "rss"] == kept  # reused, not rendered again
+        assert len([row for row in now if row[1] == "rss"]) == 3
+        tables = {row[0] for row in store.db.execute("SELECT name FROM sqlite_master")}
+        assert "entry_renders" not in tables
+        with store.transaction() as db:  # the triggers moved with the fragments
+            db.execute("UPDATE entries SET title = 'x' WHERE code = ?", [record(1).code])
+            db.execute("DELETE FROM entry_tags WHERE code = ?", [record(3).code])
+        left = {row[0] for row in store.db.execute("SELECT code FROM entry_fragments")}
+        assert left == {record(2).code}

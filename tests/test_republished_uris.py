@@ -26,7 +26,7 @@ from aggregator.models import Enclosure, ParsedFeed
 from aggregator.parse import iri
 from aggregator.publish.publisher import ID_NAMESPACE
 from aggregator.store.records import PollRecord
-from tests import atomcheck, jsonfeedcheck
+from tests import atomcheck, jsonfeedcheck, rsscheck
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer
 from tests.pipeline import A, run_source
@@ -184,6 +184,8 @@ def test_any_string_in_any_republished_uri_field_gives_valid_documents(
                 found = atomcheck.problems(path.read_bytes())
             elif path.suffix == ".json":
                 found = jsonfeedcheck.problems(path.read_bytes())
+            elif path.suffix == ".rss":
+                found = rsscheck.problems(path.read_bytes())
             else:
                 continue
             assert not found, f"{path.name}:\n" + "\n".join(found)

@@ -47,6 +47,7 @@ from aggregator.errors import (
 )
 from aggregator.fetch.fetcher import Fetcher, Limits
 from aggregator.parse.limits import ParseLimits
+from aggregator.publish.formats import chosen as chosen_formats
 from aggregator.publish.posts import PostWriter, describe_posts
 from aggregator.publish.publisher import Publisher
 from aggregator.run.cluster import cluster_nodes
@@ -346,6 +347,7 @@ def config_check(config_path: Path, fetch: bool) -> None:
     """
     try:
         config = load_config(config_path)
+        chosen_formats(config)  # the output formats are the publisher's to know
     except ConfigNotFound as exc:
         config_failure(exc)
     except ConfigError as exc:

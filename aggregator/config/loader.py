@@ -347,6 +347,19 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_string(v).strip() for v in value))
 
 
+def _words(value: Any) -> tuple[str, ...]:
+    """A non-empty list of lowercase words, in the order given, each once. (Which words
+    mean something is for the part that reads the setting to say.)"""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ValueError(f'expected a list of names, e.g. ["atom", "json", "rss"], got {value!r}')
+    words = tuple(dict.fromkeys(_string(v).strip().lower() for v in value))
+    if not all(re.fullmatch(r"[a-z0-9_-]+", word) for word in words):
+        raise ValueError(f"expected names of lowercase letters and digits, got {value!r}")
+    return words
+
+
 def _headers(value: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ValueError("expected a table of header names to string values")
@@ -457,6 +470,8 @@ class Settings:
     max_content_length: int = _setting(1_000_000, _int, limit=("fields", "content"))
     status_page: bool = _setting(True, _bool)  # serve /status and /status.json
     status_allow: tuple[str, ...] = _setting((), _networks)  # who else may see them
+    # Output formats published (aggregator.publish.formats); the first is feeds.opml's.
+    formats: tuple[str, ...] = _setting(("atom", "json", "rss"), _words)
 
 
 SETTINGS_KEYS: dict[str, Checker] = {f.name: f.metadata["check"] for f in fields(Settings)}

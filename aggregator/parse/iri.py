@@ -61,6 +61,14 @@ def link(value: str) -> str:
     return _http(value, canonical=False) or ""
 
 
+def ascii_link(value: str) -> str:
+    """link(value) in ASCII whatever script its host is in (IDNA): a URI, for formats
+    whose links may not be IRIs (RSS 2.0)."""
+    if value.isascii():
+        return link(value)
+    return _http(value, canonical=False, script_host=False) or ""
+
+
 def feed_id(value: str) -> str | None:
     """An id (http(s), urn or tag) as the ASCII URI in canonical form the validator
     asks atom:id for (lower-case scheme and host, no default port, escapes only
@@ -89,7 +97,7 @@ def _escaped(text: str, safe: str) -> str:
     return quote(_LONE_PERCENT.sub("%25", text), safe=safe + "%")
 
 
-def _http(value: str, *, canonical: bool) -> str | None:
+def _http(value: str, *, canonical: bool, script_host: bool = True) -> str | None:
     text = _cleaned(value)
     try:
         parts = urlsplit(text)
@@ -116,7 +124,7 @@ def _http(value: str, *, canonical: bool) -> str | None:
         rest = _ESCAPE.sub(_normal_escape, rest)
     start = f"{scheme}://{_escaped(userinfo, _USER_SAFE)}{at}"
     port = f":{port}" if port else ""
-    shown = None if canonical else _shown_host(hostport.partition(":")[0])
+    shown = None if canonical or not script_host else _shown_host(hostport.partition(":")[0])
     if shown and _validator_reads(f"{start}{shown}{port}{rest}"):
         return f"{start}{shown}{port}{rest}"
     return f"{start}{host}{port}{rest}"

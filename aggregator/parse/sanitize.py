@@ -129,7 +129,6 @@ _SQUEEZE = re.compile(r"[\s\x00-\x1f]+")
 _DANGEROUS_SCHEMES = ("javascript:", "vbscript:", "data:", "file:")
 
 
-
 def _attribute_filter(base: str) -> Callable[[str, str, str], str | None]:
     def check(tag: str, name: str, value: str) -> str | None:
         # Every scheme checked for ends in a colon, and a value starting "http(s)://"

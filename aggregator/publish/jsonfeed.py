@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aggregator.config.loader import Config
 from aggregator.parse.sanitize import plain_text
 from aggregator.parse.xmlchars import strip_control
-
-if TYPE_CHECKING:
-    from aggregator.publish.publisher import Document, EntryView
+from aggregator.publish.documents import Document, EntryView, OutputFormat
 
 VERSION = "https://jsonfeed.org/version/1.1"
 SUMMARY_LENGTH = 500
@@ -35,6 +33,14 @@ def assemble_json(head: dict[str, Any], items: Sequence[bytes]) -> bytes:
     text = json.dumps(head, ensure_ascii=False, separators=(",", ":"))
     start = strip_control(text[:-1]).encode("utf-8", "replace")
     return b"".join((start, b',"items":[', b",".join(items), b"]}\n"))
+
+
+def assemble_items(doc: Document, config: Config, items: Sequence[bytes]) -> bytes:
+    return assemble_json(json_head(doc, config), items)
+
+
+def items_bytes(views: Sequence[EntryView]) -> list[bytes]:
+    return [item_bytes(view) for view in views]
 
 
 def item_bytes(view: EntryView) -> bytes:
@@ -95,3 +101,15 @@ def _item(view: EntryView) -> dict[str, Any]:
             source["feed_url"] = view.source.feed_url
         item["_source"] = source
     return item
+
+
+JSON_FEED = OutputFormat(
+    name="json",
+    label="JSON Feed",
+    suffix=".json",
+    media_type="application/feed+json",
+    render=render_json_feed,
+    fragments=items_bytes,
+    assemble=assemble_items,
+    version="2",
+)

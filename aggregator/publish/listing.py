@@ -1,22 +1,22 @@
 """The lists of published feeds: ``index.html`` for people, ``feeds.opml`` for readers.
 
 Both list every feed (all, categories, tags, sources) under its own name, in
-its own script, and change only when the set of feeds or their names change.
+its own script, and change only when the set of feeds, their names or the output
+formats change. The index links and announces (autodiscovery) every format;
+feeds.opml points at the first format of the `formats` setting: one subscription
+per feed, and Atom by default, the fullest (updated times, every enclosure).
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 from lxml import etree
 
 from aggregator.config.loader import Config
 from aggregator.parse.xmlchars import strip_control
-
-if TYPE_CHECKING:
-    from aggregator.publish.publisher import FeedInfo
+from aggregator.publish.documents import FeedInfo, OutputFormat
 
 KINDS = ("all", "category", "tag", "source")
 HEADINGS = {
@@ -25,14 +25,16 @@ HEADINGS = {
         "category": "Categories",
         "tag": "Tags",
         "source": "Sources",
-        "formats": "Subscribe in a feed reader: Atom, JSON Feed, or all feeds at once as OPML",
+        "formats": "Subscribe in a feed reader: {formats}, or all feeds at once as OPML",
+        "and": ", ",
     },
     "zh": {
         "all": "全部",
         "category": "分类",
         "tag": "标签",
         "source": "来源",
-        "formats": "用阅读器订阅：Atom、JSON Feed，或用 OPML 一次导入全部订阅",
+        "formats": "用阅读器订阅：{formats}，或用 OPML 一次导入全部订阅",
+        "and": "、",
     },
 }
 OPML_PATH = "feeds.opml"
@@ -46,36 +48,42 @@ def _groups(infos: Sequence[FeedInfo]) -> list[tuple[str, list[FeedInfo]]]:
     return [(kind, [i for i in infos if i.key[0] == kind]) for kind in KINDS]
 
 
-def render_index(config: Config, infos: Sequence[FeedInfo], url_of: Callable[[str], str]) -> bytes:
+def render_index(
+    config: Config,
+    infos: Sequence[FeedInfo],
+    formats: Sequence[OutputFormat],
+    url_of: Callable[[str], str],
+) -> bytes:
     settings = config.settings
     words = headings(config)
     esc = html.escape
+    # Autodiscovery: the first format under the feed's own title, the others marked.
     head = [
-        f'<link rel="alternate" type="{mime}" title="{esc(i.title)}{suffix}" '
-        f'href="{esc(url_of(path))}">'
+        f'<link rel="alternate" type="{f.media_type}" title="{esc(i.title)}{marked}" '
+        f'href="{esc(url_of(i.file(f.suffix)))}">'
         for i in infos
-        for mime, suffix, path in (
-            ("application/atom+xml", "", i.path),
-            ("application/feed+json", " (JSON Feed)", i.json_path),
-        )
+        for f, marked in zip(formats, ["", *(f" ({f.label})" for f in formats[1:])], strict=True)
     ]
     head.append(
         f'<link rel="outline" type="text/x-opml" title="OPML" href="{esc(url_of(OPML_PATH))}">'
     )
+    offered = words["formats"].format(formats=words["and"].join(f.label for f in formats))
     body = [
         f"<h1>{esc(settings.title)}</h1>",
-        f'<p>{esc(words["formats"])}: <a href="{OPML_PATH}">{OPML_PATH}</a></p>',
+        f'<p>{esc(offered)}: <a href="{OPML_PATH}">{OPML_PATH}</a></p>',
     ]
     for kind, items in _groups(infos):
         if not items:
             continue
         body.append(f"<h2>{esc(words[kind])}</h2>\n<ul>")
         for i in items:
+            links = " · ".join(
+                f'<a href="{esc(i.file(f.suffix))}" type="{f.media_type}">{esc(f.label)}</a>'
+                for f in formats
+            )
             body.append(
-                f'<li><a href="{esc(i.path)}">{esc(i.title)}</a> — {esc(i.subtitle)}'
-                f' <small>(<a href="{esc(i.path)}" type="application/atom+xml">Atom</a>'
-                f' · <a href="{esc(i.json_path)}" type="application/feed+json">JSON Feed</a>)'
-                "</small></li>"
+                f'<li><a href="{esc(i.file(formats[0].suffix))}">{esc(i.title)}</a>'
+                f" — {esc(i.subtitle)} <small>({links})</small></li>"
             )
         body.append("</ul>")
     page = (
@@ -91,8 +99,14 @@ def render_index(config: Config, infos: Sequence[FeedInfo], url_of: Callable[[st
     return strip_control(page).encode("utf-8", "replace")
 
 
-def render_opml(config: Config, infos: Sequence[FeedInfo], url_of: Callable[[str], str]) -> bytes:
-    """OPML 2.0: one outline per feed, grouped like the index page."""
+def render_opml(
+    config: Config,
+    infos: Sequence[FeedInfo],
+    formats: Sequence[OutputFormat],
+    url_of: Callable[[str], str],
+) -> bytes:
+    """OPML 2.0: one outline per feed, grouped like the index page, pointing at the
+    feed's document in the first format (type "rss" is OPML's word for any feed)."""
     settings = config.settings
     words = headings(config)
     root = etree.Element("opml", version="2.0")
@@ -112,7 +126,7 @@ def render_opml(config: Config, infos: Sequence[FeedInfo], url_of: Callable[[str
             outline.set("type", "rss")
             outline.set("text", title)
             outline.set("title", title)
-            outline.set("xmlUrl", url_of(i.path))
+            outline.set("xmlUrl", url_of(i.file(formats[0].suffix)))
             outline.set("htmlUrl", settings.base_url + "/")
             outline.set("description", strip_control(i.subtitle))
             outline.set("language", settings.language)

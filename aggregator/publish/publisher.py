@@ -1,11 +1,12 @@
 """Republish the store as feeds under the output folder.
 
-One feed per category, per tag, per source, and one of everything, each as
-Atom 1.0 (feedgen) and JSON Feed 1.1: ``all.xml``/``all.json``,
-``category/<slug>.xml``, ``tag/<slug>.xml``, ``source/<id>.xml``. Older
-entries live in RFC 5005 archive pages ``archive/<feed>/<n>.xml`` that never
-change once written (see aggregator.publish.feedpages). Plus ``index.html`` with
-autodiscovery links and ``feeds.opml``. Output is deterministic, so an
+One feed per category, per tag, per source, and one of everything, each in every
+output format the config chooses (aggregator.publish.formats: Atom ``all.xml``,
+JSON Feed ``all.json``, RSS ``all.rss``; ``category/<slug>``, ``tag/<slug>``,
+``source/<id>``). Older entries live in RFC 5005 archive pages
+``archive/<feed>/<n>.xml`` (and ``.json``, ``.rss``) that never change once
+written (see aggregator.publish.feedpages). Plus ``index.html`` with autodiscovery
+links and ``feeds.opml``. Output is deterministic, so an
 unchanged store rewrites nothing and ETags stay stable across restarts; when a
 WebSub hub is configured, changed feeds are announced to it.
 """
@@ -20,16 +21,11 @@ import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from feedgen.ext.base import BaseEntryExtension, BaseExtension
-from feedgen.feed import FeedGenerator
-from lxml import etree
-
-from aggregator import PROJECT_URL, __version__
+from aggregator import __version__
 from aggregator.config.loader import Config, Source, Term
 from aggregator.files import (
     FolderLock,
@@ -40,53 +36,33 @@ from aggregator.files import (
     write_if_changed,
 )
 from aggregator.parse import iri
-from aggregator.parse.sanitize import clean_html, display_safe, shown_title
+from aggregator.parse.sanitize import clean_html, shown_title
 from aggregator.parse.xmlchars import strip_control
+from aggregator.publish.documents import (
+    EPOCH,
+    ID_NAMESPACE,
+    Category,
+    Document,
+    EntryView,
+    FeedInfo,
+    Link,
+    OutputFormat,
+    SourceView,
+    entry_id,
+    shown_name,
+)
 from aggregator.publish.feedpages import Paging, distinct_updated, pages_to_render, shown_updated
-from aggregator.publish.jsonfeed import assemble_json, item_bytes, json_head
+from aggregator.publish.formats import chosen
 from aggregator.publish.listing import render_index, render_opml
 from aggregator.publish.websub import HubNotifier
 from aggregator.store.interface import Storage
 from aggregator.store.records import FeedKey, Render, SourceMeta, StoredArticle
 
+__all__ = ["ID_NAMESPACE", "Document", "FeedInfo", "Publisher", "entry_id", "feed_info"]
+
 log = logging.getLogger("aggregator.publish")
 
-# Fixed namespace for uuid5 ids: an entry's id depends on its share code only.
-ID_NAMESPACE = uuid.UUID("6f1c9a52-3b1e-5d4a-9a57-2c4b0e7f1d21")
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-HISTORY_NS = "http://purl.org/syndication/history/1.0"
-MAX_TITLE = 1000  # the parser caps titles too; this guards rows written by other means
-ATOM_TYPE = "application/atom+xml"
-JSON_TYPE = "application/feed+json"
 WRITE_THREADS = 4  # files written (and fsynced) at once
-# Bump when what an entry looks like in a document changes: cached fragments go stale.
-RENDER_VERSION = "2"
-
-
-def entry_id(code: str) -> str:
-    """The Atom id of an article: stable forever, the same in every feed."""
-    return f"urn:uuid:{uuid.uuid5(ID_NAMESPACE, 'entry:' + code)}"
-
-
-def feed_id(key: FeedKey) -> str:
-    return f"urn:uuid:{uuid.uuid5(ID_NAMESPACE, 'feed:' + key[0] + ':' + key[1])}"
-
-
-@dataclass(frozen=True)
-class FeedInfo:
-    """Where a feed lives and what it is called."""
-
-    key: FeedKey
-    path: str  # relative to the output folder, e.g. "tag/sanqin-dushibao-xinwen.xml"
-    title: str
-    subtitle: str
-
-    @property
-    def json_path(self) -> str:
-        return self.path.removesuffix(".xml") + ".json"
-
-    def archive_path(self, number: int, suffix: str = ".xml") -> str:
-        return f"archive/{self.path.removesuffix('.xml')}/{number}{suffix}"
 
 
 SUBTITLES = {
@@ -117,89 +93,21 @@ def feed_info(config: Config, key: FeedKey) -> FeedInfo:
     """Path, title (the name in its own script) and subtitle of a feed."""
     kind, name = key
     if kind == "all":
-        return FeedInfo(key, "all.xml", config.settings.title, _subtitle(config, kind, ""))
+        return FeedInfo(key, "all", config.settings.title, _subtitle(config, kind, ""))
     if kind in ("category", "tag"):
         term = config.category_term(name) if kind == "category" else config.tag_term(name)
         return FeedInfo(
             key,
-            f"{kind}/{term.slug}.xml",
+            f"{kind}/{term.slug}",
             term.name,
             _subtitle(config, kind, term.name, term.description),
         )
     source = config.source(name)
     title = source.name if source else name
-    return FeedInfo(key, f"source/{name}.xml", title, _subtitle(config, kind, title))
+    return FeedInfo(key, f"source/{name}", title, _subtitle(config, kind, title))
 
 
 # --- what the renderers show, prepared once per article ------------------------------
-
-
-@dataclass(frozen=True)
-class SourceView:
-    """The feed an entry was first taken from (atom:source)."""
-
-    id: str
-    title: str
-    link: str  # its web page, or ""
-    feed_url: str  # where it is fetched from (http(s) only), or ""
-    author: str  # who the entries are by when they name nobody
-
-
-@dataclass(frozen=True)
-class Category:
-    term: str
-    label: str
-    scheme: str
-
-
-@dataclass(frozen=True)
-class EntryView:
-    id: str
-    title: str
-    link: str
-    published: datetime
-    updated: datetime  # as shown: unique within its document (feedpages.shown_updated)
-    author: str
-    summary: str  # sanitized HTML or ""
-    content: str  # sanitized HTML, never empty
-    categories: tuple[Category, ...]
-    enclosures: tuple[tuple[str, str, int], ...]
-    source: SourceView | None
-
-
-@dataclass(frozen=True)
-class Document:
-    """One feed document: the current one or an archive page, in one format."""
-
-    info: FeedInfo
-    entries: tuple[EntryView, ...]
-    self_url: str
-    current_url: str  # the subscription document in the same format
-    alternate_url: str  # the same document in the other format
-    prev_archive: str = ""
-    next_archive: str = ""
-    archive_number: int = 0  # 0 for the current document
-    hub: str = ""
-    updated_at: datetime | None = None  # when entries are given as cached fragments
-
-    @property
-    def updated(self) -> datetime:
-        if self.updated_at is not None:
-            return self.updated_at
-        return max((e.updated for e in self.entries), default=EPOCH)
-
-    @property
-    def subtitle(self) -> str:
-        if self.archive_number:
-            return f"{self.info.subtitle} (archive {self.archive_number})"
-        return self.info.subtitle
-
-
-def _title(text: str) -> str:
-    """A title or name as shown: stored ones are clean already, but rows written by
-    other means or before the display hazards were removed may not be."""
-    text = display_safe(strip_control(text)).strip()
-    return text if len(text) <= MAX_TITLE else text[: MAX_TITLE - 1].rstrip() + "…"
 
 
 def _source_view(row: SourceMeta, source: Source | None) -> SourceView:
@@ -216,152 +124,11 @@ def _source_view(row: SourceMeta, source: Source | None) -> SourceView:
     ) or f"urn:uuid:{uuid.uuid5(ID_NAMESPACE, 'source:' + row.id)}"
     return SourceView(
         id=source_id,
-        title=_title(row.feed_title or name) or name,
+        title=shown_name(row.feed_title or name) or name,
         link=link,
         feed_url=feed_url,
-        author=_title((source.attribution if source else None) or name),
+        author=shown_name((source.attribution if source else None) or name),
     )
-
-
-# --- feedgen extensions: what feedgen 1.0 cannot write itself ------------------------
-
-
-class _FeedExtension(BaseExtension):  # type: ignore[misc]
-    """Marks archive documents with fh:archive (RFC 5005)."""
-
-    def __init__(self) -> None:
-        self.archive = False
-
-    def extend_ns(self) -> dict[str, str]:
-        return {"fh": HISTORY_NS}
-
-    def extend_atom(self, feed: Any) -> Any:
-        # feedgen calls this before it appends the entries: metadata stays first.
-        if self.archive:
-            etree.SubElement(feed, f"{{{HISTORY_NS}}}archive")
-        return feed
-
-
-class _EntryExtension(BaseEntryExtension):  # type: ignore[misc]
-    """Writes atom:source and enclosure links (feedgen drops their attributes)."""
-
-    def __init__(self) -> None:
-        self.source: SourceView | None = None
-        self.source_updated: datetime = EPOCH
-        self.enclosures: tuple[tuple[str, str, int], ...] = ()
-
-    def extend_atom(self, entry: Any) -> Any:
-        # feedgen writes un-namespaced elements under a root carrying xmlns, so
-        # ours must be un-namespaced too to land in the Atom namespace.
-        for url, mime, length in self.enclosures:
-            link = etree.SubElement(entry, "link", rel="enclosure", href=url)
-            link.set("type", mime or "application/octet-stream")
-            link.set("length", str(max(length, 0)))
-        source = self.source
-        if source:
-            element = etree.SubElement(entry, "source")
-            etree.SubElement(element, "id").text = source.id
-            etree.SubElement(element, "title").text = source.title
-            etree.SubElement(element, "updated").text = self.source_updated.isoformat()
-            if source.link:
-                etree.SubElement(
-                    element, "link", rel="alternate", type="text/html", href=source.link
-                )
-            if source.feed_url:
-                etree.SubElement(element, "link", rel="self", href=source.feed_url)
-            if source.author:
-                etree.SubElement(etree.SubElement(element, "author"), "name").text = source.author
-        return entry
-
-
-def _generator() -> FeedGenerator:
-    generator = FeedGenerator()
-    generator.register_extension("agg", _FeedExtension, _EntryExtension, atom=True, rss=False)
-    return generator
-
-
-def render_atom(doc: Document, config: Config) -> bytes:
-    generator = _generator()
-    _set_head(generator, doc, config)
-    for view in doc.entries:
-        _add_entry(generator, view)
-    return bytes(generator.atom_str(pretty=True, encoding="UTF-8"))
-
-
-_FEED_END = b"</feed>\n"
-_ENTRY_START = b"\n  <entry>\n"
-_ENTRY_END = b"  </entry>\n"
-
-
-def assemble_atom(doc: Document, config: Config, entries: Sequence[bytes]) -> bytes:
-    """The bytes render_atom gives, from the document without entries and the
-    entry_fragments of its entries (feedgen appends entries after the metadata)."""
-    generator = _generator()
-    _set_head(generator, doc, config)
-    head = bytes(generator.atom_str(pretty=True, encoding="UTF-8"))
-    return b"".join((head.removesuffix(_FEED_END), *entries, _FEED_END))
-
-
-def entry_fragments(views: Sequence[EntryView]) -> list[bytes]:
-    """Each entry's <entry> element as render_atom writes it inside a document:
-    rendered by feedgen in one throwaway document and cut out of it."""
-    if not views:
-        return []
-    generator = _generator()
-    generator.id("urn:uuid:00000000-0000-0000-0000-000000000000")
-    generator.title("-")
-    generator.updated(EPOCH)
-    for view in views:
-        _add_entry(generator, view)
-    data = bytes(generator.atom_str(pretty=True, encoding="UTF-8"))
-    # Text and attributes are escaped, so "<entry>" and "</entry>" here are only tags.
-    body = data[data.index(_ENTRY_START) + 1 : data.rindex(_FEED_END)]
-    parts = [part + _ENTRY_END for part in body.split(_ENTRY_END)[:-1]]
-    assert len(parts) == len(views)
-    return parts
-
-
-def _set_head(generator: FeedGenerator, doc: Document, config: Config) -> None:
-    settings = config.settings
-    generator.agg.archive = bool(doc.archive_number)
-    generator.id(feed_id(doc.info.key))
-    generator.title(_title(doc.info.title))
-    generator.subtitle(strip_control(doc.subtitle))
-    generator.language(settings.language)
-    generator.author({"name": strip_control(settings.author)})
-    generator.link(href=doc.self_url, rel="self", type=ATOM_TYPE)
-    generator.link(href=settings.base_url + "/", rel="alternate", type="text/html")
-    generator.link(href=doc.alternate_url, rel="alternate", type=JSON_TYPE)
-    if doc.hub:
-        generator.link(href=doc.hub, rel="hub")
-    if doc.archive_number:
-        generator.link(href=doc.current_url, rel="current", type=ATOM_TYPE)
-    if doc.prev_archive:
-        generator.link(href=doc.prev_archive, rel="prev-archive", type=ATOM_TYPE)
-    if doc.next_archive:
-        generator.link(href=doc.next_archive, rel="next-archive", type=ATOM_TYPE)
-    generator.generator("aggregator", __version__, PROJECT_URL)
-    generator.updated(doc.updated)
-
-
-def _add_entry(generator: FeedGenerator, view: EntryView) -> None:
-    entry = generator.add_entry(order="append")
-    entry.id(view.id)
-    entry.title(view.title)
-    if view.link:
-        entry.link(href=view.link, rel="alternate", type="text/html")
-    entry.published(view.published)
-    entry.updated(view.updated)
-    if view.author:
-        entry.author({"name": view.author})
-    if view.summary:
-        entry.summary(view.summary, type="html")
-    entry.content(view.content, type="html")
-    for category in view.categories:
-        entry.category(term=category.term, label=category.label, scheme=category.scheme)
-    entry.agg.enclosures = view.enclosures
-    entry.agg.source = view.source
-    entry.agg.source_updated = view.updated
 
 
 # --- the publisher -------------------------------------------------------------------
@@ -379,7 +146,9 @@ class Publisher:
         # every entry of every feed asks again for the same few names.
         self._terms: tuple[Config, dict[tuple[str, str], Term]] = (config, {})
         self._infos: tuple[Config, dict[FeedKey, FeedInfo]] = (config, {})
-        self._contexts: dict[str, str] = {}  # by source; reset with the source metadata
+        self._formats = (config, chosen(config))  # a ConfigError for an unknown format
+        # By source and format version; reset with the source metadata.
+        self._contexts: dict[tuple[str, str], str] = {}
         self._listings: tuple[object, list[tuple[str, bytes]]] = (None, [])
         self._meta_memo: tuple[Config, dict[SourceMeta, SourceView]] = (config, {})
         self._sources_loaded_for: tuple[Config, int] | None = None  # see _load_sources
@@ -404,6 +173,13 @@ class Publisher:
         if found is None:
             found = self._infos[1][key] = feed_info(self.config, key)
         return found
+
+    @property
+    def formats(self) -> tuple[OutputFormat, ...]:
+        """The output formats the config chooses, in its order."""
+        if self._formats[0] is not self.config:
+            self._formats = (self.config, chosen(self.config))
+        return self._formats[1]
 
     @property
     def output(self) -> Path:
@@ -436,19 +212,23 @@ class Publisher:
             all_keys = self.store.feed_keys()
             asked = all_keys if keys is None else {*keys, ("all", "")}
             due = asked | marks.keys() | holes.keys()
-            emptied = {k for k in due - all_keys if (self.output / self.info(k).path).exists()}
+            emptied = {k for k in due - all_keys if self._published_before(k)}
             wanted = (due & all_keys) | emptied
             written = self._write(wanted, all_keys, rebuild, holes)
             self.store.mark_published(marks, holes)  # the files are durable now
         changed = set(written)
-        topics: list[str] = []
-        for key in sorted(wanted):
-            info = self.info(key)
-            for path in (self.output / info.path, self.output / info.json_path):
-                if path in changed:
-                    topics.append(self.url_of(str(path.relative_to(self.output))))
+        topics = [
+            self.url_of(name)
+            for key in sorted(wanted)
+            for name in (self.info(key).file(f.suffix) for f in self.formats)
+            if self.output / name in changed
+        ]
         self._announce(topics)
         return written
+
+    def _published_before(self, key: FeedKey) -> bool:
+        info = self.info(key)
+        return any((self.output / info.file(f.suffix)).exists() for f in self.formats)
 
     def _write(
         self,
@@ -485,8 +265,8 @@ class Publisher:
             self._listings = (
                 memo_key,
                 [
-                    ("index.html", render_index(self.config, infos, self.url_of)),
-                    ("feeds.opml", render_opml(self.config, infos, self.url_of)),
+                    ("index.html", render_index(self.config, infos, self.formats, self.url_of)),
+                    ("feeds.opml", render_opml(self.config, infos, self.formats, self.url_of)),
                 ],
             )
         return self._listings[1]
@@ -528,139 +308,171 @@ class Publisher:
         written = []
         if fresh:
             for number in fresh:
-                self._write_pair(info, paging, number, writer)
+                self._write_page(info, paging, number, writer)
             written = writer.drain()
-            archive = self.output / info.archive_path(1)
-            sync_dirs(path for path in written if path.parent == archive.parent)
+            archive = self.output / info.archive_folder
+            sync_dirs(path for path in written if path.parent == archive)
         for number in [n for n in pages if n in exists] + [0]:
-            self._write_pair(info, paging, number, writer)
+            self._write_page(info, paging, number, writer)
         return written
 
     def _archived_pages(self, info: FeedInfo, paging: Paging) -> list[int]:
-        """Archive pages present in both formats (one folder listing, not a stat each)."""
+        """Archive pages present in every format (one folder listing, not a stat each)."""
         if not paging.archived:
             return []
-        folder = (self.output / info.archive_path(1)).parent
+        folder = self.output / info.archive_folder
         try:
             names = set(os.listdir(folder))
         except (FileNotFoundError, NotADirectoryError):
             return []
+        suffixes = [f.suffix for f in self.formats]
         return [
-            n for n in range(1, paging.archived + 1) if f"{n}.xml" in names and f"{n}.json" in names
+            n
+            for n in range(1, paging.archived + 1)
+            if all(f"{n}{suffix}" in names for suffix in suffixes)
         ]
 
-    def _write_pair(self, info: FeedInfo, paging: Paging, number: int, writer: Writer) -> None:
-        for doc, data in self._render_pair(info, paging, number):
+    def _write_page(self, info: FeedInfo, paging: Paging, number: int, writer: Writer) -> None:
+        for doc, data in self._render_page(info, paging, number):
             writer.write(self.output / doc.self_url.removeprefix(self.url_of("")), data)
 
-    def _documents(self, info: FeedInfo, paging: Paging, number: int) -> tuple[Document, Document]:
-        """The (Atom, JSON) documents of one page (0: the current one), without entries."""
-        pairs = []
-        for suffix, other in ((".xml", ".json"), (".json", ".xml")):
-            current = info.path if suffix == ".xml" else info.json_path
+    def _documents(
+        self, info: FeedInfo, paging: Paging, number: int
+    ) -> list[tuple[OutputFormat, Document]]:
+        """Each format's document of one page (0: the current one), without entries."""
+        newest = paging.archived
 
-            def url(n: int, suffix: str = suffix) -> str:
-                return self.url_of(info.archive_path(n, suffix)) if n else ""
+        def path(n: int, suffix: str) -> str:
+            return info.archive_file(n, suffix) if n else info.file(suffix)
 
-            own = info.archive_path(number, suffix) if number else current
-            alternate = (
-                info.archive_path(number, other) if number else own.removesuffix(suffix) + other
+        def archive_url(n: int, suffix: str) -> str:
+            return self.url_of(info.archive_file(n, suffix)) if n else ""
+
+        documents = []
+        for fmt in self.formats:
+            alternates = tuple(
+                Link(self.url_of(path(number, other.suffix)), other.media_type)
+                for other in self.formats
+                if other is not fmt and other.announced
             )
-            newest = paging.archived
-            pairs.append(
-                Document(
-                    info=info,
-                    entries=(),
-                    self_url=self.url_of(own),
-                    current_url=self.url_of(current),
-                    alternate_url=self.url_of(alternate),
-                    prev_archive=url(number - 1 if number else newest),
-                    next_archive=url(number + 1) if number and number < newest else "",
-                    archive_number=number,
-                    hub="" if number else self.config.settings.hub,
-                )
+            document = Document(
+                info=info,
+                entries=(),
+                self_url=self.url_of(path(number, fmt.suffix)),
+                current_url=self.url_of(info.file(fmt.suffix)),
+                alternates=alternates,
+                prev_archive=archive_url(number - 1 if number else newest, fmt.suffix),
+                next_archive=archive_url(number + 1, fmt.suffix)
+                if number and number < newest
+                else "",
+                archive_number=number,
+                hub="" if number else self.config.settings.hub,
             )
-        return pairs[0], pairs[1]
+            documents.append((fmt, document))
+        return documents
 
-    def _pair(self, info: FeedInfo, paging: Paging, number: int) -> tuple[Document, Document]:
-        """Both documents of one page with their entries (the uncached way: render_atom)."""
+    def page_documents(
+        self, info: FeedInfo, paging: Paging, number: int
+    ) -> list[tuple[OutputFormat, Document]]:
+        """Every format's document of one page with its entries: what the formats'
+        render() turn into the published bytes (the uncached way)."""
         start, stop = paging.page(number) if number else paging.current
         entries = self.views(self.store.positioned_articles(info.key, start, stop))
-        atom, json_doc = self._documents(info, paging, number)
-        return replace(atom, entries=entries), replace(json_doc, entries=entries)
+        return [
+            (f, replace(doc, entries=entries)) for f, doc in self._documents(info, paging, number)
+        ]
 
     # --- rendering from cached fragments ---
 
-    def _render_pair(
+    def _render_page(
         self, info: FeedInfo, paging: Paging, number: int
     ) -> list[tuple[Document, bytes]]:
-        """Both documents of one page, assembled from each entry's cached fragments;
-        byte for byte what render_atom and render_json_feed give."""
+        """Every format's document of one page, assembled from each entry's cached
+        fragments; byte for byte what the formats' render() give."""
+        formats = self.formats
         start, stop = paging.page(number) if number else paging.current
-        rows = self.store.positioned_renders(info.key, start, stop)
+        rows = self.store.positioned_renders(info.key, start, stop, [f.name for f in formats])
         shown = distinct_updated((row.code, row.updated) for row in rows)
-        wanted = {
-            row.code: (self._context(row.source_id), shown[row.code].isoformat()) for row in rows
-        }
+        wanted = {}  # (code, format name) -> the (context, shown) its fragment must have
+        for row in rows:
+            when = shown[row.code].isoformat()
+            for fmt in formats:
+                wanted[(row.code, fmt.name)] = (self._context(row.source_id, fmt), when)
         renders = {
-            row.code: row.render
+            (row.code, name): render
             for row in rows
-            if row.render and (row.render.context, row.render.shown) == wanted[row.code]
+            for name, render in row.renders.items()
+            if (render.context, render.shown) == wanted.get((row.code, name))
         }
-        missing = [row.code for row in rows if row.code not in renders]
+        missing = {
+            row.code: lacking
+            for row in rows
+            if (lacking := [f for f in formats if (row.code, f.name) not in renders])
+        }
         if missing:
-            renders.update(self.store.fill_renders(missing, self._render_entries))
+            filled = self.store.fill_renders(
+                list(missing), lambda articles: self._render_entries(articles, missing)
+            )
+            renders.update(((code, name), render) for code, name, render in filled)
         # A fraction clash within this document (feedpages.distinct_updated) shows
         # another time than the cached one: rendered for this document only.
-        odd = [c for c, r in renders.items() if (r.context, r.shown) != wanted[c]]
+        odd: dict[str, list[OutputFormat]] = {}
+        for (code, name), render in renders.items():
+            if (render.context, render.shown) != wanted[(code, name)]:
+                odd.setdefault(code, []).extend(f for f in formats if f.name == name)
         if odd:
-            articles = self.store.articles_by_code(odd)
-            renders.update(self._renders([(articles[c], shown[c]) for c in odd if c in articles]))
-        present = [row for row in rows if row.code in renders]  # one deleted meanwhile
-        atom, json_doc = self._documents(info, paging, number)
+            articles = self.store.articles_by_code(list(odd))
+            items = [(articles[c], shown[c]) for c in odd if c in articles]
+            renders.update(((c, n), r) for c, n, r in self._renders(items, odd))
+        # An entry deleted meanwhile has no fragments: it is left out.
+        present = [r for r in rows if all((r.code, f.name) in renders for f in formats)]
         updated = max((shown[row.code] for row in present), default=EPOCH)
-        atom, json_doc = replace(atom, updated_at=updated), replace(json_doc, updated_at=updated)
-        return [
-            (atom, assemble_atom(atom, self.config, [renders[r.code].atom for r in present])),
-            (
-                json_doc,
-                assemble_json(
-                    json_head(json_doc, self.config), [renders[r.code].json for r in present]
-                ),
-            ),
-        ]
+        pages = []
+        for fmt, doc in self._documents(info, paging, number):
+            doc = replace(doc, updated_at=updated)
+            fragments = [renders[(row.code, fmt.name)].body for row in present]
+            pages.append((doc, fmt.assemble(doc, self.config, fragments)))
+        return pages
 
-    def _render_entries(self, articles: dict[str, StoredArticle]) -> list[tuple[str, Render]]:
-        return list(
-            self._renders(
-                [(a, shown_updated(a.code, a.updated)) for a in articles.values()]
-            ).items()
-        )
+    def _render_entries(
+        self, articles: dict[str, StoredArticle], needs: dict[str, list[OutputFormat]]
+    ) -> list[tuple[str, str, Render]]:
+        items = [(a, shown_updated(a.code, a.updated)) for a in articles.values()]
+        return self._renders(items, needs)
 
-    def _renders(self, items: Sequence[tuple[StoredArticle, datetime]]) -> dict[str, Render]:
-        """Both fragments of each (article, updated shown)."""
-        views = [self._view(article, updated) for article, updated in items]
-        atoms = entry_fragments(views)
-        return {
-            article.code: Render(
-                context=self._context(article.source_id),
-                shown=view.updated.isoformat(),
-                atom=atom,
-                json=item_bytes(view),
-            )
-            for (article, _), view, atom in zip(items, views, atoms, strict=True)
-        }
+    def _renders(
+        self,
+        items: Sequence[tuple[StoredArticle, datetime]],
+        needs: dict[str, list[OutputFormat]],
+    ) -> list[tuple[str, str, Render]]:
+        """The fragments of each (article, updated shown) in the formats it needs, as
+        (code, format name, render); each format renders its entries in one batch."""
+        views = [(article, self._view(article, updated)) for article, updated in items]
+        renders = []
+        for fmt in self.formats:
+            batch = [(a, v) for a, v in views if fmt in needs.get(a.code, ())]
+            bodies = fmt.fragments([view for _, view in batch]) if batch else []
+            renders += [
+                (
+                    article.code,
+                    fmt.name,
+                    Render(self._context(article.source_id, fmt), view.updated.isoformat(), body),
+                )
+                for (article, view), body in zip(batch, bodies, strict=True)
+            ]
+        return renders
 
-    def _context(self, source_id: str) -> str:
-        """What an entry's fragments depend on besides the entry and its category and
-        tag names (a change to those drops them, see store migration 6): the program,
-        the base URL, the config's terms and its source's metadata. Kept with them."""
-        found = self._contexts.get(source_id)
+    def _context(self, source_id: str, fmt: OutputFormat) -> str:
+        """What an entry's fragment in a format depends on besides the entry and its
+        category and tag names (a change to those drops it, see store migration 6): the
+        format's version, the program, the base URL, the config's terms and its
+        source's metadata. Kept with it."""
+        found = self._contexts.get((source_id, fmt.version))
         if found is None:
             config = self.config
             described = repr(
                 (
-                    RENDER_VERSION,
+                    fmt.version,
                     __version__,
                     config.settings.base_url,
                     sorted(config.categories.items()),
@@ -669,7 +481,7 @@ class Publisher:
                 )
             )
             found = hashlib.blake2b(described.encode("utf-8"), digest_size=16).hexdigest()
-            self._contexts[source_id] = found
+            self._contexts[(source_id, fmt.version)] = found
         return found
 
     def _load_sources(self) -> None:
@@ -694,7 +506,7 @@ class Publisher:
     def _view(self, article: StoredArticle, updated: datetime) -> EntryView:
         base = self.config.settings.base_url
         link = iri.link(article.link)
-        title = _title(shown_title(article.title, article.summary, article.content, link))
+        title = shown_name(shown_title(article.title, article.summary, article.content, link))
         content = clean_html(article.content or article.summary) or html.escape(title)
         categories = [
             Category(term.slug, term.name, f"{base}/category/")
@@ -709,7 +521,7 @@ class Publisher:
             link=link,
             published=article.published,
             updated=updated,
-            author=_title(article.author),
+            author=shown_name(article.author),
             summary=clean_html(article.summary) if article.summary else "",
             content=content,
             categories=tuple(categories),
@@ -739,8 +551,8 @@ class Publisher:
         return {row.id: view for row, view in memo.items()}
 
     def documents(self, key: FeedKey) -> dict[str, bytes]:
-        """Every document of one feed (the current one and each full archive page, Atom
-        and JSON Feed) as publish() would write it, by path under the output folder;
+        """Every document of one feed (the current one and each full archive page, in
+        every format) as publish() would write it, by path under the output folder;
         nothing is written (`aggregator migrate-store` compares two stores by them)."""
         self._load_sources()
         info = self.info(key)
@@ -748,14 +560,17 @@ class Publisher:
         return {
             doc.self_url.removeprefix(self.url_of("")): data
             for number in range(paging.archived + 1)
-            for doc, data in self._render_pair(info, paging, number)
+            for doc, data in self._render_page(info, paging, number)
         }
 
     # --- kept for callers of the first version ---
 
     def render(self, info: FeedInfo) -> bytes:
-        """The current Atom document of a feed."""
-        return render_atom(self._pair(info, self.paging(info.key), 0)[0], self.config)
+        """The current document of a feed in the first format the config chooses."""
+        fmt, doc = self.page_documents(info, self.paging(info.key), 0)[0]
+        return fmt.render(doc, self.config)
 
     def feed_urls(self) -> list[str]:
-        return [self.url_of(self.info(k).path) for k in sorted(self.store.feed_keys())]
+        """Each feed's current document in the first format the config chooses."""
+        suffix = self.formats[0].suffix
+        return [self.url_of(self.info(k).file(suffix)) for k in sorted(self.store.feed_keys())]

@@ -31,6 +31,7 @@ from aggregator.config.loader import (
 from aggregator.errors import AggregatorError, ConfigError, StartError, StoreError
 from aggregator.fetch.fetcher import Fetcher, Limits
 from aggregator.parse.limits import ParseLimits
+from aggregator.publish.formats import chosen as chosen_formats
 from aggregator.publish.posts import PostWriter
 from aggregator.publish.publisher import Publisher
 from aggregator.run.cluster import ClusterScheduler, config_digest, node_name
@@ -359,6 +360,7 @@ class Daemon:
         """Apply the config file if it is valid; keep the last good one otherwise."""
         try:
             config = load_config(self.config_path)
+            chosen_formats(config)  # the output formats are the publisher's to know
         except ConfigError as exc:
             # One line per event: the problems joined, each with file:line and key.
             log.error(

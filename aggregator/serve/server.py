@@ -27,12 +27,13 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from aggregator.config.loader import Config
+from aggregator.publish.formats import REGISTERED
 
 log = logging.getLogger("aggregator.serve")
 
+# Every output format's files by its suffix, and the listings and posts beside them.
 CONTENT_TYPES = {
-    ".xml": "application/atom+xml; charset=utf-8",
-    ".json": "application/feed+json; charset=utf-8",
+    **{f.suffix: f.content_type for f in REGISTERED.values()},
     ".opml": "text/x-opml; charset=utf-8",
     ".html": "text/html; charset=utf-8",
     ".md": "text/markdown; charset=utf-8",

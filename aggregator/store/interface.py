@@ -144,16 +144,19 @@ class Storage(Protocol):
     def positioned_articles(self, key: FeedKey, start: int, stop: int) -> list[StoredArticle]:
         """The feed's entries with positions in [start, stop), newest first."""
 
-    def positioned_renders(self, key: FeedKey, start: int, stop: int) -> list[PositionedRender]:
-        """positioned_articles' codes with their cached fragments, if any."""
+    def positioned_renders(
+        self, key: FeedKey, start: int, stop: int, formats: Sequence[str]
+    ) -> list[PositionedRender]:
+        """positioned_articles' codes with their cached fragments in these output
+        formats, those they have."""
 
     def fill_renders(
         self,
         codes: Sequence[str],
-        render: Callable[[dict[str, StoredArticle]], list[tuple[str, Render]]],
-    ) -> list[tuple[str, Render]]:
-        """Render these entries with render() and keep the fragments, in one
-        transaction."""
+        render: Callable[[dict[str, StoredArticle]], list[tuple[str, str, Render]]],
+    ) -> list[tuple[str, str, Render]]:
+        """Render these entries with render(), which gives (code, format, fragment)
+        triples, and keep the fragments, in one transaction."""
 
     def clear_renders(self) -> None:
         """Forget every cached fragment."""

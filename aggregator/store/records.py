@@ -164,22 +164,23 @@ class StoredArticle:
 
 @dataclass(frozen=True)
 class Render:
-    """An entry's cached fragments: valid while context and shown updated match."""
+    """An entry's cached fragment in one output format: valid while context and shown
+    updated match."""
 
     context: str
-    shown: str  # the atom:updated shown, as text
-    atom: bytes  # its <entry> element as it stands in a pretty-printed feedgen document
-    json: bytes  # its JSON Feed item, compact UTF-8
+    shown: str  # the updated time shown, as text
+    body: bytes  # the entry as it stands in a document of that format
 
 
 @dataclass(frozen=True)
 class PositionedRender:
-    """An entry at a feed position, with its cached fragments if it has any."""
+    """An entry at a feed position, with the cached fragments it has of the formats
+    asked for."""
 
     code: str
     updated: datetime
     source_id: str
-    render: Render | None
+    renders: dict[str, Render]  # by format name
 
 
 class SourceMeta(NamedTuple):

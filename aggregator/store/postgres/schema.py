@@ -1,7 +1,8 @@
 """The PostgreSQL schema: numbered migrations, each a list of statements.
 
 Migration 1 is the SQLite schema as its migration 14 leaves it, table for table and
-column for column (so `aggregator migrate-store` copies rows as they are). Times stay
+column for column (so `aggregator migrate-store` copies rows as they are; migration 3
+follows SQLite's 15). Times stay
 fixed-width UTC text (sqlite.iso), as in SQLite: they sort as text, and a copy between
 the two stores keeps every byte the publisher renders from. The applied version is in
 store_schema; a node migrates under an advisory lock, so nodes starting together do
@@ -246,6 +247,34 @@ _MIGRATION_2 = [
 ]
 
 
+_MIGRATION_3 = [
+    # Rendered fragments keyed by output format (aggregator.publish.formats), as the
+    # SQLite store's migration 15: a new format needs no migration. The Atom and JSON
+    # Feed fragments are kept; drop_render() now empties the new table.
+    """CREATE TABLE entry_fragments (
+        code TEXT NOT NULL REFERENCES entries(code) ON DELETE CASCADE,
+        format TEXT NOT NULL,
+        context TEXT NOT NULL,
+        shown TEXT NOT NULL,
+        body BYTEA NOT NULL,
+        PRIMARY KEY (code, format)
+    )""",
+    """INSERT INTO entry_fragments (code, format, context, shown, body)
+       SELECT code, 'atom', context, shown, atom FROM entry_renders
+       UNION ALL SELECT code, 'json', context, shown, json FROM entry_renders""",
+    "DROP TABLE entry_renders",
+    """CREATE OR REPLACE FUNCTION drop_render() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         IF TG_OP = 'UPDATE' THEN
+           DELETE FROM entry_fragments WHERE code IN (OLD.code, NEW.code);
+         ELSE
+           DELETE FROM entry_fragments WHERE code = OLD.code;
+         END IF;
+         RETURN NULL;
+       END $$""",
+]
+
+
 def _bytewise(statements: Sequence[str]) -> list[str]:
     """Text columns compare byte by byte (collation "C"), as SQLite's do: the same
     order of codes, ids and names in both stores, whatever the server's locale, and
@@ -256,7 +285,11 @@ def _bytewise(statements: Sequence[str]) -> list[str]:
     ]
 
 
-MIGRATIONS: Sequence[Sequence[str]] = (_bytewise(_MIGRATION_1), _bytewise(_MIGRATION_2))
+MIGRATIONS: Sequence[Sequence[str]] = (
+    _bytewise(_MIGRATION_1),
+    _bytewise(_MIGRATION_2),
+    _bytewise(_MIGRATION_3),
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # The tables a copy between stores carries, parents before children (foreign keys).
@@ -270,7 +303,7 @@ TABLES = (
     "feed_pending",
     "feed_unpublished",
     "feed_holes",
-    "entry_renders",
+    "entry_fragments",
     "tombstones",
     "poll_days",
     "legacy_codes",

@@ -826,29 +826,27 @@ class PostgresStore:
         )
         return [SourceMeta(*row) for row in rows]
 
-    def positioned_renders(self, key: FeedKey, start: int, stop: int) -> list[PositionedRender]:
+    def positioned_renders(
+        self, key: FeedKey, start: int, stop: int, formats: Sequence[str]
+    ) -> list[PositionedRender]:
         rows = self._read(
             lambda conn: conn.execute(
-                """SELECT e.code, e.updated, e.source_id, r.context, r.shown, r.atom, r.json
+                """SELECT e.code, e.updated, e.source_id, f.format, f.context, f.shown, f.body
                    FROM feed_positions p
                    JOIN entries e ON e.code = p.code
-                   LEFT JOIN entry_renders r ON r.code = e.code
+                   LEFT JOIN entry_fragments f ON f.code = e.code AND f.format = ANY(%s)
                    WHERE p.kind = %s AND p.name = %s AND p.seq >= %s AND p.seq < %s
                    ORDER BY p.seq DESC""",
-                [*key, start, stop],
+                [list(formats), *key, start, stop],
             ).fetchall()
         )
-        return [
-            PositionedRender(
-                code=code,
-                updated=utc(updated),
-                source_id=source_id,
-                render=Render(context, shown, bytes(atom), bytes(json_))
-                if atom is not None
-                else None,
-            )
-            for code, updated, source_id, context, shown, atom, json_ in rows
-        ]
+        found: list[PositionedRender] = []
+        for code, updated, source_id, name, context, shown, body in rows:
+            if not found or found[-1].code != code:  # an entry's rows come together
+                found.append(PositionedRender(code, utc(updated), source_id, {}))
+            if name is not None:
+                found[-1].renders[name] = Render(context, shown, bytes(body))
+        return found
 
     def articles_by_code(self, codes: Sequence[str]) -> dict[str, StoredArticle]:
         rows = self._dicts(
@@ -859,12 +857,12 @@ class PostgresStore:
     def fill_renders(
         self,
         codes: Sequence[str],
-        render: Callable[[dict[str, StoredArticle]], list[tuple[str, Render]]],
-    ) -> list[tuple[str, Render]]:
+        render: Callable[[dict[str, StoredArticle]], list[tuple[str, str, Render]]],
+    ) -> list[tuple[str, str, Render]]:
         """Render these entries with render() and keep the fragments: their rows are
         share-locked meanwhile, so no ingest changes them between the two."""
 
-        def work(cur: psycopg.Cursor[Any]) -> list[tuple[str, Render]]:
+        def work(cur: psycopg.Cursor[Any]) -> list[tuple[str, str, Render]]:
             cur.execute(
                 "SELECT code FROM entries WHERE code = ANY(%s) ORDER BY code FOR SHARE",
                 [sorted(set(codes))],
@@ -878,18 +876,18 @@ class PostgresStore:
                 articles = {row["code"]: article_of(row) for row in reader.fetchall()}
             renders = render(articles)
             cur.executemany(
-                """INSERT INTO entry_renders (code, context, shown, atom, json)
+                """INSERT INTO entry_fragments (code, format, context, shown, body)
                    VALUES (%s, %s, %s, %s, %s)
-                   ON CONFLICT (code) DO UPDATE SET context = excluded.context,
-                     shown = excluded.shown, atom = excluded.atom, json = excluded.json""",
-                [(code, r.context, r.shown, r.atom, r.json) for code, r in renders],
+                   ON CONFLICT (code, format) DO UPDATE SET context = excluded.context,
+                     shown = excluded.shown, body = excluded.body""",
+                [(code, name, r.context, r.shown, r.body) for code, name, r in renders],
             )
             return renders
 
         return self._write(work)
 
     def clear_renders(self) -> None:
-        self._write(lambda cur: cur.execute("DELETE FROM entry_renders") and None)
+        self._write(lambda cur: cur.execute("DELETE FROM entry_fragments") and None)
 
     # --- what is left to publish ---
 
@@ -1100,7 +1098,7 @@ def _link_source(
     added = _insert_names(cur, "entry_categories", categories)
     added += _insert_names(cur, "entry_tags", tags)
     if added:  # shown with other categories or tags now
-        cur.execute("DELETE FROM entry_renders WHERE code = %s", [entry.code])
+        cur.execute("DELETE FROM entry_fragments WHERE code = %s", [entry.code])
     _queue_members(cur, [], [(entry.code, source.id)], categories, tags)
 
 

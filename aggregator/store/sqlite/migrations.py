@@ -436,6 +436,45 @@ def _migration_14(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_15(db: sqlite_utils.Database) -> None:
+    """Rendered fragments keyed by output format (aggregator.publish.formats) rather than
+    one column per format, so a new format needs no migration. The Atom and JSON Feed
+    fragments rendered before are kept; the triggers that drop an entry's fragments
+    when it changes move to the new table."""
+    db.execute(
+        """CREATE TABLE entry_fragments (
+            code TEXT NOT NULL REFERENCES entries(code) ON DELETE CASCADE,
+            format TEXT NOT NULL,
+            context TEXT NOT NULL,
+            shown TEXT NOT NULL,
+            body BLOB NOT NULL,
+            PRIMARY KEY (code, format)
+        )"""
+    )
+    for column in ("atom", "json"):
+        db.execute(
+            f"""INSERT INTO entry_fragments (code, format, context, shown, body)
+                SELECT code, '{column}', context, shown, {column} FROM entry_renders"""
+        )
+    for trigger in (
+        "entries_renders",
+        "entry_categories_renders_delete",
+        "entry_tags_renders_delete",
+    ):
+        db.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+    db.execute("DROP TABLE entry_renders")
+    db.execute(
+        """CREATE TRIGGER entries_renders AFTER UPDATE ON entries BEGIN
+            DELETE FROM entry_fragments WHERE code IN (OLD.code, NEW.code);
+        END"""
+    )
+    for table in ("entry_categories", "entry_tags"):
+        db.execute(
+            f"""CREATE TRIGGER {table}_renders_delete AFTER DELETE ON {table}
+                BEGIN DELETE FROM entry_fragments WHERE code = OLD.code; END"""
+        )
+
+
 MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_1,
     _migration_2,
@@ -451,5 +490,6 @@ MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_12,
     _migration_13,
     _migration_14,
+    _migration_15,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

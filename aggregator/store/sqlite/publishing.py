@@ -240,28 +240,30 @@ class Publishing(Connection):
         )
         return [article_of(row) for row in rows]
 
-    def positioned_renders(self, key: FeedKey, start: int, stop: int) -> list[PositionedRender]:
+    def positioned_renders(
+        self, key: FeedKey, start: int, stop: int, formats: Sequence[str]
+    ) -> list[PositionedRender]:
         """The feed's entries with positions in [start, stop), newest position first,
-        with what the publisher needs to pick (or redo) their cached fragments."""
+        with what the publisher needs to pick (or redo) their cached fragments in
+        these formats."""
+        marks = ", ".join("?" * len(formats))
         with self._lock:
             rows = self.db.execute(
-                """SELECT e.code, e.updated, e.source_id, r.context, r.shown, r.atom, r.json
+                f"""SELECT e.code, e.updated, e.source_id, f.format, f.context, f.shown, f.body
                    FROM feed_positions p INDEXED BY feed_positions_page
                    JOIN entries e INDEXED BY entries_shown ON e.code = p.code
-                   LEFT JOIN entry_renders r ON r.code = e.code
+                   LEFT JOIN entry_fragments f ON f.code = e.code AND f.format IN ({marks})
                    WHERE p.kind = ? AND p.name = ? AND p.seq >= ? AND p.seq < ?
                    ORDER BY p.seq DESC""",
-                [*key, start, stop],
+                [*formats, *key, start, stop],
             ).fetchall()
-        return [
-            PositionedRender(
-                code=code,
-                updated=utc(updated),
-                source_id=source_id,
-                render=Render(context, shown, atom, json_) if atom is not None else None,
-            )
-            for code, updated, source_id, context, shown, atom, json_ in rows
-        ]
+        found: list[PositionedRender] = []
+        for code, updated, source_id, name, context, shown, body in rows:
+            if not found or found[-1].code != code:  # an entry's rows come together
+                found.append(PositionedRender(code, utc(updated), source_id, {}))
+            if name is not None:
+                found[-1].renders[name] = Render(context, shown, body)
+        return found
 
     def articles_by_code(self, codes: Sequence[str]) -> dict[str, StoredArticle]:
         found: dict[str, StoredArticle] = {}
@@ -277,23 +279,24 @@ class Publishing(Connection):
     def fill_renders(
         self,
         codes: Sequence[str],
-        render: Callable[[dict[str, StoredArticle]], list[tuple[str, Render]]],
-    ) -> list[tuple[str, Render]]:
-        """Render these entries with render() and keep the fragments, read and written
-        in one transaction: a poll cannot change an entry between the two."""
+        render: Callable[[dict[str, StoredArticle]], list[tuple[str, str, Render]]],
+    ) -> list[tuple[str, str, Render]]:
+        """Render these entries with render(), which gives (code, format, fragment)
+        triples, and keep the fragments, read and written in one transaction: a poll
+        cannot change an entry between the two."""
         with self.transaction() as db:
             renders = render(self.articles_by_code(codes))
             db.conn.executemany(
-                """INSERT OR REPLACE INTO entry_renders (code, context, shown, atom, json)
+                """INSERT OR REPLACE INTO entry_fragments (code, format, context, shown, body)
                    VALUES (?, ?, ?, ?, ?)""",
-                [(code, r.context, r.shown, r.atom, r.json) for code, r in renders],
+                [(code, name, r.context, r.shown, r.body) for code, name, r in renders],
             )
         return renders
 
     def clear_renders(self) -> None:
         """Forget every rendered fragment (the next publish renders everything afresh)."""
         with self.transaction() as db:
-            db.execute("DELETE FROM entry_renders")
+            db.execute("DELETE FROM entry_fragments")
 
     # --- what is left to publish ---
 

@@ -135,22 +135,24 @@ CREATE TABLE feed_holes (
     PRIMARY KEY (kind, name, seq)
 ) WITHOUT ROWID;
 
--- Each entry's rendered fragments; a change to the entry or its categories or tags
--- drops them ("context": a digest of the config and source metadata used).
-CREATE TABLE entry_renders (
-    code TEXT PRIMARY KEY REFERENCES entries(code) ON DELETE CASCADE,
+-- Each entry's rendered fragment in each output format (aggregator.publish.formats);
+-- a change to the entry or its categories or tags drops them ("context": a digest of
+-- the format's version, the config and the source metadata used).
+CREATE TABLE entry_fragments (
+    code TEXT NOT NULL REFERENCES entries(code) ON DELETE CASCADE,
+    format TEXT NOT NULL,
     context TEXT NOT NULL,
     shown TEXT NOT NULL,
-    atom TEXT NOT NULL,
-    json TEXT NOT NULL
+    body BLOB NOT NULL,
+    PRIMARY KEY (code, format)
 );
 CREATE TRIGGER entries_renders AFTER UPDATE ON entries BEGIN
-    DELETE FROM entry_renders WHERE code IN (OLD.code, NEW.code);
+    DELETE FROM entry_fragments WHERE code IN (OLD.code, NEW.code);
 END;
 CREATE TRIGGER entry_categories_renders_delete AFTER DELETE ON entry_categories
-    BEGIN DELETE FROM entry_renders WHERE code = OLD.code; END;
+    BEGIN DELETE FROM entry_fragments WHERE code = OLD.code; END;
 CREATE TRIGGER entry_tags_renders_delete AFTER DELETE ON entry_tags
-    BEGIN DELETE FROM entry_renders WHERE code = OLD.code; END;
+    BEGIN DELETE FROM entry_fragments WHERE code = OLD.code; END;
 
 -- Numbers that move when what the publisher reads whole may have changed: the
 -- sources' shown metadata, the set of feeds, the marks of feed_unpublished.
