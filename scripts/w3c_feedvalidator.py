@@ -11,8 +11,8 @@ one, the script publishes feedparser's test documents (all of them, from the arc
 tests/corpus/) and a set of hostile documents (malformed urn:uuid: ids,
 ids with spaces, look-alike hosts, display hazards, impossible dates) through the
 pipeline into a temporary folder and checks that. Every Atom (.xml) and RSS (.rss)
-document is validated as the online validator does (its "AA" filter); errors are listed and make the exit
-status 1, warnings are counted (listed with --warnings).
+document is validated as the online validator does (its "AA" filter); errors are
+listed and make the exit status 1, warnings are counted (listed with --warnings).
 
 tests/test_w3c_feedvalidator.py runs the same check when AGGREGATOR_FEEDVALIDATOR is
 set; tests/atomcheck.py re-implements the validator's URI rules so the suite checks

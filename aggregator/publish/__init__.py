@@ -1,1 +1,2 @@
-"""Writing the published feeds (Atom, JSON Feed), listings, and posts."""
+"""Writing the published feeds (a registry of output formats: Atom, JSON Feed, RSS 2.0),
+listings, and posts."""
