@@ -12,7 +12,9 @@
   (and unique in the document), links and source URLs absolute http(s) URIs (ASCII:
   the W3C validator's UriNotIri);
 - enclosures with url, length (a whole number) and type, one per item at most (4.2.7);
-- item descriptions and content:encoded as HTML with absolute links (4.2.4, 5.2).
+- item descriptions and content:encoded as HTML with absolute links (4.2.4, 5.2), but
+  where relative_links allows them: a file: source's links are kept as written (README),
+  in every format.
 """
 
 from __future__ import annotations
@@ -105,8 +107,8 @@ def _children_problems(parent: etree._Element, allowed: set[str], where: str) ->
     return found
 
 
-def _html_problems(where: str, markup: str) -> list[str]:
-    if not markup.strip():
+def _html_problems(where: str, markup: str, relative_links: bool) -> list[str]:
+    if relative_links or not markup.strip():
         return []
     found = []
     for element in lxml.html.fragments_fromstring(f"<div>{markup}</div>")[0].iter():
@@ -117,7 +119,9 @@ def _html_problems(where: str, markup: str) -> list[str]:
     return found
 
 
-def _item_problems(item: etree._Element, where: str, guids: set[str]) -> list[str]:
+def _item_problems(
+    item: etree._Element, where: str, guids: set[str], relative_links: bool
+) -> list[str]:
     found = _children_problems(item, ITEM, where)
     if not (item.findtext("title") or item.findtext("description")):
         found.append(f"{where}: neither a title nor a description")
@@ -159,12 +163,15 @@ def _item_problems(item: etree._Element, where: str, guids: set[str]) -> list[st
     date = item.findtext("pubDate")
     if date is not None and (problem := _date_problem(f"{where}: pubDate", date)):
         found.append(problem)
-    found += _html_problems(f"{where}: description", item.findtext("description") or "")
-    found += _html_problems(f"{where}: content:encoded", item.findtext(f"{CONTENT}encoded") or "")
+    for name, markup in (
+        ("description", item.findtext("description")),
+        ("content:encoded", item.findtext(f"{CONTENT}encoded")),
+    ):
+        found += _html_problems(f"{where}: {name}", markup or "", relative_links)
     return found
 
 
-def problems(data: bytes) -> list[str]:
+def problems(data: bytes, *, relative_links: bool = False) -> list[str]:
     """Every way the document breaks the profile's rules above. Empty when valid."""
     try:
         text = data.decode("utf-8")
@@ -200,7 +207,7 @@ def problems(data: bytes) -> list[str]:
             found.append(problem)
     guids: set[str] = set()
     for number, item in enumerate(channel.findall("item"), 1):
-        found += _item_problems(item, f"item {number}", guids)
+        found += _item_problems(item, f"item {number}", guids, relative_links)
     found += _raw_problems(text)
     return found
 

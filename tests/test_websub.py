@@ -82,18 +82,11 @@ def test_hub_gets_a_publish_ping_for_each_changed_feed(hub: Hub, write_config: A
         publisher = Publisher(s.config, s.store, notifier=notifier)
         s.add("yaowen", record(1), record(2))
         publisher.publish()
-        first = {
-            "http://feeds.example.org/" + p
-            for p in [
-                "all.xml",
-                "all.json",
-                "category/sanqindushibao.xml",
-                "category/sanqindushibao.json",
-                "tag/sanqin-dushibao-xinwen.xml",
-                "tag/sanqin-dushibao-xinwen.json",
-                "source/yaowen.xml",
-                "source/yaowen.json",
-            ]
+        feeds = ("all", "category/sanqindushibao", "tag/sanqin-dushibao-xinwen", "source/yaowen")
+        first = {  # every format of every changed feed
+            f"http://feeds.example.org/{feed}{suffix}"
+            for feed in feeds
+            for suffix in (".xml", ".json", ".rss")
         }
         pings = hub.wait_for(len(first))
         assert all(p["hub.mode"] == ["publish"] for p in pings)
@@ -104,13 +97,14 @@ def test_hub_gets_a_publish_ping_for_each_changed_feed(hub: Hub, write_config: A
         changed = s.add("jiaotong", record(3))
         publisher.publish(changed)
         assert notifier.wait_idle(10)
-        pings = hub.wait_for(len(first) + 10)
+        pings = hub.wait_for(len(first) + 15)
         topics = [p["hub.url"][0] for p in pings[len(first) :]]
         publisher.close()
     assert "http://feeds.example.org/source/jiaotong.xml" in topics
     assert "http://feeds.example.org/all.json" in topics
+    assert "http://feeds.example.org/tag/jiaotong.rss" in topics
     assert "http://feeds.example.org/source/yaowen.xml" not in topics
-    assert len(topics) == len(set(topics)) == 10
+    assert len(topics) == len(set(topics)) == 15
 
 
 def test_failed_pings_are_logged_and_retried(
@@ -148,9 +142,9 @@ def test_unreachable_hub_never_blocks_publishing(write_config: Any) -> None:
         assert written
         assert (s.out / "all.xml").exists()
         for _ in range(50):
-            if len(notifier.given_up) == 8:
+            if len(notifier.given_up) == 12:
                 break
             notifier.wait_idle(1)
             threading.Event().wait(0.02)
         publisher.close()
-    assert len(notifier.given_up) == 8 and not notifier.delivered
+    assert len(notifier.given_up) == 12 and not notifier.delivered  # 4 feeds, 3 formats
