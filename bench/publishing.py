@@ -66,7 +66,7 @@ def _feedgen_every_page(store: SqliteStore, config: Config, keys: list[FeedKey])
     return total
 
 
-def _config(folder: Path, feeds: int, output: str) -> Config:
+def _config(folder: Path, feeds: int, output: str, formats: list[str] | None = None) -> Config:
     lines = [
         "[settings]",
         f'database = "{folder / "publish.db"}"',
@@ -75,6 +75,8 @@ def _config(folder: Path, feeds: int, output: str) -> Config:
         "feed_entries = 50",
         'title = "三秦新闻聚合"',
     ]
+    if formats:  # the output formats published (the default: all of them)
+        lines.append(f"formats = {formats!r}".replace("'", '"'))
     for i in range(feeds):
         lines += [
             "[[sources]]",
@@ -98,8 +100,9 @@ def _fill(config: Config, store: SqliteStore, corpus: Corpus, now: datetime) -> 
 
 def measure(params: dict[str, Any], folder: Path) -> dict[str, Any]:
     feeds, entries, runs = params["feeds"], params["entries"], params.get("runs", 3)
+    formats = params.get("formats")  # None: the default, every format
     corpus = Corpus(feeds, entries, seed=params.get("seed", 20211224))
-    config = _config(folder, feeds, "out-0")
+    config = _config(folder, feeds, "out-0", formats)
     now = datetime(2026, 1, 1, tzinfo=UTC)
     with SqliteStore(config.settings.database) as store:
         store.sync_sources(config.sources)
@@ -109,7 +112,7 @@ def measure(params: dict[str, Any], folder: Path) -> dict[str, Any]:
             # Cold: every entry rendered afresh, as on the first publish of a store (the
             # fragments kept from the run before would make this a re-assembly only).
             store.clear_renders()
-            publisher = Publisher(_config(folder, feeds, f"out-{run}"), store)
+            publisher = Publisher(_config(folder, feeds, f"out-{run}", formats), store)
             started = time.perf_counter()
             written = publisher.publish()
             full.append(time.perf_counter() - started)
@@ -129,7 +132,7 @@ def measure(params: dict[str, Any], folder: Path) -> dict[str, Any]:
 
         for run in range(runs):
             # Warm: the fragments are kept, the output folder is new (e.g. after deleting it).
-            publisher = Publisher(_config(folder, feeds, f"warm-{run}"), store)
+            publisher = Publisher(_config(folder, feeds, f"warm-{run}", formats), store)
             started = time.perf_counter()
             publisher.publish()
             warm.append(time.perf_counter() - started)
@@ -137,7 +140,7 @@ def measure(params: dict[str, Any], folder: Path) -> dict[str, Any]:
         # A long-lived publisher, as the daemon's: ten publishes after one new entry
         # each (the first one of a new publisher loads its caches: it is in the list).
         incremental = []
-        publisher = Publisher(_config(folder, feeds, f"out-{runs - 1}"), store)
+        publisher = Publisher(_config(folder, feeds, f"out-{runs - 1}", formats), store)
         for _ in range(max(runs, INCREMENTAL_RUNS)):
             corpus.add_entry(corpus.feeds[0])
             source, feed = config.sources[0], corpus.feeds[0]
