@@ -5,9 +5,11 @@
     python -m bench --no-reader     # our side only
     (python3 dev.py bench / make bench install the extras first)
 
-For each row a corpus server (bench.server) starts in its own process; then our
-real poll path and reader run in alternation, each run in a fresh process
-(bench.runs), several runs each. Medians are printed with min-max and the ratio.
+For each row a corpus server (bench.server) starts in its own process; then each
+side runs as its users run it, in alternation, several runs each: the whole command
+(`aggregator poll --all --no-publish`; reader's update_feeds in a fresh interpreter)
+and in-process (bench.runs), with the same number of fetches in flight on both
+sides. Medians are printed with min-max and the ratio.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -27,9 +31,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.runs import TreeMemory
+from bench.runs import READER_UPDATE, TreeMemory, compiled_as_installed, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# Loopback hosts the corpus is served from: with the per-host limit of 4, 50 hosts let
+# up to 200 fetches be in flight, so the per-host limit is not what holds our side back
+# where reader has none.
+HOSTS = 50
 
 
 @dataclass
@@ -39,22 +49,25 @@ class Row:
     feeds: int
     entries: int
     unit: str  # "entries/s", "feeds/s", "ms", "MB"
-    hosts: int = 1
+    hosts: int = HOSTS
     latency: float = 0.0
-    ours: dict[str, Any] = field(default_factory=dict)  # params for our side
-    reader: dict[str, Any] = field(default_factory=dict)
     runs: int = 3
-    show_peak: bool = False  # add a peak-RSS row
+    command: bool = True  # also measure the whole command (first and second polls)
+    show_peak: bool = False  # add a peak-memory row
+    # by variant: "ours", "reader" (in-process), "ours-command", "reader-command"
     results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def default_workers() -> int:
+    """Fetches in flight on both sides: our default `workers` setting."""
+    from aggregator.config.loader import Settings
+
+    return Settings().workers
 
 
 def rows(quick: bool, runs: int) -> list[Row]:
     big, small, mid = (1000, 20, 50) if not quick else (40, 5, 10)
     many_feeds = 200 if not quick else 20
-    # Our side runs with the default `workers` setting: 4 fetches in flight. Only the
-    # 50 ms row needs many more.
-    fast = {"workers": 4}
-    wide = {"workers": 4}
     return [
         Row(
             f"first poll, {many_feeds} feeds × {mid} entries",
@@ -62,9 +75,6 @@ def rows(quick: bool, runs: int) -> list[Row]:
             many_feeds,
             mid,
             "entries/s",
-            hosts=4,
-            ours=fast,
-            reader={"workers": 8},
             runs=runs,
         ),
         Row(
@@ -73,21 +83,17 @@ def rows(quick: bool, runs: int) -> list[Row]:
             big,
             small,
             "entries/s",
-            hosts=4,
-            ours=fast,
-            reader={"workers": 8},
             runs=runs,
             show_peak=True,
         ),
+        Row(f"second poll, all 304, {big} feeds", "second", big, small, "feeds/s", runs=runs),
         Row(
-            f"second poll, all 304, {big} feeds",
-            "second",
-            big,
+            f"first poll, {big // 2} feeds × {small} entries, 50 ms latency",
+            "first",
+            big // 2,
             small,
-            "feeds/s",
-            hosts=8,
-            ours=wide,
-            reader={"workers": 8},
+            "entries/s",
+            latency=0.05,
             runs=runs,
         ),
         Row(
@@ -96,10 +102,7 @@ def rows(quick: bool, runs: int) -> list[Row]:
             big // 2,
             small,
             "feeds/s",
-            hosts=32,
             latency=0.05,
-            ours={"workers": 128},
-            reader={"workers": 8},
             runs=runs,
         ),
         Row(
@@ -108,22 +111,18 @@ def rows(quick: bool, runs: int) -> list[Row]:
             many_feeds,
             mid,
             "ms",
-            hosts=4,
-            ours=fast,
-            reader={"workers": 8},
             runs=runs,
+            command=False,
         ),
+        # One long-lived process, as the daemon polls: its memory must stay flat.
         Row(
             f"RSS over 10 cycles, {big} feeds (10% change per cycle)",
             "cycles",
             big,
             small,
             "MB",
-            hosts=8,
-            # One long-lived process, as the daemon polls: its memory must stay flat.
-            ours={"workers": 16, "cycles": 10 if not quick else 3, "processes": 1},
-            reader={"workers": 8, "cycles": 10 if not quick else 3},
             runs=1,
+            command=False,
         ),
     ]
 
@@ -143,15 +142,59 @@ def corpus_server(row: Row) -> Iterator[list[str]]:
         process.wait(timeout=30)
 
 
-def run_once(side: str, scenario: str, params: dict[str, Any]) -> dict[str, Any]:
-    env = {**os.environ, "READER_NO_VENDORED_FEEDPARSER": "1"}
+def _timed(command: list[str]) -> dict[str, Any]:
+    """Run a command as a user would, timed from its start to its exit, with the peak
+    PSS of its process tree."""
     # Every run starts with no dirty pages left by the run before (the other side's
     # database): their writeback would otherwise land in this run's fsyncs.
+    os.sync()
+    started = time.perf_counter()
+    with (
+        subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        ) as run,
+        TreeMemory(run.pid) as memory,
+    ):
+        _, stderr = run.communicate()
+    seconds = time.perf_counter() - started
+    if run.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{stderr[-3000:]}")
+    return {"seconds": seconds, "peak_tree_pss_mb": round(memory.peak_kb / 1024, 1)}
+
+
+AGGREGATOR = str(Path(sys.executable).parent / "aggregator")
+
+
+def run_command(side: str, scenario: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One whole-command run in a fresh folder: `aggregator poll --all --no-publish` on a
+    config file with default settings, or reader's update_feeds in a fresh interpreter.
+    What comes before (writing the config and checking it, adding reader's feeds, the
+    first poll of a second-poll run) is not timed."""
+    with tempfile.TemporaryDirectory(prefix="bench-command-") as name:
+        folder = Path(name)
+        if side == "ours":
+            config = str(write_config(folder, params))
+            poll = [AGGREGATOR, "poll", "--all", "--no-publish", "--config", config]
+            subprocess.run(
+                [AGGREGATOR, "config", "check", "--config", config],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            if scenario == "second":
+                subprocess.run(poll, check=True, stdout=subprocess.DEVNULL)
+            return _timed(poll)
+        database = str(folder / "reader.sqlite")
+        run_once("reader", "setup", {**params, "database": database, "then": scenario})
+        return _timed([sys.executable, "-c", READER_UPDATE, database, str(params["workers"])])
+
+
+def run_once(side: str, scenario: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One in-process run (bench.runs) in a fresh process; its own clock times the poll."""
     os.sync()
     command = [sys.executable, "-m", "bench.runs", side, scenario, json.dumps(params)]
     with (
         subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         ) as run,
         TreeMemory(run.pid) as memory,
     ):
@@ -170,17 +213,30 @@ def reset(bases: list[str]) -> None:
         response.read()
 
 
-def measure(row: Row, sides: list[str]) -> None:
+def variants(row: Row, sides: list[str]) -> list[str]:
+    both = [*sides, *(f"{side}-command" for side in sides)] if row.command else sides
+    return both
+
+
+def measure(row: Row, sides: list[str], workers: int) -> None:
     with corpus_server(row) as bases:
-        for side in sides:
-            row.results[side] = []
+        names = variants(row, sides)
+        for name in names:
+            row.results[name] = []
         for number in range(row.runs):
-            for side in sides:  # in alternation, so drifting load hits both
+            # In alternation, so drifting load hits both sides; who goes first rotates.
+            order = names[number % len(names) :] + names[: number % len(names)]
+            for name in order:
                 reset(bases)
-                params = {"bases": bases, "feeds": row.feeds, **getattr(row, side)}
-                result = run_once(side, row.scenario, params)
-                row.results[side].append(result)
-                print(f"  {row.name} · {side} run {number + 1}: {_brief(result)}", flush=True)
+                side, _, command = name.partition("-")
+                params = {"bases": bases, "feeds": row.feeds, "workers": workers}
+                if command:
+                    result = run_command(side, row.scenario, params)
+                else:
+                    result = run_once(side, row.scenario, params)
+                result["load"] = round(os.getloadavg()[0], 2)
+                row.results[name].append(result)
+                print(f"  {row.name} · {name} run {number + 1}: {_brief(result)}", flush=True)
 
 
 def _brief(result: dict[str, Any]) -> str:
@@ -212,42 +268,73 @@ def cell(values: list[float], unit: str) -> str:
     return text
 
 
-def table(measured: list[Row], publishing: dict[str, Any] | None) -> list[str]:
-    lines = ["| work | ours | reader 3.26 | ours / reader |", "|---|---|---|---|"]
-    for row in measured:
-        ours = [value(row, r) for r in row.results.get("ours", [])]
-        theirs = [value(row, r) for r in row.results.get("reader", [])]
-        if row.unit == "MB":
-            cells = []
-            for side in ("ours", "reader"):
-                results = row.results.get(side)
-                if not results:
-                    cells.append("–")
-                    continue
-                series = results[0]["rss_series"]
-                cells.append(
-                    f"{series[-1] - series[0]:+.1f} MB ({series[0]:.0f} → {series[-1]:.0f} MB)"
-                )
-            lines.append(f"| {row.name} | {cells[0]} | {cells[1]} | – |")
+def _ratio(row: Row, ours: list[float], theirs: list[float]) -> str:
+    if not (ours and theirs):
+        return "–"
+    if row.unit in ("entries/s", "feeds/s"):
+        return f"{statistics.median(ours) / statistics.median(theirs):.1f}×"
+    return f"{statistics.median(theirs) / statistics.median(ours):.1f}× less time"
+
+
+def _line(row: Row, name: str, suffix: str = "") -> str:
+    ours = [value(row, r) for r in row.results.get(f"ours{suffix}", [])]
+    theirs = [value(row, r) for r in row.results.get(f"reader{suffix}", [])]
+    return (
+        f"| {name} | {cell(ours, row.unit)} | {cell(theirs, row.unit)} "
+        f"| {_ratio(row, ours, theirs)} |"
+    )
+
+
+def _peak_line(row: Row, suffix: str) -> str:
+    peaks = [
+        [r["peak_tree_pss_mb"] for r in row.results.get(f"{side}{suffix}", [])]
+        for side in ("ours", "reader")
+    ]
+    return (
+        f"| peak memory (PSS of the process tree), {row.name} | {cell(peaks[0], 'MB')} "
+        f"| {cell(peaks[1], 'MB')} | – |"
+    )
+
+
+def _cycles_line(row: Row) -> str:
+    cells = []
+    for side in ("ours", "reader"):
+        results = row.results.get(side)
+        if not results:
+            cells.append("–")
             continue
-        ratio = "–"
-        if ours and theirs:
-            if row.unit in ("entries/s", "feeds/s"):
-                ratio = f"{statistics.median(ours) / statistics.median(theirs):.1f}×"
-            else:
-                ratio = f"{statistics.median(theirs) / statistics.median(ours):.1f}× less time"
-        lines.append(
-            f"| {row.name} | {cell(ours, row.unit)} | {cell(theirs, row.unit)} | {ratio} |"
-        )
-        if row.show_peak:
-            peaks = [
-                [r.get("peak_tree_pss_mb", r["peak_rss_mb"]) for r in row.results.get(s, [])]
-                for s in ("ours", "reader")
-            ]
-            lines.append(
-                f"| peak memory (PSS, process and workers), {row.name} | {cell(peaks[0], 'MB')} "
-                f"| {cell(peaks[1], 'MB')} | – |"
-            )
+        series = results[0]["rss_series"]
+        cells.append(f"{series[-1] - series[0]:+.1f} MB ({series[0]:.0f} → {series[-1]:.0f} MB)")
+    return f"| {row.name} | {cells[0]} | {cells[1]} | – |"
+
+
+def command_table(measured: list[Row]) -> list[str]:
+    lines = [
+        "| work | ours: `aggregator poll --all --no-publish` | reader: a fresh `python` "
+        "running `update_feeds` | ours / reader |",
+        "|---|---|---|---|",
+    ]
+    for row in measured:
+        if row.command:
+            lines.append(_line(row, row.name, "-command"))
+            if row.show_peak:
+                lines.append(_peak_line(row, "-command"))
+    return lines
+
+
+def table(measured: list[Row], publishing: dict[str, Any] | None) -> list[str]:
+    lines = [
+        "| work | ours: `poll_run`, as `aggregator poll` calls it | reader: "
+        "`update_feeds` | ours / reader |",
+        "|---|---|---|---|",
+    ]
+    for row in measured:
+        if row.unit == "MB":
+            lines.append(_cycles_line(row))
+            continue
+        # No peak-memory line here: an in-process run's tree also holds its setup (the
+        # config check that works the slugs out); the whole-command table has it.
+        lines.append(_line(row, row.name))
     if publishing:
         full, alone = publishing["full_seconds"], publishing["feedgen_seconds"]
         lines.append(
@@ -267,6 +354,9 @@ def table(measured: list[Row], publishing: dict[str, Any] | None) -> list[str]:
             f"publisher) | {cell(each, 'ms')} | – | – |"
         )
     return lines
+
+
+STARTED_LOAD: list[float] = []  # the load average when the run began
 
 
 def machine() -> list[str]:
@@ -301,11 +391,55 @@ def machine() -> list[str]:
         f"- memory: {memory}",
         f"- Python {platform.python_version()} on {platform.platform()}",
         f"- {', '.join(versions)}",
-        f"- load average when started: {', '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        f"- load average when started: {', '.join(f'{x:.2f}' for x in STARTED_LOAD)}",
     ]
 
 
-def write_report(path: Path, lines: list[str], command: str, notes: list[str]) -> None:
+def conditions(workers: int) -> list[str]:
+    """What both sides ran with, stated above the tables."""
+    from aggregator.config.loader import Settings
+
+    defaults = Settings()
+    return [
+        "Conditions, every row: the corpus server (bench/server.py, its own process) serves",
+        f"each feed from one of {HOSTS} loopback hosts (127.0.0.1–127.0.0.{HOSTS}), keep-alive,",
+        "ETag/Last-Modified and 304s, TCP_NODELAY; the 50 ms rows answer every request 50 ms",
+        "late. The same machine runs both sides and the server, one run at a time; runs",
+        "alternate between the sides (who goes first rotates) and each starts after `os.sync()`.",
+        "Both sides run from compiled bytecode, as after `pip install` (this machine sets",
+        "PYTHONDONTWRITEBYTECODE=1; the driver compiles our package and unsets it).",
+        "",
+        f"- concurrency: {workers} fetches in flight on both sides: our default `workers`",
+        f"  setting, and reader's `update_feeds(workers={workers})`.",
+        "- ours: a config file with default settings, only `database` and `output_dir` set:",
+        f"  workers = {defaults.workers}, per_host_limit = {defaults.per_host_limit},"
+        f" parse_inline_max_bytes = {defaults.parse_inline_max_bytes},",
+        f"  max_entries = {defaults.max_entries}, connect_timeout ="
+        f" {defaults.connect_timeout:g} s, read_timeout = {defaults.read_timeout:g} s,"
+        f" fetch_deadline = {defaults.fetch_deadline:g} s,",
+        f"  parse_timeout = {defaults.parse_timeout:g} s, parse_memory_limit ="
+        f" {defaults.parse_memory_limit // 2**20} MiB. One category and one tag, in",
+        "  Chinese, with no pinned slug (三秦都市报, 三秦都市报新闻); share codes by",
+        '  `{ param = "infoCode" }`.',
+        f"- reader {_version('reader')} installed as its documentation says (`pip install"
+        " reader`), run",
+        "  with its own vendored feedparser (the default; `sgmllib3k` installed, which that",
+        "  feedparser imports), `make_reader(path)`, then `update_feeds(workers=N,",
+        "  scheduled=False)` (`scheduled=False` polls every feed, as `poll --all` does).",
+        "",
+    ]
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+def write_report(
+    path: Path, sections: list[str], command: str, notes: list[str], workers: int
+) -> None:
     text = [
         "# Benchmarks",
         "",
@@ -319,10 +453,10 @@ def write_report(path: Path, lines: list[str], command: str, notes: list[str]) -
         "",
         "Medians of the runs, min–max in brackets; each run is a fresh process. The corpus",
         "is synthetic and seeded (bench/corpus.py): Chinese titles, 2–4 KB HTML bodies,",
-        "share-code links, ~10% cross-source duplicates, ~10% GBK feeds, ~10% Atom,",
-        "served by bench/server.py from 127.0.0.x with ETag/Last-Modified and TCP_NODELAY.",
+        "share-code links, ~10% cross-source duplicates, ~10% GBK feeds, ~10% Atom.",
         "",
-        *lines,
+        *conditions(workers),
+        *sections,
         "",
         f"Load average when finished: {', '.join(f'{x:.2f}' for x in os.getloadavg())}.",
         "",
@@ -332,49 +466,46 @@ def write_report(path: Path, lines: list[str], command: str, notes: list[str]) -
     path.write_text("\n".join(text) + kept_sections(path), encoding="utf-8")
 
 
-KEPT_HEADING = "\n## Reliability"  # written by hand from tests/reliability: kept as it is
+# Written by hand (figures from scripts and tests/reliability): kept as they are.
+KEPT_HEADINGS = ("\n## Measured apart from the comparison", "\n## Reliability")
 
 
 def kept_sections(path: Path) -> str:
-    """The hand-written part of an existing report, from KEPT_HEADING on."""
+    """The hand-written part of an existing report, from the first KEPT_HEADINGS on."""
     if not path.exists():
         return ""
     text = path.read_text(encoding="utf-8")
-    start = text.find(KEPT_HEADING)
-    return text[start:] if start >= 0 else ""
+    starts = [i for i in (text.find(h) for h in KEPT_HEADINGS) if i >= 0]
+    return text[min(starts) :] if starts else ""
 
 
 NOTES = [
     "How each side runs:",
     "",
-    "- ours: `aggregator.run.pollrun.poll_many`, exactly as `aggregator poll` runs it (the",
-    "  daemon runs the same steps through `poll.poll_source` from its scheduler's",
-    "  threads), on a fresh SQLite store. One thread keeps the fetches in flight (a curl",
-    "  multi handle) and reads and stores each answer as it comes. When 100 or more",
-    "  sources have never been parsed (the first-poll rows), they are shared out over one",
-    "  worker process per core (2 here), each with its own share of the fetches in",
-    "  flight, connection and fetcher, and the per-host limit of 4 divided between them;",
-    "  the workers fetch and parse, and the calling process stores what they parsed (one",
-    "  writer). Later polls run in one process. Per poll:",
-    "  fetch with pycurl (kept-alive connections, conditional GET), encoding decision and",
-    "  DOCTYPE screen, lxml fast path (documents with a DTD, or that it declines, go to",
-    "  feedparser under the sandbox limits), entries whose raw-XML digest is already",
-    "  stored skipped before any other work, nh3, share codes, rules, dedup,",
-    "  tombstone-aware ingest; poll states committed 64 polls at a time. Fetches in",
-    "  flight: 4 (the default `workers` setting) in every row but the 50 ms one, which",
-    "  keeps 128 in flight over 32 loopback hosts (4 per host).",
-    "- reader: `make_reader()` on a fresh database, `add_feed()` for every feed, then",
-    "  `update_feeds(workers=8, scheduled=False)` (the one-changed-feed row: `update_feed()`).",
-    "- peak memory: the highest sum, sampled every 100 ms, of the PSS of the run's process",
-    "  and its worker processes (PSS counts a page shared by forked workers once, split",
-    "  between them; RSS would count it in each). Each run's own `ru_maxrss` is in the log",
-    "  as peak_rss_mb. Every 100 ms, not 20: reading PSS walks a process's page tables",
-    "  (~1 ms of CPU per 70 MB process, from the run's 2 cores), and every 20 ms it took",
-    "  a tenth of the machine from our three-process first poll, with the same peaks.",
-    "  The cycles row polls the whole set",
-    "  10 more times after the first poll, with one new entry in 10% of the feeds each",
-    "  cycle, in one long-lived process (as the daemon polls), and reports VmRSS growth",
-    "  from the first cycle to the last.",
+    "- whole command: the time from starting the process to its exit, as a cron job",
+    "  waits for it. Ours: `aggregator poll --all --no-publish --config FILE` (the",
+    "  installed console script), after `aggregator config check` on the new file (the",
+    "  first command to read a config computes its slugs and keeps them beside the",
+    "  database). Reader: `python -c` running `make_reader(path).update_feeds(...)` on a",
+    "  database where another process has already added the feeds. A second-poll run",
+    "  polls once, untimed, before the timed run.",
+    "- in-process: the poll alone, timed inside a process that has imported everything,",
+    "  loaded the config (checked first, as above) and opened the store. Ours:",
+    "  `pollrun.poll_run`,",
+    "  the function `aggregator poll` calls, with the config's settings (no line per",
+    "  source printed). It keeps the fetches in flight from one thread (a curl multi handle)",
+    "  and reads and stores each answer as it comes; when 100 or more sources have never",
+    "  been parsed (the first polls) they are shared out over one worker process per",
+    "  core (2 here), each with half of the fetches in flight and of the per-host limit;",
+    "  the workers fetch and parse, the calling process stores (one writer). Reader:",
+    "  `update_feeds()` on a `make_reader()` made before the clock starts; the",
+    "  one-changed-feed row: `update_feed()` against `aggregator poll ID`'s path.",
+    "- peak memory: the highest sum, sampled every 100 ms from outside, of the PSS of the",
+    "  run's process and its worker processes (PSS counts a page shared by forked",
+    "  workers once, split between them). The cycles row polls the whole set 10 more",
+    "  times after the first poll, with one new entry in 10% of the feeds each cycle, in",
+    "  one long-lived process (as the daemon polls), and reports VmRSS growth from the",
+    "  first cycle to the last.",
     "- publishing: full rebuild = `Publisher.publish()` of every feed into an empty folder;",
     "  feedgen alone = rendering the same documents from articles already in memory.",
 ]
@@ -389,13 +520,16 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per side and row")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args()
+    compiled_as_installed()
+    STARTED_LOAD[:] = os.getloadavg()
     sides = ["ours"] if args.no_reader else ["ours", "reader"]
+    workers = default_workers()
     measured = []
     for row in rows(args.quick, 1 if args.quick else args.runs):
         if args.only and args.only not in row.name:
             continue
         print(f"{row.name}:", flush=True)
-        measure(row, sides)
+        measure(row, sides, workers)
         measured.append(row)
     publishing = None
     if not args.no_publish and not args.only:
@@ -408,10 +542,25 @@ def main() -> int:
         )
         publishing.update(feeds=feeds, entries=entries)
         print(f"  {_brief(publishing)}", flush=True)
-    lines = table(measured, publishing)
-    print("\n".join(lines))
+    sections = [
+        "### Whole command",
+        "",
+        *command_table(measured),
+        "",
+        "### In-process",
+        "",
+        *table(measured, publishing),
+    ]
+    loads = [r["load"] for row in measured for runs in row.results.values() for r in runs]
+    if loads:
+        sections += [
+            "",
+            f"1-minute load average at the end of each run: {min(loads):.1f}–"
+            f"{max(loads):.1f} (median {statistics.median(loads):.1f}).",
+        ]
+    print("\n".join(sections))
     command = "python3 dev.py bench " + " ".join(sys.argv[1:])
-    write_report(args.output, lines, command.strip(), NOTES)
+    write_report(args.output, sections, command.strip(), NOTES, workers)
     print(f"wrote {args.output}")
     return 0
 

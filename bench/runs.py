@@ -1,8 +1,11 @@
 """One measured run, in a fresh process: ``python -m bench.runs SIDE SCENARIO JSON``.
 
-SIDE is "ours" (aggregator's real poll path, pollrun.poll_many) or "reader"
-(lemon24/reader, update_feeds). It prints one JSON line with the timing and the
-process's memory, so every run starts cold and peak RSS belongs to that run alone.
+SIDE is "ours" (what `aggregator poll` runs once its config is loaded:
+pollrun.poll_run with the config's settings) or "reader" (lemon24/reader,
+update_feeds). It prints one JSON line with the timing and the process's memory, so
+every run starts cold and peak RSS belongs to that run alone. The whole-command
+runs (bench/__main__.py) start `aggregator poll --all --no-publish` and reader's
+READER_UPDATE script instead; SCENARIO "setup" prepares reader's database for them.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import importlib
 import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import threading
@@ -22,6 +26,16 @@ from pathlib import Path
 from typing import Any
 
 Params = dict[str, Any]
+
+
+def compiled_as_installed() -> None:
+    """Both sides start from compiled bytecode, as after `pip install` (which compiles
+    what it installs): our editable install is compiled here, and the runs started
+    from now on may keep bytecode even where PYTHONDONTWRITEBYTECODE is set."""
+    import compileall
+
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    compileall.compile_dir(Path(__file__).resolve().parent.parent / "aggregator", quiet=1)
 
 
 def rss_mb() -> float:
@@ -105,50 +119,70 @@ def control(params: Params, path: str) -> None:
 # --- our side ------------------------------------------------------------------------
 
 
+def write_config(folder: Path, params: Params) -> Path:
+    """The config file a user would write for these feeds: default settings (only where
+    the database and the feeds go), Chinese category and tag names with no pinned slug,
+    the share-code rule of the corpus' links."""
+    lines = [
+        "[settings]",
+        f'database = "{folder / "aggregator.db"}"',
+        f'output_dir = "{folder / "feeds"}"',
+    ]
+    for i, url in enumerate(feed_urls(params)):
+        lines += [
+            "[[sources]]",
+            f'id = "s{i:05d}"',
+            f'name = "第{i}版"',
+            f'url = "{url}"',
+            'category = "三秦都市报"',
+            'tags = ["三秦都市报新闻"]',
+            'share_code = { param = "infoCode" }',
+        ]
+    path = folder / "sources.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 class Ours:
+    """What `aggregator poll --all --no-publish` does once its config is loaded and its
+    store open: poll_run with the config's settings (without the line per source the
+    command prints, which a cron job sends to a log)."""
+
     def __init__(self, params: Params, folder: Path) -> None:
-        from aggregator.config.loader import Source
-        from aggregator.config.sharecodes import ShareCodeRule
+        from aggregator.config.loader import load_config
         from aggregator.fetch.fetcher import Fetcher, Limits
-        from aggregator.store.sqlite import SqliteStore
+        from aggregator.store import open_store
 
         # Imported now, as Reader imports reader before the clock starts.
         importlib.import_module("aggregator.run.pollrun")
         self.params = params
-        self.sources = [
-            Source(
-                id=f"s{i:05d}",
-                name=f"第{i}版",
-                url=url,
-                category="三秦都市报",
-                tags=("三秦都市报新闻",),
-                share_code=ShareCodeRule("param", "infoCode"),
-            )
-            for i, url in enumerate(feed_urls(params))
-        ]
-        self.store = SqliteStore(folder / "bench.db")
-        self.store.sync_sources(self.sources)
-        self.fetcher = Fetcher(Limits(per_host=4))
-        self.processes_used = 1
+        path = params.get("config") or write_config(folder, params)
+        # As in the whole-command runs: the config checked first (which works its slugs
+        # out and keeps them), so that loading it here needs no word segmenter either.
+        aggregator = str(Path(sys.executable).parent / "aggregator")
+        subprocess.run(
+            [aggregator, "config", "check", "--config", str(path)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        self.config = load_config(path)
+        settings = self.config.settings
+        self.sources = list(self.config.enabled_sources)
+        self.store = open_store(settings.database)
+        self.store.sync_sources(self.config.sources)
+        self.fetcher = Fetcher(Limits.from_settings(settings), settings.user_agent)
 
     def poll(self, sources: list[Any] | None = None) -> int:
         from aggregator.parse.limits import ParseLimits
-        from aggregator.run.pollrun import poll_many, processes_for  # imported by __init__
+        from aggregator.run.pollrun import poll_run  # imported by __init__
 
-        # The path of `aggregator poll` (the daemon runs the same steps in poll_source):
-        # in as many processes as that command would use for this many sources.
-        polled = sources or self.sources
-        processes = self.params.get("processes") or processes_for(
-            self.store, polled, os.cpu_count()
-        )
-        self.processes_used = max(self.processes_used, processes)
-        outcomes = poll_many(
-            polled,
+        settings = self.config.settings
+        outcomes = poll_run(
+            sources or self.sources,
             self.store,
             self.fetcher,
-            self.params["workers"],
-            limits=ParseLimits(),
-            processes=processes,
+            settings.workers,
+            limits=ParseLimits.from_settings(settings),
         )
         failed = [o for o in outcomes if o.result in ("error", "gone")]
         if failed:
@@ -161,21 +195,27 @@ class Ours:
 
 # --- reader's side -----------------------------------------------------------------------
 
+# reader as its users run it: its own (vendored) feedparser, update_feeds(workers=N).
+# scheduled=False polls every feed now, as `aggregator poll --all` does (reader 3.x
+# otherwise skips feeds not yet due, e.g. everything right after a first poll).
+READER_UPDATE = (
+    "import sys\n"
+    "from reader import make_reader\n"
+    "make_reader(sys.argv[1]).update_feeds(workers=int(sys.argv[2]), scheduled=False)\n"
+)
+
 
 class Reader:
     def __init__(self, params: Params, folder: Path) -> None:
-        os.environ.setdefault("READER_NO_VENDORED_FEEDPARSER", "1")
         from reader import make_reader
 
         self.params = params
         self.urls = feed_urls(params)
-        self.reader = make_reader(str(folder / "reader.sqlite"))
+        self.reader = make_reader(params.get("database") or str(folder / "reader.sqlite"))
         for url in self.urls:
-            self.reader.add_feed(url)
+            self.reader.add_feed(url, exist_ok=True)
 
     def poll(self, sources: list[Any] | None = None) -> int:
-        # scheduled=False: poll every feed now, as our side does (reader 3.x otherwise
-        # skips feeds not yet due, e.g. everything right after a first poll).
         self.reader.update_feeds(workers=self.params["workers"], scheduled=False)
         return len(self.urls)
 
@@ -218,7 +258,16 @@ def cycles(side: Ours | Reader) -> dict[str, Any]:
     return {"rss_series": series}
 
 
+def setup(side: Ours | Reader) -> dict[str, Any]:
+    """Prepare a reader database for a whole-process run: feeds added, and polled once
+    when the run to come is a second poll."""
+    if side.params.get("then") == "second":
+        side.poll()
+    return {}
+
+
 SCENARIOS: dict[str, Callable[[Ours | Reader], dict[str, Any]]] = {
+    "setup": setup,
     "first": first,
     "second": second,
     "changed": changed,
@@ -229,7 +278,6 @@ SCENARIOS: dict[str, Callable[[Ours | Reader], dict[str, Any]]] = {
 def main() -> None:
     side_name, scenario, raw = sys.argv[1], sys.argv[2], sys.argv[3]
     params = json.loads(raw)
-    used = 1  # processes that polled
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         if scenario == "publish":
             from bench.publishing import measure
@@ -238,9 +286,7 @@ def main() -> None:
         else:
             side: Ours | Reader = (Ours if side_name == "ours" else Reader)(params, Path(folder))
             result = SCENARIOS[scenario](side)
-            used = getattr(side, "processes_used", 1)
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
-    result["processes"] = used
     print(json.dumps(result), flush=True)
 
 

@@ -6,7 +6,8 @@ Feed i is served by host i % hosts (127.0.0.1, 127.0.0.2, ...), so a client can 
 its per-host limit and still have many requests in flight.
 
 Control paths (POST-free, for simplicity): /_add?feed=N adds one entry to feed N,
-/_churn?n=K adds one entry to each of the first K feeds, /_reset restores the corpus.
+/_churn?n=K adds one entry to each of the first K feeds, /_reset restores the corpus,
+/_stats gives the feed requests answered so far, by status, as JSON.
 
 Run: python -m bench.server FEEDS ENTRIES [--hosts H] [--latency SECONDS] [--seed S];
 it prints one JSON line {"bases": [...]} when ready and serves until stdin closes.
@@ -40,6 +41,7 @@ class Site:
         self.corpus = corpus
         self.original = [list(feed.entries) for feed in corpus.feeds]
         self.version = 0
+        self.answered: dict[int, int] = {}  # feed requests answered, by status
         self.docs: dict[str, Document] = {}
         for feed in corpus.feeds:
             self.render(feed.index)
@@ -61,6 +63,8 @@ class Site:
             for index in range(int(query["n"][0])):
                 self.corpus.add_entry(self.corpus.feeds[index])
                 self.render(index)
+        elif path == "/_stats":
+            return json.dumps(self.answered).encode()
         elif path == "/_reset":
             for feed, entries in zip(self.corpus.feeds, self.original, strict=True):
                 if feed.entries != entries:
@@ -111,15 +115,20 @@ class Handler(asyncio.Protocol):
                 {"Content-Type": "text/plain"},
                 self.site.control(parts.path, parse_qs(parts.query)),
             )
-        doc = self.site.docs.get(parts.path)
+        status, response = self.answer(parts.path, headers)
+        self.site.answered[status] = self.site.answered.get(status, 0) + 1
+        return response
+
+    def answer(self, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        doc = self.site.docs.get(path)
         if doc is None:
-            return _response(404, {"Content-Type": "text/plain"}, b"not found")
+            return 404, _response(404, {"Content-Type": "text/plain"}, b"not found")
         validators = {"ETag": doc.etag, "Last-Modified": doc.modified}
         if headers.get("if-none-match") == doc.etag or (
             "if-none-match" not in headers and headers.get("if-modified-since") == doc.modified
         ):
-            return _response(304, validators, b"")
-        return _response(200, {"Content-Type": doc.content_type, **validators}, doc.body)
+            return 304, _response(304, validators, b"")
+        return 200, _response(200, {"Content-Type": doc.content_type, **validators}, doc.body)
 
 
 def _response(status: int, headers: dict[str, str], body: bytes) -> bytes:

@@ -11,13 +11,13 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from aggregator.cli.main import main
+from aggregator.cli.main import main, subcommands
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer
 
 
 def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    for name, command in sorted(group.commands.items()):
+    for name, command in sorted(subcommands(group).items()):
         yield (*prefix, name)
         if isinstance(command, click.Group):
             yield from command_paths(command, (*prefix, name))
@@ -32,7 +32,7 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     assert result.exit_code == 0, result.output
     command: Any = main
     for name in path:
-        command = command.commands[name]
+        command = subcommands(command)[name]
     assert command.help, f"aggregator {' '.join(path)} has no help text"
     assert "Usage:" in result.output
 

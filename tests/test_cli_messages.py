@@ -10,10 +10,11 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 
-from aggregator.cli.main import main
+from aggregator.cli.main import main, subcommands
 from tests.conftest import config_text
 from tests.conftest import run_aggregator as aggregator
 from tests.daemonkit import running, wait_for
@@ -147,9 +148,9 @@ BROKEN_CONFIGS = {
 def test_every_command_is_covered() -> None:
     def paths(group: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
         found = set()
-        for name, command in group.commands.items():
+        for name, command in subcommands(group).items():
             found.add((*prefix, name))
-            if hasattr(command, "commands"):
+            if isinstance(command, click.Group):
                 found |= paths(command, (*prefix, name))
         return found
 

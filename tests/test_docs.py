@@ -13,7 +13,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from aggregator.cli.main import main
+from aggregator.cli.main import main, subcommands
 from aggregator.config.loader import ENV_OVERRIDES, RESTART_SETTINGS, SETTINGS_KEYS, Settings
 from scripts import architecture, cli_reference
 
@@ -21,7 +21,7 @@ DOC = Path(__file__).parents[1] / "docs" / "cli.md"
 
 
 def walk(group: click.Group, prefix: str = "aggregator") -> Iterator[tuple[str, click.Command]]:
-    for name, command in sorted(group.commands.items()):
+    for name, command in sorted(subcommands(group).items()):
         path = f"{prefix} {name}"
         yield path, command
         if isinstance(command, click.Group):

@@ -30,7 +30,6 @@ from aggregator.config.loader import (
 )
 from aggregator.errors import ConfigError, ConfigNotFound, StoreError
 from aggregator.run.pacing import Hold
-from aggregator.serve.status import gather_report, source_facts, visible
 from aggregator.store import open_store as open_storage
 from aggregator.store.interface import Storage
 from aggregator.store.records import SourceState, from_iso
@@ -123,6 +122,8 @@ def age(value: str | None, now: datetime) -> str:
 
 def source_table(config: Config, store: Storage) -> list[dict[str, Any]]:
     """Each source's facts from the status report, in config order."""
+    from aggregator.serve.status import gather_report, source_facts  # not for every command
+
     report = gather_report(config, store, datetime.now(UTC), history=False)
     order = {source.id: index for index, source in enumerate(config.sources)}
     return [source_facts(s) for s in sorted(report.sources, key=lambda s: order[s.id])]
@@ -131,6 +132,8 @@ def source_table(config: Config, store: Storage) -> list[dict[str, Any]]:
 def shown_on_terminal(item: dict[str, Any]) -> dict[str, Any]:
     """A source's facts to print: what came from the source (its name, the error its
     server sent...) with control characters shown as escapes, never obeyed."""
+    from aggregator.serve.status import visible
+
     return {
         key: visible(value)
         if isinstance(value, str)

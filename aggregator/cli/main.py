@@ -8,15 +8,16 @@ by a running daemon.
 from __future__ import annotations
 
 import errno
+import importlib
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -32,12 +33,7 @@ from aggregator.cli.common import (
     open_store,
     print_sources,
 )
-from aggregator.cli.migrate import migrate_store_command
-from aggregator.cli.opml import export_opml, import_opml
-from aggregator.cli.posts import import_posts_command, publish_posts
-from aggregator.cli.retention import cleanup_command
-from aggregator.cli.sources import sources
-from aggregator.config.loader import Source, load_config
+from aggregator.config.loader import Config, Source, load_config
 from aggregator.errors import (
     AggregatorError,
     ConfigError,
@@ -45,17 +41,15 @@ from aggregator.errors import (
     StartError,
     StoreError,
 )
-from aggregator.fetch.fetcher import Fetcher, Limits
-from aggregator.parse.limits import ParseLimits
-from aggregator.publish.formats import chosen as chosen_formats
-from aggregator.publish.posts import PostWriter, describe_posts
-from aggregator.publish.publisher import Publisher
-from aggregator.run.cluster import cluster_nodes
-from aggregator.run.poll import PollOutcome
-from aggregator.run.pollrun import choose_sources, poll_run
-from aggregator.run.probe import selector_problems
-from aggregator.serve.status import gather_report, report_json, source_facts
-from aggregator.store.records import FeedKey, iso
+from aggregator.run.due import choose_sources
+
+# Each command imports what it needs when it runs, and the command modules load when
+# their command is asked for: a command pays for no other's imports (fetching, parsing,
+# publishing, PostgreSQL and procrastinate), nor a poll with nothing due for polling's.
+if TYPE_CHECKING:
+    from aggregator.run.poll import PollOutcome
+    from aggregator.store.interface import Storage
+    from aggregator.store.records import FeedKey
 
 PROGRESS_MIN_SOURCES = 5  # fewer finish before a bar would tell anything
 
@@ -85,7 +79,32 @@ def setup_logging(level: str, fmt: str) -> None:
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
 
 
-class Commands(click.Group):
+class LazyGroup(click.Group):
+    """A group some of whose commands are defined in other modules of this package,
+    imported only when one of them is asked for (or listed, by --help)."""
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})  # command name -> "module:attribute" of the command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            module, _, attribute = self.lazy[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+def subcommands(group: click.Group) -> dict[str, click.Command]:
+    """Every command of a group, those defined in other modules included (for the docs)."""
+    ctx = click.Context(group)
+    found = ((name, group.get_command(ctx, name)) for name in group.list_commands(ctx))
+    return {name: command for name, command in found if command is not None}
+
+
+class Commands(LazyGroup):
     """The command group: an error a command did not handle becomes one line naming its
     cause and an exit status, never a traceback."""
 
@@ -108,7 +127,18 @@ class Commands(click.Group):
             sys.exit(EXIT_FAILED)
 
 
-@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=Commands,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    lazy={
+        "sources": "aggregator.cli.sources:sources",
+        "import-opml": "aggregator.cli.opml:import_opml",
+        "export-opml": "aggregator.cli.opml:export_opml",
+        "import-posts": "aggregator.cli.posts:import_posts_command",
+        "cleanup": "aggregator.cli.retention:cleanup_command",
+        "migrate-store": "aggregator.cli.migrate:migrate_store_command",
+    },
+)
 @click.version_option(__version__, prog_name="aggregator")
 @click.option(
     "--log-level",
@@ -234,18 +264,7 @@ def poll(
         asked = bool(source_ids) or poll_all  # a plain poll passes over them quietly
         for source, why, state in held if asked else ():
             click.echo(held_line(source, why, state), err=bool(source_ids))
-        with Fetcher(Limits.from_settings(config.settings), config.settings.user_agent) as fetcher:
-            outcomes = poll_with_progress(
-                chosen_sources,
-                lambda on_done: poll_run(
-                    chosen_sources,
-                    store,
-                    fetcher,
-                    config.settings.workers,
-                    on_done,
-                    ParseLimits.from_settings(config.settings),
-                ),
-            )
+        outcomes = _poll_chosen(config, store, chosen_sources)
         # A named source that was not polled is a request not done.
         failed = sum(1 for o in outcomes if o.failed)
         failed += len(held) if source_ids else 0
@@ -253,16 +272,52 @@ def poll(
         if not chosen_sources and not asked:
             click.echo("no source is due (use --all to poll every source)")
         if not no_publish:
-            publisher = Publisher(config, store)
-            written = publisher.publish(changed if changed else set())
-            publisher.close()  # send any WebSub pings before exiting
-            click.echo(f"published {len(written)} changed file(s) in {config.settings.output_dir}")
-            if config.posts.enabled:
-                click.echo(describe_posts(PostWriter(config, store).sync(), config))
+            _publish_changed(config, store, changed)
     sys.exit(EXIT_FAILED if failed else 0)
 
 
-@main.group(invoke_without_command=True)
+def _poll_chosen(config: Config, store: Storage, chosen: Sequence[Source]) -> list[PollOutcome]:
+    """Poll the chosen sources (nothing to import or open when there are none)."""
+    if not chosen:
+        return []
+    from aggregator.fetch.fetcher import Fetcher, Limits
+    from aggregator.parse.limits import ParseLimits
+    from aggregator.run.pollrun import poll_run
+
+    settings = config.settings
+    with Fetcher(Limits.from_settings(settings), settings.user_agent) as fetcher:
+        return poll_with_progress(
+            chosen,
+            lambda on_done: poll_run(
+                chosen,
+                store,
+                fetcher,
+                settings.workers,
+                on_done,
+                ParseLimits.from_settings(settings),
+            ),
+        )
+
+
+def _publish_changed(config: Config, store: Storage, changed: set[FeedKey]) -> None:
+    """Publish what changed, and whatever a killed run left unpublished."""
+    from aggregator.publish.publisher import Publisher
+
+    publisher = Publisher(config, store)
+    written = publisher.publish(changed)
+    publisher.close()  # send any WebSub pings before exiting
+    click.echo(f"published {len(written)} changed file(s) in {config.settings.output_dir}")
+    if config.posts.enabled:
+        from aggregator.publish.posts import PostWriter, describe_posts
+
+        click.echo(describe_posts(PostWriter(config, store).sync(), config))
+
+
+@main.group(
+    cls=LazyGroup,
+    invoke_without_command=True,
+    lazy={"posts": "aggregator.cli.posts:publish_posts"},
+)
 @config_option
 @click.option(
     "--rebuild",
@@ -277,6 +332,8 @@ def publish(ctx: click.Context, config_path: Path, rebuild: bool) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
+    from aggregator.publish.publisher import Publisher
+
     config = load(config_path)
     with open_store(config) as store:
         store.sync_sources(config.sources)
@@ -289,6 +346,8 @@ def publish(ctx: click.Context, config_path: Path, rebuild: bool) -> None:
         for url in publisher.feed_urls():
             click.echo(f"  {url}")
         if config.posts.enabled:
+            from aggregator.publish.posts import PostWriter, describe_posts
+
             click.echo(describe_posts(PostWriter(config, store).sync(), config))
 
 
@@ -299,6 +358,8 @@ def status(config_path: Path, as_json: bool) -> None:
     """Show each source's state from the database, failing sources first: last poll,
     result, next poll, errors. --json gives what the daemon's /status.json gives,
     with each source's recent history."""
+    from aggregator.serve.status import gather_report, report_json, source_facts
+
     config = load(config_path)
     with open_store(config) as store:
         report = gather_report(config, store, datetime.now(UTC), history=as_json)
@@ -315,6 +376,9 @@ def status(config_path: Path, as_json: bool) -> None:
 
 def _print_nodes(database: str) -> None:
     """The cluster's nodes: alive or not, last seen, polls in flight, config agreement."""
+    from aggregator.run.cluster import cluster_nodes
+    from aggregator.store.records import iso
+
     _accepted, nodes = cluster_nodes(database, datetime.now(UTC))
     click.echo(f"\n{len(nodes)} node(s), {sum(n.alive for n in nodes)} alive")
     for node in nodes:
@@ -345,6 +409,8 @@ def config_check(config_path: Path, fetch: bool) -> None:
     Selectors and paths are checked for their syntax; with --fetch, against what each
     page or API answers now (nothing is stored).
     """
+    from aggregator.publish.formats import chosen as chosen_formats
+
     try:
         config = load_config(config_path)
         chosen_formats(config)  # the output formats are the publisher's to know
@@ -357,6 +423,9 @@ def config_check(config_path: Path, fetch: bool) -> None:
         sys.exit(EXIT_CONFIG)
     found: list[str] = []
     if fetch:
+        from aggregator.fetch.fetcher import Fetcher, Limits
+        from aggregator.run.probe import selector_problems
+
         limits = Limits.from_settings(config.settings)
         with Fetcher(limits, config.settings.user_agent) as fetcher:
             found = selector_problems(fetcher, config.enabled_sources, datetime.now(UTC))
@@ -366,15 +435,6 @@ def config_check(config_path: Path, fetch: bool) -> None:
         click.echo(f"{len(found)} problem(s) found", err=True)
         sys.exit(EXIT_CONFIG)
     click.echo(f"{config_path}: ok, {len(config.sources)} sources")
-
-
-main.add_command(sources)
-main.add_command(import_opml)
-main.add_command(export_opml)
-main.add_command(import_posts_command)
-main.add_command(cleanup_command)
-main.add_command(migrate_store_command)
-publish.add_command(publish_posts)
 
 
 def entry_point() -> None:

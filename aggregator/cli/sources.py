@@ -44,7 +44,7 @@ from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.errors import ConfigError, FetchError, ParseError
 from aggregator.fetch.fetcher import Fetcher, Limits
 from aggregator.identity.identify import Scope
-from aggregator.run.pollrun import choose_sources
+from aggregator.run.due import choose_sources
 from aggregator.run.probe import check_source, new_source
 
 

@@ -6,7 +6,10 @@ key and (for sources) the source id. Loading never has side effects.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import json
+import logging
 import os
 import re
 import tomllib
@@ -20,8 +23,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aggregator import PROJECT_URL, __version__
 from aggregator.config.selectors import Selectors, check_selectors, html_expression
 from aggregator.config.sharecodes import ShareCodeRule
-from aggregator.config.slugs import assign_slugs
+from aggregator.config.slugs import KnownSlugs, assign_slugs
 from aggregator.errors import ConfigError, ConfigNotFound, ConfigProblem
+from aggregator.files import write_if_changed
 from aggregator.urls import normalize_url
 
 DEFAULT_CONFIG_PATH = Path("config/sources.toml")
@@ -30,6 +34,10 @@ DEFAULT_OUTPUT_DIR = Path("feeds")
 DEFAULT_USER_AGENT = f"aggregator/{__version__} (+{PROJECT_URL})"
 _SOURCE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+# What slugify makes (of any length): all a kept slug may be, as it names files.
+_MADE_SLUG = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+log = logging.getLogger("aggregator.config")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MIB = 1024 * 1024
@@ -158,7 +166,13 @@ class Config:
     rules: tuple[Rule, ...] = ()
 
     def source(self, source_id: str) -> Source | None:
-        return next((s for s in self.sources if s.id == source_id), None)
+        return self._sources_by_id.get(source_id)
+
+    @functools.cached_property
+    def _sources_by_id(self) -> dict[str, Source]:
+        """Sources by id, made once: publishing asks for each feed's source, and a scan
+        per question made listing 50,000 sources' feeds quadratic."""
+        return {source.id: source for source in self.sources}
 
     @property
     def enabled_sources(self) -> tuple[Source, ...]:
@@ -445,7 +459,8 @@ class Settings:
     language: str = _setting("zh-CN", _string)
     title: str = _setting("aggregator", _string)
     author: str = _setting("aggregator", _string)
-    workers: int = _setting(4, _int, restart=True)
+    # Fetches in flight: polling is mostly waiting for servers; per_host_limit keeps it polite.
+    workers: int = _setting(64, _int, restart=True)
     connect_timeout: float = _setting(10.0, parse_duration, limit=("fetch", "connect_timeout"))
     read_timeout: float = _setting(30.0, parse_duration, limit=("fetch", "read_timeout"))
     fetch_deadline: float = _setting(60.0, parse_duration, limit=("fetch", "deadline"))
@@ -803,6 +818,7 @@ def _taxonomy(
     tags: dict[str, Term],
     problems: _Problems,
     rules: tuple[Rule, ...] = (),
+    known: KnownSlugs | None = None,
 ) -> tuple[dict[str, Term], dict[str, Term]]:
     """Give every category and tag name a slug: pinned ones first, then derived."""
     pinned_categories = {name: t.slug for name, t in categories.items() if t.slug}
@@ -827,8 +843,9 @@ def _taxonomy(
     category_names |= {c for r in rules for c in r.add_categories}
     tag_names = set(tags) | {t for s, _ in sources for t in s.tags}
     tag_names |= {t for r in rules for t in r.add_tags}
-    category_slugs = assign_slugs(category_names, pinned_categories)
-    tag_slugs = assign_slugs(tag_names, {n: t.slug for n, t in tags.items() if t.slug})
+    category_slugs = assign_slugs(category_names, pinned_categories, known)
+    pinned_tags = {n: t.slug for n, t in tags.items() if t.slug}
+    tag_slugs = assign_slugs(tag_names, pinned_tags, known)
     for kind, slugs in (("categories", category_slugs), ("tags", tag_slugs)):
         seen: dict[str, str] = {}
         for name, slug in sorted(slugs.items()):
@@ -857,8 +874,14 @@ def parse_toml(text: str, path: Path) -> dict[str, Any]:
         raise ConfigError([ConfigProblem(str(path), line, "(syntax)", str(exc))]) from None
 
 
-def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) -> Config:
-    """Validate the text of a config file. Raises ConfigError with every problem."""
+def parse_config(
+    text: str,
+    path: Path,
+    env: Mapping[str, str] | None = None,
+    known_slugs: Callable[[Path | str], KnownSlugs | None] | None = None,
+) -> Config:
+    """Validate the text of a config file. Raises ConfigError with every problem.
+    known_slugs gives the slugs worked out before for the configured database."""
     env = os.environ if env is None else env
     text = text.removeprefix("\ufeff")
     problems = _Problems(path, text)
@@ -903,7 +926,8 @@ def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) ->
     categories = _terms(data.get("categories"), "categories", problems)
     tags = _terms(data.get("tags"), "tags", problems)
     rules = _rules(data.get("rules"), set(seen_ids), problems)
-    category_terms, tag_terms = _taxonomy(sources, categories, tags, problems, rules)
+    known = known_slugs(settings.database) if known_slugs else None
+    category_terms, tag_terms = _taxonomy(sources, categories, tags, problems, rules, known)
     posts = _posts(data.get("publish", {}), root, problems)
     if problems.items:
         raise ConfigError(problems.items)
@@ -932,4 +956,47 @@ def load_config(
         ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([ConfigProblem(str(path), None, "(file)", f"not UTF-8: {exc}")]) from None
-    return parse_config(text, path, env)
+    opened: list[tuple[Path, KnownSlugs]] = []
+
+    def known_slugs(database: Path | str) -> KnownSlugs | None:
+        if isinstance(database, str):
+            return None  # a database URL (a cluster) has no folder of ours beside it
+        opened.append((slugs_file(database), read_known_slugs(slugs_file(database))))
+        return opened[-1][1]
+
+    config = parse_config(text, path, env, known_slugs)
+    for file, known in opened:
+        if known.added:
+            keep_known_slugs(file, known)
+    return config
+
+
+def slugs_file(database: Path) -> Path:
+    """Where the slugs worked out for names without a pinned one are kept: beside the
+    database, which is writable wherever the service runs."""
+    return database.with_name(database.name + ".slugs.json")
+
+
+def read_known_slugs(file: Path) -> KnownSlugs:
+    """The slugs kept in `file`; none when it is missing or unreadable (they are worked
+    out again: the same ones, with the same jieba)."""
+    try:
+        data = json.loads(file.read_bytes())
+    except (OSError, ValueError):
+        return KnownSlugs()
+    if not isinstance(data, dict):
+        return KnownSlugs()
+    return KnownSlugs(
+        {k: v for k, v in data.items() if isinstance(v, str) and _MADE_SLUG.fullmatch(v)}
+    )
+
+
+def keep_known_slugs(file: Path, known: KnownSlugs) -> None:
+    """Write the slugs down for the next command (atomically); a folder we may not
+    write to only means working them out again next time."""
+    data = json.dumps(known.known, ensure_ascii=False, sort_keys=True, indent=0)
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        write_if_changed(file, data.encode("utf-8"), sync_dir=False)
+    except OSError as exc:
+        log.debug("could not keep the slugs in %s: %s", file, exc)

@@ -16,13 +16,13 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jmespath
-from cssselect import HTMLTranslator, SelectorError
-from jmespath.exceptions import JMESPathError
-from jmespath.parser import ParsedResult
-from lxml import etree
+# cssselect, JMESPath and lxml are imported where an expression is checked or compiled:
+# loading a config of feeds only (every command) needs none of them.
+if TYPE_CHECKING:
+    from jmespath.parser import ParsedResult
+    from lxml import etree
 
 # The fields an entry can be given, besides `items`, which selects the entries.
 ENTRY_FIELDS = ("guid", "title", "link", "date", "summary", "image", "author")
@@ -56,6 +56,8 @@ SELECT_KEYS = tuple(f.name for f in fields(Selectors))
 def css_to_xpath(css: str) -> str:
     """A CSS selector (with an optional ::text or ::attr(name) at its end) as XPath,
     relative to the node it is applied to."""
+    from cssselect import HTMLTranslator
+
     pseudo = _PSEUDO.search(css)
     element = css[: pseudo.start()] if pseudo else css
     path = HTMLTranslator().css_to_xpath(element, prefix="descendant-or-self::")
@@ -79,6 +81,8 @@ def html_expression(selector: str) -> str:
 
 
 def _css(css: str) -> str:
+    from cssselect import SelectorError
+
     try:
         return _checked_xpath(css_to_xpath(css))
     except (SelectorError, ValueError) as exc:
@@ -86,6 +90,8 @@ def _css(css: str) -> str:
 
 
 def _checked_xpath(path: str) -> str:
+    from lxml import etree
+
     try:
         etree.XPath(path)
     except etree.XPathSyntaxError as exc:
@@ -96,12 +102,17 @@ def _checked_xpath(path: str) -> str:
 @functools.lru_cache(maxsize=1024)
 def html_selector(selector: str) -> etree.XPath:
     """The compiled XPath of a written HTML selector (checked by the config already)."""
+    from lxml import etree
+
     return etree.XPath(html_expression(selector))
 
 
 @functools.lru_cache(maxsize=1024)
 def json_path(path: str) -> ParsedResult:
     """A compiled JMESPath expression. Raises ValueError when it is not one."""
+    import jmespath
+    from jmespath.exceptions import JMESPathError
+
     try:
         return jmespath.compile(path)
     except JMESPathError as exc:

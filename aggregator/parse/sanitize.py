@@ -203,16 +203,22 @@ _INLINE = "|".join(
     f"<{tag}{_SAFE_ATTRIBUTE}>{_SAFE_CHAR}*+</{tag}>" for tag in ("strong", "b", "em", "i", "span")
 )
 _PHRASING = f"{_SAFE_CHAR}++|<br>|{_LINK}|{_IMAGE}"
-_KNOWN_SHAPE = re.compile(
-    f"(?:{_PHRASING}|{_INLINE}|<p{_SAFE_ATTRIBUTE}>(?:{_PHRASING}|{_INLINE})*+</p>)*+"
-)
+_KNOWN_SHAPE = f"(?:{_PHRASING}|{_INLINE}|<p{_SAFE_ATTRIBUTE}>(?:{_PHRASING}|{_INLINE})*+</p>)*+"
+
+
+@functools.cache
+def _known_shape() -> re.Pattern[str]:
+    """_KNOWN_SHAPE compiled on first use (~14 ms: not for a command that cleans nothing)."""
+    return re.compile(_KNOWN_SHAPE)
+
+
 _URL_ATTRIBUTE = re.compile('<(a href|img src)="([^"]*)"')
 _LINK_REL = ' rel="noopener noreferrer">'  # added to every link (see _cleaner)
 
 
 def _clean_known_shape(fragment: str, base: str) -> str | None:
     """The sanitized fragment if it has the shape above, else None."""
-    if not _KNOWN_SHAPE.fullmatch(fragment):
+    if not _known_shape().fullmatch(fragment):
         return None
     if "<a " not in fragment and "<img " not in fragment:
         return fragment
@@ -290,10 +296,16 @@ def display_safe(text: str) -> str:
 
 def _unstacked(text: str) -> str:
     if not text.isascii():
+        if _STACKED_MARKS is None and not _has_marks(text):
+            return text  # the pattern is not built for text without a mark (CJK, say)
         stacked = _STACKED_MARKS or _stacked_marks()
         if stacked.search(text):
             text = stacked.sub(lambda found: found[0][:MAX_MARKS], text)
     return text
+
+
+def _has_marks(text: str) -> bool:
+    return any(unicodedata.category(c) in _MARKS for c in text)
 
 
 def _stacked_marks() -> re.Pattern[str]:

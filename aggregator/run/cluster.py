@@ -36,18 +36,19 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
-
-import procrastinate
-from procrastinate import exceptions as job_errors
-from procrastinate.worker import Worker
 
 from aggregator.config.loader import Source
 from aggregator.errors import StoreError
 from aggregator.run.pacing import first_poll_at
 from aggregator.store import open_cluster
 from aggregator.store.cluster import AcceptedConfig, ClusterState, NodeRecord
+
+# procrastinate is imported by ClusterScheduler, not here: a node on SQLite, and
+# `aggregator status` listing a cluster's nodes, never load it.
+if TYPE_CHECKING:
+    from procrastinate.worker import Worker
 
 log = logging.getLogger("aggregator.cluster")
 
@@ -139,6 +140,8 @@ class ClusterScheduler:
         self._stopping = threading.Event()
         self._started_at = clock()
         self.agreement = Agreement(True, 0, node)
+        import procrastinate
+
         self.state: ClusterState = open_cluster(url)
         self.app = procrastinate.App(connector=self.state.job_connector())
         self._task = self.app.task(name=POLL_TASK, queue=QUEUE)(self._poll_job)
@@ -237,6 +240,8 @@ class ClusterScheduler:
         await self._defer(source_id, when)
 
     async def _defer(self, source_id: str, when: datetime) -> None:
+        from procrastinate import exceptions as job_errors
+
         with contextlib.suppress(job_errors.AlreadyEnqueued):  # its next poll is pending
             await self._task.configure(
                 lock=source_id, queueing_lock=source_id, schedule_at=when
@@ -273,6 +278,8 @@ class ClusterScheduler:
     def _steer_worker(self) -> None:
         if self.agreement.agrees and not self._stopping.is_set():
             if self._worker_run is None or self._worker_run.done():
+                from procrastinate.worker import Worker
+
                 self._worker = Worker(
                     self.app,
                     queues=[QUEUE],
@@ -372,6 +379,9 @@ class ClusterScheduler:
     async def _recover(self) -> None:
         """Put the running polls of dead nodes back in the queue, every
         RECOVERY_INTERVAL seconds (every node does; the first one to see them wins)."""
+        import procrastinate
+        from procrastinate import exceptions as job_errors
+
         manager = self.app.job_manager
         while True:
             try:

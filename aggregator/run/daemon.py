@@ -35,8 +35,8 @@ from aggregator.publish.formats import chosen as chosen_formats
 from aggregator.publish.posts import PostWriter
 from aggregator.publish.publisher import Publisher
 from aggregator.run.cluster import ClusterScheduler, config_digest, node_name
-from aggregator.run.pacing import Hold, hold
-from aggregator.run.poll import PollOutcome, poll_source, standing
+from aggregator.run.pacing import Hold, hold, standing
+from aggregator.run.poll import PollOutcome, poll_source
 from aggregator.run.scheduler import PollScheduler
 from aggregator.serve.metrics import Metrics, StoreFacts, TimedFetcher
 from aggregator.serve.server import Access, FeedServer, PrivateRoute, max_age_for

@@ -20,6 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # types only: deciding imports neither the config loader nor the store
+    from aggregator.config.loader import Source
+    from aggregator.store.records import SourceState
 
 MAX_BACKOFF = 24 * 3600.0
 MAX_HINT = 24 * 3600.0  # a server's max-age or ttl never pushes a poll further than this
@@ -122,6 +127,16 @@ class Standing:
     stopped: str | None = None  # why the store stopped it (410 Gone), or None
     retry_not_before: datetime | None = None  # the end of a Retry-After window
     next_poll_at: datetime | None = None
+
+
+def standing(source: Source, state: SourceState) -> Standing:
+    """What hold weighs for a source: its config and its stored state."""
+    return Standing(
+        enabled=source.enabled,
+        stopped=state.disabled_reason,
+        retry_not_before=state.retry_not_before,
+        next_poll_at=state.next_poll_at,
+    )
 
 
 def hold(

@@ -26,7 +26,7 @@ from aggregator.models import EntryRecord, FetchResult, ParsedFeed, evolve
 from aggregator.parse.kinds import parse_source, request_body, request_headers, request_url
 from aggregator.parse.limits import ParseLimits
 from aggregator.run.fulltext import FullText
-from aggregator.run.pacing import PollFacts, Standing, next_poll_at, retry_window_end
+from aggregator.run.pacing import PollFacts, next_poll_at, retry_window_end
 from aggregator.store.interface import Storage
 from aggregator.store.records import FeedKey, IngestResult, PollRecord, SourceState
 
@@ -289,16 +289,6 @@ class PollStart:
     state: SourceState
     started: datetime
     request: FetchRequest
-
-
-def standing(source: Source, state: SourceState) -> Standing:
-    """What pacing.hold weighs for a source: its config and its stored state."""
-    return Standing(
-        enabled=source.enabled,
-        stopped=state.disabled_reason,
-        retry_not_before=state.retry_not_before,
-        next_poll_at=state.next_poll_at,
-    )
 
 
 def source_request(

@@ -23,16 +23,14 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aggregator.config.loader import Config, Source
+from aggregator.config.loader import Source
 from aggregator.errors import AggregatorError, StoreError
 from aggregator.fetch.fetcher import Fetcher, FetchRequest, Limits
 from aggregator.parse.limits import ParseLimits
 from aggregator.run.fulltext import FullText
-from aggregator.run.pacing import Hold, hold
 from aggregator.run.poll import (
     Clock,
     PollOutcome,
@@ -40,14 +38,13 @@ from aggregator.run.poll import (
     ReadyToStore,
     after_fetch,
     begin_poll,
-    standing,
     store_parsed,
     utc_now,
     with_full_text,
 )
 from aggregator.store import open_store
 from aggregator.store.interface import Storage
-from aggregator.store.records import PollRecord, SourceState
+from aggregator.store.records import PollRecord
 
 # Below this many sources a run is over before worker processes would have started.
 PROCESS_MIN_SOURCES = 100
@@ -432,31 +429,3 @@ def poll_run(
     the `aggregator poll` command. on_done hears of each poll as it finishes."""
     processes = processes_for(store, sources, os.cpu_count())
     return poll_many(sources, store, fetcher, workers, on_done, limits, processes=processes)
-
-
-def choose_sources(
-    config: Config,
-    store: Storage | None,
-    named: Sequence[str],
-    *,
-    every: bool = False,
-    force: bool = False,
-) -> tuple[list[Source], list[tuple[Source, Hold, SourceState]]]:
-    """The sources a command may fetch now, and those it was asked for but may not,
-    with why (pacing.hold): the named ones, or every enabled source due or not
-    (every), or the due ones; a Retry-After window is overridden only by force.
-    Without a store (no database yet) every source has a blank state."""
-    asked = [s for s in (config.source(i) for i in named) if s] or config.enabled_sources
-    ids = [s.id for s in asked]
-    states = store.source_states(ids) if store else {i: SourceState(i) for i in ids}
-    now = datetime.now(UTC)
-    chosen: list[Source] = []
-    held: list[tuple[Source, Hold, SourceState]] = []
-    for source in asked:
-        state = states[source.id]
-        why = hold(standing(source, state), now, due_only=not (named or every), force=force)
-        if why is None:
-            chosen.append(source)
-        elif why is not Hold.NOT_DUE:
-            held.append((source, why, state))
-    return chosen, held

@@ -51,7 +51,9 @@ class Connection:
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open database {self.path}: {exc}") from None
-        self.db = sqlite_utils.Database(conn)
+        # No sqlite-utils plugins: nothing installed alongside may change our connection,
+        # and looking for them (every installed package's entry points) cost ~25 ms a start.
+        self.db = sqlite_utils.Database(conn, execute_plugins=False)
         self._lock = threading.RLock()
         self._keys_seen: tuple[int, frozenset[FeedKey]] | None = None  # see feed_keys
         self._batch: _Batch | None = None  # the batch under way (see batch)
