@@ -4,6 +4,7 @@ data, every source-controlled string escaped, the charts drawn from the history.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,8 @@ from aggregator.config.loader import Source, load_config
 from aggregator.serve.status import (
     HEALTHS,
     PAGE_SIZE,
+    ClusterReport,
+    NodeReport,
     build_report,
     gather_report,
     history_days,
@@ -270,3 +273,67 @@ def test_the_page_shows_its_share_of_sources_failing_first(write_config: Any) ->
     assert page.xpath("//p[@class='pages']//a/@href") == ["?page=1"] * 2  # above, below
     assert page.findtext(".//title") == f"aggregator: 1 of {count} sources failing"
     assert len(report_facts(everything)["sources"]) == count
+
+
+def cluster_of(*nodes: NodeReport, problem: str = "") -> ClusterReport:
+    return ClusterReport(3, "web1:/srv/feeds", nodes, problem)
+
+
+def node(node_id: str, state: str = "alive", agrees: bool = True, flight: int = 0) -> NodeReport:
+    return NodeReport(node_id, state, NOW - timedelta(seconds=4), flight, agrees)
+
+
+def test_the_page_shows_the_clusters_nodes_and_who_disagrees() -> None:
+    cluster = cluster_of(
+        node("web1:/srv/feeds", flight=3),
+        node("web2:/srv/feeds", agrees=False),
+        node("web3:/srv/feeds", state="dead"),
+        node("web4:/srv/feeds", state="stopped", agrees=False),
+        problem="config differs from the cluster's accepted version 3",
+    )
+    report = replace(report_of([source("a")], [row("a")]), cluster=cluster)
+    dom = lxml.html.document_fromstring(render_html(report))
+    nodes = dom.xpath("//table[@id='nodes']/tbody/tr")
+    assert [tr.get("data-state") for tr in nodes] == ["alive", "alive", "dead", "stopped"]
+    assert nodes[0].xpath("string(td[1])") == "web1:/srv/feeds"
+    assert nodes[0].xpath("string(td[@class='num in-flight'])") == "3"
+    assert "4 s ago" in nodes[0].xpath("string(td[@class='last-seen'])")
+    assert [tr.xpath("string(td[@class='config'])").startswith("DIFFERS") for tr in nodes] == [
+        False,
+        True,
+        False,
+        True,
+    ]
+    # The stopped node with an old file is no disagreement; the one up is.
+    disagreement = dom.xpath("string(//p[contains(@class,'disagreement')])")
+    assert "web2:/srv/feeds" in disagreement and "web4" not in disagreement
+    assert "accepted version 3" in dom.xpath("string(//p[contains(@class,'this-node')])")
+    assert "4 node(s), 2 alive" in dom.xpath("string(//p[contains(@class,'nodes-summary')])")
+    facts = report_facts(report)["cluster"]
+    assert facts["disagreeing"] == ["web2:/srv/feeds"]
+    assert facts["accepted_config_version"] == 3
+    assert facts["nodes"][0] == {
+        "id": "web1:/srv/feeds",
+        "state": "alive",
+        "last_seen": iso(NOW - timedelta(seconds=4)),
+        "polls_in_flight": 3,
+        "config_agrees": True,
+    }
+
+
+def test_a_report_without_a_cluster_has_no_nodes() -> None:
+    report = report_of([source("a")], [row("a")])
+    assert b'id="nodes"' not in render_html(report)
+    assert "cluster" not in report_facts(report)
+
+
+def test_node_names_and_problems_are_escaped_on_the_page() -> None:
+    cluster = ClusterReport(1, HOSTILE, (node(HOSTILE, agrees=False),), HOSTILE)
+    report = replace(report_of([source("a")], [row("a")]), cluster=cluster)
+    page = render_html(report).decode("utf-8")
+    assert "<script" not in page.lower()
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", page)
+    dom = lxml.html.document_fromstring(page)
+    assert not dom.xpath("//script")
+    assert "\\x1b[31m\\u202eevil" in dom.xpath("string(//table[@id='nodes']//code)")
+    assert "<script>" in dom.xpath("string(//p[contains(@class,'this-node')])")

@@ -48,6 +48,8 @@ from aggregator.run.due import choose_sources
 # publishing, PostgreSQL and procrastinate), nor a poll with nothing due for polling's.
 if TYPE_CHECKING:
     from aggregator.run.poll import PollOutcome
+    from aggregator.serve.status import ClusterReport
+    from aggregator.store.cluster import AcceptedConfig
     from aggregator.store.interface import Storage
     from aggregator.store.records import FeedKey
 
@@ -361,8 +363,15 @@ def status(config_path: Path, as_json: bool) -> None:
     from aggregator.serve.status import gather_report, report_json, source_facts
 
     config = load(config_path)
+    now = datetime.now(UTC)
+    cluster = None
+    if isinstance(config.settings.database, str):  # a cluster's database
+        from aggregator.run.cluster import cluster_nodes, cluster_report
+
+        accepted, nodes = cluster_nodes(config.settings.database, now)
+        cluster = cluster_report(accepted, nodes, _disagreement(config_path, accepted))
     with open_store(config) as store:
-        report = gather_report(config, store, datetime.now(UTC), history=as_json)
+        report = gather_report(config, store, now, history=as_json, cluster=cluster)
     if as_json:
         click.echo(report_json(report, indent=2))
         return
@@ -370,24 +379,41 @@ def status(config_path: Path, as_json: bool) -> None:
     click.echo(
         f"{len(report.sources)} sources, {report.failing} failing, {report.entries} entries stored"
     )
-    if isinstance(config.settings.database, str):  # a cluster's database
-        _print_nodes(config.settings.database)
+    if cluster is not None:
+        _print_nodes(cluster)
 
 
-def _print_nodes(database: str) -> None:
+def _disagreement(config_path: Path, accepted: AcceptedConfig | None) -> str:
+    """What is wrong with this config file in the cluster (empty: nothing)."""
+    from aggregator.run.cluster import Agreement, config_digest
+
+    if accepted is None:
+        return ""
+    try:
+        digest = config_digest(config_path.read_bytes())
+    except OSError:
+        return ""
+    return Agreement.of(accepted, digest).problem().replace("this node", "a node with this file")
+
+
+def _print_nodes(cluster: ClusterReport) -> None:
     """The cluster's nodes: alive or not, last seen, polls in flight, config agreement."""
-    from aggregator.run.cluster import cluster_nodes
+    from aggregator.serve.status import visible
     from aggregator.store.records import iso
 
-    _accepted, nodes = cluster_nodes(database, datetime.now(UTC))
-    click.echo(f"\n{len(nodes)} node(s), {sum(n.alive for n in nodes)} alive")
-    for node in nodes:
-        record = node.record
+    alive = sum(1 for n in cluster.nodes if n.state == "alive")
+    click.echo(f"\n{len(cluster.nodes)} node(s), {alive} alive")
+    for node in cluster.nodes:
         click.echo(
-            f"  {record.id}  {node.state}  last seen {iso(record.last_seen)}  "
-            f"polls in flight {record.polls_in_flight}  "
+            f"  {visible(node.id)}  {node.state}  last seen {iso(node.last_seen)}  "
+            f"polls in flight {node.polls_in_flight}  "
             f"config {'accepted' if node.agrees else 'DIFFERS from the accepted one'}"
         )
+    if cluster.disagreeing:
+        ids = ", ".join(visible(n.id) for n in cluster.disagreeing)
+        click.echo(f"config disagreement: {ids} take(s) no polls until their file matches")
+    if cluster.problem:
+        click.echo(f"this config file: {cluster.problem}")
 
 
 @main.group("config")

@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 from aggregator.config.loader import Source
 from aggregator.errors import StoreError
 from aggregator.run.pacing import first_poll_at
+from aggregator.serve.status import ClusterReport, NodeReport
 from aggregator.store import open_cluster
 from aggregator.store.cluster import AcceptedConfig, ClusterState, NodeRecord
 
@@ -333,6 +334,12 @@ class ClusterScheduler:
             log.info("config version %d accepted from this node", accepted.version)
         self.agreement = Agreement.of(accepted, self.digest)
 
+    def report(self) -> ClusterReport:
+        """The cluster's nodes as /status shows them, with this node's disagreement."""
+        accepted = self.state.accepted_config()
+        views = node_views(self.state.nodes(), accepted, self._clock())
+        return cluster_report(accepted, views, self.agreement.problem())
+
     def refresh_agreement(self) -> None:
         accepted = self.state.accepted_config()
         if accepted is not None:
@@ -426,3 +433,24 @@ def cluster_nodes(database: str, now: datetime) -> tuple[AcceptedConfig | None, 
     except StoreError:
         log.warning("cannot read the cluster's nodes", exc_info=True)
         return None, []
+
+
+def cluster_report(
+    accepted: AcceptedConfig | None, views: Iterable[NodeView], problem: str = ""
+) -> ClusterReport:
+    """The nodes as the status report shows them; `problem`: this node's own."""
+    return ClusterReport(
+        accepted.version if accepted else None,
+        accepted.accepted_by if accepted else "",
+        tuple(
+            NodeReport(
+                view.record.id,
+                view.state,
+                view.record.last_seen,
+                view.record.polls_in_flight,
+                view.agrees,
+            )
+            for view in views
+        ),
+        problem,
+    )

@@ -329,7 +329,10 @@ class Daemon:
     def _status_report(self, page: int | None = None) -> StatusReport | str:
         try:
             assert self.store is not None
-            return gather_report(self.config, self.store, self.clock(), page=page)
+            cluster = None
+            if isinstance(self.scheduler, ClusterScheduler):
+                cluster = self.scheduler.report()
+            return gather_report(self.config, self.store, self.clock(), page=page, cluster=cluster)
         except (AssertionError, AggregatorError) as exc:
             return f"the database does not answer: {exc or type(exc).__name__}\n"
 

@@ -11,7 +11,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -65,12 +65,39 @@ class SourceReport:
 
 
 @dataclass(frozen=True)
+class NodeReport:
+    """A node of a cluster as the report shows it (aggregator.run.cluster decides)."""
+
+    id: str
+    state: str  # alive, stopped or dead
+    last_seen: datetime
+    polls_in_flight: int
+    agrees: bool  # its config file is the cluster's accepted one
+
+
+@dataclass(frozen=True)
+class ClusterReport:
+    """The nodes of a cluster on one PostgreSQL database, and who disagrees."""
+
+    accepted_version: int | None  # None before any node ran
+    accepted_by: str
+    nodes: tuple[NodeReport, ...]
+    problem: str = ""  # this node's own disagreement, as /healthz says it
+
+    @property
+    def disagreeing(self) -> tuple[NodeReport, ...]:
+        """Nodes up whose config differs from the accepted one (they take no polls)."""
+        return tuple(n for n in self.nodes if not n.agrees and n.state == "alive")
+
+
+@dataclass(frozen=True)
 class StatusReport:
     generated_at: datetime
     entries: int  # stored in all
     sources: tuple[SourceReport, ...]  # failing first (see HEALTHS)
     days: tuple[date, ...]  # HISTORY_DAYS UTC days, oldest first, today last
     page: int | None = None  # the page whose sources have their history; None: all
+    cluster: ClusterReport | None = None  # the nodes, when the store is a cluster's
 
     @property
     def failing(self) -> int:
@@ -220,11 +247,17 @@ def build_report(
 
 
 def gather_report(
-    config: Config, store: Storage, now: datetime, *, page: int | None = None, history: bool = True
+    config: Config,
+    store: Storage,
+    now: datetime,
+    *,
+    page: int | None = None,
+    history: bool = True,
+    cluster: ClusterReport | None = None,
 ) -> StatusReport:
     """The report, read from the store in one snapshot: with the history of the
     sources on `page` (PAGE_SIZE a page, 1 first; past the last, the last), of all
-    when None, of none when history is False."""
+    when None, of none when history is False; with the cluster's nodes as given."""
     if page is not None:
         page = min(page, page_count(len(config.sources)))
 
@@ -235,7 +268,8 @@ def gather_report(
         return [source.id for source in page_of(order, page)]
 
     since = now - timedelta(days=HISTORY_DAYS)
-    return build_report(config.sources, store.status_rows(since, history_of), now, page)
+    report = build_report(config.sources, store.status_rows(since, history_of), now, page)
+    return replace(report, cluster=cluster)
 
 
 # --- JSON ------------------------------------------------------------------------------
@@ -294,8 +328,28 @@ def _history(source: SourceReport) -> dict[str, Any]:
     }
 
 
-def report_facts(report: StatusReport) -> dict[str, Any]:
+def cluster_facts(cluster: ClusterReport) -> dict[str, Any]:
+    """The cluster's nodes and config agreement as /status.json gives them."""
     return {
+        "accepted_config_version": cluster.accepted_version,
+        "accepted_by": cluster.accepted_by,
+        "problem": cluster.problem or None,
+        "disagreeing": [node.id for node in cluster.disagreeing],
+        "nodes": [
+            {
+                "id": node.id,
+                "state": node.state,
+                "last_seen": iso(node.last_seen),
+                "polls_in_flight": node.polls_in_flight,
+                "config_agrees": node.agrees,
+            }
+            for node in cluster.nodes
+        ],
+    }
+
+
+def report_facts(report: StatusReport) -> dict[str, Any]:
+    facts = {
         "generated_at": iso(report.generated_at),
         "entries": report.entries,
         "failing": report.failing,
@@ -303,6 +357,9 @@ def report_facts(report: StatusReport) -> dict[str, Any]:
         "days": [day.isoformat() for day in report.days],
         "sources": [{**source_facts(s), **_history(s)} for s in report.shown],
     }
+    if report.cluster is not None:
+        facts["cluster"] = cluster_facts(report.cluster)
+    return facts
 
 
 def report_json(report: StatusReport, indent: int | None = None) -> str:

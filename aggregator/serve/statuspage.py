@@ -14,7 +14,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from aggregator.serve.status import HEALTHS, PAGE_SIZE, SourceReport, StatusReport, visible
+from aggregator.serve.status import (
+    HEALTHS,
+    PAGE_SIZE,
+    ClusterReport,
+    NodeReport,
+    SourceReport,
+    StatusReport,
+    visible,
+)
 from aggregator.store.records import FAILED_RESULTS, RECENT_POLLS, RecentPoll
 
 ERROR_SHOWN = 400  # characters of an error shown in the table (the JSON has it all)
@@ -159,6 +167,11 @@ td.chart{white-space:nowrap}
 .chart .new,.chart .fetched{stroke:#2f6fb3}.chart .same{stroke:#9fb3c8}
 .chart .fail{stroke:#c0392b}
 .caption{display:block;font-size:.8em;color:#666}
+.problem{background:#fff1f0;border-left:4px solid #c0392b;padding:.5em .8em;margin:0 0 1em}
+#nodes{width:auto;margin:0 0 1.5em}
+.badge.alive{background:#2e8b57}.badge.dead{background:#c0392b}
+.badge.stopped-node{background:#888}
+tr.differs{background:#fff1f0}
 """
 
 
@@ -219,6 +232,49 @@ def _row(source: SourceReport, now: datetime, slots: int) -> str:
     )
 
 
+def _node_row(node: NodeReport, now: datetime) -> str:
+    state = text(node.state)
+    badge = "stopped-node" if node.state == "stopped" else state
+    config = "accepted" if node.agrees else "DIFFERS from the accepted one: takes no polls"
+    return (
+        f'<tr class="node{"" if node.agrees else " differs"}" data-state="{state}">'
+        f"<td><code>{text(node.id)}</code></td>"
+        f'<td><span class="badge {badge}">{state}</span></td>'
+        f'<td class="last-seen">{_ago(node.last_seen, now)}</td>'
+        f'<td class="num in-flight">{node.polls_in_flight}</td>'
+        f'<td class="config">{config}</td></tr>'
+    )
+
+
+def _cluster(cluster: ClusterReport | None, now: datetime) -> str:
+    """The cluster's nodes, and any config disagreement above them."""
+    if cluster is None:
+        return ""
+    problems = [f'<p class="problem this-node">This node: {text(cluster.problem)}</p>']
+    problems = problems if cluster.problem else []
+    if cluster.disagreeing:
+        names = ", ".join(f"<code>{text(n.id)}</code>" for n in cluster.disagreeing)
+        problems.append(
+            f'<p class="problem disagreement">{len(cluster.disagreeing)} node(s) up with a '
+            f"config that differs from the accepted one, taking no polls: {names}</p>"
+        )
+    accepted = (
+        "no accepted config yet"
+        if cluster.accepted_version is None
+        else f"accepted config version {cluster.accepted_version} "
+        f"(from <code>{text(cluster.accepted_by)}</code>)"
+    )
+    alive = sum(1 for n in cluster.nodes if n.state == "alive")
+    rows = "".join(_node_row(node, now) for node in cluster.nodes)
+    return (
+        f'<h2>Nodes</h2>{"".join(problems)}<p class="summary nodes-summary">'
+        f"{len(cluster.nodes)} node(s), {alive} alive · {accepted}</p>"
+        '<table id="nodes"><thead><tr><th>node</th><th>state</th><th>last seen</th>'
+        "<th>polls in flight</th><th>config</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
 def _pages(report: StatusReport) -> str:
     """Links to the other pages, when the sources do not fit on one."""
     if report.pages == 1:
@@ -249,6 +305,7 @@ def render_html(report: StatusReport, recent_slots: int = RECENT_POLLS) -> bytes
         f'<p class="summary">{total} sources: {", ".join(counts) or "none"} · '
         f"{report.entries} entries stored · as of {_utc(now)} · "
         '<a href="status.json">JSON</a></p>'
+        f"{_cluster(report.cluster, now)}"
         '<p class="legend">Charts, oldest left:'
         '<span class="key new"></span>new entries, or a poll that fetched a new document'
         '<span class="key same"></span>a poll with nothing new (304, same bytes)'
