@@ -3,6 +3,8 @@ server on 127.0.0.1: the cluster's guarantees (aggregator.run.cluster)."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import select
 import signal
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 
 from aggregator.run.cluster import RECOVERY_BOUND
+from aggregator.run.pacing import JITTER_FRACTION
 from tests.conftest import config_text, run_aggregator
 from tests.daemonkit import free_port, get, wait_for
 from tests.feeds import Item, rss
@@ -89,7 +92,11 @@ def feed_server() -> Iterator[FeedServer]:
         server.server_close()
 
 
-def start_node(config: Path, folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_node(
+    config: Path, folder: Path, *, healthy: bool = True
+) -> tuple[subprocess.Popen[bytes], int]:
+    """A real `aggregator run` publishing into folder, once its /healthz answers (200
+    when healthy, else any answer: a node that disagrees answers 503)."""
     port = free_port()
     env = {
         **os.environ,
@@ -104,8 +111,17 @@ def start_node(config: Path, folder: Path) -> tuple[subprocess.Popen[bytes], int
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    wait_for(lambda: _healthy(port), timeout=30, what=f"node {folder.name} healthy")
+    up = _healthy if healthy else _answers
+    wait_for(lambda: up(port), timeout=30, what=f"node {folder.name} answering")
     return process, port
+
+
+def _answers(port: int) -> bool:
+    try:
+        get(f"http://127.0.0.1:{port}/healthz")
+    except OSError:
+        return False
+    return True
 
 
 def _healthy(port: int) -> bool:
@@ -214,3 +230,155 @@ def _node_polling(nodes: list[tuple[subprocess.Popen[bytes], int]], tmp_path: Pa
         if "(source_id='s0')" in text:
             return node
     pytest.fail("no node is polling s0")
+
+
+def _stop(nodes: list[tuple[subprocess.Popen[bytes], int]]) -> None:
+    for process, _ in nodes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process, _ in nodes:
+        try:
+            process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _quick_sources(server: FeedServer, watch: Watch, count: int, **extra: Any) -> list[Any]:
+    """count sources answering in 50 ms, their polls' start times in watch.started."""
+    sources = []
+    for n in range(count):
+        path = f"/feed{n}.xml"
+        body = rss([Item(f"NW2021122404{n:08d}", f"新闻 {n}")], title=f"来源 {n}")
+        server.set(path, handler=watch.handler(path, body, 0.05))
+        sources.append(
+            {
+                "id": f"s{n}",
+                "name": f"来源 {n}",
+                "url": server.url(path),
+                "category": "测试",
+                "share_code": {"param": "infoCode"},
+                **extra,
+            }
+        )
+    return sources
+
+
+def _polls_started(log: Path) -> int:
+    """How many polls a node's worker started (procrastinate logs each job it starts)."""
+    return log.read_text(errors="replace").count("Starting job aggregator.poll")
+
+
+def test_nodes_with_different_config_files_do_not_fight(tmp_path: Path, postgres_url: str) -> None:
+    watch = Watch()
+    with feed_server() as server:
+        sources = _quick_sources(server, watch, 3, interval="3s")
+        extra = _quick_sources(server, watch, 4, interval="3s")[3]  # only B's file has it
+        settings = {"database": postgres_url, "base_url": "http://feeds.example.org"}
+        accepted = tmp_path / "a.toml"
+        accepted.write_text(config_text(sources, **settings), encoding="utf-8")
+        other = tmp_path / "b.toml"
+        other.write_text(config_text([*sources, extra], **settings), encoding="utf-8")
+        nodes = [start_node(accepted, tmp_path / "nodeA")]
+        try:
+            nodes.append(start_node(other, tmp_path / "nodeB", healthy=False))
+            a_port, b_port = nodes[0][1], nodes[1][1]
+            b_id = f"{socket.gethostname()}:{tmp_path / 'nodeB'}"
+            # B says what is wrong, on /healthz (never 200 meanwhile), and keeps serving.
+            answers: list[tuple[int, str]] = []
+
+            def b_says_it_differs() -> bool:
+                answers.append(get(f"http://127.0.0.1:{b_port}/healthz"))
+                return "config differs from the cluster's accepted version 1" in answers[-1][1]
+
+            wait_for(b_says_it_differs, timeout=30, what="node B saying its config differs")
+            assert {code for code, _ in answers} == {503}
+            # A keeps polling its sources; B polls nothing, and nobody polls B's extra one.
+            wait_for(
+                lambda: all(server.hits(f"/feed{n}.xml") >= 3 for n in range(3)),
+                timeout=60,
+                what="node A polling every source",
+            )
+            assert server.hits("/feed3.xml") == 0
+            assert _polls_started(tmp_path / "nodeB.log") == 0
+            assert _polls_started(tmp_path / "nodeA.log") >= 9
+            # Both nodes' /status and /status.json show the nodes and the disagreement.
+            for port in (a_port, b_port):
+                code, body = get(f"http://127.0.0.1:{port}/status.json")
+                assert code == 200
+                cluster = json.loads(body)["cluster"]
+                assert cluster["disagreeing"] == [b_id]
+                states = {n["id"]: (n["state"], n["config_agrees"]) for n in cluster["nodes"]}
+                assert states[b_id] == ("alive", False)
+                assert sorted(states.values()) == [("alive", False), ("alive", True)]
+                code, page = get(f"http://127.0.0.1:{port}/status")
+                assert code == 200 and "DIFFERS from the accepted one" in page
+            assert json.loads(get(f"http://127.0.0.1:{b_port}/status.json")[1])["cluster"][
+                "problem"
+            ].startswith("config differs")
+            assert (
+                json.loads(get(f"http://127.0.0.1:{a_port}/status.json")[1])["cluster"]["problem"]
+                is None
+            )
+            # aggregator status, with either file.
+            shown = run_aggregator("status", "--config", str(other))
+            assert shown.returncode == 0, shown.stderr
+            assert "2 node(s), 2 alive" in shown.stdout
+            assert "DIFFERS from the accepted one" in shown.stdout
+            assert f"config disagreement: {b_id}" in shown.stdout
+            assert "this config file: config differs" in shown.stdout
+            shown = run_aggregator("status", "--config", str(accepted))
+            assert "this config file" not in shown.stdout
+            assert f"config disagreement: {b_id}" in shown.stdout
+            # B's file made the same as the accepted one: B agrees and takes polls.
+            other.write_bytes(accepted.read_bytes())
+            wait_for(lambda: _healthy(b_port), timeout=30, what="node B agreeing")
+            wait_for(
+                lambda: _polls_started(tmp_path / "nodeB.log") > 0,
+                timeout=60,
+                what="node B taking polls",
+            )
+        finally:
+            _stop(nodes)
+    assert max(watch.most_per_source.values()) == 1
+
+
+def test_every_source_is_polled_once_per_interval_across_the_cluster(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Two nodes, 8 sources every 3 s, watched for a window of several intervals: no
+    source polled twice within its interval (the next poll is decided from the end of
+    the last one, interval plus jitter), none missed (each gap at most the interval
+    with jitter plus the documented RECOVERY_BOUND)."""
+    interval, count, window = 3.0, 8, 24.0
+    watch = Watch()
+    with feed_server() as server:
+        sources = _quick_sources(server, watch, count, interval="3s")
+        config = tmp_path / "sources.toml"
+        config.write_text(
+            config_text(sources, database=postgres_url, base_url="http://feeds.example.org"),
+            encoding="utf-8",
+        )
+        nodes = [start_node(config, tmp_path / f"node{i}") for i in range(2)]
+        try:
+            wait_for(
+                lambda: all(server.hits(f"/feed{n}.xml") for n in range(count)),
+                timeout=60,
+                what="every source polled once",
+            )
+            opened = time.monotonic()
+            time.sleep(window)  # real processes: their own clocks run the polls
+            closed = time.monotonic()
+        finally:
+            _stop(nodes)
+        took = {n: _polls_started(tmp_path / f"node{n}.log") for n in range(2)}
+    latest_gap = interval * (1 + JITTER_FRACTION) + RECOVERY_BOUND
+    for n in range(count):
+        starts = [t for t in watch.started[f"/feed{n}.xml"] if t <= closed]
+        seen = [t for t in starts if t >= opened]
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        assert min(gaps) >= interval, (n, gaps)  # never twice within an interval
+        assert max(gaps) <= latest_gap, (n, gaps)  # none missed
+        assert closed - starts[-1] <= latest_gap
+        assert len(seen) >= int(window // latest_gap)
+    assert max(watch.most_per_source.values()) == 1
+    assert sum(took.values()) >= count * int(window // latest_gap)

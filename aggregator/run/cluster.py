@@ -106,6 +106,8 @@ class Agreement:
     def problem(self) -> str:
         if self.agrees:
             return ""
+        if self.version == 0:  # a node starting: not compared yet, not polling yet
+            return "config not yet compared with the cluster's accepted one"
         return (
             f"config differs from the cluster's accepted version {self.version} "
             f"(from {self.accepted_by}): this node takes no polls until its file matches"
@@ -140,7 +142,7 @@ class ClusterScheduler:
         self._counter = threading.Lock()
         self._stopping = threading.Event()
         self._started_at = clock()
-        self.agreement = Agreement(True, 0, node)
+        self.agreement = Agreement(False, 0, "")  # until start() compares
         import procrastinate
 
         self.state: ClusterState = open_cluster(url)
