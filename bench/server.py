@@ -6,10 +6,15 @@ Feed i is served by host i % hosts (127.0.0.1, 127.0.0.2, ...), so a client can 
 its per-host limit and still have many requests in flight.
 
 Control paths (POST-free, for simplicity): /_add?feed=N adds one entry to feed N,
-/_churn?n=K adds one entry to each of the first K feeds, /_reset restores the corpus,
-/_stats gives the feed requests answered so far, by status, as JSON.
+/_churn?n=K[&start=S] adds one entry to each of K feeds from feed S (wrapping round),
+/_reset restores the corpus, /_stats gives the feed requests answered so far, by status,
+as JSON.
 
-Run: python -m bench.server FEEDS ENTRIES [--hosts H] [--latency SECONDS] [--seed S];
+With --spread, each answer waits latency ± spread seconds (uniform, seeded); with
+--no-ttl the RSS feeds carry no <ttl> (which would hold polls back 30 minutes).
+
+Run: python -m bench.server FEEDS ENTRIES [--hosts H] [--latency SECONDS] [--spread SECONDS]
+[--seed S];
 it prints one JSON line {"bases": [...]} when ready and serves until stdin closes.
 """
 
@@ -20,12 +25,15 @@ import asyncio
 import email.utils
 import hashlib
 import json
+import random
 import socket
 import sys
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from bench.corpus import Corpus
+
+_WAITS = random.Random()  # the latency spread, seeded from --seed
 
 
 @dataclass
@@ -37,8 +45,9 @@ class Document:
 
 
 class Site:
-    def __init__(self, corpus: Corpus) -> None:
+    def __init__(self, corpus: Corpus, ttl: bool = True) -> None:
         self.corpus = corpus
+        self.ttl = ttl  # False: the RSS feeds' <ttl> left out, so the poll interval rules
         self.original = [list(feed.entries) for feed in corpus.feeds]
         self.version = 0
         self.answered: dict[int, int] = {}  # feed requests answered, by status
@@ -49,6 +58,8 @@ class Site:
     def render(self, index: int) -> None:
         feed = self.corpus.feeds[index]
         body = self.corpus.render(feed)
+        if not self.ttl:
+            body = body.replace(b"<ttl>30</ttl>", b"")
         self.version += 1
         modified = email.utils.formatdate(1640000000 + self.version, usegmt=True)
         etag = '"' + hashlib.sha1(body).hexdigest()[:20] + '"'
@@ -60,7 +71,9 @@ class Site:
             self.corpus.add_entry(self.corpus.feeds[index])
             self.render(index)
         elif path == "/_churn":
-            for index in range(int(query["n"][0])):
+            start = int(query.get("start", ["0"])[0])
+            for offset in range(int(query["n"][0])):
+                index = (start + offset) % len(self.corpus.feeds)
                 self.corpus.add_entry(self.corpus.feeds[index])
                 self.render(index)
         elif path == "/_stats":
@@ -74,9 +87,10 @@ class Site:
 
 
 class Handler(asyncio.Protocol):
-    def __init__(self, site: Site, latency: float) -> None:
+    def __init__(self, site: Site, latency: float, spread: float = 0.0) -> None:
         self.site = site
         self.latency = latency
+        self.spread = spread
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
 
@@ -93,7 +107,8 @@ class Handler(asyncio.Protocol):
             head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
             response = self.respond(head)
             if self.latency:
-                asyncio.get_running_loop().call_later(self.latency, self.send, response)
+                wait = self.latency + self.spread * (2 * _WAITS.random() - 1)
+                asyncio.get_running_loop().call_later(max(0.0, wait), self.send, response)
             else:
                 self.send(response)
 
@@ -139,13 +154,15 @@ def _response(status: int, headers: dict[str, str], body: bytes) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body if status != 304 else b"")
 
 
-async def serve(site: Site, hosts: int, latency: float) -> None:
+async def serve(site: Site, hosts: int, latency: float, spread: float = 0.0) -> None:
     loop = asyncio.get_running_loop()
     servers = []
     bases = []
     for number in range(1, hosts + 1):
         host = f"127.0.0.{number}"
-        server = await loop.create_server(lambda: Handler(site, latency), host, 0, backlog=1024)
+        server = await loop.create_server(
+            lambda: Handler(site, latency, spread), host, 0, backlog=1024
+        )
         servers.append(server)
         bases.append(f"http://{host}:{server.sockets[0].getsockname()[1]}")
     print(json.dumps({"bases": bases}), flush=True)
@@ -161,10 +178,13 @@ def main() -> None:
     parser.add_argument("entries", type=int)
     parser.add_argument("--hosts", type=int, default=1)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--spread", type=float, default=0.0)
+    parser.add_argument("--no-ttl", action="store_true", help="leave the RSS <ttl> out")
     parser.add_argument("--seed", type=int, default=20211224)
     args = parser.parse_args()
-    site = Site(Corpus(args.feeds, args.entries, seed=args.seed))
-    asyncio.run(serve(site, args.hosts, args.latency))
+    _WAITS.seed(args.seed)
+    site = Site(Corpus(args.feeds, args.entries, seed=args.seed), ttl=not args.no_ttl)
+    asyncio.run(serve(site, args.hosts, args.latency, args.spread))
 
 
 if __name__ == "__main__":
