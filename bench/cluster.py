@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -62,6 +63,7 @@ class Result:
     database_bytes: int = 0
     recovery_s: list[float] = field(default_factory=list)
     killed_in_flight: int = 0
+    exited: list[int] = field(default_factory=list)  # exit codes of nodes that died alone
 
     @property
     def polls_per_s(self) -> float:
@@ -306,10 +308,16 @@ def measure(backend: str, count: int, bases: list[str], args: argparse.Namespace
                 result.window_s = time.monotonic() - opened
                 result.entries = database.entries()
                 result.database_bytes = database.size()
+                result.exited = [c for n in nodes if (c := n.process.poll()) is not None]
                 if count > 1 and backend == "postgresql" and not args.no_kill:
                     kill_one(nodes, database, result)
         finally:
             stop(nodes)
+            if result.exited and args.keep_logs:
+                keep = Path(args.keep_logs)
+                keep.mkdir(parents=True, exist_ok=True)
+                for log in folder.glob("node*.log"):
+                    shutil.copy(log, keep / f"{backend}-{count}-{log.name}")
     return result
 
 
@@ -354,6 +362,8 @@ def row(result: Result) -> str:
         )
     elif result.killed_in_flight:
         recovery = f"not within 120 s ({result.killed_in_flight} polls in flight)"
+    if result.exited:
+        recovery += f" ({len(result.exited)} node(s) exited by themselves: {result.exited})"
     return (
         f"| {result.nodes} × {name} | {result.start_s:.0f} s | {wave} | "
         f"{result.polls_per_s:.1f} | {result.cpu_ms_per_poll:.1f} ms | "
@@ -381,6 +391,7 @@ def main() -> int:
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--no-kill", action="store_true")
     parser.add_argument("--workers", type=int, default=0, help="0: the shipped default")
+    parser.add_argument("--keep-logs", default="", help="a folder for the logs of nodes that died")
     args = parser.parse_args()
     runs = [] if args.no_sqlite else [("sqlite", 1)]
     runs += [("postgresql", int(n)) for n in args.nodes.split(",")]

@@ -197,7 +197,9 @@ class ClusterScheduler:
             self._accept_config(initial=False)
             self._steer_worker()
             if self.agreement.agrees:
-                self._call(self._reconcile(stored_next))
+                # No time bound: with tens of thousands of sources and several nodes
+                # starting at once this takes minutes, and each step fails on its own.
+                self._call(self._reconcile(stored_next), timeout=None)
 
     def add_housekeeping(
         self, name: str, func: Callable[[], object], interval: float, first: datetime
