@@ -150,7 +150,8 @@ class Ours:
 
     def __init__(self, params: Params, folder: Path) -> None:
         from aggregator.config.loader import load_config
-        from aggregator.fetch.fetcher import Fetcher, Limits
+        from aggregator.fetch.fetcher import Fetcher
+        from aggregator.fetch.request import Limits
         from aggregator.store import open_store
 
         # Imported now, as Reader imports reader before the clock starts.

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from aggregator.errors import FetchError
-from aggregator.fetch.fetcher import Fetcher, FetchRequest
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.fetch.request import FetchRequest
 from aggregator.models import FetchResult
 
 

@@ -15,7 +15,7 @@ from aggregator.config.loader import (
 )
 from aggregator.config.sharecodes import KINDS, RuleKind, ShareCodeRule, register
 from aggregator.errors import ConfigError, ConfigNotFound
-from aggregator.fetch.fetcher import Limits
+from aggregator.fetch.request import Limits
 from aggregator.parse.sandbox import ParseLimits
 
 ROOT = Path(__file__).resolve().parent.parent

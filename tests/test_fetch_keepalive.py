@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from aggregator.errors import FetchError
-from aggregator.fetch.fetcher import Fetcher, Limits
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.fetch.request import Limits
 from tests.feeds import Item, rss
 from tests.multifetch import fetch_way  # noqa: F401  (a fixture)
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from aggregator.errors import FetchError
-from aggregator.fetch.fetcher import Fetcher, FetchRequest, Limits
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.fetch.request import FetchRequest, Limits
 from aggregator.models import FetchResult
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer
@@ -74,7 +75,7 @@ def test_a_host_slot_held_by_another_thread_is_waited_for() -> None:
 def test_waiting_for_a_host_slot_counts_towards_the_deadline(server: FeedServer) -> None:
     url = server.set("/feed.xml", FEED)
     with Fetcher(Limits(per_host=1, deadline=0.3)) as fetcher:
-        with fetcher._slot("127.0.0.1"):  # held, as by another thread's fetch, too long
+        with fetcher.slot("127.0.0.1"):  # held, as by another thread's fetch, too long
             found = fetch_all(fetcher, {"a": FetchRequest(url)}, 2)
         assert fetcher.fetch(url).body == FEED  # the slot is free again
     assert isinstance(found["a"], FetchError) and "0.3 s deadline" in str(found["a"])

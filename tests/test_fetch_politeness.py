@@ -17,14 +17,10 @@ import pytest
 from aggregator import PROJECT_URL
 from aggregator.config.loader import load_config
 from aggregator.errors import FetchError
-from aggregator.fetch.fetcher import (
-    STEP,
-    BoundedDecoder,
-    Fetcher,
-    Limits,
-    _is_private_host,
-    is_private_address,
-)
+from aggregator.fetch.decoding import STEP, BoundedDecoder
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.fetch.guard import is_private_address, is_private_host
+from aggregator.fetch.request import Limits
 from aggregator.run.poll import poll_source
 from aggregator.store.sqlite import SqliteStore
 from tests.conftest import Clock
@@ -170,8 +166,8 @@ def test_private_space_is_recognised(address: str, private: bool) -> None:
 
 def test_through_a_proxy_the_target_name_is_looked_up_instead() -> None:
     # curl connects to the proxy then, never to the target: the old check stands in.
-    assert _is_private_host("localhost") and _is_private_host("10.1.2.3")
-    assert not _is_private_host("93.184.216.34")
+    assert is_private_host("localhost") and is_private_host("10.1.2.3")
+    assert not is_private_host("93.184.216.34")
 
 
 def _loopback_is_public(address: str) -> bool:

@@ -15,7 +15,9 @@ from click.testing import CliRunner
 from aggregator.cli.main import main
 from aggregator.config.loader import load_config
 from aggregator.errors import ParseError
-from aggregator.fetch.fetcher import Fetcher, Limits, is_private_address
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.fetch.guard import is_private_address
+from aggregator.fetch.request import Limits
 from aggregator.parse.article import extract_article
 from aggregator.parse.sanitize import plain_text
 from aggregator.run.fulltext import PROCESS_CACHE

@@ -22,7 +22,8 @@ from click.testing import CliRunner
 
 from aggregator.cli.main import main
 from aggregator.config.loader import Config, load_config
-from aggregator.fetch.fetcher import Fetcher, Limits
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.fetch.request import Limits
 from aggregator.parse.feed import FieldLimits
 from aggregator.parse.limits import ParseLimits
 from aggregator.publish.publisher import Publisher

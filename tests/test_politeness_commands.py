@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from aggregator.config.loader import load_config
-from aggregator.fetch.fetcher import Fetcher, Limits
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.fetch.request import Limits
 from aggregator.run.poll import poll_source
 from aggregator.store.records import PollRecord, from_iso
 from aggregator.store.sqlite import SqliteStore

@@ -16,7 +16,8 @@ import pytest
 
 from aggregator.config.loader import Rule, Source
 from aggregator.config.sharecodes import ShareCodeRule
-from aggregator.fetch.fetcher import Fetcher, Limits
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.fetch.request import Limits
 from aggregator.models import EntryRecord
 from aggregator.run.poll import KnownEntries, extract, poll_source, salted, source_salt
 from aggregator.store.sqlite import SqliteStore

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.fetch.fetcher import parse_max_age, parse_retry_after
+from aggregator.fetch.headers import parse_max_age, parse_retry_after
 from aggregator.run.pacing import (
     MAX_BACKOFF,
     MAX_HINT,

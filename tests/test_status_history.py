@@ -13,7 +13,8 @@ import sqlite_utils
 
 from aggregator.config.loader import load_config
 from aggregator.errors import FetchError
-from aggregator.fetch.fetcher import Fetcher, FetchRequest
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.fetch.request import FetchRequest
 from aggregator.run.poll import poll_source
 from aggregator.store.records import HISTORY_DAYS, RECENT_POLLS, PollDay, PollRecord
 from aggregator.store.retention import cleanup

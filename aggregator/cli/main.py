@@ -282,7 +282,8 @@ def _poll_chosen(config: Config, store: Storage, chosen: Sequence[Source]) -> li
     """Poll the chosen sources (nothing to import or open when there are none)."""
     if not chosen:
         return []
-    from aggregator.fetch.fetcher import Fetcher, Limits
+    from aggregator.fetch.fetcher import Fetcher
+    from aggregator.fetch.request import Limits
     from aggregator.parse.limits import ParseLimits
     from aggregator.run.pollrun import poll_run
 
@@ -449,7 +450,8 @@ def config_check(config_path: Path, fetch: bool) -> None:
         sys.exit(EXIT_CONFIG)
     found: list[str] = []
     if fetch:
-        from aggregator.fetch.fetcher import Fetcher, Limits
+        from aggregator.fetch.fetcher import Fetcher
+        from aggregator.fetch.request import Limits
         from aggregator.run.probe import selector_problems
 
         limits = Limits.from_settings(config.settings)

@@ -42,7 +42,8 @@ from aggregator.config.loader import SOURCE_KEYS, SOURCE_KINDS, Config, database
 from aggregator.config.selectors import check_selectors
 from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.errors import ConfigError, FetchError, ParseError
-from aggregator.fetch.fetcher import Fetcher, Limits
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.fetch.request import Limits
 from aggregator.identity.identify import Scope
 from aggregator.run.due import choose_sources
 from aggregator.run.probe import check_source, new_source

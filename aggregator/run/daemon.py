@@ -29,7 +29,8 @@ from aggregator.config.loader import (
     load_config,
 )
 from aggregator.errors import AggregatorError, ConfigError, StartError, StoreError
-from aggregator.fetch.fetcher import Fetcher, Limits
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.fetch.request import Limits
 from aggregator.parse.limits import ParseLimits
 from aggregator.publish.formats import chosen as chosen_formats
 from aggregator.publish.posts import PostWriter

@@ -19,7 +19,8 @@ from typing import Any
 
 from aggregator.config.loader import Source
 from aggregator.errors import FetchError, ParseError
-from aggregator.fetch.fetcher import Fetcher, FetchRequest
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.fetch.request import FetchRequest
 from aggregator.identity.identify import GUID, fingerprint, identify
 from aggregator.identity.rules import filter_and_classify
 from aggregator.models import EntryRecord, FetchResult, ParsedFeed, evolve

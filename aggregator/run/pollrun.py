@@ -28,7 +28,8 @@ from typing import Any
 
 from aggregator.config.loader import Source
 from aggregator.errors import AggregatorError, StoreError
-from aggregator.fetch.fetcher import Fetcher, FetchRequest, Limits
+from aggregator.fetch.fetcher import Fetcher
+from aggregator.fetch.request import FetchRequest, Limits
 from aggregator.parse.limits import ParseLimits
 from aggregator.run.fulltext import FullText
 from aggregator.run.poll import (

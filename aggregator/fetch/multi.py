@@ -1,0 +1,219 @@
+"""fetch_many's runner: many fetches at once from one thread through a curl multi handle."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pycurl
+
+from aggregator.errors import FetchError
+from aggregator.fetch.exchange import Exchange, Hop, Hops, aim
+from aggregator.fetch.files import fetch_file
+from aggregator.fetch.pool import MultiSession, Slots, fresh_if_tainted
+from aggregator.fetch.request import FetchRequest
+from aggregator.fetch.urls import origin_of
+from aggregator.models import FetchResult, evolve
+
+if TYPE_CHECKING:
+    from aggregator.fetch.fetcher import Fetcher
+
+
+@dataclass(eq=False)
+class _Transfer:
+    """A fetch of fetch_many: the caller's key, its hops, the request under way."""
+
+    key: Any
+    hops: Hops
+    hop: Hop
+    began: float  # time.monotonic() when the fetch began
+    exchange: Exchange | None = None
+
+
+# The longest fetch_many waits for its sockets before asking curl again: curl's own
+# timers say when it wants to be asked; this bounds the wait should they not.
+LONGEST_WAIT = 0.1
+
+
+class MultiRun:
+    """One fetch_many call: starts transfers as the in-flight budget and the host
+    slots allow, drives them all with curl's multi interface, and hands back each
+    fetch as it finishes. A redirect's next request takes the same way in."""
+
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        session: MultiSession,
+        requests: Iterator[tuple[Any, FetchRequest]],
+        in_flight: int,
+    ) -> None:
+        self.fetcher = fetcher
+        self.session = session
+        self.requests = requests
+        self.in_flight = in_flight
+        self.active: dict[pycurl.Curl, _Transfer] = {}
+        self.waiting: deque[_Transfer] = deque()  # for a slot of their host
+        self.finished: deque[tuple[Any, FetchResult | FetchError]] = deque()
+        self.exhausted = False
+
+    def results(self) -> Iterator[tuple[Any, FetchResult | FetchError]]:
+        while True:
+            self._fill()
+            if self.finished:
+                yield self.finished.popleft()
+            elif self.active:
+                self._drive()
+            elif self.waiting:  # every slot of their hosts is another thread's
+                self._wait_for_slot()
+            elif self.exhausted:
+                return
+
+    def _fill(self) -> None:
+        """Start what can start: fetches waiting for a host slot first, then new
+        requests while fewer than in_flight are under way."""
+        for _ in range(len(self.waiting)):
+            transfer = self.waiting.popleft()
+            if len(self.active) >= self.in_flight or not self._try_start(transfer):
+                self.waiting.append(transfer)
+        while not self.exhausted and len(self.active) + len(self.waiting) < self.in_flight:
+            pulled = next(self.requests, None)
+            if pulled is None:
+                self.exhausted = True
+            else:
+                self._begin(*pulled)
+
+    def _finish(self, key: Any, outcome: FetchResult | FetchError, began: float) -> None:
+        """A fetch is over: handed back with how long it took (its `seconds`)."""
+        seconds = time.monotonic() - began
+        if isinstance(outcome, FetchError):
+            outcome.seconds = seconds
+        else:
+            outcome = evolve(outcome, seconds=seconds)
+        self.finished.append((key, outcome))
+
+    def _begin(self, key: Any, request: FetchRequest) -> None:
+        began = time.monotonic()
+        if origin_of(request.url)[0] == "file":
+            try:
+                result: FetchResult | FetchError = fetch_file(
+                    request.url,
+                    etag=request.etag,
+                    last_modified=request.last_modified,
+                    limits=self.fetcher.limits,
+                )
+            except FetchError as exc:
+                result = exc
+            self._finish(key, result, began)
+            return
+        hops = self.fetcher.hops(request)
+        try:
+            hop = next(hops)
+        except FetchError as exc:
+            self._finish(key, exc, began)
+            return
+        transfer = _Transfer(key, hops, hop, began)
+        if not self._try_start(transfer):
+            self.waiting.append(transfer)
+
+    def slot(self, transfer: _Transfer) -> Slots:
+        return self.fetcher.slot(transfer.hop.origin[1])
+
+    def _try_start(self, transfer: _Transfer) -> bool:
+        if not self.slot(transfer).take():
+            return False
+        self._start(transfer)
+        return True
+
+    def _wait_for_slot(self) -> None:
+        transfer = self.waiting.popleft()
+        if self.slot(transfer).take(wait=max(0.0, transfer.hop.deadline - time.monotonic())):
+            self._start(transfer)
+        else:
+            self._end(transfer, FetchError(self.fetcher.deadline_message()))
+
+    def _start(self, transfer: _Transfer) -> None:
+        """The transfer's request under way (its host slot taken)."""
+        hop = transfer.hop
+        left = hop.deadline - time.monotonic()
+        if left <= 0:
+            self.slot(transfer).give_back()
+            self._end(transfer, FetchError(self.fetcher.deadline_message()))
+            return
+        session = self.session
+        handle = self.fetcher.spare_handle(session)
+        busy = frozenset(
+            other.getinfo(pycurl.ACTIVESOCKET)
+            for other, under_way in self.active.items()
+            if under_way.hop.origin == hop.origin
+        )
+        fresh_if_tainted(handle, session.pool, hop.origin, busy)
+        transfer.exchange = Exchange(self.fetcher.limits, hop.guard)
+        aim(handle, hop, transfer.exchange, left)
+        session.multi.add_handle(handle)
+        self.active[handle] = transfer
+
+    def _drive(self) -> None:
+        """Let curl move every transfer on; wait for the sockets when none finished."""
+        multi = self.session.multi
+        while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+            pass
+        finished = False
+        while True:
+            queued, succeeded, failed = multi.info_read()
+            for handle in succeeded:
+                self._done(handle, None)
+            for handle, code, text in failed:
+                self._done(handle, (code, text))
+            finished = finished or bool(succeeded or failed)
+            if not queued:
+                break
+        if not finished:
+            wanted = multi.timeout()  # ms; -1: no timer set
+            multi.select(LONGEST_WAIT if wanted < 0 else min(wanted / 1000, LONGEST_WAIT))
+
+    def _done(self, handle: pycurl.Curl, error: tuple[Any, ...] | None) -> None:
+        """A request answered (or failed): the fetch ends, or its next hop waits to start."""
+        transfer = self.active.pop(handle)
+        hop, exchange = transfer.hop, transfer.exchange
+        assert exchange is not None
+        exchange.peer = str(handle.getinfo(pycurl.PRIMARY_IP) or "")
+        self.session.pool.remember(hop.origin, handle)
+        self.session.multi.remove_handle(handle)
+        self.session.spare.append(handle)
+        self.slot(transfer).give_back()
+        if error is not None:
+            failure = self.fetcher.failure(exchange, error, hop.deadline)
+            if failure is not None:
+                self._end(transfer, failure)
+                return
+        try:
+            transfer.hop = transfer.hops.send(exchange)
+        except StopIteration as finished:
+            self._finish(transfer.key, finished.value, transfer.began)
+            return
+        except FetchError as exc:
+            self._finish(transfer.key, exc, transfer.began)
+            return
+        if not self._try_start(transfer):
+            self.waiting.append(transfer)
+
+    def _end(self, transfer: _Transfer, error: FetchError) -> None:
+        transfer.hops.close()
+        self._finish(transfer.key, error, transfer.began)
+
+    def abandon(self) -> None:
+        """The caller stopped early: transfers under way are dropped, slots given back."""
+        for handle, transfer in self.active.items():
+            with contextlib.suppress(pycurl.error):
+                self.session.multi.remove_handle(handle)
+            self.session.spare.append(handle)
+            self.slot(transfer).give_back()
+            transfer.hops.close()
+        self.active.clear()
+        for transfer in self.waiting:
+            transfer.hops.close()
+        self.waiting.clear()
