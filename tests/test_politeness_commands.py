@@ -182,14 +182,16 @@ def test_a_failure_counts_the_next_poll_from_when_it_ended(write_config: Any) ->
 def test_a_plain_poll_right_after_a_slow_failure_does_not_poll_it_again(
     write_config: Any,
 ) -> None:
-    """Real processes, real time: a source polled every 3 s whose fetch fails after its
-    4 s deadline was due again at once when the next poll counted from the start."""
-    with HostileServer(lifetime=60) as hostile:
-        hostile.routes["/slow.xml"] = lambda conn, request: conn.hold(30)
+    """Real processes, real time: a source polled every 10 s whose fetch fails after its
+    12 s deadline was due again at once when the next poll counted from the start. Counted
+    from the end, it is due 7.5 s or more after the failure: room for a loaded machine to
+    start the second command."""
+    with HostileServer(lifetime=90) as hostile:
+        hostile.routes["/slow.xml"] = lambda conn, request: conn.hold(60)
         path = write_config(
-            [source("slow", hostile.url("/slow.xml"), interval="3s")],
-            fetch_deadline="4s",
-            read_timeout="10s",
+            [source("slow", hostile.url("/slow.xml"), interval="10s")],
+            fetch_deadline="12s",
+            read_timeout="30s",
         )
         first = aggregator(path, "poll")
         assert first.returncode == 1 and "deadline" in first.stdout
@@ -201,5 +203,5 @@ def test_a_plain_poll_right_after_a_slow_failure_does_not_poll_it_again(
     polled, failed = from_iso(row["last_poll_at"]), from_iso(row["last_error_at"])
     next_poll = from_iso(row["next_poll_at"])
     assert polled and failed and next_poll
-    assert (failed - polled).total_seconds() >= 3.5  # the deadline
-    assert next_poll >= failed + timedelta(seconds=0.75 * 3)
+    assert (failed - polled).total_seconds() >= 11.5  # the deadline
+    assert next_poll >= failed + timedelta(seconds=0.75 * 10)
