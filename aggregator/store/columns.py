@@ -7,10 +7,13 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
-from aggregator.models import Enclosure
+from aggregator.config.loader import Source
+from aggregator.identity.dedup import Decision
+from aggregator.models import Enclosure, EntryRecord
 from aggregator.store.records import (
     HISTORY_DAYS,
     KEEP,
@@ -19,6 +22,7 @@ from aggregator.store.records import (
     SourceState,
     StoredArticle,
     from_iso,
+    iso,
 )
 
 T = TypeVar("T")
@@ -126,3 +130,42 @@ def article_of(row: dict[str, Any]) -> StoredArticle:
         tags=tuple(json.loads(row["tag_names"])),
         entry_categories=tuple(json.loads(row["category_names"])),
     )
+
+
+@dataclass
+class NewEntryRows:
+    """The rows of one poll's new entries, gathered for each backend to write with one
+    statement per table."""
+
+    entries: list[tuple[Any, ...]] = field(default_factory=list)
+    # (entry, source id, stamp): each one's entry_sources row, made in write()
+    carried: list[tuple[EntryRecord, str, str]] = field(default_factory=list)
+    categories: list[tuple[str, str]] = field(default_factory=list)
+    tags: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, source: Source, entry: EntryRecord, decision: Decision, now: datetime) -> None:
+        published, updated = decision.published or now, decision.updated or now
+        stamp = iso(now)
+        self.entries.append(
+            (
+                entry.code,
+                entry.code_rule,
+                entry.guid,
+                entry.title,
+                entry.link,
+                iso(published),
+                iso(updated),
+                stamp,
+                entry.author,
+                entry.summary,
+                entry.content,
+                json_list(entry.categories),
+                json_enclosures(entry.enclosures),
+                source.id,
+                entry.published_raw,
+                entry.updated_raw,
+            )
+        )
+        self.carried.append((entry, source.id, stamp))
+        self.categories += [(entry.code, c) for c in (source.category, *entry.extra_categories)]
+        self.tags += [(entry.code, tag) for tag in (*source.tags, *entry.extra_tags)]

@@ -21,7 +21,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -47,6 +47,7 @@ from aggregator.models import EntryRecord, ParsedFeed
 from aggregator.store.columns import (
     RECORD,
     STATE_COLUMNS,
+    NewEntryRows,
     article_of,
     history_start,
     json_enclosures,
@@ -1114,41 +1115,8 @@ def _insert_names(cur: psycopg.Cursor[Any], table: str, rows: Sequence[tuple[str
     return max(cur.rowcount, 0)
 
 
-@dataclass
-class _NewEntries:
+class _NewEntries(NewEntryRows):
     """One poll's new entries, written with one statement per table."""
-
-    entries: list[tuple[Any, ...]] = field(default_factory=list)
-    carried: list[tuple[EntryRecord, str, str]] = field(default_factory=list)
-    categories: list[tuple[str, str]] = field(default_factory=list)
-    tags: list[tuple[str, str]] = field(default_factory=list)
-
-    def add(self, source: Source, entry: EntryRecord, decision: Decision, now: datetime) -> None:
-        published, updated = decision.published or now, decision.updated or now
-        stamp = iso(now)
-        self.entries.append(
-            (
-                entry.code,
-                entry.code_rule,
-                entry.guid,
-                entry.title,
-                entry.link,
-                iso(published),
-                iso(updated),
-                stamp,
-                entry.author,
-                entry.summary,
-                entry.content,
-                json_list(entry.categories),
-                json_enclosures(entry.enclosures),
-                source.id,
-                entry.published_raw,
-                entry.updated_raw,
-            )
-        )
-        self.carried.append((entry, source.id, stamp))
-        self.categories += [(entry.code, c) for c in (source.category, *entry.extra_categories)]
-        self.tags += [(entry.code, tag) for tag in (*source.tags, *entry.extra_tags)]
 
     def write(self, cur: psycopg.Cursor[Any]) -> None:
         if not self.entries:

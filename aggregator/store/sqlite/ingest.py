@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 import sqlite_utils
 
@@ -26,6 +25,7 @@ from aggregator.identity.dedup import (
     resolve_codes,
 )
 from aggregator.models import EntryRecord, ParsedFeed
+from aggregator.store.columns import NewEntryRows
 from aggregator.store.records import (
     FeedKey,
     IngestResult,
@@ -40,42 +40,8 @@ from aggregator.store.sqlite.rows import chunks, json_enclosures, json_list
 from aggregator.store.sqlite.status import count_new_entries
 
 
-@dataclass
-class NewEntries:
+class NewEntries(NewEntryRows):
     """The rows of one poll's new entries, written with one statement per table."""
-
-    entries: list[tuple[Any, ...]] = field(default_factory=list)
-    # (entry, source id, stamp): each one's entry_sources row, made in write()
-    carried: list[tuple[EntryRecord, str, str]] = field(default_factory=list)
-    categories: list[tuple[str, str]] = field(default_factory=list)
-    tags: list[tuple[str, str]] = field(default_factory=list)
-
-    def add(self, source: Source, entry: EntryRecord, decision: Decision, now: datetime) -> None:
-        published, updated = decision.published or now, decision.updated or now
-        stamp = iso(now)
-        self.entries.append(
-            (
-                entry.code,
-                entry.code_rule,
-                entry.guid,
-                entry.title,
-                entry.link,
-                iso(published),
-                iso(updated),
-                stamp,
-                entry.author,
-                entry.summary,
-                entry.content,
-                json_list(entry.categories),
-                json_enclosures(entry.enclosures),
-                source.id,
-                entry.published_raw,
-                entry.updated_raw,
-            )
-        )
-        self.carried.append((entry, source.id, stamp))
-        self.categories += [(entry.code, c) for c in (source.category, *entry.extra_categories)]
-        self.tags += [(entry.code, tag) for tag in (*source.tags, *entry.extra_tags)]
 
     def write(self, conn: sqlite3.Connection) -> None:
         if not self.entries:
