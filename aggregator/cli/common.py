@@ -15,11 +15,10 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from aggregator.config import sourcefile
 from aggregator.config.loader import (
     DEFAULT_CONFIG_PATH,
     SOURCE_KEYS,
@@ -31,8 +30,13 @@ from aggregator.config.loader import (
 from aggregator.errors import ConfigError, ConfigNotFound, StoreError
 from aggregator.run.pacing import Hold
 from aggregator.store import open_store as open_storage
-from aggregator.store.interface import Storage
 from aggregator.store.records import SourceState, from_iso
+
+# Imported by the functions that use them: editing the file (tomlkit) and the status
+# report are for some commands only, and every command starts with this module.
+if TYPE_CHECKING:
+    from aggregator.config import sourcefile
+    from aggregator.store.interface import Storage
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -214,6 +218,8 @@ def refuse_broken(exc: ConfigError | sourcefile.SourceFileError) -> NoReturn:
 
 def read_config(config_path: Path) -> tuple[str, Config]:
     """The file's text and the config it describes; exits 2 when it is invalid."""
+    from aggregator.config import sourcefile
+
     try:
         text = sourcefile.read(config_path)
         return text, sourcefile.validate(text, config_path)
@@ -225,6 +231,8 @@ def apply_edit(config_path: Path, change: Callable[[str], str]) -> Config:
     """Run one text edit on the config file and save it, or explain the refusal.
     A file that is not TOML at all is refused first, with its line; one that is TOML
     but invalid may be edited, if the edit makes it valid."""
+    from aggregator.config import sourcefile
+
     try:
         text = sourcefile.read(config_path)
         parse_toml(text, config_path)
