@@ -107,8 +107,8 @@ def disk(database: Path) -> dict[str, Any]:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         entries = db.execute("SELECT count(*) FROM entries").fetchone()[0]
         renders = db.execute(
-            "SELECT coalesce(sum(length(atom) + length(json) + length(context)"
-            " + length(shown)), 0) FROM entry_renders"
+            "SELECT coalesce(sum(length(body) + length(context) + length(shown)"
+            " + length(format) + length(code)), 0) FROM entry_fragments"
         ).fetchone()[0]
     size = database.stat().st_size
     return {
