@@ -20,8 +20,8 @@ _NON_SLUG = re.compile(r"[^a-z0-9]+")
 
 @lru_cache(maxsize=1)
 def _han() -> re.Pattern[str]:
-    """Chinese characters; compiled on first use (~12 ms: not for a command with every
-    slug known)."""
+    """Chinese characters; compiled on first use, so a command with every slug known
+    never pays for it."""
     return re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 

@@ -15,6 +15,7 @@ from aggregator.config.loader import Source
 from aggregator.identity.dedup import Decision
 from aggregator.models import Enclosure, EntryRecord
 from aggregator.store.records import (
+    FAILED_RESULTS,
     HISTORY_DAYS,
     KEEP,
     PollRecord,
@@ -169,3 +170,53 @@ class NewEntryRows:
         self.carried.append((entry, source.id, stamp))
         self.categories += [(entry.code, c) for c in (source.category, *entry.extra_categories)]
         self.tags += [(entry.code, tag) for tag in (*source.tags, *entry.extra_tags)]
+
+
+@dataclass
+class PollRows:
+    """Many polls' records as rows: runs of rows that set the same columns (one statement
+    each), the failed polls by UTC day, and the latest poll's day."""
+
+    runs: list[tuple[tuple[str, ...], list[dict[str, Any]]]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    day: str = ""
+
+
+def poll_rows(polls: Sequence[tuple[str, PollRecord]]) -> PollRows:
+    """The rows record_polls writes, in the order given. A record that sets last_poll_at
+    is a poll: its row also carries the recent-poll record to append."""
+    rows = PollRows()
+    for source_id, record in polls:
+        values = record.changes()
+        names = tuple(values)
+        row = {k: iso(v) if isinstance(v, datetime) else v for k, v in values.items()}
+        row["id"] = source_id
+        if "last_poll_at" in values:
+            row["recent_poll"] = recent_poll(record)
+            rows.day = max(rows.day, row["last_poll_at"][:10])
+            if record.last_result in FAILED_RESULTS:
+                rows.failed.append((source_id, row["last_poll_at"][:10]))
+        if rows.runs and rows.runs[-1][0] == names:
+            rows.runs[-1][1].append(row)
+        else:
+            rows.runs.append((names, [row]))
+    return rows
+
+
+# Where a feed's members are listed: (table, column) by feed kind ("all" lists every entry).
+FEED_MEMBERS = {
+    "category": ("entry_categories", "name"),
+    "tag": ("entry_tags", "name"),
+    "source": ("entry_sources", "source_id"),
+}
+
+
+def distinct_sql(table: str, column: str) -> str:
+    """DISTINCT column by hopping along its index, one seek per value (a plain DISTINCT
+    reads every row); the same SQL in SQLite and PostgreSQL."""
+    return f"""WITH RECURSIVE seen(value) AS (
+                  SELECT min({column}) FROM {table}
+                  UNION ALL
+                  SELECT (SELECT min({column}) FROM {table} WHERE {column} > seen.value)
+                  FROM seen WHERE seen.value IS NOT NULL)
+                SELECT value FROM seen WHERE value IS NOT NULL"""

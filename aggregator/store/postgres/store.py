@@ -45,21 +45,22 @@ from aggregator.identity.dedup import (
 )
 from aggregator.models import EntryRecord, ParsedFeed
 from aggregator.store.columns import (
+    FEED_MEMBERS,
     RECORD,
     STATE_COLUMNS,
     NewEntryRows,
     article_of,
+    distinct_sql,
     history_start,
     json_enclosures,
     json_list,
-    recent_poll,
+    poll_rows,
     recent_polls,
     source_state,
     utc,
 )
 from aggregator.store.postgres.schema import MIGRATION_LOCK, MIGRATIONS, SCHEMA_VERSION
 from aggregator.store.records import (
-    FAILED_RESULTS,
     RECENT_POLLS,
     Candidate,
     FeedKey,
@@ -323,23 +324,8 @@ class PostgresStore:
     def record_polls(self, polls: Sequence[tuple[str, PollRecord]]) -> None:
         """Store many polls' outcomes in one transaction (see the SQLite store's
         record_polls): one statement per run of polls that set the same columns."""
-        runs: list[tuple[tuple[str, ...], list[dict[str, Any]]]] = []
-        failed: list[tuple[str, str]] = []
-        day = ""
-        for source_id, record in polls:
-            values = record.changes()
-            names = tuple(values)
-            row = {k: iso(v) if isinstance(v, datetime) else v for k, v in values.items()}
-            row["id"] = source_id
-            if "last_poll_at" in values:
-                row["recent_poll"] = recent_poll(record)
-                day = max(day, row["last_poll_at"][:10])
-                if record.last_result in FAILED_RESULTS:
-                    failed.append((source_id, row["last_poll_at"][:10]))
-            if runs and runs[-1][0] == names:
-                runs[-1][1].append(row)
-            else:
-                runs.append((names, [row]))
+        prepared = poll_rows(polls)
+        runs, failed, day = prepared.runs, prepared.failed, prepared.day
 
         def work(cur: psycopg.Cursor[Any]) -> None:
             cur.execute(
@@ -720,31 +706,17 @@ class PostgresStore:
         return frozenset(keys)
 
     def _distinct(self, table: str, column: str) -> list[str]:
-        """DISTINCT column by hopping along its index, one seek per value."""
-        rows = self._read(
-            lambda conn: conn.execute(
-                f"""WITH RECURSIVE seen(value) AS (
-                      SELECT min({column}) FROM {table}
-                      UNION ALL
-                      SELECT (SELECT min({column}) FROM {table} WHERE {column} > seen.value)
-                      FROM seen WHERE seen.value IS NOT NULL)
-                    SELECT value FROM seen WHERE value IS NOT NULL"""
-            ).fetchall()
-        )
+        """DISTINCT column by hopping along its index (columns.distinct_sql)."""
+        rows = self._read(lambda conn: conn.execute(distinct_sql(table, column)).fetchall())
         return [value for (value,) in rows]
 
     def articles(self, key: FeedKey, limit: int) -> list[StoredArticle]:
         """The newest entries of one feed, newest first, ties broken by code."""
         kind, name = key
-        members = {
-            "category": ("entry_categories", "name"),
-            "tag": ("entry_tags", "name"),
-            "source": ("entry_sources", "source_id"),
-        }
         if kind == "all":
             where, params = "", []
         else:
-            table, column = members[kind]
+            table, column = FEED_MEMBERS[kind]
             where = f"WHERE e.code IN (SELECT code FROM {table} WHERE {column} = %s)"
             params = [name]
         rows = self._dicts(

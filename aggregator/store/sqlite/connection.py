@@ -52,7 +52,7 @@ class Connection:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open database {self.path}: {exc}") from None
         # No sqlite-utils plugins: nothing installed alongside may change our connection,
-        # and looking for them (every installed package's entry points) cost ~25 ms a start.
+        # and looking for them scans every installed package's entry points at each start.
         self.db = sqlite_utils.Database(conn, execute_plugins=False)
         self._lock = threading.RLock()
         self._keys_seen: tuple[int, frozenset[FeedKey]] | None = None  # see feed_keys

@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlite_utils
 
+from aggregator.store.columns import FEED_MEMBERS, distinct_sql
 from aggregator.store.records import FeedKey, PositionedRender, Render, StoredArticle
 from aggregator.store.sqlite.connection import Connection
 from aggregator.store.sqlite.rows import ARTICLE_COLUMNS, article_of, chunks, utc
@@ -132,28 +133,15 @@ class Publishing(Connection):
         return frozenset(keys)
 
     def _distinct(self, table: str, column: str) -> list[str]:
-        """DISTINCT column by hopping along its index, one seek per value (a plain
-        DISTINCT reads every row: 50 000 per publish for a few hundred names)."""
+        """DISTINCT column by hopping along its index (columns.distinct_sql)."""
         with self._lock:
-            rows = self.db.execute(
-                f"""WITH RECURSIVE seen(value) AS (
-                      SELECT min({column}) FROM {table}
-                      UNION ALL
-                      SELECT (SELECT min({column}) FROM {table} WHERE {column} > seen.value)
-                      FROM seen WHERE seen.value IS NOT NULL)
-                    SELECT value FROM seen WHERE value IS NOT NULL"""
-            ).fetchall()
+            rows = self.db.execute(distinct_sql(table, column)).fetchall()
         return [value for (value,) in rows]
 
     def articles(self, key: FeedKey, limit: int) -> list[StoredArticle]:
         """The newest entries of one feed, newest first, ties broken by code."""
         kind, name = key
-        members = {
-            "category": ("entry_categories", "name"),
-            "tag": ("entry_tags", "name"),
-            "source": ("entry_sources", "source_id"),
-        }
-        where, params = ("", []) if kind == "all" else self._membership(*members[kind], name)
+        where, params = ("", []) if kind == "all" else self._membership(*FEED_MEMBERS[kind], name)
         rows = self._query(
             f"""SELECT {ARTICLE_COLUMNS}
                FROM entries e {where}

@@ -4,17 +4,14 @@ recorded after it (with its line in the status history)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import Any
 
 from aggregator.config.loader import Source
-from aggregator.store.columns import STATE_COLUMNS, history_start, recent_poll, source_state
+from aggregator.store.columns import STATE_COLUMNS, history_start, poll_rows, source_state
 from aggregator.store.records import (
-    FAILED_RESULTS,
     PollRecord,
     SourceMeta,
     SourceState,
-    iso,
 )
 from aggregator.store.sqlite.connection import Connection
 from aggregator.store.sqlite.rows import chunks
@@ -105,23 +102,8 @@ class Sources(Connection):
         order given, so a source polled twice keeps its last poll. A record that sets
         last_poll_at is a poll: the same statement appends it to the source's recent
         polls, and a failed one counts in its day (poll_days)."""
-        runs: list[tuple[tuple[str, ...], list[dict[str, Any]]]] = []
-        failed: list[tuple[str, str]] = []
-        day = ""  # the latest poll's UTC day
-        for source_id, record in polls:
-            values = record.changes()
-            names = tuple(values)
-            row = {k: iso(v) if isinstance(v, datetime) else v for k, v in values.items()}
-            row["id"] = source_id
-            if "last_poll_at" in values:
-                row["recent_poll"] = recent_poll(record)
-                day = max(day, row["last_poll_at"][:10])
-                if record.last_result in FAILED_RESULTS:
-                    failed.append((source_id, row["last_poll_at"][:10]))
-            if runs and runs[-1][0] == names:
-                runs[-1][1].append(row)
-            else:
-                runs.append((names, [row]))
+        prepared = poll_rows(polls)
+        runs, failed, day = prepared.runs, prepared.failed, prepared.day
         with self.transaction() as db:
             conn = db.conn
             conn.executemany(
