@@ -16,6 +16,7 @@ from aggregator.run.poll import poll_source
 from aggregator.store.sqlite import SqliteStore
 from tests import atomcheck, jsonfeedcheck, rsscheck
 from tests.conftest import Clock
+from tests.publishing import served
 
 A = "{http://www.w3.org/2005/Atom}"
 
@@ -62,7 +63,7 @@ def run_source(
         entries = list(store.db.query("SELECT * FROM entries ORDER BY code"))
         (row,) = [r for r in store.source_rows() if r["id"] == "s"]
     out = config.settings.output_dir
-    files = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    files = served(out)
     for name, data in files.items():
         found = []
         if name.endswith(".xml"):

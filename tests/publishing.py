@@ -85,11 +85,7 @@ class Site:
         return self.store.ingest(source, feed, list(entries), self.now).changed_feeds
 
     def files(self) -> dict[str, bytes]:
-        return {
-            str(p.relative_to(self.out)): p.read_bytes()
-            for p in sorted(self.out.rglob("*"))
-            if p.is_file()
-        }
+        return served(self.out)
 
     def read_url(self, url: str) -> bytes:
         base = self.config.settings.base_url + "/"
@@ -103,6 +99,16 @@ def site(write_config: Any, **settings: Any) -> Iterator[Site]:
     with SqliteStore(config.settings.database) as store:
         store.sync_sources(config.sources)
         yield Site(config, store)
+
+
+def served(folder: Path) -> dict[str, bytes]:
+    """Every file under a published folder that a subscriber can fetch (dot files, such
+    as the publish lock and record, are the publisher's own), by relative path."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    }
 
 
 def links(root: etree._Element, rel: str) -> list[str]:

@@ -27,6 +27,7 @@ from tests.conftest import config_text, run_aggregator
 from tests.daemonkit import free_port, get, wait_for
 from tests.feeds import Item, rss
 from tests.feedserver import FeedServer
+from tests.publishing import served
 
 SOURCES = 6
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +133,7 @@ def _healthy(port: int) -> bool:
 
 
 def _files(out: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    return served(out)
 
 
 def test_nodes_share_polls_politely_and_survive_a_killed_node(

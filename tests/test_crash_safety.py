@@ -128,6 +128,7 @@ def test_a_publish_removes_killed_writers_temp_files_never_a_live_writers(
         assert sorted(p.name for p in s.out.rglob(".*") if p.is_file()) == [
             ".keep.tmp",
             ".publish.lock",
+            ".publish.record",
         ]
         assert b"<entry>" in (s.out / "all.xml").read_bytes()  # then published over it
 

@@ -22,6 +22,7 @@ from aggregator.store.sqlite import SqliteStore
 from tests.conftest import Clock, config_text
 from tests.feeds import SHARE, rss_entries
 from tests.feedserver import FeedServer
+from tests.publishing import served
 
 TRAM = "http://transit.example.com/2022/01/tram"
 POOL = "http://links.example.org/pool"
@@ -124,9 +125,7 @@ def run(
         Publisher(config, store).publish()
         rows = {table: [tuple(r) for r in store.db.execute(q)] for table, q in STORED.items()}
     output = config.settings.output_dir
-    files = {
-        str(p.relative_to(output)): p.read_bytes() for p in sorted(output.rglob("*")) if p.is_file()
-    }
+    files = served(output)
     return rows, files
 
 

@@ -17,6 +17,7 @@ from tests.atomcheck import assert_valid
 from tests.conftest import Clock
 from tests.feeds import Item, atom, rss
 from tests.feedserver import FeedServer
+from tests.publishing import served
 
 SHARED = Item(
     "NW202112240300260002",
@@ -69,9 +70,7 @@ def poll_all(config: Config, store: SqliteStore, clock: Clock) -> list[Any]:
 
 def feed_bytes(config: Config) -> dict[str, bytes]:
     root = config.settings.output_dir
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
+    return served(root)
 
 
 def test_same_article_from_two_sources_is_one_entry(

@@ -17,7 +17,7 @@ from aggregator.store import open_store
 from aggregator.store.postgres import PostgresStore
 from aggregator.store.postgres.schema import SCHEMA_VERSION
 from tests.conftest import config_text
-from tests.publishing import SOURCES, START, record
+from tests.publishing import SOURCES, START, record, served
 
 NODES = 4
 ARTICLES = 30
@@ -60,7 +60,7 @@ def _polls(store: Any, config: Config) -> None:
 
 
 def _files(out: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    return served(out)
 
 
 def test_migrations_are_applied_once(postgres_url: str) -> None:

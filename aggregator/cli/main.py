@@ -325,13 +325,17 @@ def _publish_changed(config: Config, store: Storage, changed: set[FeedKey]) -> N
 @click.option(
     "--rebuild",
     is_flag=True,
-    help="Also rewrite old archive pages (after changing base_url or feed names).",
+    help="Render every feed again and rewrite old archive pages too (after changing"
+    " base_url or feed names, or editing the database by other means).",
 )
 @click.pass_context
 def publish(ctx: click.Context, config_path: Path, rebuild: bool) -> None:
     """Regenerate every published feed (and posts, when enabled) from the store.
 
-    Unchanged files are left alone. `aggregator publish posts` writes only the posts.
+    Unchanged files are left alone. A feed is rendered again when the store changed it,
+    the config or the program changed, or its files are not the ones the last publish
+    left (the folder's .publish.record says). `aggregator publish posts` writes only
+    the posts.
     """
     if ctx.invoked_subcommand is not None:
         return

@@ -38,6 +38,8 @@ HEADINGS = {
     },
 }
 OPML_PATH = "feeds.opml"
+INDEX_PATH = "index.html"
+LISTING_FILES = (INDEX_PATH, OPML_PATH)
 
 
 def headings(config: Config) -> dict[str, str]:

@@ -53,7 +53,14 @@ from aggregator.publish.documents import (
 )
 from aggregator.publish.feedpages import Paging, distinct_updated, pages_to_render, shown_updated
 from aggregator.publish.formats import chosen
-from aggregator.publish.listing import render_index, render_opml
+from aggregator.publish.listing import (
+    INDEX_PATH,
+    LISTING_FILES,
+    OPML_PATH,
+    render_index,
+    render_opml,
+)
+from aggregator.publish.record import PublishRecord, digest, read_record, write_record
 from aggregator.publish.websub import HubNotifier
 from aggregator.store.interface import Storage
 from aggregator.store.records import FeedKey, Render, SourceMeta, StoredArticle
@@ -155,6 +162,8 @@ class Publisher:
         self._writers: ThreadPoolExecutor | None = None  # started by the first publish
         self._pool_lock = threading.Lock()
         self._swept = False  # temp files of killed writers removed (see publish)
+        self._config_digest: tuple[Config | None, str] = (None, "")
+        self._record: PublishRecord | None = None  # what the folder holds (see record.py)
 
     def _term(self, kind: str, name: str) -> Term:
         if self._terms[0] is not self.config:  # the daemon swaps in a reloaded config
@@ -210,11 +219,20 @@ class Publisher:
             # Read before anything is rendered: a change committed after this keeps its mark.
             marks, holes = self.store.unpublished(), self.store.holes()
             all_keys = self.store.feed_keys()
-            asked = all_keys if keys is None else {*keys, ("all", "")}
+            record = self._current_record(all_keys)
+            if keys is None and not rebuild:
+                asked = {key for key in all_keys if not self._recorded(record, key)}
+            else:
+                asked = all_keys if keys is None else {*keys, ("all", "")}
             due = asked | marks.keys() | holes.keys()
             emptied = {k for k in due - all_keys if self._published_before(k)}
             wanted = (due & all_keys) | emptied
-            written = self._write(wanted, all_keys, rebuild, holes)
+            listing = not record.holds(self.output, LISTING_FILES)
+            written = self._write(wanted, all_keys, rebuild, holes, listing)
+            record.note(self.output, [n for k in wanted for n in self._current_files(k)])
+            record.note(self.output, LISTING_FILES)
+            if keys is None:
+                write_record(self.output, record)
             self.store.mark_published(marks, holes)  # the files are durable now
         changed = set(written)
         topics = [
@@ -226,6 +244,35 @@ class Publisher:
         self._announce(topics)
         return written
 
+    def _current_record(self, all_keys: set[FeedKey]) -> PublishRecord:
+        """The record of the folder for the config and store as they are now: the one
+        kept since the last publish, else the folder's, else an empty one."""
+        config = self.config
+        if self._config_digest[0] is not config:
+            self._config_digest = (config, digest(config))
+        context = digest(
+            __version__,
+            [(f.name, f.version) for f in self.formats],
+            self._config_digest[1],
+            self.store.version("source_meta"),
+            sorted(all_keys),  # not version("feed_keys"): publishing itself moves that
+        )
+        if self._record is None or self._record.context != context:
+            self._record = read_record(self.output, context) or PublishRecord(context)
+        return self._record
+
+    def _current_files(self, key: FeedKey) -> list[str]:
+        info = self.info(key)
+        return [info.file(f.suffix) for f in self.formats]
+
+    def _recorded(self, record: PublishRecord, key: FeedKey) -> bool:
+        """Whether the feed's files are the ones the record says show the store."""
+        info = self.info(key)
+        suffixes = [f.suffix for f in self.formats]
+        return record.holds(self.output, self._current_files(key)) and record.archived(
+            self.output, info.archive_folder, suffixes
+        )
+
     def _published_before(self, key: FeedKey) -> bool:
         info = self.info(key)
         return any((self.output / info.file(f.suffix)).exists() for f in self.formats)
@@ -236,8 +283,12 @@ class Publisher:
         all_keys: set[FeedKey],
         rebuild: bool,
         holes: dict[FeedKey, set[int]],
+        listing: bool,
     ) -> list[Path]:
-        """The wanted feeds' documents and the listings, written and made durable."""
+        """The wanted feeds' documents and (when asked) the listings, written and made
+        durable."""
+        if not wanted and not listing:
+            return []
         self._load_sources()
         written: list[Path] = []
         with Writer(self._pool()) as writer:
@@ -246,9 +297,10 @@ class Publisher:
                     self.info(key), rebuild, writer, holes.get(key, set())
                 )
             written += writer.drain()
-            for name, data in self._listing([self.info(key) for key in sorted(all_keys)]):
-                if write_if_changed(self.output / name, data, sync_dir=False):
-                    written.append(self.output / name)
+            if listing:
+                for name, data in self._listing([self.info(key) for key in sorted(all_keys)]):
+                    if write_if_changed(self.output / name, data, sync_dir=False):
+                        written.append(self.output / name)
             writer.sync_dirs(written)  # one fsync per folder, not per file; before any ping
         return written
 
@@ -265,8 +317,8 @@ class Publisher:
             self._listings = (
                 memo_key,
                 [
-                    ("index.html", render_index(self.config, infos, self.formats, self.url_of)),
-                    ("feeds.opml", render_opml(self.config, infos, self.formats, self.url_of)),
+                    (INDEX_PATH, render_index(self.config, infos, self.formats, self.url_of)),
+                    (OPML_PATH, render_opml(self.config, infos, self.formats, self.url_of)),
                 ],
             )
         return self._listings[1]
@@ -280,7 +332,11 @@ class Publisher:
         self.notifier.notify(hub, topics)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Let queued hub pings go out (bounded), then stop the pinger and the writers."""
+        """Keep the record of what this publisher wrote, let queued hub pings go out
+        (bounded), then stop the pinger and the writers."""
+        if self._record is not None and self._record.files:
+            with FolderLock(self.output):
+                write_record(self.output, self._record)
         if self.notifier is not None:
             self.notifier.close(timeout)
         with self._pool_lock:
@@ -314,6 +370,8 @@ class Publisher:
             sync_dirs(path for path in written if path.parent == archive)
         for number in [n for n in pages if n in exists] + [0]:
             self._write_page(info, paging, number, writer)
+        if self._record is not None:
+            self._record.archives[info.archive_folder] = paging.archived
         return written
 
     def _archived_pages(self, info: FeedInfo, paging: Paging) -> list[int]:
