@@ -343,6 +343,16 @@ def test_nodes_with_different_config_files_do_not_fight(tmp_path: Path, postgres
     assert max(watch.most_per_source.values()) == 1
 
 
+def _job_table_analyzed(url: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'procrastinate_jobs'"
+        ).fetchone()
+    return row is not None and row[0] is not None
+
+
 def test_every_source_is_polled_once_per_interval_across_the_cluster(
     tmp_path: Path, postgres_url: str
 ) -> None:
@@ -366,6 +376,7 @@ def test_every_source_is_polled_once_per_interval_across_the_cluster(
                 timeout=60,
                 what="every source polled once",
             )
+            assert _job_table_analyzed(postgres_url)  # by the node that queued the polls
             opened = time.monotonic()
             time.sleep(window)  # real processes: their own clocks run the polls
             closed = time.monotonic()

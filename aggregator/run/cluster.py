@@ -363,6 +363,7 @@ class ClusterScheduler:
             await self._defer(source.id, when)
         if missing:
             log.info("queued the first poll of %d source(s)", len(missing))
+            await asyncio.to_thread(self.state.refresh_job_statistics)
 
     async def _heartbeats(self) -> None:
         """This node's row in cluster_nodes, every HEARTBEAT seconds; and a look at the

@@ -95,6 +95,9 @@ class PostgresCluster:
         )
         return {lock for (lock,) in rows if lock is not None}
 
+    def refresh_job_statistics(self) -> None:
+        self._run(lambda conn: conn.execute("ANALYZE procrastinate_jobs"))
+
     # --- the accepted config ---
 
     def accept_config(
