@@ -303,12 +303,15 @@ def _poll_chosen(config: Config, store: Storage, chosen: Sequence[Source]) -> li
 
 
 def _publish_changed(config: Config, store: Storage, changed: set[FeedKey]) -> None:
-    """Publish what changed, and whatever a killed run left unpublished."""
-    from aggregator.publish.publisher import Publisher
+    """Publish what changed, and whatever a killed run left unpublished (nothing to
+    load when neither: the common case of a cron poll with nothing due)."""
+    written: list[Path] = []
+    if changed or store.unpublished() or store.holes():
+        from aggregator.publish.publisher import Publisher
 
-    publisher = Publisher(config, store)
-    written = publisher.publish(changed)
-    publisher.close()  # send any WebSub pings before exiting
+        publisher = Publisher(config, store)
+        written = publisher.publish(changed)
+        publisher.close()  # send any WebSub pings before exiting
     click.echo(f"published {len(written)} changed file(s) in {config.settings.output_dir}")
     if config.posts.enabled:
         from aggregator.publish.posts import PostWriter, describe_posts

@@ -222,8 +222,10 @@ class Publisher:
             record = self._current_record(all_keys)
             if keys is None and not rebuild:
                 asked = {key for key in all_keys if not self._recorded(record, key)}
-            else:
-                asked = all_keys if keys is None else {*keys, ("all", "")}
+            elif keys is None:
+                asked = all_keys
+            else:  # a change to any feed is one to the feed of everything
+                asked = {*keys, ("all", "")} if keys else set()
             due = asked | marks.keys() | holes.keys()
             emptied = {k for k in due - all_keys if self._published_before(k)}
             wanted = (due & all_keys) | emptied
