@@ -119,3 +119,25 @@ def test_another_folder_has_its_own_record(write_config: Any) -> None:
         other = Publisher(replace(s.config, settings=settings), s.store)
         other.publish()
         assert served(settings.output_dir) == before
+
+
+def test_a_publish_that_gives_up_leaves_the_rest_marked(write_config: Any) -> None:
+    """A stopping daemon's publish ends at a feed's boundary: what it did not render
+    keeps its mark, and the next publish renders it."""
+    with site(write_config, feed_entries=3, archive_entries=2) as s:
+        fill(s, 12)
+        marked = set(s.store.unpublished())
+        rendered: list[int] = []
+
+        def after_two() -> bool:
+            rendered.append(1)
+            return len(rendered) > 2
+
+        s.publisher.publish(set(), give_up=after_two)
+        left = set(s.store.unpublished())
+        assert left and left < marked and len(marked - left) == 2
+        fresh(s).publish(set())
+        assert not s.store.unpublished()
+        assert fresh(s).publish() == []
+        everything = served(s.out)
+        assert all(f"{s.publisher.info(k).stem}.xml" in everything for k in marked)

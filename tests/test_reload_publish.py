@@ -6,6 +6,9 @@ import logging
 import os
 import re
 import signal
+import threading
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -117,7 +120,7 @@ def test_sighup_requests_a_reload(server: FeedServer, write_config: Any) -> None
 
 def test_publish_queue_batches_a_burst_into_one_publish() -> None:
     calls: list[set[FeedKey]] = []
-    queue = PublishQueue(calls.append, delay=60)
+    queue = PublishQueue(lambda keys, give_up: calls.append(keys), delay=60)
     queue.start()
     queue.add({("all", ""), ("source", "a")})
     queue.add({("source", "b")})
@@ -130,7 +133,7 @@ def test_publish_queue_batches_a_burst_into_one_publish() -> None:
 def test_publish_queue_keeps_keys_when_publishing_fails() -> None:
     calls: list[set[FeedKey]] = []
 
-    def flaky(keys: set[FeedKey]) -> None:
+    def flaky(keys: set[FeedKey], give_up: Callable[[], bool]) -> None:
         calls.append(keys)
         if len(calls) == 1:
             raise OSError("disk full")
@@ -141,6 +144,25 @@ def test_publish_queue_keeps_keys_when_publishing_fails() -> None:
     queue.add({("source", "b")})
     queue.flush()
     assert calls == [{("source", "a")}, {("source", "a"), ("source", "b")}]
+
+
+def test_a_stopping_queue_publishes_for_a_bounded_time() -> None:
+    """stop() tells the publish under way to give up once its drain time is over: a
+    backlog of thousands of feeds does not hold the daemon's stop for minutes."""
+    started, gave_up = threading.Event(), threading.Event()
+
+    def slow(keys: set[FeedKey], give_up: Callable[[], bool]) -> None:
+        started.set()
+        while not give_up():  # one feed after another, as Publisher.publish does
+            time.sleep(0.01)
+        gave_up.set()
+
+    queue = PublishQueue(slow, delay=0, drain=0.2)
+    queue.start()
+    queue.add({("source", "a")})
+    assert started.wait(10)
+    queue.stop()
+    assert gave_up.is_set()
 
 
 def test_only_feeds_whose_entries_changed_are_regenerated(

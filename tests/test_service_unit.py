@@ -40,7 +40,7 @@ def test_the_daemon_may_write_its_database_feeds_and_posts() -> None:
 def test_systemd_waits_for_the_worst_stop() -> None:
     timeout = float(directives()["TimeoutStopSec"][0])
     assert timeout >= worst_stop_seconds(Settings().stop_timeout)
-    assert worst_stop_seconds(30) == 70  # the figure docs/service.md gives
+    assert worst_stop_seconds(30) == 75  # the figures docs/service.md gives
 
 
 def test_systemd_reads_the_unit_without_complaint(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
@@ -198,7 +198,11 @@ class Publisher:
         return f"{self.config.settings.base_url}/{path}"
 
     def publish(
-        self, keys: Iterable[FeedKey] | None = None, *, rebuild: bool = False
+        self,
+        keys: Iterable[FeedKey] | None = None,
+        *,
+        rebuild: bool = False,
+        give_up: Callable[[], bool] | None = None,
     ) -> list[Path]:
         """Regenerate the given feeds (all when None), and every feed a change was
         committed to since it was last published (by any process: a publish cut
@@ -209,7 +213,9 @@ class Publisher:
         Unchanged files are never rewritten. A feed that lost its last entry
         (retention) is rewritten empty rather than left listing removed entries.
         One publish at a time writes in the output folder (FolderLock); the first of
-        this publisher also removes the temp files killed writers left there.
+        this publisher also removes the temp files killed writers left there. Once
+        give_up() says so (a daemon stopping), the feeds not yet rendered are left
+        with their marks, for the next publish.
         """
         with FolderLock(self.output):
             if not self._swept:
@@ -230,12 +236,17 @@ class Publisher:
             emptied = {k for k in due - all_keys if self._published_before(k)}
             wanted = (due & all_keys) | emptied
             listing = not record.holds(self.output, LISTING_FILES)
-            written = self._write(wanted, all_keys, rebuild, holes, listing)
-            record.note(self.output, [n for k in wanted for n in self._current_files(k)])
+            written, left = self._write(wanted, all_keys, rebuild, holes, listing, give_up)
+            done = wanted - left
+            record.note(self.output, [n for k in done for n in self._current_files(k)])
             record.note(self.output, LISTING_FILES)
             if keys is None:
                 write_record(self.output, record)
-            self.store.mark_published(marks, holes)  # the files are durable now
+            # The files are durable now.
+            self.store.mark_published(
+                {k: m for k, m in marks.items() if k not in left},
+                {k: seqs for k, seqs in holes.items() if k not in left},
+            )
         changed = set(written)
         topics = [
             self.url_of(name)
@@ -286,25 +297,30 @@ class Publisher:
         rebuild: bool,
         holes: dict[FeedKey, set[int]],
         listing: bool,
-    ) -> list[Path]:
+        give_up: Callable[[], bool] | None = None,
+    ) -> tuple[list[Path], set[FeedKey]]:
         """The wanted feeds' documents and (when asked) the listings, written and made
-        durable."""
+        durable; and the wanted feeds left unrendered because give_up() said so."""
         if not wanted and not listing:
-            return []
+            return [], set()
         self._load_sources()
         written: list[Path] = []
+        left = set(wanted)
         with Writer(self._pool()) as writer:
             for key in sorted(wanted):
+                if give_up is not None and give_up():
+                    break
                 written += self._publish_feed(
                     self.info(key), rebuild, writer, holes.get(key, set())
                 )
+                left.discard(key)
             written += writer.drain()
             if listing:
                 for name, data in self._listing([self.info(key) for key in sorted(all_keys)]):
                     if write_if_changed(self.output / name, data, sync_dir=False):
                         written.append(self.output / name)
             writer.sync_dirs(written)  # one fsync per folder, not per file; before any ping
-        return written
+        return written, left
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._pool_lock:

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -50,18 +51,21 @@ from aggregator.store.retention import CLEANUP_INTERVAL, FIRST_CLEANUP_DELAY, cl
 
 log = logging.getLogger("aggregator.daemon")
 
-# How long PublishQueue.stop waits for a publish under way before publishing what is left.
+# How long a stop keeps publishing; the feeds not published by then keep their marks in
+# the store and are published at the next start (or by `aggregator publish`).
 PUBLISH_DRAIN_TIMEOUT = 30.0
+# How long after that the feed being rendered may take to finish.
+LAST_FEED_GRACE = 5.0
 # How long the last WebSub pings may take at stop (Publisher.close).
 PING_DRAIN_TIMEOUT = 5.0
 
 
 def worst_stop_seconds(stop_timeout: float) -> float:
-    """The longest a stop can take before the database is closed: running polls, a
-    publish already under way, then the last WebSub pings (each bounded; the final
-    publish of what is left, usually a few feeds, comes on top). A service manager
-    must wait at least this long before it kills the daemon."""
-    return stop_timeout + PUBLISH_DRAIN_TIMEOUT + 2 * PING_DRAIN_TIMEOUT
+    """The longest a stop can take before the database is closed: running polls, then
+    publishing (each bounded, the feed being rendered when the time is up included),
+    then the last WebSub pings. A service manager must wait at least this long before it
+    kills the daemon."""
+    return stop_timeout + PUBLISH_DRAIN_TIMEOUT + LAST_FEED_GRACE + 2 * PING_DRAIN_TIMEOUT
 
 
 def listen_failure(host: str, port: int, exc: OSError) -> str:
@@ -135,9 +139,16 @@ class DaemonLock:
 class PublishQueue:
     """Collects changed feeds and publishes them in batches, off the poll threads."""
 
-    def __init__(self, publish: Callable[[set[FeedKey]], None], delay: float) -> None:
+    def __init__(
+        self,
+        publish: Callable[[set[FeedKey], Callable[[], bool]], None],
+        delay: float,
+        drain: float = PUBLISH_DRAIN_TIMEOUT,
+    ) -> None:
         self._publish = publish
         self.delay = delay
+        self.drain = drain  # how long stop() keeps publishing
+        self._give_up_at: float | None = None  # set by stop()
         self._pending: set[FeedKey] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -165,21 +176,27 @@ class PublishQueue:
             self._wake.clear()
             self.flush()
 
+    def _out_of_time(self) -> bool:
+        return self._give_up_at is not None and time.monotonic() > self._give_up_at
+
     def flush(self) -> None:
         keys = self._take()
         if keys:
             try:
-                self._publish(keys)
+                self._publish(keys, self._out_of_time)
             except Exception:
                 log.exception("publishing failed; will retry with the next change")
                 with self._lock:
                     self._pending |= keys
 
     def stop(self) -> None:
+        """Publish what is pending for at most `drain` seconds, then stop."""
+        self._give_up_at = time.monotonic() + self.drain
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=PUBLISH_DRAIN_TIMEOUT)
-        self.flush()
+        self._thread.join(timeout=self.drain + LAST_FEED_GRACE)
+        if not self._thread.is_alive():
+            self.flush()  # changes queued after the thread's last look
 
 
 class Daemon:
@@ -255,9 +272,9 @@ class Daemon:
         self.queue.add(outcome.changed_feeds)
         return outcome.next_poll
 
-    def _publish(self, keys: set[FeedKey]) -> None:
+    def _publish(self, keys: set[FeedKey], give_up: Callable[[], bool] | None = None) -> None:
         assert self.publisher
-        written = self.publisher.publish(keys)
+        written = self.publisher.publish(keys, give_up=give_up)
         self.metrics.published(len(written))
         if written:
             names = ", ".join(sorted(k[0] if k[0] == "all" else f"{k[0]}/{k[1]}" for k in keys))
