@@ -394,3 +394,48 @@ def test_every_source_is_polled_once_per_interval_across_the_cluster(
         assert len(seen) >= int(window // latest_gap)
     assert max(watch.most_per_source.values()) == 1
     assert sum(took.values()) >= count * int(window // latest_gap)
+
+
+def test_a_node_polls_as_many_sources_at_once_as_its_workers(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """`workers` polls at once on one node, within per_host_limit: not the cpu_count + 4
+    of asyncio's default thread pool (6 on 2 cores)."""
+    count = 12
+    watch = Watch()
+    with feed_server() as server:
+        sources = []
+        for n in range(count):
+            path = f"/slow{n}.xml"
+            body = rss([Item(f"NW2021122405{n:08d}", f"慢新闻 {n}")], title=f"慢来源 {n}")
+            server.set(path, handler=watch.handler(path, body, 4.0))  # its first poll
+            sources.append(
+                {
+                    "id": f"s{n}",
+                    "name": f"慢来源 {n}",
+                    "url": server.url(path),
+                    "category": "测试",
+                    "interval": "10s",
+                }
+            )
+        config = tmp_path / "sources.toml"
+        config.write_text(
+            config_text(
+                sources,
+                database=postgres_url,
+                base_url="http://feeds.example.org",
+                workers=count,
+                per_host_limit=count,
+            ),
+            encoding="utf-8",
+        )
+        nodes = [start_node(config, tmp_path / "node0")]
+        try:
+            wait_for(
+                lambda: all(server.hits(f"/slow{n}.xml") for n in range(count)),
+                timeout=60,
+                what="every source polled once",
+            )
+        finally:
+            _stop(nodes)
+    assert watch.most_per_host >= count - 2, watch.most_per_host

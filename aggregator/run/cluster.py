@@ -149,6 +149,12 @@ class ClusterScheduler:
         self.app = procrastinate.App(connector=self.state.job_connector())
         self._task = self.app.task(name=POLL_TASK, queue=QUEUE)(self._poll_job)
         self._loop = asyncio.new_event_loop()
+        # Polls run on threads of their own, `workers` of them: asyncio's default pool
+        # has cpu_count + 4 threads (6 on 2 cores), which capped a node at 6 polls at
+        # once whatever `workers` said, and left heartbeats queued behind slow polls.
+        self._poll_threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, workers), thread_name_prefix="poll"
+        )
         self._thread = threading.Thread(target=self._loop.run_forever, name="cluster", daemon=True)
         self._worker: Worker | None = None
         self._worker_run: concurrent.futures.Future[Any] | None = None
@@ -186,6 +192,7 @@ class ClusterScheduler:
             log.debug("closing the job engine failed", exc_info=True)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        self._poll_threads.shutdown(wait=False)  # polls still running: see above
         self.state.close()
         return idle
 
@@ -232,7 +239,9 @@ class ClusterScheduler:
         with self._counter:
             self._in_flight += 1
         try:
-            when = await asyncio.to_thread(self._poll_politely, source_id)
+            when = await asyncio.get_running_loop().run_in_executor(
+                self._poll_threads, self._poll_politely, source_id
+            )
         finally:
             with self._counter:
                 self._in_flight -= 1
