@@ -1,5 +1,6 @@
-"""A command loads what it uses: `aggregator poll` with nothing due fetches, parses and
-segments nothing, so it imports none of that (what made every command slow to start)."""
+"""A command loads what it uses: `aggregator poll` with nothing due fetches, parses,
+segments and publishes nothing and reads the store through plain sqlite3, so it imports
+none of that (what made every command slow to start)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ HEAVY = (
     "aggregator.parse.kinds",
     "aggregator.run.fulltext",
     "aggregator.run.pollrun",
+    "aggregator.publish.publisher",
     "aggregator.store.postgres",
     "feedparser",
     "pycurl",
@@ -29,6 +31,7 @@ HEAVY = (
     "pypinyin",
     "procrastinate",
     "psycopg",
+    "sqlite_utils",
 )
 SOURCE = {
     "id": "a",

@@ -13,14 +13,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, ParamSpec, TypeVar
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 
 from aggregator.errors import BatchFailed, StoreError
 from aggregator.store.records import FeedKey
 from aggregator.store.sqlite.migrations import MIGRATIONS, SCHEMA_VERSION
 from aggregator.store.sqlite.schema import create as create_schema
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 # WAL pages written before a commit copies them back into the database file: a first
 # poll rewrites the same index pages again and again, and each checkpoint at SQLite's
@@ -51,9 +52,7 @@ class Connection:
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open database {self.path}: {exc}") from None
-        # No sqlite-utils plugins: nothing installed alongside may change our connection,
-        # and looking for them scans every installed package's entry points at each start.
-        self.db = sqlite_utils.Database(conn, execute_plugins=False)
+        self.conn = conn
         self._lock = threading.RLock()
         self._keys_seen: tuple[int, frozenset[FeedKey]] | None = None  # see feed_keys
         self._batch: _Batch | None = None  # the batch under way (see batch)
@@ -65,6 +64,17 @@ class Connection:
         except (sqlite3.DatabaseError, OSError) as exc:  # not a database, say
             self.close()
             raise StoreError(f"cannot use database {self.path}: {exc}") from None
+
+    @functools.cached_property
+    def db(self) -> sqlite_utils.Database:
+        """The connection as sqlite-utils wraps it, made on first use: importing
+        sqlite-utils is a third of a command's start-up, and a command with nothing to
+        do (a cron poll with nothing due) reads and writes through plain sqlite3."""
+        import sqlite_utils
+
+        # No plugins: nothing installed alongside may change our connection, and looking
+        # for them scans every installed package's entry points.
+        return sqlite_utils.Database(self.conn, execute_plugins=False)
 
     @property
     def database(self) -> str:
@@ -86,7 +96,7 @@ class Connection:
 
     def close(self) -> None:
         with self._lock:
-            self.db.close()
+            self.conn.close()
             if self._write_lock is not None:
                 self._write_lock.close()
                 self._write_lock = None
@@ -95,20 +105,26 @@ class Connection:
     def transaction(self) -> Iterator[sqlite_utils.Database]:
         """One write transaction; rolled back whole on any exception. Opened inside a
         batch, it is part of the batch's transaction (see batch)."""
+        with self.writing():
+            yield self.db
+
+    @contextmanager
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        """transaction() on the plain sqlite3 connection."""
         with self._lock:
             if self._batch is not None:
                 try:
-                    yield self.db
+                    yield self.conn
                 except BaseException:
                     self._batch.failed = True
                     raise
                 return
             with _held(self._write_lock):
-                conn = self.db.conn
+                conn = self.conn
                 with _door("cannot begin a transaction"):
                     conn.execute("BEGIN IMMEDIATE")
                 try:
-                    yield self.db
+                    yield conn
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
@@ -130,7 +146,7 @@ class Connection:
         with self._lock:
             if self._batch is not None:
                 raise StoreError("batches do not nest")
-            with self.transaction():
+            with self.writing():
                 self._batch = _Batch()
                 try:
                     yield
@@ -141,15 +157,19 @@ class Connection:
 
     def _query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
-            return list(self.db.query(sql, params))
+            cursor = self.conn.execute(sql, params)
+            columns = [c[0] for c in cursor.description or ()]
+            return [dict(zip(columns, row, strict=True)) for row in cursor]
 
     @property
     def schema_version(self) -> int:
-        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
     def _migrate(self) -> None:
         """A new database gets the current schema at once; an older one is upgraded
         step by step; a newer one is refused."""
+        if self.schema_version == SCHEMA_VERSION:
+            return  # the common case, read without a write transaction
         with self.transaction() as db:
             version = self.schema_version
             if version > SCHEMA_VERSION:

@@ -8,8 +8,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from aggregator.config.loader import Source
 from aggregator.identity.dedup import (
@@ -38,6 +37,9 @@ from aggregator.store.sqlite.connection import Connection
 from aggregator.store.sqlite.publishing import feeds_holding, mark_unpublished, queue_members
 from aggregator.store.sqlite.rows import chunks, json_enclosures, json_list
 from aggregator.store.sqlite.status import count_new_entries
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 class NewEntries(NewEntryRows):
@@ -87,7 +89,7 @@ class Ingest(Connection):
         """The raw digests of the source's stored copies (see poll.source_salt), each
         with its share code."""
         with self._lock:
-            rows = self.db.execute(
+            rows = self.conn.execute(
                 """SELECT raw_digest, code FROM entry_sources
                    WHERE source_id = ? AND raw_digest IS NOT NULL""",
                 [source_id],

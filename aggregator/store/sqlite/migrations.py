@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from aggregator.identity.identify import content_fingerprint, legacy_scoped
 from aggregator.store.sqlite.rows import chunks
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 def _migration_1(db: sqlite_utils.Database) -> None:

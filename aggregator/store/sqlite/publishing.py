@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from aggregator.store.columns import FEED_MEMBERS, distinct_sql
 from aggregator.store.records import FeedKey, PositionedRender, Render, StoredArticle
 from aggregator.store.sqlite.connection import Connection
 from aggregator.store.sqlite.rows import ARTICLE_COLUMNS, article_of, chunks, utc
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 def mark_unpublished(conn: sqlite3.Connection, keys: Iterable[FeedKey]) -> None:
@@ -96,7 +97,7 @@ class Publishing(Connection):
         reads; "feed_keys": the feeds that positions were given in) may have changed,
         by any process."""
         with self._lock:
-            row = self.db.conn.execute(
+            row = self.conn.execute(
                 "SELECT version FROM store_versions WHERE what = ?", [what]
             ).fetchone()
         return int(row[0]) if row else 0
@@ -114,7 +115,7 @@ class Publishing(Connection):
             self._keys_seen = (version, self._all_feed_keys())
         with self._lock:
             # A queued member whose entry is gone (retention) makes no feed.
-            queued = self.db.conn.execute(
+            queued = self.conn.execute(
                 """SELECT kind, name FROM (SELECT DISTINCT kind, name FROM feed_pending) k
                    WHERE EXISTS (SELECT 1 FROM feed_pending q JOIN entries e ON e.code = q.code
                                  WHERE q.kind = k.kind AND q.name = k.name)"""
@@ -135,7 +136,7 @@ class Publishing(Connection):
     def _distinct(self, table: str, column: str) -> list[str]:
         """DISTINCT column by hopping along its index (columns.distinct_sql)."""
         with self._lock:
-            rows = self.db.execute(distinct_sql(table, column)).fetchall()
+            rows = self.conn.execute(distinct_sql(table, column)).fetchall()
         return [value for (value,) in rows]
 
     def articles(self, key: FeedKey, limit: int) -> list[StoredArticle]:
@@ -179,7 +180,7 @@ class Publishing(Connection):
 
     def _has_pending(self, key: FeedKey) -> bool:
         with self._lock:
-            row = self.db.execute(
+            row = self.conn.execute(
                 "SELECT 1 FROM feed_pending WHERE kind = ? AND name = ? LIMIT 1", list(key)
             ).fetchone()
         return row is not None
@@ -236,7 +237,7 @@ class Publishing(Connection):
         these formats."""
         marks = ", ".join("?" * len(formats))
         with self._lock:
-            rows = self.db.execute(
+            rows = self.conn.execute(
                 f"""SELECT e.code, e.updated, e.source_id, f.format, f.context, f.shown, f.body
                    FROM feed_positions p INDEXED BY feed_positions_page
                    JOIN entries e INDEXED BY entries_shown ON e.code = p.code
@@ -295,7 +296,7 @@ class Publishing(Connection):
         """The feeds whose documents may not show what the store holds (a change
         committed since they were last published, by any process), each with its mark."""
         with self._lock:
-            rows = self.db.conn.execute("SELECT kind, name, mark FROM feed_unpublished")
+            rows = self.conn.execute("SELECT kind, name, mark FROM feed_unpublished")
             return {(str(kind), str(name)): int(mark) for kind, name, mark in rows.fetchall()}
 
     def holes(self) -> dict[FeedKey, set[int]]:
@@ -303,7 +304,7 @@ class Publishing(Connection):
         holding them were last written."""
         found: dict[FeedKey, set[int]] = {}
         with self._lock:
-            rows = self.db.conn.execute("SELECT kind, name, seq FROM feed_holes").fetchall()
+            rows = self.conn.execute("SELECT kind, name, seq FROM feed_holes").fetchall()
         for kind, name, seq in rows:
             found.setdefault((kind, name), set()).add(int(seq))
         return found

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import sqlite_utils
+if TYPE_CHECKING:
+    import sqlite_utils
+
 
 DDL = """
 -- Each configured source: what the config says, what its feed says, its poll state.

@@ -23,10 +23,9 @@ class Sources(Connection):
 
     def sync_sources(self, sources: Iterable[Source]) -> None:
         """Mirror the config's view of each source, keeping its fetch state."""
-        with self.transaction() as db:
-            for source in sources:
-                db.execute(
-                    """INSERT INTO sources (id, name, url, category) VALUES (?, ?, ?, ?)
+        with self.writing() as conn:
+            conn.executemany(
+                """INSERT INTO sources (id, name, url, category) VALUES (?, ?, ?, ?)
                        ON CONFLICT(id) DO UPDATE SET name = excluded.name,
                          category = excluded.category,
                          moved_to = CASE WHEN sources.url = excluded.url THEN sources.moved_to END,
@@ -38,8 +37,8 @@ class Sources(Connection):
                          retry_not_before = CASE WHEN sources.url = excluded.url
                                             THEN sources.retry_not_before END,
                          url = excluded.url""",
-                    [source.id, source.name, source.url, source.category],
-                )
+                [(source.id, source.name, source.url, source.category) for source in sources],
+            )
 
     def enable_sources(self, source_ids: Sequence[str]) -> list[str]:
         """Lift the store's stop (410 Gone) from these sources and make them due now;
@@ -57,7 +56,7 @@ class Sources(Connection):
 
     def source_state(self, source_id: str) -> SourceState:
         with self._lock:  # read on every poll: plain sqlite3, no row dictionaries
-            row = self.db.conn.execute(
+            row = self.conn.execute(
                 f"SELECT {STATE_COLUMNS} FROM sources WHERE id = ?", [source_id]
             ).fetchone()
         return SourceState(source_id) if row is None else source_state(row)
@@ -68,7 +67,7 @@ class Sources(Connection):
         states = {source_id: SourceState(source_id) for source_id in source_ids}
         with self._lock:
             for chunk, marks in chunks(source_ids):
-                rows = self.db.conn.execute(
+                rows = self.conn.execute(
                     f"SELECT {STATE_COLUMNS} FROM sources WHERE id IN ({marks})", chunk
                 ).fetchall()
                 states.update((row[0], source_state(row)) for row in rows)
@@ -79,7 +78,7 @@ class Sources(Connection):
         parsed = 0
         with self._lock:
             for chunk, marks in chunks(source_ids):
-                parsed += self.db.conn.execute(
+                parsed += self.conn.execute(
                     f"SELECT count(*) FROM sources WHERE id IN ({marks}) AND body_hash IS NOT NULL",
                     chunk,
                 ).fetchone()[0]
@@ -126,7 +125,7 @@ class Sources(Connection):
     def source_meta_rows(self) -> list[SourceMeta]:
         """What the publisher shows of each source (source_rows without the counts)."""
         with self._lock:
-            rows = self.db.conn.execute(
+            rows = self.conn.execute(
                 """SELECT id, name, url, feed_title, feed_link, feed_id, moved_to
                    FROM sources ORDER BY id"""
             ).fetchall()
