@@ -25,7 +25,6 @@ from aggregator.config.selectors import Selectors, check_selectors, html_express
 from aggregator.config.sharecodes import ShareCodeRule
 from aggregator.config.slugs import KnownSlugs, assign_slugs
 from aggregator.errors import ConfigError, ConfigNotFound, ConfigProblem
-from aggregator.files import write_if_changed
 from aggregator.urls import normalize_url
 
 DEFAULT_CONFIG_PATH = Path("config/sources.toml")
@@ -994,6 +993,8 @@ def read_known_slugs(file: Path) -> KnownSlugs:
 def keep_known_slugs(file: Path, known: KnownSlugs) -> None:
     """Write the slugs down for the next command (atomically); a folder we may not
     write to only means working them out again next time."""
+    from aggregator.files import write_if_changed  # tempfile and threads: only to write
+
     data = json.dumps(known.known, ensure_ascii=False, sort_keys=True, indent=0)
     try:
         file.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 
 from aggregator.errors import BatchFailed, StoreError
 from aggregator.store.records import FeedKey
-from aggregator.store.sqlite.migrations import MIGRATIONS, SCHEMA_VERSION
+from aggregator.store.sqlite.schema import SCHEMA_VERSION
 from aggregator.store.sqlite.schema import create as create_schema
 
 if TYPE_CHECKING:
@@ -180,6 +180,8 @@ class Connection:
             if version == 0 and not db.table_names():
                 create_schema(db)
             else:
+                from aggregator.store.sqlite.migrations import MIGRATIONS  # only to upgrade
+
                 for number in range(version, SCHEMA_VERSION):
                     MIGRATIONS[number](db)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

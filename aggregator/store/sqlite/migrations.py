@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from aggregator.identity.identify import content_fingerprint, legacy_scoped
 from aggregator.store.sqlite.rows import chunks
+from aggregator.store.sqlite.schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -494,4 +495,5 @@ MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_14,
     _migration_15,
 )
-SCHEMA_VERSION = len(MIGRATIONS)
+if len(MIGRATIONS) != SCHEMA_VERSION:
+    raise AssertionError("schema.SCHEMA_VERSION is not the number of the last migration")

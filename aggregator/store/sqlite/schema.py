@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import sqlite_utils
 
+# The number of migrations.py's last migration: PRAGMA user_version of a database made
+# from DDL (migrations.py checks that the two agree).
+SCHEMA_VERSION = 15
+
 
 DDL = """
 -- Each configured source: what the config says, what its feed says, its poll state.
