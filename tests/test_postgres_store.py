@@ -4,6 +4,7 @@ published bytes as the SQLite store from the same polls (a real server, tests/pg
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from aggregator.config.loader import Config, load_config
+from aggregator.errors import StoreError
 from aggregator.models import ParsedFeed
 from aggregator.publish.publisher import Publisher
 from aggregator.store import open_store
@@ -136,3 +138,48 @@ def test_one_article_from_several_nodes_at_once_is_one_entry(
         everyone = [s.id for s in config.sources]
         for number in range(ARTICLES):
             assert store.entry_sources(record(number).code) == everyone
+
+
+def test_one_store_shared_by_many_threads_stores_each_article_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """A node's poll threads share one store (its pool of connections): the same
+    article from every thread at the same moment is one entry carried by all; each
+    thread's batch is its own (another's conflict fails it whole, never half)."""
+    threads = 12
+    sources = [
+        {"id": f"t{n}", "name": f"来源 {n}", "url": f"http://t{n}.example.cn/", "category": "c"}
+        for n in range(threads)
+    ]
+    config = _config(tmp_path, "threads", postgres_url, sources)
+    barrier = threading.Barrier(threads)
+    errors: list[str] = []
+
+    def poll_thread(store: Any, source: Any) -> None:
+        feed = ParsedFeed("rss20", source.name, "http://finews.example.cn/", "", ())
+        try:
+            for number in range(ARTICLES):
+                barrier.wait(timeout=60)
+                when = START + timedelta(minutes=number)
+                try:  # as `aggregator poll` stores: in a batch, else alone (pollrun)
+                    with store.batch():
+                        store.ingest(source, feed, [record(number)], when)
+                except StoreError:  # a conflict fails the batch whole; alone, it is retried
+                    store.ingest(source, feed, [record(number)], when)
+        except Exception as exc:  # reported to the test, which fails with it
+            errors.append(f"{source.id}: {exc!r}")
+
+    with open_store(postgres_url) as store:
+        store.sync_sources(config.sources)
+        workers = [
+            threading.Thread(target=poll_thread, args=(store, source)) for source in config.sources
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=120)
+        assert errors == []
+        assert store.entry_count() == ARTICLES
+        everyone = sorted(s.id for s in config.sources)
+        for number in range(ARTICLES):
+            assert sorted(store.entry_sources(record(number).code)) == everyone

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors as pgerrors
 from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from aggregator.config.loader import Source
 from aggregator.errors import BatchFailed, StoreError
@@ -87,7 +88,14 @@ ATTEMPTS = 8
 
 @dataclass
 class _Batch:
+    cursor: psycopg.Cursor[Any]
     failed: bool = False
+
+
+# Connections a store keeps at most: the short transactions of a node's poll threads,
+# its publisher and its sweep share them (one shared connection held each poll up to
+# the others: ~50 polls/s a node, whatever its workers).
+POOL_SIZE = 8
 
 
 def connect(url: str, *, timeout: float = 10.0) -> psycopg.Connection[Any]:
@@ -96,8 +104,27 @@ def connect(url: str, *, timeout: float = 10.0) -> psycopg.Connection[Any]:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)))
     except psycopg.Error as exc:
         raise StoreError(f"cannot connect to database {redacted(url)}: {exc}") from None
-    conn.add_notice_handler(lambda _diagnostic: None)  # "relation exists, skipping", ...
+    _quiet(conn)
     return conn
+
+
+def _quiet(conn: psycopg.Connection[Any]) -> None:
+    conn.add_notice_handler(lambda _diagnostic: None)  # "relation exists, skipping", ...
+
+
+def _pool(url: str, timeout: float) -> ConnectionPool[psycopg.Connection[Any]]:
+    """Up to POOL_SIZE connections, opened as they are needed (in autocommit mode, as
+    connect's); a broken one is replaced when it is given back."""
+    return ConnectionPool(
+        url,
+        min_size=1,
+        max_size=POOL_SIZE,
+        kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout))},
+        configure=_quiet,
+        timeout=timeout,
+        open=True,
+        name="aggregator-store",
+    )
 
 
 def redacted(url: str) -> str:
@@ -114,29 +141,28 @@ class PostgresStore:
         self.url = url
         self._closed = False
         self._timeout = timeout
-        self._lock = threading.RLock()
-        self._batch: _Batch | None = None
-        self._batch_cursor: psycopg.Cursor[Any] | None = None
+        self._local = threading.local()  # the batch under way in this thread, if any
         self._keys_seen: tuple[int, frozenset[FeedKey]] | None = None
         self._pruned_day: str | None = None
         self.node: str | None = None  # see set_node
-        self.conn = connect(url, timeout=timeout)
-        try:
-            self._migrate()
-            row = self.conn.execute("SELECT 1 FROM legacy_codes LIMIT 1").fetchone()
-            self._has_legacy_codes = row is not None
-        except psycopg.Error as exc:
-            self.conn.close()
-            raise StoreError(f"cannot use database {redacted(url)}: {exc}") from None
+        # The first connection is made at once, to fail fast and clearly where the
+        # server cannot be reached, and upgrades the schema; the pool takes over after.
+        with connect(url, timeout=timeout) as conn:
+            try:
+                self._migrate(conn)
+                row = conn.execute("SELECT 1 FROM legacy_codes LIMIT 1").fetchone()
+                self._has_legacy_codes = row is not None
+            except psycopg.Error as exc:
+                raise StoreError(f"cannot use database {redacted(url)}: {exc}") from None
+        self._pool = _pool(url, timeout)
 
     @property
     def database(self) -> str:
         return self.url
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self.conn.close()
+        self._closed = True
+        self._pool.close()
 
     def __enter__(self) -> PostgresStore:
         return self
@@ -146,29 +172,30 @@ class PostgresStore:
 
     # --- transactions ---
 
-    def _connection(self) -> psycopg.Connection[Any]:
-        """The store's connection, opened again if the server dropped it (a restart)."""
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection of the pool, for this thread until the block ends."""
         if self._closed:
             raise StoreError(f"the store {redacted(self.url)} is closed")
-        if self.conn.closed or self.conn.broken:
-            self.conn = connect(self.url, timeout=self._timeout)
-        return self.conn
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise StoreError(f"cannot connect to database {redacted(self.url)}: {exc}") from None
 
     @contextmanager
     def _attempt(self) -> Iterator[psycopg.Cursor[Any]]:
-        """One write transaction (or a part of the batch under way)."""
-        with self._lock:
-            if self._batch is not None:
-                assert self._batch_cursor is not None
-                try:
-                    yield self._batch_cursor
-                except BaseException:
-                    self._batch.failed = True
-                    raise
-                return
-            conn = self._connection()
-            with conn.transaction(), conn.cursor() as cursor:
-                yield cursor
+        """One write transaction (or a part of this thread's batch under way)."""
+        batch: _Batch | None = getattr(self._local, "batch", None)
+        if batch is not None:
+            try:
+                yield batch.cursor
+            except BaseException:
+                batch.failed = True
+                raise
+            return
+        with self._connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            yield cursor
 
     def _write(self, work: Callable[[psycopg.Cursor[Any]], T]) -> T:
         """Run work in one transaction, again if it met another node's (RETRIED); in a
@@ -178,7 +205,7 @@ class PostgresStore:
                 with self._attempt() as cursor:
                     return work(cursor)
             except RETRIED as exc:
-                if self._batch is not None or attempt == ATTEMPTS:
+                if getattr(self._local, "batch", None) is not None or attempt == ATTEMPTS:
                     raise StoreError(f"database conflict, {attempt} attempts: {exc}") from None
                 time.sleep(random.uniform(0, 0.01 * 2**attempt))
             except psycopg.Error as exc:
@@ -186,35 +213,34 @@ class PostgresStore:
         raise AssertionError("unreachable")
 
     def _read(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        with self._lock:
-            try:
-                return work(self._connection())
-            except psycopg.Error as exc:
-                raise StoreError(f"database error: {exc}") from None
+        try:
+            with self._connection() as conn:
+                return work(conn)
+        except psycopg.Error as exc:
+            raise StoreError(f"database error: {exc}") from None
 
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Several writes committed as one transaction, all or nothing: if any of them
         fails, even one whose caller went on, the whole batch is rolled back and
         BatchFailed raised, for the caller to do each alone."""
-        with self._lock:
-            if self._batch is not None:
-                raise StoreError("batches do not nest")
-            conn = self._connection()
-            batch = _Batch()
-            try:
-                with conn.transaction(), conn.cursor() as cursor:
-                    self._batch, self._batch_cursor = batch, cursor
-                    try:
-                        yield
-                    finally:
-                        self._batch, self._batch_cursor = None, None
-                    if batch.failed:
-                        raise psycopg.Rollback
-            except psycopg.Error as exc:
-                raise BatchFailed(f"the batch could not commit: {exc}") from None
-            if batch.failed:
-                raise BatchFailed("a transaction in the batch failed")
+        if getattr(self._local, "batch", None) is not None:
+            raise StoreError("batches do not nest")
+        failed = False
+        try:
+            with self._connection() as conn, conn.transaction(), conn.cursor() as cursor:
+                self._local.batch = batch = _Batch(cursor)
+                try:
+                    yield
+                finally:
+                    self._local.batch = None
+                failed = batch.failed
+                if failed:
+                    raise psycopg.Rollback
+        except psycopg.Error as exc:
+            raise BatchFailed(f"the batch could not commit: {exc}") from None
+        if failed:
+            raise BatchFailed("a transaction in the batch failed")
 
     # --- schema ---
 
@@ -222,10 +248,10 @@ class PostgresStore:
     def schema_version(self) -> int:
         return self._read(lambda conn: _schema_version(conn))
 
-    def _migrate(self) -> None:
-        with self.conn.transaction():
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
-            version = _schema_version(self.conn)
+    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+            version = _schema_version(conn)
             if version > SCHEMA_VERSION:
                 raise StoreError(
                     f"database {redacted(self.url)} has schema {version}, newer than this "
@@ -233,12 +259,12 @@ class PostgresStore:
                 )
             if version == SCHEMA_VERSION:
                 return
-            self.conn.execute("CREATE TABLE IF NOT EXISTS store_schema (version INTEGER NOT NULL)")
+            conn.execute("CREATE TABLE IF NOT EXISTS store_schema (version INTEGER NOT NULL)")
             for number in range(version, SCHEMA_VERSION):
                 for statement in MIGRATIONS[number]:
-                    self.conn.execute(statement.encode())
-            self.conn.execute("DELETE FROM store_schema")
-            self.conn.execute("INSERT INTO store_schema VALUES (%s)", [SCHEMA_VERSION])
+                    conn.execute(statement.encode())
+            conn.execute("DELETE FROM store_schema")
+            conn.execute("INSERT INTO store_schema VALUES (%s)", [SCHEMA_VERSION])
 
     # --- sources ---
 
