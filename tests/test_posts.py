@@ -49,6 +49,7 @@ from aggregator.store.records import StoredArticle
 from aggregator.store.sqlite import SqliteStore
 from tests.conftest import Clock, run_aggregator
 from tests.feedserver import FeedServer
+from tests.publishing import served
 
 SEED = Path(__file__).resolve().parent / "fixtures" / "seed" / "000_aacddcea547c7f45.txt"
 SITE = "//finews.withounder.com"
@@ -138,9 +139,7 @@ def poll(config: Config, clock: Clock) -> None:
 
 
 def files(folder: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
-    }
+    return served(folder)
 
 
 # --- the golden test ---------------------------------------------------------------------
