@@ -63,6 +63,7 @@ class Result:
     database_bytes: int = 0
     recovery_s: list[float] = field(default_factory=list)
     killed_in_flight: int = 0
+    killed_done: int = 0  # its polls done, not yet acknowledged: next polls queued already
     exited: list[int] = field(default_factory=list)  # exit codes of nodes that died alone
 
     @property
@@ -329,11 +330,21 @@ def kill_one(nodes: list[Node], database: Database, result: Result) -> None:
     doing = database.query(
         "SELECT queueing_lock, worker_id FROM procrastinate_jobs WHERE status = 'doing'"
     )
+    # A job still 'doing' whose source already has its next poll queued had finished its
+    # poll; only telling procrastinate so was left (recovery drops such a job).
+    queued = {
+        lock
+        for (lock,) in database.query(
+            "SELECT queueing_lock FROM procrastinate_jobs WHERE status = 'todo'"
+        )
+    }
     time.sleep(6)  # the others beat every 2 s; the dead one's last beat is before the kill
     beats = dict(database.query("SELECT id, last_heartbeat FROM procrastinate_workers"))
     dead = {w for _, w in doing if w in beats and beats[w].timestamp() < killed}
-    sources = [lock for lock, w in doing if w in dead]
+    mine = [lock for lock, w in doing if w in dead]
+    sources = [lock for lock in mine if lock not in queued]
     result.killed_in_flight = len(sources)
+    result.killed_done = len(mine) - len(sources)
 
     def polled_since() -> dict[str, float]:
         rows = database.query("SELECT id, last_poll_at FROM sources WHERE id = ANY(%s)", (sources,))
@@ -360,6 +371,8 @@ def row(result: Result) -> str:
             f"{max(result.recovery_s):.1f} s (median {statistics.median(result.recovery_s):.1f} s,"
             f" {len(result.recovery_s)} of {result.killed_in_flight} polls in flight)"
         )
+        if result.killed_done:
+            recovery += f"; {result.killed_done} more done, next polls already queued"
     elif result.killed_in_flight:
         recovery = f"not within 120 s ({result.killed_in_flight} polls in flight)"
     if result.exited:
