@@ -314,7 +314,8 @@ def measure(backend: str, count: int, bases: list[str], args: argparse.Namespace
                     kill_one(nodes, database, result)
         finally:
             stop(nodes)
-            if result.exited and args.keep_logs:
+            lost = len(result.recovery_s) < result.killed_in_flight
+            if (result.exited or lost) and args.keep_logs:
                 keep = Path(args.keep_logs)
                 keep.mkdir(parents=True, exist_ok=True)
                 for log in folder.glob("node*.log"):

@@ -44,7 +44,7 @@ class Watch:
         self.most_per_host = 0
         self.started: dict[str, list[float]] = {}
 
-    def handler(self, path: str, body: bytes, delay: float) -> Any:
+    def handler(self, path: str, body: bytes, delay: float, slow_poll: int = 1) -> Any:
         def handle(request: BaseHTTPRequestHandler) -> None:
             with self.lock:
                 self.in_flight[path] = self.in_flight.get(path, 0) + 1
@@ -54,7 +54,7 @@ class Watch:
                 self.host_in_flight += 1
                 self.most_per_host = max(self.most_per_host, self.host_in_flight)
                 self.started.setdefault(path, []).append(time.monotonic())
-            slow = delay if len(self.started[path]) == 1 else 0.3  # only its first poll
+            slow = delay if len(self.started[path]) == slow_poll else 0.3  # that poll only
             try:
                 if not _wait_unless_gone(request, slow):
                     return  # the node that asked died: its poll is no longer in flight
@@ -224,13 +224,20 @@ def test_nodes_share_polls_politely_and_survive_a_killed_node(
     assert watch.most_per_host <= 2
 
 
-def _node_polling(nodes: list[tuple[subprocess.Popen[bytes], int]], tmp_path: Path) -> Any:
-    """The node whose worker started the poll of source s0 (its log says so)."""
+def _node_polling(
+    nodes: list[tuple[subprocess.Popen[bytes], int]], tmp_path: Path, *, latest: bool = False
+) -> Any:
+    """The node whose worker started the poll of source s0 (its log says so; with
+    latest, the node that started one last, by the logs' timestamps)."""
+    started = []
     for index, node in enumerate(nodes):
-        text = (tmp_path / f"node{index}.log").read_text(errors="replace")
-        if "(source_id='s0')" in text:
-            return node
-    pytest.fail("no node is polling s0")
+        lines = (tmp_path / f"node{index}.log").read_text(errors="replace").splitlines()
+        starts = [line for line in lines if "Starting job" in line and "(source_id='s0')" in line]
+        if starts:
+            started.append((starts[-1][:23], index, node))
+    if not started:
+        pytest.fail("no node is polling s0")
+    return max(started)[2] if latest else min(started, key=lambda s: s[1])[2]
 
 
 def _stop(nodes: list[tuple[subprocess.Popen[bytes], int]]) -> None:
@@ -439,3 +446,68 @@ def test_a_node_polls_as_many_sources_at_once_as_its_workers(
         finally:
             _stop(nodes)
     assert watch.most_per_host >= count - 2, watch.most_per_host
+
+
+def test_a_killed_nodes_poll_goes_ahead_of_a_queue_of_due_polls(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """More sources than the cluster keeps up with (41 polls due every 3 s, two nodes
+    with one worker each, a second a poll): the poll a killed node had running is
+    taken over within the bound all the same, ahead of the due polls queued before it."""
+    count = 41
+    watch = Watch()
+    with feed_server() as server:
+        sources = []
+        for n in range(count):
+            path = f"/feed{n}.xml"
+            body = rss([Item(f"NW2021122406{n:08d}", f"新闻 {n}")], title=f"来源 {n}")
+            # Source 0 answers its second poll in 30 s: a node is killed while polling it,
+            # a job queued after most of the others due.
+            slow = watch.handler(path, body, 30.0, slow_poll=2)
+            server.set(path, handler=slow if n == 0 else watch.handler(path, body, 1.0))
+            sources.append(
+                {
+                    "id": f"s{n}",
+                    "name": f"来源 {n}",
+                    "url": server.url(path),
+                    "category": "测试",
+                    "interval": "3s",
+                }
+            )
+        config = tmp_path / "sources.toml"
+        config.write_text(
+            config_text(
+                sources,
+                database=postgres_url,
+                base_url="http://feeds.example.org",
+                workers=1,
+                per_host_limit=2,
+                read_timeout="60s",
+                fetch_deadline="60s",
+            ),
+            encoding="utf-8",
+        )
+        nodes = [start_node(config, tmp_path / f"node{i}") for i in range(2)]
+        try:
+            wait_for(
+                lambda: (
+                    len(watch.started.get("/feed0.xml", [])) == 2
+                    and watch.in_flight.get("/feed0.xml")
+                ),
+                timeout=90,
+                what="the slow second poll",
+            )
+            victim = _node_polling(nodes, tmp_path, latest=True)
+            killed_at = time.monotonic()
+            victim[0].send_signal(signal.SIGKILL)
+            victim[0].wait(timeout=10)
+            wait_for(
+                lambda: len(watch.started.get("/feed0.xml", [])) >= 3,
+                timeout=RECOVERY_BOUND + 40,
+                what="the killed node's poll taken over",
+            )
+            again = watch.started["/feed0.xml"][2] - killed_at
+        finally:
+            _stop(nodes)
+    # Within the bound and the one poll the surviving worker was busy with.
+    assert again < RECOVERY_BOUND + 3, again
