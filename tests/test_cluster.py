@@ -141,35 +141,8 @@ def test_nodes_share_polls_politely_and_survive_a_killed_node(
 ) -> None:
     watch = Watch()
     with feed_server() as server:
-        sources = []
-        for n in range(SOURCES):
-            path = f"/feed{n}.xml"
-            body = rss([Item(f"NW2021122403{n:08d}", f"新闻 {n}")], title=f"来源 {n}")
-            # A slow source 0: a node is killed while polling it.
-            delay = 30.0 if n == 0 else 0.3
-            server.set(path, handler=watch.handler(path, body, delay))
-            sources.append(
-                {
-                    "id": f"s{n}",
-                    "name": f"来源 {n}",
-                    "url": server.url(path),
-                    "category": "测试",
-                    "interval": "3s",
-                    "share_code": {"param": "infoCode"},
-                }
-            )
-        config = tmp_path / "sources.toml"
-        config.write_text(
-            config_text(
-                sources,
-                database=postgres_url,
-                base_url="http://feeds.example.org",
-                per_host_limit=2,
-                read_timeout="60s",
-                fetch_deadline="60s",
-            ),
-            encoding="utf-8",
-        )
+        sources = _sources_one_slow(server, watch, SOURCES, slow_poll=1, quick=0.3)
+        config = _cluster_config(tmp_path, sources, postgres_url, per_host_limit=2)
         nodes = [start_node(config, tmp_path / f"node{i}") for i in range(3)]
         try:
             # Every source polled; source 0 is being polled (slowly) by some node.
@@ -179,18 +152,8 @@ def test_nodes_share_polls_politely_and_survive_a_killed_node(
                 what="every quick source polled twice",
             )
             wait_for(lambda: watch.in_flight.get("/feed0.xml"), timeout=30, what="slow poll")
-            # Kill the node polling it: the one with a poll in flight for long.
-            victim = _node_polling(nodes, tmp_path)
-            killed_at = time.monotonic()
-            victim[0].send_signal(signal.SIGKILL)
-            victim[0].wait(timeout=10)
-            # Its poll is started again by another node within the bound.
-            wait_for(
-                lambda: len(watch.started.get("/feed0.xml", [])) >= 2,
-                timeout=RECOVERY_BOUND + 15,
-                what="the killed node's poll taken over",
-            )
-            again = watch.started["/feed0.xml"][1] - killed_at
+            # Kill the node polling it: its poll is started again by another within the bound.
+            victim, again = _kill_and_time_takeover(nodes, tmp_path, watch, wait=15)
             assert again < RECOVERY_BOUND + 5
             survivors = [i for i, n in enumerate(nodes) if n is not victim]
             for index in survivors:
@@ -222,6 +185,72 @@ def test_nodes_share_polls_politely_and_survive_a_killed_node(
     # Never two polls of one source at once, nor more than the limit to the host.
     assert max(watch.most_per_source.values()) == 1
     assert watch.most_per_host <= 2
+
+
+def _sources_one_slow(
+    server: FeedServer, watch: Watch, count: int, *, slow_poll: int, quick: float
+) -> list[dict[str, Any]]:
+    """count sources every 3 s: source 0 answers its slow_poll-th poll in 30 s (a node is
+    killed while polling it), the others their first in `quick` seconds, then 0.3 s."""
+    sources = []
+    for n in range(count):
+        path = f"/feed{n}.xml"
+        body = rss([Item(f"NW2021122403{n:08d}", f"新闻 {n}")], title=f"来源 {n}")
+        slow = watch.handler(path, body, 30.0, slow_poll=slow_poll)
+        server.set(path, handler=slow if n == 0 else watch.handler(path, body, quick))
+        sources.append(
+            {
+                "id": f"s{n}",
+                "name": f"来源 {n}",
+                "url": server.url(path),
+                "category": "测试",
+                "interval": "3s",
+                "share_code": {"param": "infoCode"},
+            }
+        )
+    return sources
+
+
+def _cluster_config(
+    tmp_path: Path, sources: list[dict[str, Any]], postgres_url: str, **settings: Any
+) -> Path:
+    """The config file every node reads; fetches may take a minute (the slow source)."""
+    config = tmp_path / "sources.toml"
+    config.write_text(
+        config_text(
+            sources,
+            database=postgres_url,
+            base_url="http://feeds.example.org",
+            read_timeout="60s",
+            fetch_deadline="60s",
+            **settings,
+        ),
+        encoding="utf-8",
+    )
+    return config
+
+
+def _kill_and_time_takeover(
+    nodes: list[tuple[subprocess.Popen[bytes], int]],
+    tmp_path: Path,
+    watch: Watch,
+    *,
+    wait: float,
+    latest: bool = False,
+) -> tuple[Any, float]:
+    """SIGKILL the node polling source 0; the node, and the seconds until another node
+    starts that poll again (waited for up to RECOVERY_BOUND + wait)."""
+    victim = _node_polling(nodes, tmp_path, latest=latest)
+    polls = len(watch.started.get("/feed0.xml", []))
+    killed_at = time.monotonic()
+    victim[0].send_signal(signal.SIGKILL)
+    victim[0].wait(timeout=10)
+    wait_for(
+        lambda: len(watch.started.get("/feed0.xml", [])) > polls,
+        timeout=RECOVERY_BOUND + wait,
+        what="the killed node's poll taken over",
+    )
+    return victim, watch.started["/feed0.xml"][polls] - killed_at
 
 
 def _node_polling(
@@ -425,16 +454,8 @@ def test_a_node_polls_as_many_sources_at_once_as_its_workers(
                     "interval": "10s",
                 }
             )
-        config = tmp_path / "sources.toml"
-        config.write_text(
-            config_text(
-                sources,
-                database=postgres_url,
-                base_url="http://feeds.example.org",
-                workers=count,
-                per_host_limit=count,
-            ),
-            encoding="utf-8",
+        config = _cluster_config(
+            tmp_path, sources, postgres_url, workers=count, per_host_limit=count
         )
         nodes = [start_node(config, tmp_path / "node0")]
         try:
@@ -448,45 +469,17 @@ def test_a_node_polls_as_many_sources_at_once_as_its_workers(
     assert watch.most_per_host >= count - 2, watch.most_per_host
 
 
-def test_a_killed_nodes_poll_goes_ahead_of_a_queue_of_due_polls(
+def test_a_killed_nodes_poll_is_taken_over_with_a_queue_of_due_polls(
     tmp_path: Path, postgres_url: str
 ) -> None:
     """More sources than the cluster keeps up with (41 polls due every 3 s, two nodes
     with one worker each, a second a poll): the poll a killed node had running is
-    taken over within the bound all the same, ahead of the due polls queued before it."""
-    count = 41
+    taken over within the bound all the same."""
     watch = Watch()
     with feed_server() as server:
-        sources = []
-        for n in range(count):
-            path = f"/feed{n}.xml"
-            body = rss([Item(f"NW2021122406{n:08d}", f"新闻 {n}")], title=f"来源 {n}")
-            # Source 0 answers its second poll in 30 s: a node is killed while polling it,
-            # a job queued after most of the others due.
-            slow = watch.handler(path, body, 30.0, slow_poll=2)
-            server.set(path, handler=slow if n == 0 else watch.handler(path, body, 1.0))
-            sources.append(
-                {
-                    "id": f"s{n}",
-                    "name": f"来源 {n}",
-                    "url": server.url(path),
-                    "category": "测试",
-                    "interval": "3s",
-                }
-            )
-        config = tmp_path / "sources.toml"
-        config.write_text(
-            config_text(
-                sources,
-                database=postgres_url,
-                base_url="http://feeds.example.org",
-                workers=1,
-                per_host_limit=2,
-                read_timeout="60s",
-                fetch_deadline="60s",
-            ),
-            encoding="utf-8",
-        )
+        # Source 0 is slow on its second poll: a node is killed while polling it.
+        sources = _sources_one_slow(server, watch, 41, slow_poll=2, quick=1.0)
+        config = _cluster_config(tmp_path, sources, postgres_url, workers=1, per_host_limit=2)
         nodes = [start_node(config, tmp_path / f"node{i}") for i in range(2)]
         try:
             wait_for(
@@ -497,16 +490,7 @@ def test_a_killed_nodes_poll_goes_ahead_of_a_queue_of_due_polls(
                 timeout=90,
                 what="the slow second poll",
             )
-            victim = _node_polling(nodes, tmp_path, latest=True)
-            killed_at = time.monotonic()
-            victim[0].send_signal(signal.SIGKILL)
-            victim[0].wait(timeout=10)
-            wait_for(
-                lambda: len(watch.started.get("/feed0.xml", [])) >= 3,
-                timeout=RECOVERY_BOUND + 40,
-                what="the killed node's poll taken over",
-            )
-            again = watch.started["/feed0.xml"][2] - killed_at
+            _, again = _kill_and_time_takeover(nodes, tmp_path, watch, wait=40, latest=True)
         finally:
             _stop(nodes)
     # Within the bound and the one poll the surviving worker was busy with.
