@@ -150,8 +150,8 @@ class ClusterScheduler:
         self._task = self.app.task(name=POLL_TASK, queue=QUEUE)(self._poll_job)
         self._loop = asyncio.new_event_loop()
         # Polls run on threads of their own, `workers` of them: asyncio's default pool
-        # has cpu_count + 4 threads (6 on 2 cores), which capped a node at 6 polls at
-        # once whatever `workers` said, and left heartbeats queued behind slow polls.
+        # (cpu_count + 4 threads) would cap the polls at once below `workers` and keep
+        # the heartbeats waiting behind slow polls.
         self._poll_threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(1, workers), thread_name_prefix="poll"
         )

@@ -56,7 +56,7 @@ class ClusterState(Protocol):
         """Bring the planner's statistics of the job table up to date, after queueing
         many jobs at once: until autovacuum looks (a minute, or never where it is
         off), the planner takes the table for nearly empty and every fetch of a job
-        reads all of them (10 s a fetch with 20,000 jobs queued)."""
+        reads all the queued ones."""
 
     def accept_config(
         self, digest: str, node: str, now: datetime, *, replace: bool

@@ -93,8 +93,7 @@ class _Batch:
 
 
 # Connections a store keeps at most: the short transactions of a node's poll threads,
-# its publisher and its sweep share them (one shared connection held each poll up to
-# the others: ~50 polls/s a node, whatever its workers).
+# its publisher and its sweep share them, none waiting for another's transaction.
 POOL_SIZE = 8
 
 

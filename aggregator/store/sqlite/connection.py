@@ -68,7 +68,7 @@ class Connection:
     @functools.cached_property
     def db(self) -> sqlite_utils.Database:
         """The connection as sqlite-utils wraps it, made on first use: importing
-        sqlite-utils is a third of a command's start-up, and a command with nothing to
+        sqlite-utils is much of a command's start-up, and a command with nothing to
         do (a cron poll with nothing due) reads and writes through plain sqlite3."""
         import sqlite_utils
 
