@@ -174,14 +174,7 @@ def test_nodes_share_polls_politely_and_survive_a_killed_node(
             assert "3 node(s), 2 alive" in shown.stdout
             assert shown.stdout.count("config accepted") == 3
         finally:
-            for process, _ in nodes:
-                if process.poll() is None:
-                    process.send_signal(signal.SIGTERM)
-            for process, _ in nodes:
-                try:
-                    process.wait(timeout=40)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            _stop(nodes)
     # Never two polls of one source at once, nor more than the limit to the host.
     assert max(watch.most_per_source.values()) == 1
     assert watch.most_per_host <= 2

@@ -67,7 +67,7 @@ def _short_hash(name: str) -> str:
 
 class KnownSlugs:
     """slugify's answers for names met before (`known`), and those worked out since
-    (`added`, to be kept). Loading jieba and pypinyin costs ~0.7 s and ~130 MB: with
+    (`added`, to be kept). jieba and pypinyin are slow and large to load: with
     every name known, no command loads them. A kept slug also stays the same if a later
     jieba would segment the name differently, so published URLs do not move."""
 
