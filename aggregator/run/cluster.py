@@ -65,6 +65,8 @@ FETCH_INTERVAL = 1.0  # a worker also looks for due jobs this often (besides NOT
 # RECOVERY_INTERVAL seconds and started within FETCH_INTERVAL more.
 RECOVERY_BOUND = STALLED_AFTER + HEARTBEAT + RECOVERY_INTERVAL + FETCH_INTERVAL
 SLOT_WAIT = 0.2  # seconds between tries for a free per-host slot
+DEFER_BATCH = 500  # first polls queued in one statement
+HEAL_INTERVAL = 60.0  # how often a node looks for sources without a pending poll
 
 
 def config_digest(text: bytes) -> str:
@@ -128,8 +130,10 @@ class ClusterScheduler:
         per_host_limit: int = 4,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rand: Callable[[], float] = random.random,
+        heal_interval: float = HEAL_INTERVAL,
     ) -> None:
         self.url = url
+        self._heal_interval = heal_interval
         self.node = node
         self.digest = digest
         self._run_poll = run_poll
@@ -143,6 +147,8 @@ class ClusterScheduler:
         self._stopping = threading.Event()
         self._started_at = clock()
         self.agreement = Agreement(False, 0, "")  # until start() compares
+        self._stored_next: Mapping[str, datetime | None] = {}
+        self._synced = threading.Event()  # the first sync() gave this node its sources
         import procrastinate
 
         self.state: ClusterState = open_cluster(url)
@@ -175,8 +181,10 @@ class ClusterScheduler:
         self._side = [
             asyncio.run_coroutine_threadsafe(self._heartbeats(), self._loop),
             asyncio.run_coroutine_threadsafe(self._recover(), self._loop),
+            asyncio.run_coroutine_threadsafe(self._heal(), self._loop),
         ]
-        self._steer_worker()
+        # The worker starts at the first sync(): a poll taken before this node knows
+        # its sources would end that source's chain of polls.
 
     def shutdown(self, wait: bool = True, timeout: float | None = None) -> bool:
         """Stop taking polls; let running ones finish (bounded). Polls still running
@@ -200,6 +208,8 @@ class ClusterScheduler:
         """The config (re)loaded: accept it if it changed here, then make sure every
         enabled source has a pending poll (a removed one's chain ends at its next job)."""
         self._sources = {s.id: s for s in sources if s.enabled}
+        self._stored_next = stored_next
+        self._synced.set()
         if self._thread.is_alive():
             self._accept_config(initial=False)
             self._steer_worker()
@@ -290,6 +300,8 @@ class ClusterScheduler:
     # --- the worker, started while this node agrees with the cluster's config ---
 
     def _steer_worker(self) -> None:
+        if not self._synced.is_set():
+            return
         if self.agreement.agrees and not self._stopping.is_set():
             if self._worker_run is None or self._worker_run.done():
                 from procrastinate.worker import Worker
@@ -365,14 +377,45 @@ class ClusterScheduler:
         now = self._clock()
         missing = [s for s in self._sources.values() if s.id not in pending]
         due = [s for s in missing if not ((t := stored_next.get(s.id)) and t > now)]
-        for source in missing:
-            when = first_poll_at(
-                now, stored_next.get(source.id), source.interval, self._rand(), len(due)
-            )
-            await self._defer(source.id, when)
+        first = [
+            (s.id, first_poll_at(now, stored_next.get(s.id), s.interval, self._rand(), len(due)))
+            for s in missing
+        ]
+        for start in range(0, len(first), DEFER_BATCH):
+            await self._defer_many(first[start : start + DEFER_BATCH])
         if missing:
             log.info("queued the first poll of %d source(s)", len(missing))
             await asyncio.to_thread(self.state.refresh_job_statistics)
+
+    async def _defer_many(self, polls: list[tuple[str, datetime]]) -> None:
+        """These polls in one statement; one by one where another node queued one of
+        them meanwhile (a batch with a taken queueing lock is refused whole)."""
+        from procrastinate import exceptions as job_errors
+
+        jobs = [
+            self._task.configure(
+                lock=source_id, queueing_lock=source_id, schedule_at=when
+            ).make_new_job(source_id=source_id)
+            for source_id, when in polls
+        ]
+        try:
+            await self.app.job_manager.batch_defer_jobs_async(jobs)
+        except job_errors.AlreadyEnqueued:
+            for source_id, when in polls:
+                await self._defer(source_id, when)
+
+    async def _heal(self) -> None:
+        """Every heal_interval seconds, a pending poll for any enabled source left
+        without one (its chain ended by a failure between a poll and the next one's
+        deferral): no source stays unpolled until the next config reload."""
+        while True:
+            await asyncio.sleep(self._heal_interval)
+            if not (self._synced.is_set() and self.agreement.agrees) or self._stopping.is_set():
+                continue
+            try:
+                await self._reconcile(self._stored_next)
+            except Exception:
+                log.warning("queueing the polls of sources without one failed", exc_info=True)
 
     async def _heartbeats(self) -> None:
         """This node's row in cluster_nodes, every HEARTBEAT seconds; and a look at the
