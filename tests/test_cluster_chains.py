@@ -14,7 +14,13 @@ from typing import Any
 import psycopg
 
 from aggregator.config.loader import Source, load_config
-from aggregator.run.cluster import FETCH_INTERVAL, POLL_TASK, QUEUE, ClusterScheduler
+from aggregator.run.cluster import (
+    FETCH_INTERVAL,
+    POLL_TASK,
+    QUEUE,
+    RECOVERY_BOUND,
+    ClusterScheduler,
+)
 from aggregator.store import open_cluster, open_store
 from tests.conftest import config_text
 from tests.daemonkit import wait_for
@@ -69,6 +75,12 @@ def _queue_first_polls(url: str, sources: list[Source]) -> None:
                 ).defer(source_id=source.id)
 
 
+def _doing(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'")
+        return int((row.fetchone() or (0,))[0])
+
+
 def test_a_node_takes_no_poll_before_it_knows_its_sources(
     tmp_path: Path, postgres_url: str
 ) -> None:
@@ -108,5 +120,32 @@ def test_a_chain_of_polls_lost_to_a_failure_is_queued_again(
         assert _pending(postgres_url) == everyone - {"s1"}
         wait_for(lambda: polled.count("s1") == 2, 20, "s1 polled again")
         wait_for(lambda: _pending(postgres_url) == everyone, 10, "its chain goes on")
+    finally:
+        node.shutdown(wait=True, timeout=5)
+
+
+def test_a_dead_nodes_polls_are_all_taken_over_though_one_was_done(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """A dead node left two polls running: s0's was done (its next poll queued, only
+    its job not closed), s1's was not. s0's job is closed, s1 is polled again: the
+    first one's refusal to be queued twice does not hold the other back."""
+    sources = _sources(tmp_path, postgres_url)
+    polled: list[str] = []
+    node = _node(postgres_url, "survivor", polled)
+    node.start()
+    try:
+        _queue_first_polls(postgres_url, sources[:2])
+        with psycopg.connect(postgres_url) as conn:
+            (dead,) = conn.execute(
+                """INSERT INTO procrastinate_workers (last_heartbeat)
+                   VALUES (now() - interval '1 hour') RETURNING id"""
+            ).fetchone() or (None,)
+            conn.execute("UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s", [dead])
+        _queue_first_polls(postgres_url, sources[:1])  # s0's next poll, queued by it
+        node.sync(sources, {})
+        wait_for(lambda: {"s0", "s1"} <= set(polled), 10 + RECOVERY_BOUND, "both polled")
+        wait_for(lambda: _doing(postgres_url) == 0, 10, "no job left running")
+        assert polled.count("s1") == 1
     finally:
         node.shutdown(wait=True, timeout=5)
