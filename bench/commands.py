@@ -117,8 +117,7 @@ def disk(database: Path) -> dict[str, Any]:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         entries = db.execute("SELECT count(*) FROM entries").fetchone()[0]
         renders = db.execute(
-            "SELECT coalesce(sum(length(body) + length(context) + length(shown)"
-            " + length(format) + length(code)), 0) FROM entry_fragments"
+            "SELECT coalesce(sum(length(pack) + length(code)), 0) FROM rendered_entries"
         ).fetchone()[0]
     size = database.stat().st_size
     return {

@@ -14,7 +14,8 @@ from lxml import etree
 from aggregator.config.loader import Config, load_config
 from aggregator.models import EntryRecord, ParsedFeed
 from aggregator.publish.publisher import Publisher
-from aggregator.store.records import FeedKey
+from aggregator.store.records import FeedKey, Render
+from aggregator.store.renderpack import unpack
 from aggregator.store.sqlite import SqliteStore
 from tests.feeds import SHARE
 
@@ -121,3 +122,11 @@ def entry_ids(root: etree._Element) -> list[str]:
 
 def path_of(url: str) -> str:
     return urlsplit(url).path
+
+
+def cached_renders(store: SqliteStore) -> dict[str, dict[str, Render]]:
+    """The render cache: each entry's fragments, by code and format."""
+    rows = store.db.execute(
+        "SELECT r.code, r.pack, e.content FROM rendered_entries r JOIN entries e USING (code)"
+    )
+    return {code: unpack(packed, content) for code, packed, content in rows}

@@ -232,6 +232,12 @@ def test_the_render_cache_keeps_fragments_until_the_entry_changes(storage: Stora
     assert filled == [("NW000001", "atom", atom), ("NW000001", "rss", rss)]
     assert cached("atom", "rss", "json") == {"atom": atom, "rss": rss}
     assert cached("rss") == {"rss": rss}  # only the formats asked for
+    json = Render("ctx3", "2026-03-01T12:01:00Z", b"{}")
+    storage.fill_renders(["NW000001"], lambda articles: [("NW000001", "json", json)])
+    assert cached("atom", "rss", "json") == {"atom": atom, "rss": rss, "json": json}
+    # With the stored content, which cached fragments may leave out (publish.shells).
+    page = storage.positioned_renders(("all", ""), 0, 1, ["atom"])
+    assert page[0].content == storage.articles_by_code(["NW000001"])["NW000001"].content
     edited = entry(1, title="改", updated=T0 + timedelta(hours=1))
     ingest(storage, NEWS, [edited], T0 + timedelta(hours=1))
     assert cached("atom", "rss") == {}

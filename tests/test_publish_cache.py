@@ -20,7 +20,7 @@ from aggregator.store.retention import cleanup
 from aggregator.store.sqlite import SqliteStore
 from aggregator.store.sqlite.migrations import MIGRATIONS
 from tests import atomcheck, jsonfeedcheck, rsscheck
-from tests.publishing import SOURCES, START, Site, record, served, site
+from tests.publishing import SOURCES, START, Site, cached_renders, record, served, site
 from tests.test_publish import KEYS, fill
 
 CHECKS = {"xml": atomcheck.problems, "json": jsonfeedcheck.problems, "rss": rsscheck.problems}
@@ -177,8 +177,10 @@ def test_retained_entries_disappear_and_leave_no_fragments(write_config: Any) ->
         s.publisher.publish(result.changed_feeds)
         files = s.files()
         assert files == {**files, **uncached(s.publisher)}
-        left = s.store.db.execute("SELECT count(*) FROM entry_fragments").fetchone()[0]
-        assert left == s.store.entry_count() * len(s.publisher.formats)
+        names = {f.name for f in s.publisher.formats}
+        assert [set(r) for r in cached_renders(s.store).values()] == [names] * (
+            s.store.entry_count()
+        )
     for code in result.removed:
         assert code not in files["all.xml"].decode()
         assert code not in files["all.json"].decode()
@@ -187,12 +189,15 @@ def test_retained_entries_disappear_and_leave_no_fragments(write_config: Any) ->
 MEMBERSHIPS = ("entry_sources", "entry_categories", "entry_tags")
 
 
-# The rendered fragments as schemas before 15 kept them: one row per entry, a column
-# per format (read from a database of the current schema, `db`).
-OLD_RENDERS = """SELECT a.code, a.context, a.shown, a.body AS atom, j.body AS json
-    FROM {db}entry_fragments a
-    JOIN {db}entry_fragments j ON j.code = a.code AND j.format = 'json'
-    WHERE a.format = 'atom'"""
+# Fragments as schemas before 16 kept them, made up from a database of the current
+# schema, `db` (migration 16 drops them): before 15 one row per entry and a column per
+# format, then one row per entry and format.
+OLD_RENDERS = {
+    "entry_renders": """SELECT code, 'old', updated, CAST('<entry/>' AS BLOB) AS atom,
+        CAST('{{}}' AS BLOB) AS json FROM {db}entries""",
+    "entry_fragments": """SELECT code, 'atom', 'old', updated, CAST('<entry/>' AS BLOB)
+        FROM {db}entries""",
+}
 
 
 def as_of_schema(version: int, database: Path, old: Path, tables: Sequence[str]) -> None:
@@ -206,8 +211,8 @@ def as_of_schema(version: int, database: Path, old: Path, tables: Sequence[str])
     for table in tables:
         columns = [row[1] for row in conn.execute(f"PRAGMA main.table_info({table})")]
         names = ", ".join(columns)
-        rows = OLD_RENDERS.format(db="new.") if table == "entry_renders" else ""
-        rows = rows or f"SELECT {names} FROM new.{table}"
+        made_up = OLD_RENDERS.get(table)
+        rows = made_up.format(db="new.") if made_up else f"SELECT {names} FROM new.{table}"
         conn.execute(f"INSERT INTO main.{table} ({names}) {rows}")
     conn.execute("DETACH DATABASE new")
     conn.close()
@@ -253,7 +258,7 @@ def test_migration_9_keeps_every_row_and_the_published_bytes(
 ) -> None:
     """The membership tables and the queue are rebuilt without rowids (and the queue
     without its foreign key): every row survives, queued members are still numbered,
-    rendered fragments stay, and the feeds come out the same."""
+    and the feeds come out the same (the fragments cached then are dropped by 16)."""
     with site(write_config) as s:
         s.add("yaowen", record(1), record(2))
         s.publisher.publish()  # positions and rendered fragments
@@ -277,8 +282,9 @@ def test_migration_9_keeps_every_row_and_the_published_bytes(
     with SqliteStore(old) as store:
         # (as of schema 8's columns: later migrations add some)
         after = {t: f"SELECT {', '.join(names)} FROM {t}" for t, names in columns.items()}
-        after["entry_renders"] = OLD_RENDERS.format(db="")  # (keyed by format since 15)
+        del after["entry_renders"], before["entry_renders"]
         assert {t: sorted(store.db.execute(q)) for t, q in after.items()} == before
+        assert cached_renders(store) == {}
         ddl = dict(store.db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
         for table in ("entry_sources", "entry_categories", "entry_tags", "feed_pending"):
             assert ddl[table].rstrip().endswith("WITHOUT ROWID"), table
@@ -290,27 +296,23 @@ def test_migration_9_keeps_every_row_and_the_published_bytes(
         code = record(1).code
         with store.transaction() as db:
             db.execute("DELETE FROM entry_tags WHERE code = ?", [code])
-        rendered = store.db.execute("SELECT 1 FROM entry_fragments WHERE code = ?", [code])
-        assert rendered.fetchall() == []
+        assert code not in cached_renders(store) and cached_renders(store)
 
 
-def test_migration_15_keeps_the_fragments_rendered_before_by_format(
+def test_migration_16_drops_the_fragments_that_hold_the_html(
     tmp_path: Path, write_config: Any
 ) -> None:
-    """A store whose fragments sit in a column per format keeps them, one row per entry
-    and format; the next publish renders only the new format's fragments and writes
-    the same Atom and JSON Feed bytes as before, and a change still drops them all."""
+    """A store whose fragments hold the article's HTML, a row per entry and format,
+    loses them: the next publish writes the same bytes, caches every format of an
+    entry in one row, and a change to the entry or its tags still drops it."""
     with site(write_config) as s:
         s.add("yaowen", record(1), record(2))
         s.add("jiaotong", record(3))
         s.publisher.publish()
         database = s.store.path
-    old = tmp_path / "v14.db"
-    tables = ("sources", "entries", *MEMBERSHIPS, "feed_positions", "entry_renders")
-    as_of_schema(14, database, old, tables)
-    with sqlite3.connect(old) as conn:
-        before = sorted(conn.execute("SELECT * FROM entry_renders"))
-    assert len(before) == 3
+    old = tmp_path / "v15.db"
+    tables = ("sources", "entries", *MEMBERSHIPS, "feed_positions", "entry_fragments")
+    as_of_schema(15, database, old, tables)
 
     def publish(store: SqliteStore, output: Path) -> dict[str, bytes]:
         config = load_config(
@@ -320,21 +322,15 @@ def test_migration_15_keeps_the_fragments_rendered_before_by_format(
         publisher.publish()
         return feeds_only(published(publisher))
 
-    fragments = "SELECT code, format, context, shown, body FROM entry_fragments"
     with SqliteStore(database) as store:
         expected = publish(store, tmp_path / "expected")
     with SqliteStore(old) as store:
-        kept = sorted(store.db.execute(fragments))
-        assert sorted(store.db.execute(OLD_RENDERS.format(db=""))) == before
-        assert {row[1] for row in kept} == {"atom", "json"}
-        assert publish(store, tmp_path / "upgraded") == expected
-        now = sorted(store.db.execute(fragments))
-        assert [row for row in now if row[1] != "rss"] == kept  # reused, not rendered again
-        assert len([row for row in now if row[1] == "rss"]) == 3
         tables = {row[0] for row in store.db.execute("SELECT name FROM sqlite_master")}
-        assert "entry_renders" not in tables
+        assert "entry_fragments" not in tables and cached_renders(store) == {}
+        assert publish(store, tmp_path / "upgraded") == expected
+        cached = cached_renders(store)
+        assert [set(r) for r in cached.values()] == [{"atom", "json", "rss"}] * 3
         with store.transaction() as db:  # the triggers moved with the fragments
             db.execute("UPDATE entries SET title = 'x' WHERE code = ?", [record(1).code])
             db.execute("DELETE FROM entry_tags WHERE code = ?", [record(3).code])
-        left = {row[0] for row in store.db.execute("SELECT code FROM entry_fragments")}
-        assert left == {record(2).code}
+        assert set(cached_renders(store)) == {record(2).code}

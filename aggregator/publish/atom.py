@@ -127,6 +127,12 @@ def entry_fragments(views: Sequence[EntryView]) -> list[bytes]:
     return parts
 
 
+def write_content(content: str) -> bytes:
+    """HTML content as lxml writes it in an element's text."""
+    text = content.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("\r", "&#13;").encode("utf-8")
+
+
 def _set_head(generator: FeedGenerator, doc: Document, config: Config) -> None:
     settings = config.settings
     generator.agg.archive = bool(doc.archive_number)
@@ -179,5 +185,6 @@ ATOM = OutputFormat(
     render=render_atom,
     fragments=entry_fragments,
     assemble=assemble_atom,
-    version="2",
+    write_content=write_content,
+    version="3",
 )

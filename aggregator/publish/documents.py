@@ -146,6 +146,8 @@ class OutputFormat:
     render: Callable[[Document, Config], bytes]
     fragments: Callable[[Sequence[EntryView]], list[bytes]]
     assemble: Callable[[Document, Config, Sequence[bytes]], bytes]
+    # An entry's HTML content as its fragments hold it (aggregator.publish.shells).
+    write_content: Callable[[str], bytes]
     # Bump when what an entry looks like in this format changes: cached fragments go stale.
     version: str
     # Whether documents in other formats link to this one as rel="alternate".

@@ -49,6 +49,11 @@ def item_bytes(view: EntryView) -> bytes:
     return strip_control(text).encode("utf-8", "replace")
 
 
+def write_content(content: str) -> bytes:
+    """HTML content as item_bytes writes a string, without its quotes."""
+    return strip_control(json.dumps(content, ensure_ascii=False)[1:-1]).encode("utf-8", "replace")
+
+
 def json_head(doc: Document, config: Config) -> dict[str, Any]:
     """Everything of the document but its items."""
     settings = config.settings
@@ -111,5 +116,6 @@ JSON_FEED = OutputFormat(
     render=render_json_feed,
     fragments=items_bytes,
     assemble=assemble_items,
-    version="2",
+    write_content=write_content,
+    version="3",
 )

@@ -38,6 +38,7 @@ from aggregator.files import (
 from aggregator.parse import iri
 from aggregator.parse.sanitize import clean_html, shown_title
 from aggregator.parse.xmlchars import strip_control
+from aggregator.publish import shells
 from aggregator.publish.documents import (
     EPOCH,
     ID_NAMESPACE,
@@ -139,6 +140,12 @@ def _source_view(row: SourceMeta, source: Source | None) -> SourceView:
 
 
 # --- the publisher -------------------------------------------------------------------
+
+
+def _written(fmt: OutputFormat, shown: str, stored: str) -> bytes:
+    """The content as a fragment of this format holds it, where it is the stored HTML
+    (the cache can leave it out, see shells); b"" where it is not."""
+    return fmt.write_content(shown) if shown == stored else b""
 
 
 class Publisher:
@@ -506,7 +513,10 @@ class Publisher:
         pages = []
         for fmt, doc in self._documents(info, paging, number):
             doc = replace(doc, updated_at=updated)
-            fragments = [renders[(row.code, fmt.name)].body for row in present]
+            fragments = [
+                shells.fill(renders[(row.code, fmt.name)].body, fmt.write_content, row.content)
+                for row in present
+            ]
             pages.append((doc, fmt.assemble(doc, self.config, fragments)))
         return pages
 
@@ -532,7 +542,11 @@ class Publisher:
                 (
                     article.code,
                     fmt.name,
-                    Render(self._context(article.source_id, fmt), view.updated.isoformat(), body),
+                    Render(
+                        self._context(article.source_id, fmt),
+                        view.updated.isoformat(),
+                        shells.cut(body, _written(fmt, view.content, article.content)),
+                    ),
                 )
                 for (article, view), body in zip(batch, bodies, strict=True)
             ]

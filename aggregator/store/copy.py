@@ -27,7 +27,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "feed_pending": ("kind", "name", "code"),
     "feed_unpublished": ("kind", "name"),
     "feed_holes": ("kind", "name", "seq"),
-    "entry_fragments": ("code", "format"),
+    "rendered_entries": ("code",),
     "tombstones": ("code",),
     "poll_days": ("source_id", "day"),
     "legacy_codes": ("code", "source_id"),

@@ -181,6 +181,7 @@ class PositionedRender:
     updated: datetime
     source_id: str
     renders: dict[str, Render]  # by format name
+    content: str  # the stored HTML, which cached fragments leave out (publish.shells)
 
 
 class SourceMeta(NamedTuple):

@@ -275,6 +275,27 @@ _MIGRATION_3 = [
 ]
 
 
+_MIGRATION_4 = [
+    # Each entry's fragments packed in one row without the article's HTML, as the
+    # SQLite store's migration 16 (aggregator.store.renderpack, aggregator.publish.shells);
+    # those cached before hold the HTML and are dropped.
+    "DROP TABLE entry_fragments",
+    """CREATE TABLE rendered_entries (
+        code TEXT PRIMARY KEY REFERENCES entries(code) ON DELETE CASCADE,
+        pack BYTEA NOT NULL
+    )""",
+    """CREATE OR REPLACE FUNCTION drop_render() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         IF TG_OP = 'UPDATE' THEN
+           DELETE FROM rendered_entries WHERE code IN (OLD.code, NEW.code);
+         ELSE
+           DELETE FROM rendered_entries WHERE code = OLD.code;
+         END IF;
+         RETURN NULL;
+       END $$""",
+]
+
+
 def _bytewise(statements: Sequence[str]) -> list[str]:
     """Text columns compare byte by byte (collation "C"), as SQLite's do: the same
     order of codes, ids and names in both stores, whatever the server's locale, and
@@ -289,6 +310,7 @@ MIGRATIONS: Sequence[Sequence[str]] = (
     _bytewise(_MIGRATION_1),
     _bytewise(_MIGRATION_2),
     _bytewise(_MIGRATION_3),
+    _bytewise(_MIGRATION_4),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -303,7 +325,7 @@ TABLES = (
     "feed_pending",
     "feed_unpublished",
     "feed_holes",
-    "entry_fragments",
+    "rendered_entries",
     "tombstones",
     "poll_days",
     "legacy_codes",

@@ -78,6 +78,7 @@ from aggregator.store.records import (
     from_iso,
     iso,
 )
+from aggregator.store.renderpack import pack, unpack
 
 T = TypeVar("T")
 
@@ -829,21 +830,21 @@ class PostgresStore:
     ) -> list[PositionedRender]:
         rows = self._read(
             lambda conn: conn.execute(
-                """SELECT e.code, e.updated, e.source_id, f.format, f.context, f.shown, f.body
+                """SELECT e.code, e.updated, e.source_id, e.content, r.pack
                    FROM feed_positions p
                    JOIN entries e ON e.code = p.code
-                   LEFT JOIN entry_fragments f ON f.code = e.code AND f.format = ANY(%s)
+                   LEFT JOIN rendered_entries r ON r.code = e.code
                    WHERE p.kind = %s AND p.name = %s AND p.seq >= %s AND p.seq < %s
                    ORDER BY p.seq DESC""",
-                [list(formats), *key, start, stop],
+                [*key, start, stop],
             ).fetchall()
         )
-        found: list[PositionedRender] = []
-        for code, updated, source_id, name, context, shown, body in rows:
-            if not found or found[-1].code != code:  # an entry's rows come together
-                found.append(PositionedRender(code, utc(updated), source_id, {}))
-            if name is not None:
-                found[-1].renders[name] = Render(context, shown, bytes(body))
+        wanted = set(formats)
+        found = []
+        for code, updated, source_id, content, packed in rows:
+            renders = unpack(bytes(packed), content) if packed is not None else {}
+            kept = {name: render for name, render in renders.items() if name in wanted}
+            found.append(PositionedRender(code, utc(updated), source_id, kept, content))
         return found
 
     def articles_by_code(self, codes: Sequence[str]) -> dict[str, StoredArticle]:
@@ -873,19 +874,27 @@ class PostgresStore:
                 )
                 articles = {row["code"]: article_of(row) for row in reader.fetchall()}
             renders = render(articles)
+            added: dict[str, dict[str, Render]] = {}
+            for code, name, fragment in renders:
+                added.setdefault(code, {})[name] = fragment
+            cur.execute(
+                "SELECT code, pack FROM rendered_entries WHERE code = ANY(%s)", [list(added)]
+            )
+            kept = {code: unpack(bytes(p), articles[code].content) for code, p in cur.fetchall()}
             cur.executemany(
-                """INSERT INTO entry_fragments (code, format, context, shown, body)
-                   VALUES (%s, %s, %s, %s, %s)
-                   ON CONFLICT (code, format) DO UPDATE SET context = excluded.context,
-                     shown = excluded.shown, body = excluded.body""",
-                [(code, name, r.context, r.shown, r.body) for code, name, r in renders],
+                """INSERT INTO rendered_entries (code, pack) VALUES (%s, %s)
+                   ON CONFLICT (code) DO UPDATE SET pack = excluded.pack""",
+                [
+                    (code, pack(kept.get(code, {}) | fresh, articles[code].content))
+                    for code, fresh in added.items()
+                ],
             )
             return renders
 
         return self._write(work)
 
     def clear_renders(self) -> None:
-        self._write(lambda cur: cur.execute("DELETE FROM entry_fragments") and None)
+        self._write(lambda cur: cur.execute("DELETE FROM rendered_entries") and None)
 
     # --- what is left to publish ---
 
@@ -1096,7 +1105,7 @@ def _link_source(
     added = _insert_names(cur, "entry_categories", categories)
     added += _insert_names(cur, "entry_tags", tags)
     if added:  # shown with other categories or tags now
-        cur.execute("DELETE FROM entry_fragments WHERE code = %s", [entry.code])
+        cur.execute("DELETE FROM rendered_entries WHERE code = %s", [entry.code])
     _queue_members(cur, [], [(entry.code, source.id)], categories, tags)
 
 

@@ -375,7 +375,7 @@ class Ingest(Connection):
         )
         conn.executemany("INSERT OR IGNORE INTO entry_tags (code, name) VALUES (?, ?)", tags)
         if conn.total_changes != before:  # shown with other categories or tags now
-            conn.execute("DELETE FROM entry_fragments WHERE code = ?", [entry.code])
+            conn.execute("DELETE FROM rendered_entries WHERE code = ?", [entry.code])
         queue_members(conn, [], [(entry.code, source.id)], categories, tags)
 
     def _feeds_of(self, db: sqlite_utils.Database, code: str) -> set[FeedKey]:

@@ -478,6 +478,35 @@ def _migration_15(db: sqlite_utils.Database) -> None:
         )
 
 
+def _migration_16(db: sqlite_utils.Database) -> None:
+    """Each entry's fragments packed in one row, without the article's HTML
+    (aggregator.store.renderpack, aggregator.publish.shells). The fragments cached
+    before hold the HTML: dropped, the next publish renders them again."""
+    for trigger in (
+        "entries_renders",
+        "entry_categories_renders_delete",
+        "entry_tags_renders_delete",
+    ):
+        db.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+    db.execute("DROP TABLE entry_fragments")
+    db.execute(
+        """CREATE TABLE rendered_entries (
+            code TEXT PRIMARY KEY REFERENCES entries(code) ON DELETE CASCADE,
+            pack BLOB NOT NULL
+        ) WITHOUT ROWID"""
+    )
+    db.execute(
+        """CREATE TRIGGER entries_renders AFTER UPDATE ON entries BEGIN
+            DELETE FROM rendered_entries WHERE code IN (OLD.code, NEW.code);
+        END"""
+    )
+    for table in ("entry_categories", "entry_tags"):
+        db.execute(
+            f"""CREATE TRIGGER {table}_renders_delete AFTER DELETE ON {table}
+                BEGIN DELETE FROM rendered_entries WHERE code = OLD.code; END"""
+        )
+
+
 MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_1,
     _migration_2,
@@ -494,6 +523,7 @@ MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (
     _migration_13,
     _migration_14,
     _migration_15,
+    _migration_16,
 )
 if len(MIGRATIONS) != SCHEMA_VERSION:
     raise AssertionError("schema.SCHEMA_VERSION is not the number of the last migration")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from aggregator.store.columns import FEED_MEMBERS, distinct_sql
 from aggregator.store.records import FeedKey, PositionedRender, Render, StoredArticle
+from aggregator.store.renderpack import pack, unpack
 from aggregator.store.sqlite.connection import Connection
 from aggregator.store.sqlite.rows import ARTICLE_COLUMNS, article_of, chunks, utc
 
@@ -235,23 +236,22 @@ class Publishing(Connection):
         """The feed's entries with positions in [start, stop), newest position first,
         with what the publisher needs to pick (or redo) their cached fragments in
         these formats."""
-        marks = ", ".join("?" * len(formats))
         with self._lock:
             rows = self.conn.execute(
-                f"""SELECT e.code, e.updated, e.source_id, f.format, f.context, f.shown, f.body
+                """SELECT e.code, e.updated, e.source_id, e.content, r.pack
                    FROM feed_positions p INDEXED BY feed_positions_page
                    JOIN entries e INDEXED BY entries_shown ON e.code = p.code
-                   LEFT JOIN entry_fragments f ON f.code = e.code AND f.format IN ({marks})
+                   LEFT JOIN rendered_entries r ON r.code = e.code
                    WHERE p.kind = ? AND p.name = ? AND p.seq >= ? AND p.seq < ?
                    ORDER BY p.seq DESC""",
-                [*formats, *key, start, stop],
+                [*key, start, stop],
             ).fetchall()
-        found: list[PositionedRender] = []
-        for code, updated, source_id, name, context, shown, body in rows:
-            if not found or found[-1].code != code:  # an entry's rows come together
-                found.append(PositionedRender(code, utc(updated), source_id, {}))
-            if name is not None:
-                found[-1].renders[name] = Render(context, shown, body)
+        wanted = set(formats)
+        found = []
+        for code, updated, source_id, content, packed in rows:
+            renders = unpack(packed, content) if packed is not None else {}
+            kept = {name: render for name, render in renders.items() if name in wanted}
+            found.append(PositionedRender(code, utc(updated), source_id, kept, content))
         return found
 
     def articles_by_code(self, codes: Sequence[str]) -> dict[str, StoredArticle]:
@@ -271,21 +271,29 @@ class Publishing(Connection):
         render: Callable[[dict[str, StoredArticle]], list[tuple[str, str, Render]]],
     ) -> list[tuple[str, str, Render]]:
         """Render these entries with render(), which gives (code, format, fragment)
-        triples, and keep the fragments, read and written in one transaction: a poll
-        cannot change an entry between the two."""
+        triples, and keep the fragments beside those of other formats already kept,
+        read and written in one transaction: a poll cannot change an entry between
+        the two."""
         with self.transaction() as db:
-            renders = render(self.articles_by_code(codes))
+            articles = self.articles_by_code(codes)
+            renders = render(articles)
+            added: dict[str, dict[str, Render]] = {}
+            for code, name, fragment in renders:
+                added.setdefault(code, {})[name] = fragment
+            kept = _packed(db.conn, list(added), articles)
             db.conn.executemany(
-                """INSERT OR REPLACE INTO entry_fragments (code, format, context, shown, body)
-                   VALUES (?, ?, ?, ?, ?)""",
-                [(code, name, r.context, r.shown, r.body) for code, name, r in renders],
+                "INSERT OR REPLACE INTO rendered_entries (code, pack) VALUES (?, ?)",
+                [
+                    (code, pack(kept.get(code, {}) | fresh, articles[code].content))
+                    for code, fresh in added.items()
+                ],
             )
         return renders
 
     def clear_renders(self) -> None:
         """Forget every rendered fragment (the next publish renders everything afresh)."""
         with self.transaction() as db:
-            db.execute("DELETE FROM entry_fragments")
+            db.execute("DELETE FROM rendered_entries")
 
     # --- what is left to publish ---
 
@@ -337,3 +345,17 @@ class Publishing(Connection):
                 "SELECT source_id FROM entry_sources WHERE code = ? ORDER BY source_id", [code]
             )
         ]
+
+
+def _packed(
+    conn: sqlite3.Connection, codes: Sequence[str], articles: dict[str, StoredArticle]
+) -> dict[str, dict[str, Render]]:
+    """The renders kept of these entries, by code and format."""
+    kept: dict[str, dict[str, Render]] = {}
+    for chunk, marks in chunks(codes):
+        rows = conn.execute(
+            f"SELECT code, pack FROM rendered_entries WHERE code IN ({marks})", chunk
+        )
+        for code, packed in rows:
+            kept[code] = unpack(packed, articles[code].content)
+    return kept

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 # The number of migrations.py's last migration: PRAGMA user_version of a database made
 # from DDL (migrations.py checks that the two agree).
-SCHEMA_VERSION = 15
+SCHEMA_VERSION = 16
 
 
 DDL = """
@@ -142,24 +142,20 @@ CREATE TABLE feed_holes (
     PRIMARY KEY (kind, name, seq)
 ) WITHOUT ROWID;
 
--- Each entry's rendered fragment in each output format (aggregator.publish.formats);
--- a change to the entry or its categories or tags drops them ("context": a digest of
--- the format's version, the config and the source metadata used).
-CREATE TABLE entry_fragments (
-    code TEXT NOT NULL REFERENCES entries(code) ON DELETE CASCADE,
-    format TEXT NOT NULL,
-    context TEXT NOT NULL,
-    shown TEXT NOT NULL,
-    body BLOB NOT NULL,
-    PRIMARY KEY (code, format)
-);
+-- Each entry's rendered fragments in the output formats (aggregator.publish.formats),
+-- packed in one blob (aggregator.store.renderpack); a change to the entry or its
+-- categories or tags drops them.
+CREATE TABLE rendered_entries (
+    code TEXT PRIMARY KEY REFERENCES entries(code) ON DELETE CASCADE,
+    pack BLOB NOT NULL
+) WITHOUT ROWID;
 CREATE TRIGGER entries_renders AFTER UPDATE ON entries BEGIN
-    DELETE FROM entry_fragments WHERE code IN (OLD.code, NEW.code);
+    DELETE FROM rendered_entries WHERE code IN (OLD.code, NEW.code);
 END;
 CREATE TRIGGER entry_categories_renders_delete AFTER DELETE ON entry_categories
-    BEGIN DELETE FROM entry_fragments WHERE code = OLD.code; END;
+    BEGIN DELETE FROM rendered_entries WHERE code = OLD.code; END;
 CREATE TRIGGER entry_tags_renders_delete AFTER DELETE ON entry_tags
-    BEGIN DELETE FROM entry_fragments WHERE code = OLD.code; END;
+    BEGIN DELETE FROM rendered_entries WHERE code = OLD.code; END;
 
 -- Numbers that move when what the publisher reads whole may have changed: the
 -- sources' shown metadata, the set of feeds, the marks of feed_unpublished.

@@ -1,0 +1,68 @@
+"""The render cache's pure parts: a fragment without the article's HTML
+(aggregator.publish.shells) and every format of an entry in one compressed blob
+(aggregator.store.renderpack)."""
+
+from __future__ import annotations
+
+import pytest
+
+from aggregator.publish import shells
+from aggregator.publish.formats import REGISTERED
+from aggregator.store.records import Render
+from aggregator.store.renderpack import pack, unpack
+
+# Text that does not repeat itself (zlib would shrink a repeated phrase on its own).
+TEXT = "".join(chr(0x4E00 + i * 7919 % 20000) for i in range(400))
+ARTICLE = f"<p>三秦都市报讯 {TEXT}，R&amp;D <b>加粗</b></p>"
+
+
+@pytest.mark.parametrize("name", sorted(REGISTERED))
+def test_a_cut_fragment_is_filled_back_to_the_same_bytes(name: str) -> None:
+    write = REGISTERED[name].write_content
+    fragment = b"<entry><title>t</title><content>" + write(ARTICLE) + b"</content></entry>"
+    body = shells.cut(fragment, write(ARTICLE))
+    assert body[:1] == shells.SHELL and len(body) < 60
+    assert shells.fill(body, write, ARTICLE) == fragment
+
+
+def test_a_fragment_is_kept_whole_where_cutting_could_go_wrong() -> None:
+    write = REGISTERED["atom"].write_content
+    written = write(ARTICLE)
+    twice = b"<a>" + written + b"</a><b>" + written + b"</b>"
+    cases = {
+        "not the stored content": (b"<c>" + written + b"</c>", b""),
+        "too short to matter": (b"<c>short</c>", b"short"),
+        "written twice": (twice, written),
+        "not in it": (b"<c>other</c>", written),
+    }
+    for why, (fragment, shown) in cases.items():
+        body = shells.cut(fragment, shown)
+        assert body == shells.WHOLE + fragment, why
+        assert shells.fill(body, write, "anything") == fragment, why
+
+
+def test_every_format_of_an_entry_packs_into_one_blob_and_back() -> None:
+    renders = {
+        "atom": Render("a1", "2021-12-24T06:24:48.123456+00:00", b"<entry>\x00</entry>"),
+        "json": Render("j1", "2021-12-24T06:24:48.123456+00:00", b'{"content_html":"\x00"}'),
+        "rss": Render("r1", "2021-12-24T06:24:48.123456+00:00", b""),
+    }
+    blob = pack(renders, ARTICLE)
+    assert unpack(blob, ARTICLE) == renders
+    assert unpack(pack({}, ARTICLE), ARTICLE) == {}
+
+
+def test_a_blob_that_does_not_unpack_is_a_miss() -> None:
+    blob = pack({"atom": Render("a", "s", b"<entry/>")}, ARTICLE)
+    assert unpack(blob, ARTICLE + "改") == {}  # packed against another content
+    assert unpack(blob[:-3], ARTICLE) == {}
+    assert unpack(b"not zlib", ARTICLE) == {}
+
+
+def test_quotes_of_the_content_cost_little() -> None:
+    """The RSS description quotes the article's first words: against the content as
+    the dictionary they are nearly free."""
+    render = {"rss": Render("r", "s", f"<description>{TEXT[:300]}</description>".encode())}
+    with_it = len(pack(render, ARTICLE))
+    without = len(pack(render, ""))
+    assert with_it < without / 3
