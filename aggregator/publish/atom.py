@@ -27,6 +27,7 @@ from aggregator.publish.documents import (
     SourceView,
     feed_id,
     shown_name,
+    xml_content,
 )
 
 MEDIA_TYPE = "application/atom+xml"
@@ -127,12 +128,6 @@ def entry_fragments(views: Sequence[EntryView]) -> list[bytes]:
     return parts
 
 
-def write_content(content: str) -> bytes:
-    """HTML content as lxml writes it in an element's text."""
-    text = content.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return text.replace("\r", "&#13;").encode("utf-8")
-
-
 def _set_head(generator: FeedGenerator, doc: Document, config: Config) -> None:
     settings = config.settings
     generator.agg.archive = bool(doc.archive_number)
@@ -185,6 +180,6 @@ ATOM = OutputFormat(
     render=render_atom,
     fragments=entry_fragments,
     assemble=assemble_atom,
-    write_content=write_content,
+    write_content=xml_content,
     version="3",
 )

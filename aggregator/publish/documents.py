@@ -24,6 +24,13 @@ HISTORY_NS = "http://purl.org/syndication/history/1.0"
 MAX_TITLE = 1000  # the parser caps titles too; this guards rows written by other means
 
 
+def xml_content(content: str) -> bytes:
+    """HTML content as the XML formats write it in an element's text (no controls:
+    a content holding one is not found in its fragment, see publish.shells)."""
+    text = content.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.encode("utf-8", "replace")
+
+
 def entry_id(code: str) -> str:
     """The id of an article: stable forever, the same in every feed and format."""
     return f"urn:uuid:{uuid.uuid5(ID_NAMESPACE, 'entry:' + code)}"

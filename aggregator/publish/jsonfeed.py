@@ -51,7 +51,7 @@ def item_bytes(view: EntryView) -> bytes:
 
 def write_content(content: str) -> bytes:
     """HTML content as item_bytes writes a string, without its quotes."""
-    return strip_control(json.dumps(content, ensure_ascii=False)[1:-1]).encode("utf-8", "replace")
+    return json.dumps(content, ensure_ascii=False)[1:-1].encode("utf-8", "replace")
 
 
 def json_head(doc: Document, config: Config) -> dict[str, Any]:

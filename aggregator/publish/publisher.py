@@ -64,7 +64,7 @@ from aggregator.publish.listing import (
 from aggregator.publish.record import PublishRecord, digest, read_record, write_record
 from aggregator.publish.websub import HubNotifier
 from aggregator.store.interface import Storage
-from aggregator.store.records import FeedKey, Render, SourceMeta, StoredArticle
+from aggregator.store.records import FeedKey, PositionedRender, Render, SourceMeta, StoredArticle
 
 __all__ = ["ID_NAMESPACE", "Document", "FeedInfo", "Publisher", "entry_id", "feed_info"]
 
@@ -511,11 +511,22 @@ class Publisher:
         present = [r for r in rows if all((r.code, f.name) in renders for f in formats)]
         updated = max((shown[row.code] for row in present), default=EPOCH)
         pages = []
+        written: dict[tuple[Callable[[str], bytes], str], bytes] = {}
+
+        def writer(fmt: OutputFormat, row: PositionedRender) -> Callable[[], bytes]:
+            # Formats that write content alike (Atom, RSS) write it once an entry.
+            def write() -> bytes:
+                key = (fmt.write_content, row.code)
+                if key not in written:
+                    written[key] = fmt.write_content(row.content)
+                return written[key]
+
+            return write
+
         for fmt, doc in self._documents(info, paging, number):
             doc = replace(doc, updated_at=updated)
             fragments = [
-                shells.fill(renders[(row.code, fmt.name)].body, fmt.write_content, row.content)
-                for row in present
+                shells.fill(renders[(row.code, fmt.name)].body, writer(fmt, row)) for row in present
             ]
             pages.append((doc, fmt.assemble(doc, self.config, fragments)))
         return pages

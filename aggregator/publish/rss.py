@@ -27,6 +27,7 @@ from aggregator.publish.documents import (
     EntryView,
     OutputFormat,
     shown_name,
+    xml_content,
 )
 
 MEDIA_TYPE = "application/rss+xml"
@@ -139,10 +140,6 @@ def item_fragment(view: EntryView) -> bytes:
     return "".join(lines).encode("utf-8", "replace")
 
 
-def write_content(content: str) -> bytes:
-    return _markup(content).encode("utf-8", "replace")
-
-
 def item_fragments(views: Sequence[EntryView]) -> list[bytes]:
     return [item_fragment(view) for view in views]
 
@@ -164,7 +161,7 @@ RSS = OutputFormat(
     render=render_rss,
     fragments=item_fragments,
     assemble=assemble_rss,
-    write_content=write_content,
+    write_content=xml_content,
     version="2",
     # An RSS version holds less than the Atom one (no updated times, one enclosure
     # per item): the other documents do not send their readers to it.

@@ -26,9 +26,9 @@ def cut(fragment: bytes, written: bytes) -> bytes:
     return WHOLE + fragment
 
 
-def fill(body: bytes, write: Callable[[str], bytes], content: str) -> bytes:
-    """The fragment a cached body stands for: the stored content, written by the
-    format's write(), back in its hole."""
+def fill(body: bytes, written: Callable[[], bytes]) -> bytes:
+    """The fragment a cached body stands for: the stored content as the format
+    writes it (written(), asked only when needed) back in its hole."""
     if body[:1] == SHELL:
-        return body[1:].replace(HOLE, write(content), 1)
+        return body[1:].replace(HOLE, written(), 1)
     return body[1:]

@@ -10,7 +10,6 @@ error: its entry is rendered again.
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Mapping
 
@@ -24,16 +23,22 @@ def _dictionary(content: str) -> bytes:
     return content.encode("utf-8", "surrogatepass")[:_WINDOW]
 
 
+# A pack is a head, then the bodies: the head gives each format's name, context,
+# shown time and body length, fields apart by US and formats by RS (none of them can
+# hold either: names are words, contexts digests, shown times ISO 8601).
+_FIELD, _FORMAT, _END = b"\x1f", b"\x1e", b"\n"
+
+
 def pack(renders: Mapping[str, Render], content: str) -> bytes:
     """One blob holding these renders (by format name) of an entry with this content."""
     names = sorted(renders)
-    head = [
-        [name, renders[name].context, renders[name].shown, len(renders[name].body)]
-        for name in names
-    ]
-    data = b"".join(
-        (json.dumps(head).encode("utf-8"), b"\n", *(renders[name].body for name in names))
+    head = _FORMAT.join(
+        _FIELD.join(
+            (name.encode(), r.context.encode(), r.shown.encode(), str(len(r.body)).encode())
+        )
+        for name, r in ((name, renders[name]) for name in names)
     )
+    data = b"".join((head, _END, *(renders[name].body for name in names)))
     compressor = zlib.compressobj(_LEVEL, zdict=_dictionary(content))
     return compressor.compress(data) + compressor.flush()
 
@@ -42,15 +47,17 @@ def unpack(blob: bytes, content: str) -> dict[str, Render]:
     """The renders packed with this content; {} when the blob does not unpack."""
     try:
         decompressor = zlib.decompressobj(zdict=_dictionary(content))
-        data = decompressor.decompress(blob) + decompressor.flush()
+        data = decompressor.decompress(blob)
         if not decompressor.eof:  # cut short
             return {}
-        head, _, bodies = data.partition(b"\n")
+        head, _, bodies = data.partition(_END)
         renders: dict[str, Render] = {}
         start = 0
-        for name, context, shown, length in json.loads(head):
-            renders[name] = Render(context, shown, bodies[start : start + length])
-            start += length
-    except (zlib.error, ValueError, TypeError):
+        for described in head.split(_FORMAT) if head else ():
+            name, context, shown, length = described.split(_FIELD)
+            stop = start + int(length)
+            renders[name.decode()] = Render(context.decode(), shown.decode(), bodies[start:stop])
+            start = stop
+    except (zlib.error, ValueError):
         return {}
     return renders if start == len(bodies) else {}
