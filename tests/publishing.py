@@ -14,8 +14,8 @@ from lxml import etree
 from aggregator.config.loader import Config, load_config
 from aggregator.models import EntryRecord, ParsedFeed
 from aggregator.publish.publisher import Publisher
-from aggregator.store.records import FeedKey, Render
-from aggregator.store.renderpack import unpack
+from aggregator.publish.renderpack import Render, unpack
+from aggregator.store.records import FeedKey
 from aggregator.store.sqlite import SqliteStore
 from tests.feeds import SHARE
 

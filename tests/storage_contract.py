@@ -19,7 +19,6 @@ from aggregator.store.records import (
     Candidate,
     IngestResult,
     PollRecord,
-    Render,
     SourceMeta,
     StoredArticle,
 )
@@ -211,39 +210,35 @@ def test_positions_are_given_once_oldest_first(storage: Storage) -> None:
     assert storage.position_feed(("all", "")) == 3  # nothing new: nothing moves
     page = storage.positioned_articles(("all", ""), 0, 3)
     assert [a.code for a in page] == ["NW000003", "NW000002", "NW000001"]
-    renders = storage.positioned_renders(("all", ""), 0, 2, ["atom"])
-    assert [(r.code, r.renders) for r in renders] == [("NW000002", {}), ("NW000001", {})]
+    renders = storage.positioned_renders(("all", ""), 0, 2)
+    assert [(r.code, r.cached) for r in renders] == [("NW000002", None), ("NW000001", None)]
 
 
-def test_the_render_cache_keeps_fragments_until_the_entry_changes(storage: Storage) -> None:
+def test_the_render_cache_keeps_a_row_until_the_entry_changes(storage: Storage) -> None:
     storage.sync_sources([NEWS])
     ingest(storage, NEWS, [entry(1)], T0)
     storage.position_feed(("all", ""))
-    atom = Render("ctx", "2026-03-01T12:01:00Z", b"<entry/>")
-    rss = Render("ctx2", "2026-03-01T12:01:00Z", b"<item/>")
+    seen: list[dict[str, StoredArticle]] = []
 
-    def render(articles: dict[str, StoredArticle]) -> list[tuple[str, str, Render]]:
-        return [(code, name, r) for code in articles for name, r in (("atom", atom), ("rss", rss))]
+    def render(articles: dict[str, StoredArticle]) -> dict[str, bytes]:
+        seen.append(articles)
+        return {code: f"<{code}/>".encode() for code in articles}
 
-    def cached(*formats: str) -> dict[str, Render]:
-        return storage.positioned_renders(("all", ""), 0, 1, formats)[0].renders
+    def cached() -> tuple[str, bytes | None]:
+        row = storage.positioned_renders(("all", ""), 0, 1)[0]
+        return row.content, row.cached
 
-    filled = storage.fill_renders(["NW000001"], render)
-    assert filled == [("NW000001", "atom", atom), ("NW000001", "rss", rss)]
-    assert cached("atom", "rss", "json") == {"atom": atom, "rss": rss}
-    assert cached("rss") == {"rss": rss}  # only the formats asked for
-    json = Render("ctx3", "2026-03-01T12:01:00Z", b"{}")
-    storage.fill_renders(["NW000001"], lambda articles: [("NW000001", "json", json)])
-    assert cached("atom", "rss", "json") == {"atom": atom, "rss": rss, "json": json}
-    # With the stored content, which cached fragments may leave out (publish.shells).
-    page = storage.positioned_renders(("all", ""), 0, 1, ["atom"])
-    assert page[0].content == storage.articles_by_code(["NW000001"])["NW000001"].content
+    assert storage.fill_renders(["NW000001"], render) == {"NW000001": b"<NW000001/>"}
+    content = seen[0]["NW000001"].content
+    assert cached() == (content, b"<NW000001/>")  # with the stored content
+    storage.fill_renders(["NW000001"], lambda articles: {"NW000001": b"again"})
+    assert cached() == (content, b"again")  # in place of the one before
     edited = entry(1, title="改", updated=T0 + timedelta(hours=1))
     ingest(storage, NEWS, [edited], T0 + timedelta(hours=1))
-    assert cached("atom", "rss") == {}
+    assert cached()[1] is None
     storage.fill_renders(["NW000001"], render)
     storage.clear_renders()
-    assert cached("atom", "rss") == {}
+    assert cached()[1] is None
 
 
 def test_unpublished_marks_are_cleared_only_as_read(storage: Storage) -> None:
@@ -263,7 +258,7 @@ def test_a_failed_write_in_a_batch_rolls_back_the_whole_batch(storage: Storage) 
     with pytest.raises(BatchFailed), storage.batch():
         ingest(storage, NEWS, [entry(1)], T0)
 
-        def broken(articles: dict[str, StoredArticle]) -> list[tuple[str, str, Render]]:
+        def broken(articles: dict[str, StoredArticle]) -> dict[str, bytes]:
             raise ValueError("render failed")
 
         with pytest.raises(ValueError):

@@ -1,15 +1,15 @@
 """The render cache's pure parts: a fragment without the article's HTML
 (aggregator.publish.shells) and every format of an entry in one compressed blob
-(aggregator.store.renderpack)."""
+(aggregator.publish.renderpack)."""
 
 from __future__ import annotations
 
 import pytest
 
 from aggregator.publish import shells
+from aggregator.publish.assembled import AssembledFragments
 from aggregator.publish.formats import REGISTERED
-from aggregator.store.records import Render
-from aggregator.store.renderpack import pack, unpack
+from aggregator.publish.renderpack import Render, pack, unpack
 
 # Text that does not repeat itself (zlib would shrink a repeated phrase on its own).
 TEXT = "".join(chr(0x4E00 + i * 7919 % 20000) for i in range(400))
@@ -66,3 +66,25 @@ def test_quotes_of_the_content_cost_little() -> None:
     with_it = len(pack(render, ARTICLE))
     without = len(pack(render, ""))
     assert with_it < without / 3
+
+
+def test_an_assembled_fragment_is_used_only_for_the_row_and_times_it_came_from() -> None:
+    kept = AssembledFragments()
+    want = ("context", "2021-12-24T06:24:48.1+00:00")
+    kept.put("NW1", "atom", b"row", want, b"<entry/>")
+    assert kept.get("NW1", "atom", b"row", want) == b"<entry/>"
+    assert kept.get("NW1", "rss", b"row", want) is None
+    assert kept.get("NW1", "atom", b"another row", want) is None  # the entry changed
+    assert kept.get("NW1", "atom", None, want) is None  # its row was dropped
+    assert kept.get("NW1", "atom", b"row", ("other context", want[1])) is None
+
+
+def test_assembled_fragments_are_bounded_least_recently_used_out_first() -> None:
+    kept = AssembledFragments(limit=3 * (1000 + 200))
+    want = ("c", "s")
+    for code in ("a", "b", "c"):
+        kept.put(code, "atom", b"row", want, b"x" * 1000)
+    assert kept.get("a", "atom", b"row", want)  # a is used again: b is the oldest now
+    kept.put("d", "atom", b"row", want, b"x" * 1000)
+    assert kept.get("b", "atom", b"row", want) is None
+    assert all(kept.get(code, "atom", b"row", want) for code in ("a", "c", "d"))

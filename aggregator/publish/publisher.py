@@ -39,6 +39,7 @@ from aggregator.parse import iri
 from aggregator.parse.sanitize import clean_html, shown_title
 from aggregator.parse.xmlchars import strip_control
 from aggregator.publish import shells
+from aggregator.publish.assembled import AssembledFragments
 from aggregator.publish.documents import (
     EPOCH,
     ID_NAMESPACE,
@@ -62,9 +63,10 @@ from aggregator.publish.listing import (
     render_opml,
 )
 from aggregator.publish.record import PublishRecord, digest, read_record, write_record
+from aggregator.publish.renderpack import Render, pack, unpack
 from aggregator.publish.websub import HubNotifier
 from aggregator.store.interface import Storage
-from aggregator.store.records import FeedKey, PositionedRender, Render, SourceMeta, StoredArticle
+from aggregator.store.records import FeedKey, PositionedRender, SourceMeta, StoredArticle
 
 __all__ = ["ID_NAMESPACE", "Document", "FeedInfo", "Publisher", "entry_id", "feed_info"]
 
@@ -163,6 +165,8 @@ class Publisher:
         self._formats = (config, chosen(config))  # a ConfigError for an unknown format
         # By source and format version; reset with the source metadata.
         self._contexts: dict[tuple[str, str], str] = {}
+        # Fragments assembled before, for entries met again (publish.assembled).
+        self._assembled = AssembledFragments()
         self._listings: tuple[object, list[tuple[str, bytes]]] = (None, [])
         self._meta_memo: tuple[Config, dict[SourceMeta, SourceView]] = (config, {})
         self._sources_loaded_for: tuple[Config, int] | None = None  # see _load_sources
@@ -472,95 +476,122 @@ class Publisher:
     ) -> list[tuple[Document, bytes]]:
         """Every format's document of one page, assembled from each entry's cached
         fragments; byte for byte what the formats' render() give."""
-        formats = self.formats
         start, stop = paging.page(number) if number else paging.current
-        rows = self.store.positioned_renders(info.key, start, stop, [f.name for f in formats])
+        rows = self.store.positioned_renders(info.key, start, stop)
         shown = distinct_updated((row.code, row.updated) for row in rows)
-        wanted = {}  # (code, format name) -> the (context, shown) its fragment must have
+        fragments: dict[tuple[str, str], bytes] = {}  # (code, format name) -> fragment
+        stale: dict[str, list[OutputFormat]] = {}  # code -> formats with none cached
         for row in rows:
-            when = shown[row.code].isoformat()
-            for fmt in formats:
-                wanted[(row.code, fmt.name)] = (self._context(row.source_id, fmt), when)
-        renders = {
-            (row.code, name): render
-            for row in rows
-            for name, render in row.renders.items()
-            if (render.context, render.shown) == wanted.get((row.code, name))
-        }
-        missing = {
-            row.code: lacking
-            for row in rows
-            if (lacking := [f for f in formats if (row.code, f.name) not in renders])
-        }
-        if missing:
-            filled = self.store.fill_renders(
-                list(missing), lambda articles: self._render_entries(articles, missing)
+            lacking = self._cached_fragments(row, shown[row.code].isoformat(), fragments)
+            if lacking:
+                stale[row.code] = lacking
+        if stale:
+            self._render_stale(rows, stale, shown, fragments)
+        # An entry deleted meanwhile has no fragments: it is left out.
+        formats = self.formats
+        present = [r for r in rows if all((r.code, f.name) in fragments for f in formats)]
+        updated = max((shown[row.code] for row in present), default=EPOCH)
+        pages = []
+        for fmt, doc in self._documents(info, paging, number):
+            doc = replace(doc, updated_at=updated)
+            entries = [fragments[(row.code, fmt.name)] for row in present]
+            pages.append((doc, fmt.assemble(doc, self.config, entries)))
+        return pages
+
+    def _cached_fragments(
+        self, row: PositionedRender, shown: str, fragments: dict[tuple[str, str], bytes]
+    ) -> list[OutputFormat]:
+        """The entry's fragments in every format, from those this publisher assembled
+        before or from its render cache row, into `fragments`; the formats of which
+        neither has one for this (context, shown time)."""
+        unpacked: dict[str, Render] | None = None
+        lacking = []
+        for fmt in self.formats:
+            want = (self._context(row.source_id, fmt), shown)
+            fragment = self._assembled.get(row.code, fmt.name, row.cached, want)
+            if fragment is None:
+                if unpacked is None:
+                    unpacked = unpack(row.cached, row.content) if row.cached else {}
+                render = unpacked.get(fmt.name)
+                if render is None or (render.context, render.shown) != want:
+                    lacking.append(fmt)
+                    continue
+                fragment = self._fill(render, fmt, row.content)
+                self._assembled.put(row.code, fmt.name, row.cached, want, fragment)
+            fragments[(row.code, fmt.name)] = fragment
+        return lacking
+
+    def _render_stale(
+        self,
+        rows: Sequence[PositionedRender],
+        stale: dict[str, list[OutputFormat]],
+        shown: dict[str, datetime],
+        fragments: dict[tuple[str, str], bytes],
+    ) -> None:
+        """Render the fragments missing from the render cache, keep them there beside
+        the other formats' (one transaction with reading the entries), and add them
+        to `fragments`."""
+        old = {row.code: row.cached for row in rows if row.code in stale}
+        made: dict[str, tuple[str, dict[str, Render]]] = {}  # code -> (content, renders)
+
+        def repack(articles: dict[str, StoredArticle]) -> dict[str, bytes]:
+            fresh = self._renders(
+                [(a, shown_updated(a.code, a.updated)) for a in articles.values()], stale
             )
-            renders.update(((code, name), render) for code, name, render in filled)
+            packs = {}
+            for code, article in articles.items():
+                blob = old.get(code)
+                kept = unpack(blob, article.content) if blob else {}
+                renders = kept | fresh.get(code, {})
+                made[code] = (article.content, renders)
+                packs[code] = pack(renders, article.content)
+            return packs
+
+        packs = self.store.fill_renders(list(stale), repack)
         # A fraction clash within this document (feedpages.distinct_updated) shows
         # another time than the cached one: rendered for this document only.
         odd: dict[str, list[OutputFormat]] = {}
-        for (code, name), render in renders.items():
-            if (render.context, render.shown) != wanted[(code, name)]:
-                odd.setdefault(code, []).extend(f for f in formats if f.name == name)
+        for code, (content, renders) in made.items():
+            when = shown[code].isoformat()
+            for fmt in stale[code]:
+                render = renders[fmt.name]  # rendered just now: its context is current
+                if render.shown != when:
+                    odd.setdefault(code, []).append(fmt)
+                    continue
+                want = (render.context, when)
+                fragment = self._fill(render, fmt, content)
+                self._assembled.put(code, fmt.name, packs[code], want, fragment)
+                fragments[(code, fmt.name)] = fragment
         if odd:
             articles = self.store.articles_by_code(list(odd))
             items = [(articles[c], shown[c]) for c in odd if c in articles]
-            renders.update(((c, n), r) for c, n, r in self._renders(items, odd))
-        # An entry deleted meanwhile has no fragments: it is left out.
-        present = [r for r in rows if all((r.code, f.name) in renders for f in formats)]
-        updated = max((shown[row.code] for row in present), default=EPOCH)
-        pages = []
-        written: dict[tuple[Callable[[str], bytes], str], bytes] = {}
+            for code, renders in self._renders(items, odd).items():
+                for name, render in renders.items():
+                    fmt = next(f for f in self.formats if f.name == name)
+                    fragments[(code, name)] = self._fill(render, fmt, articles[code].content)
 
-        def writer(fmt: OutputFormat, row: PositionedRender) -> Callable[[], bytes]:
-            # Formats that write content alike (Atom, RSS) write it once an entry.
-            def write() -> bytes:
-                key = (fmt.write_content, row.code)
-                if key not in written:
-                    written[key] = fmt.write_content(row.content)
-                return written[key]
-
-            return write
-
-        for fmt, doc in self._documents(info, paging, number):
-            doc = replace(doc, updated_at=updated)
-            fragments = [
-                shells.fill(renders[(row.code, fmt.name)].body, writer(fmt, row)) for row in present
-            ]
-            pages.append((doc, fmt.assemble(doc, self.config, fragments)))
-        return pages
-
-    def _render_entries(
-        self, articles: dict[str, StoredArticle], needs: dict[str, list[OutputFormat]]
-    ) -> list[tuple[str, str, Render]]:
-        items = [(a, shown_updated(a.code, a.updated)) for a in articles.values()]
-        return self._renders(items, needs)
+    @staticmethod
+    def _fill(render: Render, fmt: OutputFormat, content: str) -> bytes:
+        return shells.fill(render.body, lambda: fmt.write_content(content))
 
     def _renders(
         self,
         items: Sequence[tuple[StoredArticle, datetime]],
         needs: dict[str, list[OutputFormat]],
-    ) -> list[tuple[str, str, Render]]:
-        """The fragments of each (article, updated shown) in the formats it needs, as
-        (code, format name, render); each format renders its entries in one batch."""
+    ) -> dict[str, dict[str, Render]]:
+        """The fragments of each (article, updated shown) in the formats it needs, by
+        code and format name; each format renders its entries in one batch."""
         views = [(article, self._view(article, updated)) for article, updated in items]
-        renders = []
+        renders: dict[str, dict[str, Render]] = {}
         for fmt in self.formats:
             batch = [(a, v) for a, v in views if fmt in needs.get(a.code, ())]
             bodies = fmt.fragments([view for _, view in batch]) if batch else []
-            renders += [
-                (
-                    article.code,
-                    fmt.name,
-                    Render(
-                        self._context(article.source_id, fmt),
-                        view.updated.isoformat(),
-                        shells.cut(body, _written(fmt, view.content, article.content)),
-                    ),
+            for (article, view), body in zip(batch, bodies, strict=True):
+                renders.setdefault(article.code, {})[fmt.name] = Render(
+                    self._context(article.source_id, fmt),
+                    view.updated.isoformat(),
+                    shells.cut(body, _written(fmt, view.content, article.content)),
                 )
-                for (article, view), body in zip(batch, bodies, strict=True)
-            ]
         return renders
 
     def _context(self, source_id: str, fmt: OutputFormat) -> str:

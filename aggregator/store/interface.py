@@ -20,7 +20,6 @@ from aggregator.store.records import (
     IngestResult,
     PollRecord,
     PositionedRender,
-    Render,
     SourceMeta,
     SourceState,
     StatusRows,
@@ -144,22 +143,17 @@ class Storage(Protocol):
     def positioned_articles(self, key: FeedKey, start: int, stop: int) -> list[StoredArticle]:
         """The feed's entries with positions in [start, stop), newest first."""
 
-    def positioned_renders(
-        self, key: FeedKey, start: int, stop: int, formats: Sequence[str]
-    ) -> list[PositionedRender]:
-        """positioned_articles' codes with their cached fragments in these output
-        formats, those they have."""
+    def positioned_renders(self, key: FeedKey, start: int, stop: int) -> list[PositionedRender]:
+        """positioned_articles' codes with their content and render cache rows."""
 
     def fill_renders(
-        self,
-        codes: Sequence[str],
-        render: Callable[[dict[str, StoredArticle]], list[tuple[str, str, Render]]],
-    ) -> list[tuple[str, str, Render]]:
-        """Render these entries with render(), which gives (code, format, fragment)
-        triples, and keep the fragments, in one transaction."""
+        self, codes: Sequence[str], render: Callable[[dict[str, StoredArticle]], dict[str, bytes]]
+    ) -> dict[str, bytes]:
+        """The render cache rows render() makes of these entries (read in the same
+        transaction), by code, kept in place of the ones they had; returned."""
 
     def clear_renders(self) -> None:
-        """Forget every cached fragment."""
+        """Forget every render cache row."""
 
     def set_node(self, node: str) -> None:
         """Publish as this node of a cluster, each node into its own folder: from now on

@@ -163,25 +163,15 @@ class StoredArticle:
 
 
 @dataclass(frozen=True)
-class Render:
-    """An entry's cached fragment in one output format: valid while context and shown
-    updated match."""
-
-    context: str
-    shown: str  # the updated time shown, as text
-    body: bytes  # the entry as it stands in a document of that format
-
-
-@dataclass(frozen=True)
 class PositionedRender:
-    """An entry at a feed position, with the cached fragments it has of the formats
-    asked for."""
+    """An entry at a feed position, with its row of the render cache: a blob only the
+    publisher reads (aggregator.publish.renderpack), or None."""
 
     code: str
     updated: datetime
     source_id: str
-    renders: dict[str, Render]  # by format name
     content: str  # the stored HTML, which cached fragments leave out (publish.shells)
+    cached: bytes | None
 
 
 class SourceMeta(NamedTuple):

@@ -69,7 +69,6 @@ from aggregator.store.records import (
     PollDay,
     PollRecord,
     PositionedRender,
-    Render,
     SourceMeta,
     SourceState,
     StatusRows,
@@ -78,7 +77,6 @@ from aggregator.store.records import (
     from_iso,
     iso,
 )
-from aggregator.store.renderpack import pack, unpack
 
 T = TypeVar("T")
 
@@ -825,9 +823,7 @@ class PostgresStore:
         )
         return [SourceMeta(*row) for row in rows]
 
-    def positioned_renders(
-        self, key: FeedKey, start: int, stop: int, formats: Sequence[str]
-    ) -> list[PositionedRender]:
+    def positioned_renders(self, key: FeedKey, start: int, stop: int) -> list[PositionedRender]:
         rows = self._read(
             lambda conn: conn.execute(
                 """SELECT e.code, e.updated, e.source_id, e.content, r.pack
@@ -839,13 +835,12 @@ class PostgresStore:
                 [*key, start, stop],
             ).fetchall()
         )
-        wanted = set(formats)
-        found = []
-        for code, updated, source_id, content, packed in rows:
-            renders = unpack(bytes(packed), content) if packed is not None else {}
-            kept = {name: render for name, render in renders.items() if name in wanted}
-            found.append(PositionedRender(code, utc(updated), source_id, kept, content))
-        return found
+        return [
+            PositionedRender(
+                code, utc(updated), source_id, content, bytes(packed) if packed else None
+            )
+            for code, updated, source_id, content, packed in rows
+        ]
 
     def articles_by_code(self, codes: Sequence[str]) -> dict[str, StoredArticle]:
         rows = self._dicts(
@@ -854,14 +849,12 @@ class PostgresStore:
         return {row["code"]: article_of(row) for row in rows}
 
     def fill_renders(
-        self,
-        codes: Sequence[str],
-        render: Callable[[dict[str, StoredArticle]], list[tuple[str, str, Render]]],
-    ) -> list[tuple[str, str, Render]]:
-        """Render these entries with render() and keep the fragments: their rows are
-        share-locked meanwhile, so no ingest changes them between the two."""
+        self, codes: Sequence[str], render: Callable[[dict[str, StoredArticle]], dict[str, bytes]]
+    ) -> dict[str, bytes]:
+        """The render cache rows render() makes of these entries, kept: their entries
+        are share-locked meanwhile, so no ingest changes them between the two."""
 
-        def work(cur: psycopg.Cursor[Any]) -> list[tuple[str, str, Render]]:
+        def work(cur: psycopg.Cursor[Any]) -> dict[str, bytes]:
             cur.execute(
                 "SELECT code FROM entries WHERE code = ANY(%s) ORDER BY code FOR SHARE",
                 [sorted(set(codes))],
@@ -873,23 +866,13 @@ class PostgresStore:
                     [list(codes)],
                 )
                 articles = {row["code"]: article_of(row) for row in reader.fetchall()}
-            renders = render(articles)
-            added: dict[str, dict[str, Render]] = {}
-            for code, name, fragment in renders:
-                added.setdefault(code, {})[name] = fragment
-            cur.execute(
-                "SELECT code, pack FROM rendered_entries WHERE code = ANY(%s)", [list(added)]
-            )
-            kept = {code: unpack(bytes(p), articles[code].content) for code, p in cur.fetchall()}
+            rows = render(articles)
             cur.executemany(
                 """INSERT INTO rendered_entries (code, pack) VALUES (%s, %s)
                    ON CONFLICT (code) DO UPDATE SET pack = excluded.pack""",
-                [
-                    (code, pack(kept.get(code, {}) | fresh, articles[code].content))
-                    for code, fresh in added.items()
-                ],
+                list(rows.items()),
             )
-            return renders
+            return rows
 
         return self._write(work)
 

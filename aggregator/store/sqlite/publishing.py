@@ -8,8 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aggregator.store.columns import FEED_MEMBERS, distinct_sql
-from aggregator.store.records import FeedKey, PositionedRender, Render, StoredArticle
-from aggregator.store.renderpack import pack, unpack
+from aggregator.store.records import FeedKey, PositionedRender, StoredArticle
 from aggregator.store.sqlite.connection import Connection
 from aggregator.store.sqlite.rows import ARTICLE_COLUMNS, article_of, chunks, utc
 
@@ -230,12 +229,9 @@ class Publishing(Connection):
         )
         return [article_of(row) for row in rows]
 
-    def positioned_renders(
-        self, key: FeedKey, start: int, stop: int, formats: Sequence[str]
-    ) -> list[PositionedRender]:
+    def positioned_renders(self, key: FeedKey, start: int, stop: int) -> list[PositionedRender]:
         """The feed's entries with positions in [start, stop), newest position first,
-        with what the publisher needs to pick (or redo) their cached fragments in
-        these formats."""
+        with their content and render cache rows."""
         with self._lock:
             rows = self.conn.execute(
                 """SELECT e.code, e.updated, e.source_id, e.content, r.pack
@@ -246,13 +242,10 @@ class Publishing(Connection):
                    ORDER BY p.seq DESC""",
                 [*key, start, stop],
             ).fetchall()
-        wanted = set(formats)
-        found = []
-        for code, updated, source_id, content, packed in rows:
-            renders = unpack(packed, content) if packed is not None else {}
-            kept = {name: render for name, render in renders.items() if name in wanted}
-            found.append(PositionedRender(code, utc(updated), source_id, kept, content))
-        return found
+        return [
+            PositionedRender(code, utc(updated), source_id, content, packed)
+            for code, updated, source_id, content, packed in rows
+        ]
 
     def articles_by_code(self, codes: Sequence[str]) -> dict[str, StoredArticle]:
         found: dict[str, StoredArticle] = {}
@@ -266,29 +259,17 @@ class Publishing(Connection):
         return found
 
     def fill_renders(
-        self,
-        codes: Sequence[str],
-        render: Callable[[dict[str, StoredArticle]], list[tuple[str, str, Render]]],
-    ) -> list[tuple[str, str, Render]]:
-        """Render these entries with render(), which gives (code, format, fragment)
-        triples, and keep the fragments beside those of other formats already kept,
-        read and written in one transaction: a poll cannot change an entry between
-        the two."""
+        self, codes: Sequence[str], render: Callable[[dict[str, StoredArticle]], dict[str, bytes]]
+    ) -> dict[str, bytes]:
+        """The render cache rows render() makes of these entries, kept, read and
+        written in one transaction: a poll cannot change an entry between the two."""
         with self.transaction() as db:
-            articles = self.articles_by_code(codes)
-            renders = render(articles)
-            added: dict[str, dict[str, Render]] = {}
-            for code, name, fragment in renders:
-                added.setdefault(code, {})[name] = fragment
-            kept = _packed(db.conn, list(added), articles)
+            rows = render(self.articles_by_code(codes))
             db.conn.executemany(
                 "INSERT OR REPLACE INTO rendered_entries (code, pack) VALUES (?, ?)",
-                [
-                    (code, pack(kept.get(code, {}) | fresh, articles[code].content))
-                    for code, fresh in added.items()
-                ],
+                list(rows.items()),
             )
-        return renders
+        return rows
 
     def clear_renders(self) -> None:
         """Forget every rendered fragment (the next publish renders everything afresh)."""
@@ -345,17 +326,3 @@ class Publishing(Connection):
                 "SELECT source_id FROM entry_sources WHERE code = ? ORDER BY source_id", [code]
             )
         ]
-
-
-def _packed(
-    conn: sqlite3.Connection, codes: Sequence[str], articles: dict[str, StoredArticle]
-) -> dict[str, dict[str, Render]]:
-    """The renders kept of these entries, by code and format."""
-    kept: dict[str, dict[str, Render]] = {}
-    for chunk, marks in chunks(codes):
-        rows = conn.execute(
-            f"SELECT code, pack FROM rendered_entries WHERE code IN ({marks})", chunk
-        )
-        for code, packed in rows:
-            kept[code] = unpack(packed, articles[code].content)
-    return kept

@@ -1,5 +1,8 @@
 """The render cache's row: every cached format of one entry, in one compressed blob.
 
+The store keeps the blob beside the entry and drops it when the entry changes; what
+is in it is the publisher's business alone.
+
 Compressed with zlib, with the entry's stored content as the preset dictionary: the
 fragments quote the article (the RSS description's first words, the title), and
 a quote of the dictionary costs a few bytes. The formats of one entry share one blob
@@ -12,8 +15,18 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-from aggregator.store.records import Render
+
+@dataclass(frozen=True)
+class Render:
+    """An entry's cached fragment in one output format: valid while context and shown
+    updated match."""
+
+    context: str
+    shown: str  # the updated time shown, as text
+    body: bytes  # the entry as it stands in a document of that format (publish.shells)
+
 
 _WINDOW = 32768  # what zlib can refer back to: the dictionary's first bytes are used
 _LEVEL = 6
