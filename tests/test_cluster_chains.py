@@ -7,6 +7,8 @@ node is handed a poll that only records which source it was asked for."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,12 +46,21 @@ def _sources(tmp_path: Path, url: str) -> list[Source]:
     return list(load_config(path).sources)
 
 
-def _node(url: str, name: str, polled: list[str], **extra: Any) -> ClusterScheduler:
+@contextmanager
+def _started(url: str, name: str, **extra: Any) -> Iterator[tuple[ClusterScheduler, list[str]]]:
+    """A started node, and the sources it was asked to poll, in order; stopped after."""
+    polled: list[str] = []
+
     def poll(source_id: str) -> datetime:
         polled.append(source_id)
         return datetime.now(UTC) + timedelta(hours=1)  # the next poll: far off
 
-    return ClusterScheduler(url, poll, node=name, digest="same", rand=lambda: 0.0, **extra)
+    node = ClusterScheduler(url, poll, node=name, digest="same", rand=lambda: 0.0, **extra)
+    node.start()
+    try:
+        yield node, polled
+    finally:
+        node.shutdown(wait=True, timeout=5)
 
 
 def _pending(url: str) -> set[str]:
@@ -88,18 +99,14 @@ def test_a_node_takes_no_poll_before_it_knows_its_sources(
     poll taken without them would end that source's chain of polls for good."""
     sources = _sources(tmp_path, postgres_url)
     everyone = {s.id for s in sources}
-    polled: list[str] = []
-    node = _node(postgres_url, "late", polled)
-    node.start()  # the job tables made; its sources not given yet
-    try:
+    # Started: the job tables made; its sources not given yet.
+    with _started(postgres_url, "late") as (node, polled):
         _queue_first_polls(postgres_url, sources)
         time.sleep(3 * FETCH_INTERVAL)  # real worker threads: a fetch would have run
         assert polled == [] and _pending(postgres_url) == everyone
         node.sync(sources, {})
         wait_for(lambda: set(polled) == everyone, 20, "every source polled")
         wait_for(lambda: _pending(postgres_url) == everyone, 10, "every next poll queued")
-    finally:
-        node.shutdown(wait=True, timeout=5)
 
 
 def test_a_chain_of_polls_lost_to_a_failure_is_queued_again(
@@ -109,10 +116,7 @@ def test_a_chain_of_polls_lost_to_a_failure_is_queued_again(
     one's deferral) is queued again within a heal interval, not at the next reload."""
     sources = _sources(tmp_path, postgres_url)
     everyone = {s.id for s in sources}
-    polled: list[str] = []
-    node = _node(postgres_url, "healer", polled, heal_interval=0.5)
-    node.start()
-    try:
+    with _started(postgres_url, "healer", heal_interval=0.5) as (node, polled):
         node.sync(sources, {})
         wait_for(lambda: _pending(postgres_url) == everyone and len(polled) == COUNT, 20, "polled")
         with psycopg.connect(postgres_url) as conn:
@@ -120,8 +124,6 @@ def test_a_chain_of_polls_lost_to_a_failure_is_queued_again(
         assert _pending(postgres_url) == everyone - {"s1"}
         wait_for(lambda: polled.count("s1") == 2, 20, "s1 polled again")
         wait_for(lambda: _pending(postgres_url) == everyone, 10, "its chain goes on")
-    finally:
-        node.shutdown(wait=True, timeout=5)
 
 
 def test_a_dead_nodes_polls_are_all_taken_over_though_one_was_done(
@@ -131,10 +133,7 @@ def test_a_dead_nodes_polls_are_all_taken_over_though_one_was_done(
     its job not closed), s1's was not. s0's job is closed, s1 is polled again: the
     first one's refusal to be queued twice does not hold the other back."""
     sources = _sources(tmp_path, postgres_url)
-    polled: list[str] = []
-    node = _node(postgres_url, "survivor", polled)
-    node.start()
-    try:
+    with _started(postgres_url, "survivor") as (node, polled):
         _queue_first_polls(postgres_url, sources[:2])
         with psycopg.connect(postgres_url) as conn:
             (dead,) = conn.execute(
@@ -147,5 +146,3 @@ def test_a_dead_nodes_polls_are_all_taken_over_though_one_was_done(
         wait_for(lambda: {"s0", "s1"} <= set(polled), 10 + RECOVERY_BOUND, "both polled")
         wait_for(lambda: _doing(postgres_url) == 0, 10, "no job left running")
         assert polled.count("s1") == 1
-    finally:
-        node.shutdown(wait=True, timeout=5)
