@@ -14,6 +14,7 @@ from typing import Any
 from aggregator.config.loader import load_config
 from aggregator.publish.publisher import Publisher
 from aggregator.publish.record import RECORD_NAME
+from tests.conftest import run_aggregator
 from tests.publishing import SOURCES, Site, record, served, site
 from tests.test_publish import fill
 
@@ -141,3 +142,20 @@ def test_a_publish_that_gives_up_leaves_the_rest_marked(write_config: Any) -> No
         assert fresh(s).publish() == []
         everything = served(s.out)
         assert all(f"{s.publisher.info(k).stem}.xml" in everything for k in marked)
+
+
+def test_a_command_with_nothing_to_publish_finishes_a_publish_killed_writing_its_record(
+    write_config: Any,
+) -> None:
+    """The record is written after the feeds' marks are cleared: a publish killed while
+    writing it leaves its temp file and nothing marked. The next command, finding
+    nothing to publish, still removes it."""
+    source = {**SOURCES[0], "url": "http://127.0.0.1:9/refused.xml"}
+    path = write_config([source])
+    assert run_aggregator("publish", "--config", str(path)).returncode == 0
+    output = load_config(path).settings.output_dir
+    left = output / f".{RECORD_NAME}.4242.abcdefgh.tmp"
+    left.write_bytes(b"{")
+    done = run_aggregator("poll", "--config", str(path))  # its one source fails
+    assert "published 0 changed file(s)" in done.stdout, done.stdout + done.stderr
+    assert not left.exists()

@@ -305,8 +305,11 @@ def _poll_chosen(config: Config, store: Storage, chosen: Sequence[Source]) -> li
 def _publish_changed(config: Config, store: Storage, changed: set[FeedKey]) -> None:
     """Publish what changed, and whatever a killed run left unpublished (nothing to
     load when neither: the common case of a cron poll with nothing due)."""
+    from aggregator.publish.record import temp_left
+
     written: list[Path] = []
-    if changed or store.unpublished() or store.holes():
+    output = config.settings.output_dir
+    if changed or store.unpublished() or store.holes() or temp_left(output):
         from aggregator.publish.publisher import Publisher
 
         publisher = Publisher(config, store)

@@ -20,8 +20,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aggregator.files import write_if_changed
-
 RECORD_NAME = ".publish.record"  # JSON
 FORMAT = 1  # of the file; another number reads as no record
 
@@ -89,6 +87,9 @@ def read_record(folder: Path, context: str) -> PublishRecord | None:
 
 
 def write_record(folder: Path, record: PublishRecord) -> None:
+    # Imported here: a command with nothing to publish only looks for temp_left.
+    from aggregator.files import write_if_changed
+
     data = {
         "format": FORMAT,
         "context": record.context,
@@ -97,3 +98,14 @@ def write_record(folder: Path, record: PublishRecord) -> None:
     }
     encoded = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     write_if_changed(folder / RECORD_NAME, encoded, sync_dir=False)
+
+
+def temp_left(folder: Path) -> bool:
+    """Whether a publish killed while writing its record left the record's temp file.
+    The record is written after the feeds' marks are cleared, so the next command finds
+    nothing to publish: it must still finish that publish (remove the temp file)."""
+    prefix = f".{RECORD_NAME}."
+    try:
+        return any(n.startswith(prefix) and n.endswith(".tmp") for n in os.listdir(folder))
+    except OSError:
+        return False
