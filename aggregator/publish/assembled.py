@@ -38,7 +38,7 @@ class AssembledFragments:
     def put(
         self, code: str, fmt: str, cached: bytes | None, want: tuple[str, str], fragment: bytes
     ) -> None:
-        if cached is None:
+        if cached is None or not self._limit:
             return
         with self._lock:
             old = self._kept.pop((code, fmt), None)

@@ -150,6 +150,24 @@ def _written(fmt: OutputFormat, shown: str, stored: str) -> bytes:
     return fmt.write_content(shown) if shown == stored else b""
 
 
+class _Written:
+    """One entry's content as each format writes it, written once for the formats that
+    write it alike (Atom and RSS)."""
+
+    def __init__(self, content: str) -> None:
+        self.content = content
+        self._done: dict[Callable[[str], bytes], bytes] = {}
+
+    def by(self, fmt: OutputFormat) -> Callable[[], bytes]:
+        def write() -> bytes:
+            found = self._done.get(fmt.write_content)
+            if found is None:
+                found = self._done[fmt.write_content] = fmt.write_content(self.content)
+            return found
+
+        return write
+
+
 class Publisher:
     def __init__(
         self, config: Config, store: Storage, *, notifier: HubNotifier | None = None
@@ -167,6 +185,7 @@ class Publisher:
         self._contexts: dict[tuple[str, str], str] = {}
         # Fragments assembled before, for entries met again (publish.assembled).
         self._assembled = AssembledFragments()
+        self._remembering = False  # this publish keeps what it assembles (see publish)
         self._listings: tuple[object, list[tuple[str, bytes]]] = (None, [])
         self._meta_memo: tuple[Config, dict[SourceMeta, SourceView]] = (config, {})
         self._sources_loaded_for: tuple[Config, int] | None = None  # see _load_sources
@@ -243,6 +262,9 @@ class Publisher:
                 asked = all_keys
             else:  # a change to any feed is one to the feed of everything
                 asked = {*keys, ("all", "")} if keys else set()
+            # Assembled fragments are kept for the next publish only from one of a few
+            # feeds (a daemon's): a publish of every feed would only churn them.
+            self._remembering = keys is not None
             due = asked | marks.keys() | holes.keys()
             emptied = {k for k in due - all_keys if self._published_before(k)}
             wanted = (due & all_keys) | emptied
@@ -420,7 +442,8 @@ class Publisher:
         ]
 
     def _write_page(self, info: FeedInfo, paging: Paging, number: int, writer: Writer) -> None:
-        for doc, data in self._render_page(info, paging, number):
+        remember = self._remembering and not number  # archive pages are written once
+        for doc, data in self._render_page(info, paging, number, remember):
             writer.write(self.output / doc.self_url.removeprefix(self.url_of("")), data)
 
     def _documents(
@@ -472,7 +495,7 @@ class Publisher:
     # --- rendering from cached fragments ---
 
     def _render_page(
-        self, info: FeedInfo, paging: Paging, number: int
+        self, info: FeedInfo, paging: Paging, number: int, remember: bool = False
     ) -> list[tuple[Document, bytes]]:
         """Every format's document of one page, assembled from each entry's cached
         fragments; byte for byte what the formats' render() give."""
@@ -481,12 +504,13 @@ class Publisher:
         shown = distinct_updated((row.code, row.updated) for row in rows)
         fragments: dict[tuple[str, str], bytes] = {}  # (code, format name) -> fragment
         stale: dict[str, list[OutputFormat]] = {}  # code -> formats with none cached
+        assembled = self._assembled if remember else AssembledFragments(limit=0)
         for row in rows:
-            lacking = self._cached_fragments(row, shown[row.code].isoformat(), fragments)
-            if lacking:
+            when = shown[row.code].isoformat()
+            if lacking := self._cached_fragments(row, when, fragments, assembled):
                 stale[row.code] = lacking
         if stale:
-            self._render_stale(rows, stale, shown, fragments)
+            self._render_stale(rows, stale, shown, fragments, assembled)
         # An entry deleted meanwhile has no fragments: it is left out.
         formats = self.formats
         present = [r for r in rows if all((r.code, f.name) in fragments for f in formats)]
@@ -499,16 +523,21 @@ class Publisher:
         return pages
 
     def _cached_fragments(
-        self, row: PositionedRender, shown: str, fragments: dict[tuple[str, str], bytes]
+        self,
+        row: PositionedRender,
+        shown: str,
+        fragments: dict[tuple[str, str], bytes],
+        assembled: AssembledFragments,
     ) -> list[OutputFormat]:
         """The entry's fragments in every format, from those this publisher assembled
         before or from its render cache row, into `fragments`; the formats of which
         neither has one for this (context, shown time)."""
         unpacked: dict[str, Render] | None = None
+        written = _Written(row.content)
         lacking = []
         for fmt in self.formats:
             want = (self._context(row.source_id, fmt), shown)
-            fragment = self._assembled.get(row.code, fmt.name, row.cached, want)
+            fragment = assembled.get(row.code, fmt.name, row.cached, want)
             if fragment is None:
                 if unpacked is None:
                     unpacked = unpack(row.cached, row.content) if row.cached else {}
@@ -516,8 +545,8 @@ class Publisher:
                 if render is None or (render.context, render.shown) != want:
                     lacking.append(fmt)
                     continue
-                fragment = self._fill(render, fmt, row.content)
-                self._assembled.put(row.code, fmt.name, row.cached, want, fragment)
+                fragment = shells.fill(render.body, written.by(fmt))
+                assembled.put(row.code, fmt.name, row.cached, want, fragment)
             fragments[(row.code, fmt.name)] = fragment
         return lacking
 
@@ -527,6 +556,7 @@ class Publisher:
         stale: dict[str, list[OutputFormat]],
         shown: dict[str, datetime],
         fragments: dict[tuple[str, str], bytes],
+        assembled: AssembledFragments,
     ) -> None:
         """Render the fragments missing from the render cache, keep them there beside
         the other formats' (one transaction with reading the entries), and add them
@@ -553,26 +583,25 @@ class Publisher:
         odd: dict[str, list[OutputFormat]] = {}
         for code, (content, renders) in made.items():
             when = shown[code].isoformat()
+            written = _Written(content)
             for fmt in stale[code]:
                 render = renders[fmt.name]  # rendered just now: its context is current
                 if render.shown != when:
                     odd.setdefault(code, []).append(fmt)
                     continue
                 want = (render.context, when)
-                fragment = self._fill(render, fmt, content)
-                self._assembled.put(code, fmt.name, packs[code], want, fragment)
+                fragment = shells.fill(render.body, written.by(fmt))
+                assembled.put(code, fmt.name, packs[code], want, fragment)
                 fragments[(code, fmt.name)] = fragment
         if odd:
             articles = self.store.articles_by_code(list(odd))
             items = [(articles[c], shown[c]) for c in odd if c in articles]
             for code, renders in self._renders(items, odd).items():
-                for name, render in renders.items():
-                    fmt = next(f for f in self.formats if f.name == name)
-                    fragments[(code, name)] = self._fill(render, fmt, articles[code].content)
-
-    @staticmethod
-    def _fill(render: Render, fmt: OutputFormat, content: str) -> bytes:
-        return shells.fill(render.body, lambda: fmt.write_content(content))
+                written = _Written(articles[code].content)
+                for fmt in odd[code]:
+                    fragments[(code, fmt.name)] = shells.fill(
+                        renders[fmt.name].body, written.by(fmt)
+                    )
 
     def _renders(
         self,
