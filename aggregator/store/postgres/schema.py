@@ -277,7 +277,7 @@ _MIGRATION_3 = [
 
 _MIGRATION_4 = [
     # Each entry's fragments packed in one row without the article's HTML, as the
-    # SQLite store's migration 16 (aggregator.store.renderpack, aggregator.publish.shells);
+    # SQLite store's migration 16 (aggregator.publish.renderpack, aggregator.publish.shells);
     # those cached before hold the HTML and are dropped.
     "DROP TABLE entry_fragments",
     """CREATE TABLE rendered_entries (

@@ -480,7 +480,7 @@ def _migration_15(db: sqlite_utils.Database) -> None:
 
 def _migration_16(db: sqlite_utils.Database) -> None:
     """Each entry's fragments packed in one row, without the article's HTML
-    (aggregator.store.renderpack, aggregator.publish.shells). The fragments cached
+    (aggregator.publish.renderpack, aggregator.publish.shells). The fragments cached
     before hold the HTML: dropped, the next publish renders them again."""
     for trigger in (
         "entries_renders",

@@ -143,8 +143,8 @@ CREATE TABLE feed_holes (
 ) WITHOUT ROWID;
 
 -- Each entry's rendered fragments in the output formats (aggregator.publish.formats),
--- packed in one blob (aggregator.store.renderpack); a change to the entry or its
--- categories or tags drops them.
+-- packed in one blob only the publisher reads (aggregator.publish.renderpack); a
+-- change to the entry or its categories or tags drops them.
 CREATE TABLE rendered_entries (
     code TEXT PRIMARY KEY REFERENCES entries(code) ON DELETE CASCADE,
     pack BLOB NOT NULL
