@@ -144,10 +144,7 @@ def _source_view(row: SourceMeta, source: Source | None) -> SourceView:
 # --- the publisher -------------------------------------------------------------------
 
 
-def _written(fmt: OutputFormat, shown: str, stored: str) -> bytes:
-    """The content as a fragment of this format holds it, where it is the stored HTML
-    (the cache can leave it out, see shells); b"" where it is not."""
-    return fmt.write_content(shown) if shown == stored else b""
+_FORGETFUL = AssembledFragments(limit=0)  # for pages whose fragments are not kept
 
 
 class _Written:
@@ -504,7 +501,7 @@ class Publisher:
         shown = distinct_updated((row.code, row.updated) for row in rows)
         fragments: dict[tuple[str, str], bytes] = {}  # (code, format name) -> fragment
         stale: dict[str, list[OutputFormat]] = {}  # code -> formats with none cached
-        assembled = self._assembled if remember else AssembledFragments(limit=0)
+        assembled = self._assembled if remember else _FORGETFUL
         for row in rows:
             when = shown[row.code].isoformat()
             if lacking := self._cached_fragments(row, when, fragments, assembled):
@@ -611,15 +608,18 @@ class Publisher:
         """The fragments of each (article, updated shown) in the formats it needs, by
         code and format name; each format renders its entries in one batch."""
         views = [(article, self._view(article, updated)) for article, updated in items]
+        written = {article.code: _Written(article.content) for article, _ in views}
         renders: dict[str, dict[str, Render]] = {}
         for fmt in self.formats:
             batch = [(a, v) for a, v in views if fmt in needs.get(a.code, ())]
             bodies = fmt.fragments([view for _, view in batch]) if batch else []
             for (article, view), body in zip(batch, bodies, strict=True):
+                # Only the stored HTML can be left out: it is what assembly writes back.
+                stored = view.content == article.content
                 renders.setdefault(article.code, {})[fmt.name] = Render(
                     self._context(article.source_id, fmt),
                     view.updated.isoformat(),
-                    shells.cut(body, _written(fmt, view.content, article.content)),
+                    shells.cut(body, written[article.code].by(fmt)() if stored else b""),
                 )
         return renders
 

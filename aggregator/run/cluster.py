@@ -449,32 +449,33 @@ class ClusterScheduler:
             try:
                 await manager.prune_stalled_workers(STALLED_AFTER)
                 for job in await manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER):
-                    await self._take_over(job)
+                    try:  # a failure is this job's alone: the others are still taken over
+                        await self._take_over(job)
+                    except Exception:
+                        log.warning(
+                            "taking over poll %s of a dead node failed",
+                            job.queueing_lock,
+                            exc_info=True,
+                        )
             except Exception:
                 log.warning("recovering stalled polls failed", exc_info=True)
             await asyncio.sleep(RECOVERY_INTERVAL)
 
     async def _take_over(self, job: Job) -> None:
         """A dead node's poll back in the queue; or, where its source's next poll is
-        queued already (the poll was done, only its job was not closed), closed. A
-        failure is this job's alone: the others are still taken over."""
+        queued already (the poll was done, only its job was not closed), closed."""
         import procrastinate
         from procrastinate import exceptions as job_errors
 
         manager = self.app.job_manager
         assert job.id is not None
         try:
-            try:
-                await manager.retry_job(job)
-                log.warning("poll %s of a dead node queued again", job.queueing_lock)
-            # retry_job raises UniqueViolation for a taken queueing lock, not AlreadyEnqueued.
-            except (job_errors.UniqueViolation, job_errors.AlreadyEnqueued):
-                await manager.finish_job_by_id_async(
-                    job.id, status=procrastinate.jobs.Status.FAILED, delete_job=True
-                )
-        except Exception:
-            log.warning(
-                "taking over poll %s of a dead node failed", job.queueing_lock, exc_info=True
+            await manager.retry_job(job)
+            log.warning("poll %s of a dead node queued again", job.queueing_lock)
+        # retry_job raises UniqueViolation for a taken queueing lock, not AlreadyEnqueued.
+        except (job_errors.UniqueViolation, job_errors.AlreadyEnqueued):
+            await manager.finish_job_by_id_async(
+                job.id, status=procrastinate.jobs.Status.FAILED, delete_job=True
             )
 
 
