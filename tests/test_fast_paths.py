@@ -798,3 +798,24 @@ def test_the_seed_articles_html_and_the_bench_corpus_take_the_shortcut() -> None
         for entry in raw.entries:
             body = (entry.fields.get("content") or entry.fields["summary"])[0]
             assert sanitize._clean_known_shape(body, "http://x.cn/f") is not None
+
+
+def test_stacked_marks_are_cut_before_and_after_their_pattern_is_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The pattern is built on first use; until then short texts are looked at one
+    # character at a time, and past a budget of characters it is built anyway.
+    monkeypatch.setattr(sanitize, "_STACKED_MARKS", None)
+    monkeypatch.setattr(sanitize, "_looked_at", 0)
+    stacked, kept = "三" + "\u0301" * 20 + "秦", "三" + "\u0301" * sanitize.MAX_MARKS + "秦"
+    assert sanitize.display_safe("三秦都市报" * 10) == "三秦都市报" * 10
+    assert sanitize._STACKED_MARKS is None  # a short text without a mark needs none
+    assert (
+        sanitize.display_safe("三秦" * sanitize._LOOKING_BUDGET)
+        == "三秦" * sanitize._LOOKING_BUDGET
+    )
+    assert sanitize._STACKED_MARKS is not None  # past the budget: built
+    assert sanitize.display_safe(stacked) == kept
+    monkeypatch.setattr(sanitize, "_STACKED_MARKS", None)
+    monkeypatch.setattr(sanitize, "_looked_at", 0)
+    assert sanitize.display_safe(stacked) == kept  # a mark found: built at once

@@ -295,13 +295,28 @@ def display_safe(text: str) -> str:
 
 
 def _unstacked(text: str) -> str:
-    if not text.isascii():
-        if _STACKED_MARKS is None and not _has_marks(text):
-            return text  # the pattern is not built for text without a mark (CJK, say)
-        stacked = _STACKED_MARKS or _stacked_marks()
-        if stacked.search(text):
-            text = stacked.sub(lambda found: found[0][:MAX_MARKS], text)
+    if text.isascii():
+        return text
+    stacked = _STACKED_MARKS
+    if stacked is None:
+        if not _worth_building(len(text)) and not _has_marks(text):
+            return text  # a few short texts without a mark (CJK, say) need no pattern
+        stacked = _stacked_marks()
+    if stacked.search(text):
+        text = stacked.sub(lambda found: found[0][:MAX_MARKS], text)
     return text
+
+
+# Looking at each character costs ~0.25 us, building the pattern ~13 ms: past this
+# many characters looked at, the pattern is cheaper.
+_LOOKING_BUDGET = 50_000
+_looked_at = 0
+
+
+def _worth_building(length: int) -> bool:
+    global _looked_at
+    _looked_at += length
+    return _looked_at > _LOOKING_BUDGET
 
 
 def _has_marks(text: str) -> bool:
