@@ -30,4 +30,6 @@ def test_quick_bench_produces_rows(tmp_path: Path) -> None:
     for name in expected:
         assert name in names
     assert "entries/s" in names and "feeds/s" in names
+    # A full publish against feedgen on the same pages, with every format and Atom alone.
+    assert "every page as Atom and RSS 2.0" in names and "every Atom page" in names
     assert "python3 dev.py bench --quick --no-reader" in text
