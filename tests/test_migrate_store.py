@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
+from aggregator.config.loader import slugs_file
 from aggregator.publish.publisher import Publisher
-from aggregator.store import open_store
+from aggregator.store import open_store, slug_shelf
 from aggregator.store.copy import TABLES
 from tests.conftest import run_aggregator
 from tests.publishing import SOURCES
@@ -28,6 +30,7 @@ def test_sqlite_to_postgres_and_back(tmp_path: Path, postgres_url: str) -> None:
         Publisher(config, store).publish()
     published = _files(config.settings.output_dir)
     before = _counts(first)
+    slugs_file(first).write_text(json.dumps({"交通": "traffic"}), "utf-8")
     assert before["entries"] > 0 and before["feed_positions"] > 0
 
     for attempt in range(2):  # again: nothing is duplicated
@@ -40,10 +43,14 @@ def test_sqlite_to_postgres_and_back(tmp_path: Path, postgres_url: str) -> None:
         assert "differing: 0" in done.stdout
         assert "entries:" in done.stderr  # the progress
 
+    # The slugs kept beside the file go with it, and come back.
+    kept = slug_shelf(postgres_url).read().known  # type: ignore[union-attr]
+    assert kept["交通"] == "traffic"
     back = tmp_path / "back.db"
     done = run_aggregator("migrate-store", "--config", str(config.path), postgres_url, str(back))
     assert done.returncode == 0, done.stderr
     assert _counts(back) == before
+    assert json.loads(slugs_file(back).read_text("utf-8")) == kept
 
     # What the copy publishes, from a fresh output folder, is what the original did.
     with open_store(postgres_url) as store:

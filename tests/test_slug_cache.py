@@ -1,5 +1,6 @@
-"""Slugs of names without a pinned one are worked out once and kept beside the database:
-later commands load neither jieba nor pypinyin, and a kept slug does not move."""
+"""Slugs of names without a pinned one are worked out once and kept beside the database
+(in the database, for PostgreSQL): later commands load neither jieba nor pypinyin, and a
+kept slug does not move."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from aggregator.config.loader import load_config, slugs_file
+from aggregator.store import open_store, slug_shelf
 from tests.conftest import run_aggregator
 
 SOURCE = {
@@ -27,7 +29,8 @@ def segmenters_loaded(config: Path) -> dict[str, Any]:
     code = (
         "import json, sys\n"
         "from aggregator.config.loader import load_config\n"
-        "config = load_config(sys.argv[1])\n"
+        "from aggregator.store import slug_shelf\n"
+        "config = load_config(sys.argv[1], slug_shelf_at=slug_shelf)\n"
         "print(json.dumps({'tags': {n: t.slug for n, t in config.tags.items()},\n"
         "    'loaded': sorted(m for m in ('jieba', 'pypinyin') if m in sys.modules)}))\n"
     )
@@ -100,3 +103,57 @@ def test_a_database_folder_that_cannot_be_written_only_costs_the_segmenter(
     assert load_config(config).tags["交通"].slug == "jiaotong"
     done = run_aggregator("config", "check", "--config", str(config))
     assert done.returncode == 0, done.stderr
+
+
+def kept_in(url: str) -> dict[str, str]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute("SELECT name, slug FROM known_slugs").fetchall())
+
+
+def test_a_postgresql_database_keeps_the_slugs_for_every_node(
+    write_config: Any, postgres_url: str, tmp_path: Path
+) -> None:
+    open_store(postgres_url).close()  # made, as the first command's store makes it
+    config = write_config([SOURCE], database=postgres_url)
+    first = segmenters_loaded(config)
+    assert first["loaded"] == ["jieba", "pypinyin"]
+    assert kept_in(postgres_url)["交通"] == "jiaotong"
+    assert segmenters_loaded(config) == {"tags": first["tags"], "loaded": []}
+    # Another node: its own config file, the same database.
+    other = tmp_path / "other" / "sources.toml"
+    other.parent.mkdir()
+    other.write_text(config.read_text("utf-8"), "utf-8")
+    assert segmenters_loaded(other) == {"tags": first["tags"], "loaded": []}
+
+
+def test_a_slug_kept_in_postgresql_wins_and_a_bad_one_is_worked_out_again(
+    write_config: Any, postgres_url: str
+) -> None:
+    import psycopg
+
+    open_store(postgres_url).close()
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute(
+            "INSERT INTO known_slugs (name, slug) VALUES (%s, %s), (%s, %s)",
+            ["交通", "traffic", "三秦都市报新闻", "../x"],
+        )
+    config = write_config([SOURCE], database=postgres_url)
+    loaded = load_config(config, slug_shelf_at=slug_shelf)
+    assert loaded.tags["交通"].slug == "traffic"
+    assert loaded.tags["三秦都市报新闻"].slug == "sanqin-dushibao-xinwen"
+    # The bad one is replaced by the slug worked out; the good one stays.
+    kept = kept_in(postgres_url)
+    assert (kept["交通"], kept["三秦都市报新闻"]) == ("traffic", "sanqin-dushibao-xinwen")
+
+
+def test_slugs_are_kept_before_the_store_is_made(write_config: Any, postgres_url: str) -> None:
+    """`aggregator config check` on a new database keeps them; the store is made after."""
+    config = write_config([SOURCE], database=postgres_url)
+    assert load_config(config, slug_shelf_at=slug_shelf).tags["交通"].slug == "jiaotong"
+    assert kept_in(postgres_url)["交通"] == "jiaotong"
+    with open_store(postgres_url) as store:  # the migrations find the table made
+        assert store.source_states([]) == {}
+    assert segmenters_loaded(config)["loaded"] == []
+    assert slug_shelf("sqlite-file.db") is None and slug_shelf("nosuch://x") is None

@@ -30,6 +30,7 @@ from aggregator.config.loader import (
 from aggregator.errors import ConfigError, ConfigNotFound, StoreError
 from aggregator.run.pacing import Hold
 from aggregator.store import open_store as open_storage
+from aggregator.store import slug_shelf
 from aggregator.store.records import SourceState, from_iso
 
 # Imported by the functions that use them: editing the file (tomlkit) and the status
@@ -77,7 +78,7 @@ def config_failure(exc: ConfigError) -> NoReturn:
 def load(config_path: Path) -> Config:
     """The config, or exit 2 saying what is wrong with it."""
     try:
-        return load_config(config_path)
+        return load_config(config_path, slug_shelf_at=slug_shelf)
     except ConfigError as exc:
         config_failure(exc)
 

@@ -42,6 +42,7 @@ from aggregator.errors import (
     StoreError,
 )
 from aggregator.run.due import choose_sources
+from aggregator.store import slug_shelf
 
 # Each command imports what it needs when it runs, and the command modules load when
 # their command is asked for: a command pays for no other's imports (fetching, parsing,
@@ -449,7 +450,7 @@ def config_check(config_path: Path, fetch: bool) -> None:
     from aggregator.publish.formats import chosen as chosen_formats
 
     try:
-        config = load_config(config_path)
+        config = load_config(config_path, slug_shelf_at=slug_shelf)
         chosen_formats(config)  # the output formats are the publisher's to know
     except ConfigNotFound as exc:
         config_failure(exc)

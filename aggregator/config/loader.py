@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -34,7 +34,7 @@ DEFAULT_USER_AGENT = f"aggregator/{__version__} (+{PROJECT_URL})"
 _SOURCE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 # What slugify makes (of any length): all a kept slug may be, as it names files.
-_MADE_SLUG = re.compile(r"[a-z0-9][a-z0-9-]*")
+MADE_SLUG = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 log = logging.getLogger("aggregator.config")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -938,8 +938,14 @@ def parse_config(
 
 
 def load_config(
-    path: Path | str = DEFAULT_CONFIG_PATH, env: Mapping[str, str] | None = None
+    path: Path | str = DEFAULT_CONFIG_PATH,
+    env: Mapping[str, str] | None = None,
+    slug_shelf_at: Callable[[str], SlugShelf | None] | None = None,
 ) -> Config:
+    """The config file at `path`, checked. The slugs worked out for names without a
+    pinned one are kept beside an SQLite database; for a database URL, on the shelf
+    slug_shelf_at gives (aggregator.store.slug_shelf: in the database itself), or
+    nowhere without one."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -955,19 +961,52 @@ def load_config(
         ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([ConfigProblem(str(path), None, "(file)", f"not UTF-8: {exc}")]) from None
-    opened: list[tuple[Path, KnownSlugs]] = []
+    opened: list[tuple[SlugShelf, KnownSlugs]] = []
 
     def known_slugs(database: Path | str) -> KnownSlugs | None:
-        if isinstance(database, str):
-            return None  # a database URL (a cluster) has no folder of ours beside it
-        opened.append((slugs_file(database), read_known_slugs(slugs_file(database))))
+        if isinstance(database, Path):
+            shelf: SlugShelf | None = SlugFile(slugs_file(database))
+        else:  # a database URL: only its backend knows where to keep them
+            shelf = slug_shelf_at(database) if slug_shelf_at else None
+        if shelf is None:
+            return None
+        opened.append((shelf, shelf.read()))
         return opened[-1][1]
 
     config = parse_config(text, path, env, known_slugs)
-    for file, known in opened:
+    for shelf, known in opened:
         if known.added:
-            keep_known_slugs(file, known)
+            shelf.keep(known)
     return config
+
+
+class SlugShelf(Protocol):
+    """Where the slugs worked out for names without a pinned one are kept between
+    commands (KnownSlugs). Failing to read or keep them only costs working them out
+    again (the same slugs, with the same jieba): it is never an error."""
+
+    def read(self) -> KnownSlugs: ...
+
+    def keep(self, known: KnownSlugs) -> None: ...
+
+
+@dataclass(frozen=True)
+class SlugFile:
+    """A SlugShelf in a JSON file (beside an SQLite database)."""
+
+    file: Path
+
+    def read(self) -> KnownSlugs:
+        return read_known_slugs(self.file)
+
+    def keep(self, known: KnownSlugs) -> None:
+        keep_known_slugs(self.file, known)
+
+
+def made_slugs(data: Mapping[Any, Any]) -> dict[str, str]:
+    """The name -> slug pairs of a shelf whose slugs are ones this program makes (a
+    slug that could leave its folder, say, is left out: worked out again)."""
+    return {k: v for k, v in data.items() if isinstance(v, str) and MADE_SLUG.fullmatch(v)}
 
 
 def slugs_file(database: Path) -> Path:
@@ -985,9 +1024,7 @@ def read_known_slugs(file: Path) -> KnownSlugs:
         return KnownSlugs()
     if not isinstance(data, dict):
         return KnownSlugs()
-    return KnownSlugs(
-        {k: v for k, v in data.items() if isinstance(v, str) and _MADE_SLUG.fullmatch(v)}
-    )
+    return KnownSlugs(made_slugs(data))
 
 
 def keep_known_slugs(file: Path, known: KnownSlugs) -> None:

@@ -2,8 +2,9 @@
 
 Chinese names are segmented into words (jieba) and spelled in pinyin, so
 三秦都市报新闻 becomes ``sanqin-dushibao-xinwen``. Pure functions, and KnownSlugs:
-the slugs worked out before, which the config loader keeps in a file (see
-loader.load_config) so that jieba and pypinyin are loaded only for a new name.
+the slugs worked out before, which the config loader keeps on a shelf (a file beside
+an SQLite database, or the PostgreSQL database itself: see loader.load_config) so
+that jieba and pypinyin are loaded only for a new name.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 import logging
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 
 _NON_SLUG = re.compile(r"[^a-z0-9]+")
@@ -71,9 +72,24 @@ class KnownSlugs:
     every name known, no command loads them. A kept slug also stays the same if a later
     jieba would segment the name differently, so published URLs do not move."""
 
-    def __init__(self, known: Mapping[str, str] | None = None) -> None:
-        self.known = dict(known or {})
+    def __init__(
+        self,
+        known: Mapping[str, str] | None = None,
+        *,
+        load: Callable[[], Mapping[str, str]] | None = None,
+    ) -> None:
+        # With `load`, the known slugs are read when a name first needs one (a config
+        # whose names are all pinned reads none).
+        self._known: dict[str, str] | None = dict(known or {}) if load is None else None
+        self._load = load
         self.added: dict[str, str] = {}
+
+    @property
+    def known(self) -> dict[str, str]:
+        if self._known is None:
+            assert self._load is not None
+            self._known = dict(self._load())
+        return self._known
 
     def slugify(self, name: str) -> str:
         slug = self.known.get(name)

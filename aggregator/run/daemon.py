@@ -44,7 +44,7 @@ from aggregator.serve.metrics import Metrics, StoreFacts, TimedFetcher
 from aggregator.serve.server import Access, FeedServer, PrivateRoute, max_age_for
 from aggregator.serve.status import StatusReport, gather_report, report_json
 from aggregator.serve.statuspage import render_html
-from aggregator.store import open_store
+from aggregator.store import open_store, slug_shelf
 from aggregator.store.interface import Storage
 from aggregator.store.records import FeedKey
 from aggregator.store.retention import CLEANUP_INTERVAL, FIRST_CLEANUP_DELAY, cleanup
@@ -214,7 +214,7 @@ class Daemon:
         """stop_timeout defaults to settings.stop_timeout; port overrides settings.port
         (0 picks a free one, for tests)."""
         self.config_path = config_path
-        self.config: Config = load_config(config_path)
+        self.config: Config = load_config(config_path, slug_shelf_at=slug_shelf)
         self.clock = clock
         self.watch_interval = watch_interval
         self._stop_timeout = stop_timeout
@@ -380,7 +380,7 @@ class Daemon:
     def reload(self) -> bool:
         """Apply the config file if it is valid; keep the last good one otherwise."""
         try:
-            config = load_config(self.config_path)
+            config = load_config(self.config_path, slug_shelf_at=slug_shelf)
             chosen_formats(config)  # the output formats are the publisher's to know
         except ConfigError as exc:
             # One line per event: the problems joined, each with file:line and key.

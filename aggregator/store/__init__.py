@@ -7,14 +7,18 @@ import importlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from aggregator.errors import StoreError
 from aggregator.store.cluster import ClusterState
 from aggregator.store.interface import Storage
 
+if TYPE_CHECKING:
+    from aggregator.config.loader import SlugShelf
+
 # Each backend is a module with open_storage(database, timeout=...),
 # carriers_of(database, codes) and copy_side(database, write=...) (migrate-store),
+# and, if it keeps a config's slugs itself, slug_shelf(database),
 # imported only when chosen: a SQLite file by default, a URL by its scheme. A backend
 # that can share the work between nodes has open_cluster(database) too.
 _SQLITE = "aggregator.store.sqlite"
@@ -37,6 +41,18 @@ def open_store(database: str | Path, *, timeout: float = 30.0) -> Storage:
     """The store at `database` (a file path: SQLite), made or upgraded as needed."""
     module = importlib.import_module(_backend(database))
     return cast(Storage, module.open_storage(database, timeout=timeout))
+
+
+def slug_shelf(database: str) -> SlugShelf | None:
+    """Where the slugs of a database URL's config are kept, if its backend keeps them
+    (PostgreSQL: in the database, for every node); config.loader.load_config's
+    slug_shelf_at."""
+    try:
+        backend = _backend(database)
+    except StoreError:  # no such backend: opening the store will say so
+        return None
+    shelf_at = getattr(importlib.import_module(backend), "slug_shelf", None)
+    return cast("SlugShelf | None", shelf_at(database)) if shelf_at else None
 
 
 def backend_name(database: str | Path) -> str:

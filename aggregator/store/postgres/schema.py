@@ -296,7 +296,18 @@ _MIGRATION_4 = [
 ]
 
 
-def _bytewise(statements: Sequence[str]) -> list[str]:
+# The slugs worked out for names without a pinned one (aggregator.store.postgres.slugs),
+# which an SQLite store keeps in a file beside its database. Made by the first command
+# that keeps one, if that comes before the store is made (`aggregator config check`).
+KNOWN_SLUGS = """CREATE TABLE IF NOT EXISTS known_slugs (
+        name TEXT PRIMARY KEY,
+        slug TEXT NOT NULL
+    )"""
+
+_MIGRATION_5 = [KNOWN_SLUGS]
+
+
+def bytewise(statements: Sequence[str]) -> list[str]:
     """Text columns compare byte by byte (collation "C"), as SQLite's do: the same
     order of codes, ids and names in both stores, whatever the server's locale, and
     so the same published bytes."""
@@ -307,10 +318,11 @@ def _bytewise(statements: Sequence[str]) -> list[str]:
 
 
 MIGRATIONS: Sequence[Sequence[str]] = (
-    _bytewise(_MIGRATION_1),
-    _bytewise(_MIGRATION_2),
-    _bytewise(_MIGRATION_3),
-    _bytewise(_MIGRATION_4),
+    bytewise(_MIGRATION_1),
+    bytewise(_MIGRATION_2),
+    bytewise(_MIGRATION_3),
+    bytewise(_MIGRATION_4),
+    bytewise(_MIGRATION_5),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
