@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from aggregator.config.loader import load_config, slugs_file
 from aggregator.store import open_store, slug_shelf
 from tests.conftest import run_aggregator
@@ -157,3 +159,18 @@ def test_slugs_are_kept_before_the_store_is_made(write_config: Any, postgres_url
         assert store.source_states([]) == {}
     assert segmenters_loaded(config)["loaded"] == []
     assert slug_shelf("sqlite-file.db") is None and slug_shelf("nosuch://x") is None
+
+
+def test_a_postgresql_server_that_does_not_answer_only_costs_the_segmenter(
+    write_config: Any,
+) -> None:
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e '.[postgres]')")
+    unreachable = "postgresql://nobody@127.0.0.1:9/none"  # nothing listens on port 9
+    config = write_config([SOURCE], database=unreachable)
+    assert load_config(config, slug_shelf_at=slug_shelf).tags["交通"].slug == "jiaotong"
+    shelf = slug_shelf(unreachable)
+    assert shelf is not None
+    known = shelf.read()
+    assert known.slugify("交通") == "jiaotong"
+    shelf.keep(known)  # not asked again: a down server costs one connection attempt
+    assert shelf._unreachable  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ import importlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from aggregator.errors import StoreError
 from aggregator.store.cluster import ClusterState
@@ -39,8 +39,18 @@ def _backend(database: str | Path) -> str:
 
 def open_store(database: str | Path, *, timeout: float = 30.0) -> Storage:
     """The store at `database` (a file path: SQLite), made or upgraded as needed."""
-    module = importlib.import_module(_backend(database))
-    return cast(Storage, module.open_storage(database, timeout=timeout))
+    return cast(Storage, _backend_module(database).open_storage(database, timeout=timeout))
+
+
+def _backend_module(database: str | Path) -> Any:
+    backend = _backend(database)
+    try:
+        return importlib.import_module(backend)
+    except ImportError as exc:  # an optional backend whose extra is not installed
+        raise StoreError(
+            f"the {backend.rpartition('.')[2]} backend is not installed ({exc}): "
+            "pip install 'aggregator[postgres]'"
+        ) from None
 
 
 def slug_shelf(database: str) -> SlugShelf | None:
@@ -48,10 +58,9 @@ def slug_shelf(database: str) -> SlugShelf | None:
     (PostgreSQL: in the database, for every node); config.loader.load_config's
     slug_shelf_at."""
     try:
-        backend = _backend(database)
-    except StoreError:  # no such backend: opening the store will say so
+        shelf_at = getattr(_backend_module(database), "slug_shelf", None)
+    except StoreError:  # no such backend, or not installed: opening the store says so
         return None
-    shelf_at = getattr(importlib.import_module(backend), "slug_shelf", None)
     return cast("SlugShelf | None", shelf_at(database)) if shelf_at else None
 
 
@@ -63,7 +72,7 @@ def backend_name(database: str | Path) -> str:
 def open_cluster(database: str | Path) -> ClusterState:
     """The cluster's shared state (nodes, accepted config, per-host slots) in the
     database at `database`: StoreError where its backend cannot share the work."""
-    module = importlib.import_module(_backend(database))
+    module = _backend_module(database)
     if not hasattr(module, "open_cluster"):
         raise StoreError(f"a cluster of nodes needs a PostgreSQL database, not {database}")
     return cast(ClusterState, module.open_cluster(str(database)))
@@ -72,5 +81,5 @@ def open_cluster(database: str | Path) -> ClusterState:
 def carriers_of(database: str | Path, codes: Sequence[str]) -> dict[str, list[str]]:
     """The sources storing each of these codes, read without writing or upgrading
     anything: {} where there is no store (yet) or it cannot be read."""
-    module = importlib.import_module(_backend(database))
+    module = _backend_module(database)
     return cast(dict[str, list[str]], module.carriers_of(database, codes))

@@ -25,6 +25,7 @@ WHOLE_SLUG = f"^{MADE_SLUG.pattern}$"  # PostgreSQL's ~ searches: anchored here
 class PostgresSlugs:
     def __init__(self, url: str) -> None:
         self.url = url
+        self._unreachable = False  # a server that did not answer is not asked twice
 
     def read(self) -> KnownSlugs:
         # Read when a name first needs a slug: a config with every slug pinned connects
@@ -35,7 +36,11 @@ class PostgresSlugs:
         try:
             with psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT) as conn:
                 rows = conn.execute("SELECT name, slug FROM known_slugs").fetchall()
-        except psycopg.Error as exc:  # no table yet (a new database), no server...
+        except psycopg.OperationalError as exc:  # no server, refused...
+            self._unreachable = True
+            log.debug("could not read the kept slugs: %s", exc)
+            return {}
+        except psycopg.Error as exc:  # no table yet: a new database
             log.debug("could not read the kept slugs: %s", exc)
             return {}
         return made_slugs(dict(rows))
@@ -44,6 +49,8 @@ class PostgresSlugs:
         """Add the slugs worked out now. A name another node kept meanwhile keeps that
         node's slug (this node reads it at its next config load); a kept one this
         program would not make (written by other means) is replaced."""
+        if self._unreachable:
+            return
         try:
             with psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT) as conn:
                 conn.execute(KNOWN_SLUGS_TABLE)
