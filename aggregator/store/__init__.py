@@ -46,10 +46,10 @@ def _backend_module(database: str | Path) -> Any:
     backend = _backend(database)
     try:
         return importlib.import_module(backend)
-    except ImportError as exc:  # an optional backend whose extra is not installed
+    except ImportError as exc:  # an optional backend: its extra has its name
+        name = backend.rpartition(".")[2]
         raise StoreError(
-            f"the {backend.rpartition('.')[2]} backend is not installed ({exc}): "
-            "pip install 'aggregator[postgres]'"
+            f"the {name} backend is not installed ({exc}): pip install 'aggregator[{name}]'"
         ) from None
 
 
