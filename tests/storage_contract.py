@@ -275,6 +275,15 @@ def test_a_batch_commits_its_writes_together(storage: Storage, reopen: Reopen) -
         assert other.entry_count() == 2
 
 
+def test_bulk_writes_keep_every_write(storage: Storage, reopen: Reopen) -> None:
+    storage.sync_sources([NEWS, COPY])
+    with storage.bulk_writes():
+        for number in range(1, 41):
+            ingest(storage, NEWS if number % 2 else COPY, [entry(number)], T0)
+    with reopen() as other:
+        assert other.entry_count() == 40
+
+
 # --- retention -----------------------------------------------------------------------
 
 

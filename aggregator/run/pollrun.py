@@ -68,6 +68,10 @@ PIPE_SIZE = 1 << 20
 WAITING_BYTES = 16 * 1024 * 1024
 WAITING_UNIT = 64 * 1024
 
+# What a worker process sends the storing process: a poll to store, a finished one, or
+# the exception that stopped the worker.
+Answer = PollOutcome | ReadyToStore | BaseException
+
 
 class PollRecords:
     """Poll-state writes gathered into one write transaction per batch, instead of one
@@ -288,22 +292,23 @@ def _poll_in_processes(
     answers = 0
     records = PollRecords(store)
     try:
-        while answers < len(sources):
-            try:
-                first: PollOutcome | ReadyToStore | BaseException = receive(results, budget, 1.0)
-            except queue.Empty:
-                if not any(child.is_alive() for child in children):
-                    raise AggregatorError("the poll worker processes stopped early") from None
-                continue
-            # The workers fetch and parse; this process alone writes entries, so no
-            # write waits for another process and the page cache stays warm.
-            waiting, fault = _waiting(lambda: receive(results, budget, 0), first)
-            for outcome in _store_all(waiting, store, records):
-                answers += 1
-                by_id[outcome.source_id] = outcome
-                on_done(outcome)
-            if fault is not None:
-                raise fault  # after storing what came before it
+        with store.bulk_writes():  # the workers' output is written back to back
+            while answers < len(sources):
+                try:
+                    first: Answer = receive(results, budget, 1.0)
+                except queue.Empty:
+                    if not any(child.is_alive() for child in children):
+                        raise AggregatorError("the poll worker processes stopped early") from None
+                    continue
+                # The workers fetch and parse; this process alone writes entries, so no
+                # write waits for another process and the page cache stays warm.
+                waiting, fault = _waiting(lambda: receive(results, budget, 0), first)
+                for outcome in _store_all(waiting, store, records):
+                    answers += 1
+                    by_id[outcome.source_id] = outcome
+                    on_done(outcome)
+                if fault is not None:
+                    raise fault  # after storing what came before it
     finally:
         _end(children, (jobs, results), finished=answers == len(sources))
         records.flush()
@@ -311,8 +316,8 @@ def _poll_in_processes(
 
 
 def _waiting(
-    next_waiting: Callable[[], PollOutcome | ReadyToStore | BaseException],
-    first: PollOutcome | ReadyToStore | BaseException,
+    next_waiting: Callable[[], Answer],
+    first: Answer,
 ) -> tuple[list[PollOutcome | ReadyToStore], BaseException | None]:
     """The first answer and those already waiting behind it, up to STORE_BATCH, and
     the exception a worker sent, if one came among them (the answers stop there)."""

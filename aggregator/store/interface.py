@@ -45,6 +45,11 @@ class Storage(Protocol):
         """Several writes committed as one, all or none: if any fails, the whole batch
         is rolled back and BatchFailed raised."""
 
+    def bulk_writes(self) -> AbstractContextManager[None]:
+        """A long run of writes is under way (a large first poll): the backend may do its
+        upkeep alongside instead of in the writers' way (SQLite copies its write-ahead
+        log into the database from a thread of its own)."""
+
     # --- sources and poll state ---
 
     def sync_sources(self, sources: Iterable[Source]) -> None:

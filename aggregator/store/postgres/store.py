@@ -218,6 +218,12 @@ class PostgresStore:
             raise StoreError(f"database error: {exc}") from None
 
     @contextmanager
+    def bulk_writes(self) -> Iterator[None]:
+        """Nothing to do alongside: the server keeps its own log (autovacuum and
+        checkpoints are its business)."""
+        yield
+
+    @contextmanager
     def batch(self) -> Iterator[None]:
         """Several writes committed as one transaction, all or nothing: if any of them
         fails, even one whose caller went on, the whole batch is rolled back and

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 WAL_CHECKPOINT_PAGES = 16_000
 # Once a checkpoint has emptied the WAL, its file is cut back to this size.
 WAL_SIZE_LIMIT = 16 * 1024 * 1024
+# During bulk writes (Connection.bulk_writes), how often the checkpointing thread copies
+# what the WAL holds into the database.
+BULK_CHECKPOINT_EVERY = 0.3  # seconds
 # The page size of a new database (one made before keeps its own: SQLite cannot change
 # it in WAL mode). An entry row carries a 2-4 KB body, often more than a 4 KB page
 # (SQLite's default) holds, so each spilled onto an overflow page of its own; in 16 KB
@@ -93,6 +96,20 @@ class Connection:
         self._migrate()
         # Only a database made before identity scopes has old codes to look up.
         self._has_legacy_codes = conn.execute("SELECT 1 FROM legacy_codes LIMIT 1").fetchone()
+
+    @contextmanager
+    def bulk_writes(self) -> Iterator[None]:
+        """While many transactions are committed back to back (a large first poll), a
+        thread of its own copies the WAL into the database every BULK_CHECKPOINT_EVERY
+        seconds. Each copy and its fsyncs then overlap the writes instead of holding the
+        writer when the WAL is full, and closing the store, which copies whatever the
+        WAL still holds, has little left to do."""
+        checkpointer = Checkpointer(self.path, BULK_CHECKPOINT_EVERY)
+        checkpointer.start()
+        try:
+            yield
+        finally:
+            checkpointer.stop()
 
     def close(self) -> None:
         with self._lock:
@@ -230,6 +247,60 @@ def _open_write_lock(database: Path) -> BinaryIO | None:
 @dataclass
 class _Batch:
     failed: bool = False
+
+
+class Checkpointer:
+    """A thread with a connection of its own that checkpoints a WAL database (PASSIVE:
+    it copies the transactions already committed, never waiting for a writer nor
+    making one wait) every `every` seconds until stopped. Upkeep only: a checkpoint that
+    fails is left to the next one, or to SQLite's own when the WAL fills up."""
+
+    def __init__(self, path: Path, every: float) -> None:
+        self.path = path
+        self.every = every
+        self.passes = 0
+        self.last: tuple[int, int, int] | None = None  # (busy, WAL frames, frames copied)
+        self._passed = threading.Condition()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wal-checkpointer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def wait_for_passes(self, count: int, timeout: float) -> bool:
+        """Whether `count` checkpoints have been made, waiting up to `timeout` seconds."""
+        with self._passed:
+            return self._passed.wait_for(lambda: self.passes >= count, timeout)
+
+    def _run(self) -> None:
+        try:
+            # mode=rw: a database that is gone is not made anew here.
+            uri = self.path.resolve().as_uri() + "?mode=rw"
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        except sqlite3.Error:
+            return
+        try:
+            conn.execute("PRAGMA synchronous=NORMAL")  # as the writers': a copy is fsynced
+            while not self._stopped.wait(self.every):
+                self.checkpoint(conn)
+        except sqlite3.Error:
+            pass  # the database went away under us (a test's folder): nothing to keep up
+        finally:
+            conn.close()
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        try:
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.OperationalError:  # locked by a writer's own checkpoint, say
+            return
+        with self._passed:
+            self.passes += 1
+            self.last = (busy, frames, copied)
+            self._passed.notify_all()
 
 
 @contextmanager
