@@ -19,7 +19,7 @@ from aggregator.config.selectors import Selectors
 from aggregator.errors import ConfigError, ParseError
 from aggregator.fetch.fetcher import Fetcher
 from aggregator.parse.dates import page_date
-from aggregator.parse.kinds import KINDS, parse_feed
+from aggregator.parse.kinds import KINDS, READER_MODULES, load_readers, parse_feed
 from aggregator.parse.limits import ParseLimits
 from aggregator.run.poll import poll_source
 from aggregator.store.sqlite import SqliteStore
@@ -51,7 +51,8 @@ def shanghai(*numbers: int) -> datetime:
 
 
 def test_every_configurable_kind_has_a_reader() -> None:
-    assert set(KINDS) == set(SOURCE_KINDS)
+    assert set(KINDS) == set(SOURCE_KINDS) == set(READER_MODULES)
+    load_readers(SOURCE_KINDS)  # each names modules that are there
 
 
 @pytest.mark.parametrize(

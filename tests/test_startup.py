@@ -28,6 +28,7 @@ HEAVY = (
     "jmespath",
     "cssselect",
     "jieba",
+    "lxml",
     "pypinyin",
     "procrastinate",
     "psycopg",
@@ -88,6 +89,17 @@ def test_polling_feeds_loads_nothing_for_pages_apis_full_text_or_a_cluster(
     assert "feedparser" in loaded  # it did poll and parse
     unused = ("gne", "jmespath", "cssselect", "procrastinate", "psycopg", "jieba", "pypinyin")
     assert [m for m in unused if m in loaded] == []
+
+
+def test_a_poll_answered_304_loads_no_reader(server: FeedServer, write_config: Any) -> None:
+    url = server.set("/a.xml", rss([Item("NW1", "标题一")]))
+    config = write_config([{**SOURCE, "url": url}])
+    assert run_aggregator("poll", "--all", "--config", str(config)).returncode == 0
+    # Polled again: the server answers 304, so nothing is read, sanitized or fetched whole.
+    loaded = imported_by("poll", "--all", "--no-publish", "--config", str(config))
+    assert "pycurl" in loaded  # it did poll
+    readers = ("aggregator.parse.feed", "aggregator.run.fulltext", "feedparser", "lxml")
+    assert [m for m in readers if m in loaded] == []
 
 
 def test_every_command_is_still_there_for_help(write_config: Any) -> None:

@@ -20,21 +20,22 @@ each (a test holds the two to agreement).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from aggregator.config.loader import Source
 from aggregator.config.selectors import Selectors
 from aggregator.models import ParsedFeed
-from aggregator.parse import htmlpage, jsonapi
-from aggregator.parse.feed import ScreenedXml, parse_fast, parse_prepared, prepare, prepare_unread
-from aggregator.parse.htmlpage import parse_html_page
-from aggregator.parse.jsonapi import parse_json_api
-from aggregator.parse.jsonfeed import looks_like_json, parse_json_feed
 from aggregator.parse.limits import ParseLimits
-from aggregator.parse.sandbox import parsed_in_worker
+
+# The readers are imported by the first document they read: a poll whose sources all
+# answer 304 (or the same bytes) loads none of them, nor lxml, nh3 or feedparser.
+if TYPE_CHECKING:
+    from aggregator.parse.feed import ScreenedXml
 
 Known = Callable[[str], bool]
 
@@ -67,6 +68,9 @@ class SourceKind:
 def read_feed(document: Document, known: Known | None) -> ParsedFeed:
     """An RSS, Atom, RDF or JSON Feed document. `known` tells raw entry digests already
     stored (fast path only: see parse.fast)."""
+    from aggregator.parse.feed import parse_fast, parse_prepared, prepare, prepare_unread
+    from aggregator.parse.jsonfeed import looks_like_json, parse_json_feed
+
     body, limits = document.body, document.limits
     if looks_like_json(body, document.content_type):
         return parse_json_feed(
@@ -107,6 +111,8 @@ def read_feed(document: Document, known: Known | None) -> ParsedFeed:
         "fast": False,  # the fast path declined already
     }
     if needs_worker(prepared, limits):
+        from aggregator.parse.sandbox import parsed_in_worker
+
         return parsed_in_worker(parse_prepared, arguments, limits)
     return parse_prepared(
         prepared,
@@ -120,6 +126,20 @@ def read_feed(document: Document, known: Known | None) -> ParsedFeed:
 
 def needs_worker(prepared: ScreenedXml, limits: ParseLimits) -> bool:
     return prepared.has_dtd or len(prepared.data) > limits.inline_max_bytes
+
+
+def _parse_html_page(**arguments: Any) -> ParsedFeed:
+    """htmlpage.parse_html_page, loaded by the first page read."""
+    from aggregator.parse.htmlpage import parse_html_page as parse
+
+    return parse(**arguments)
+
+
+def _parse_json_api(**arguments: Any) -> ParsedFeed:
+    """jsonapi.parse_json_api, loaded by the first answer read."""
+    from aggregator.parse.jsonapi import parse_json_api as parse
+
+    return parse(**arguments)
 
 
 def _selected(parse: Callable[..., ParsedFeed]) -> Reader:
@@ -138,6 +158,8 @@ def _selected(parse: Callable[..., ParsedFeed]) -> Reader:
         }
         if len(document.body) <= document.limits.inline_max_bytes:
             return parse(**arguments, known=known)
+        from aggregator.parse.sandbox import parsed_in_worker
+
         return parsed_in_worker(parse, arguments, document.limits)
 
     return read
@@ -148,11 +170,27 @@ KINDS: dict[str, SourceKind] = {
     for kind in (
         SourceKind("feed", "", read_feed),
         SourceKind(
-            "html", "text/html, application/xhtml+xml;q=0.9, */*;q=0.5", _selected(parse_html_page)
+            "html", "text/html, application/xhtml+xml;q=0.9, */*;q=0.5", _selected(_parse_html_page)
         ),
-        SourceKind("json", "application/json, */*;q=0.5", _selected(parse_json_api)),
+        SourceKind("json", "application/json, */*;q=0.5", _selected(_parse_json_api)),
     )
 }
+
+
+# The modules each kind's reader loads on first use (see load_readers).
+READER_MODULES = {
+    "feed": ("aggregator.parse.feed", "aggregator.parse.jsonfeed"),
+    "html": ("aggregator.parse.htmlpage",),
+    "json": ("aggregator.parse.jsonapi",),
+}
+
+
+def load_readers(kinds: Iterable[str]) -> None:
+    """Load the readers of these kinds now: before forking processes that will all
+    parse, so that they share one copy instead of each loading its own."""
+    for kind in sorted(set(kinds)):
+        for module in READER_MODULES[kind]:
+            importlib.import_module(module)
 
 
 def parse_feed(
@@ -235,6 +273,8 @@ def picked_values(
     """What an html or json source's selectors or paths pick from each item, as written
     on the page or in the answer (before dates are read or links resolved): for
     `sources check` and `config check --fetch`. Raises ParseError as parse_feed does."""
+    from aggregator.parse import htmlpage, jsonapi
+
     if source.kind == "html":
         page = htmlpage.read_page(body, url, content_type)
         return [dict(v) for v in htmlpage.picked_items(page, source.select)]
@@ -251,5 +291,7 @@ def unmatched_fields(source: Source, picked: list[dict[str, str]]) -> list[str]:
         return []
     given = source.select.given()
     if source.kind == "html":
-        given = {**htmlpage.DEFAULT_SELECTORS, **given}
+        from aggregator.parse.htmlpage import DEFAULT_SELECTORS
+
+        given = {**DEFAULT_SELECTORS, **given}
     return [name for name in given if name != "items" and not any(name in v for v in picked)]

@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aggregator.config.loader import Source
 from aggregator.errors import FetchError, ParseError
@@ -26,10 +26,14 @@ from aggregator.identity.rules import filter_and_classify
 from aggregator.models import EntryRecord, FetchResult, ParsedFeed, evolve
 from aggregator.parse.kinds import parse_source, request_body, request_headers, request_url
 from aggregator.parse.limits import ParseLimits
-from aggregator.run.fulltext import FullText
 from aggregator.run.pacing import PollFacts, next_poll_at, retry_window_end
 from aggregator.store.interface import Storage
 from aggregator.store.records import FeedKey, IngestResult, PollRecord, SourceState
+
+# Full text is loaded by the polls of the sources that want it (full_text_for): its
+# article reader is much of what a poll would otherwise import before fetching anything.
+if TYPE_CHECKING:
+    from aggregator.run.fulltext import FullText
 
 log = logging.getLogger("aggregator.poll")
 
@@ -353,7 +357,7 @@ def poll_source(
     except FetchError as exc:
         fetched = exc
 
-    full_text = FullText(fetcher, limits or ParseLimits(), stored=store.articles_by_code)
+    full_text = full_text_for(fetcher, store, limits) if source.full_text.enabled else None
     return finish_poll(
         start,
         fetched,
@@ -385,6 +389,13 @@ def finish_poll(
     if full_text is not None:
         step = with_full_text(step, full_text)
     return store_parsed(step, store, record)
+
+
+def full_text_for(fetcher: Fetcher, store: Storage, limits: ParseLimits | None) -> FullText:
+    """What fetches the articles of the entries of sources with full_text."""
+    from aggregator.run.fulltext import FullText
+
+    return FullText(fetcher, limits or ParseLimits(), stored=store.articles_by_code)
 
 
 def with_full_text(parsed: ReadyToStore, full_text: FullText) -> ReadyToStore:

@@ -30,8 +30,8 @@ from aggregator.config.loader import Source
 from aggregator.errors import AggregatorError, StoreError
 from aggregator.fetch.fetcher import Fetcher
 from aggregator.fetch.request import FetchRequest, Limits
+from aggregator.parse.kinds import load_readers
 from aggregator.parse.limits import ParseLimits
-from aggregator.run.fulltext import FullText
 from aggregator.run.poll import (
     Clock,
     PollOutcome,
@@ -39,6 +39,7 @@ from aggregator.run.poll import (
     ReadyToStore,
     after_fetch,
     begin_poll,
+    full_text_for,
     store_parsed,
     utc_now,
     with_full_text,
@@ -234,14 +235,24 @@ def poll_many(
                 )
                 by_id[outcome.source_id] = outcome
                 on_done(outcome)
-        full_text = FullText(fetcher, limits or ParseLimits(), stored=store.articles_by_code)
-        for parsed in waiting:
-            outcome = store_parsed(with_full_text(parsed, full_text), store, records)
+        for parsed in _with_articles(waiting, fetcher, store, limits):
+            outcome = store_parsed(parsed, store, records)
             by_id[outcome.source_id] = outcome
             on_done(outcome)
     finally:
         records.flush()
     return [by_id[source.id] for source in sources]
+
+
+def _with_articles(
+    waiting: Sequence[ReadyToStore], fetcher: Fetcher, store: Storage, limits: ParseLimits | None
+) -> Iterator[ReadyToStore]:
+    """The parsed polls of sources with full_text, each with its entries' articles."""
+    if not waiting:
+        return  # nothing to load full text for
+    full_text = full_text_for(fetcher, store, limits)
+    for parsed in waiting:
+        yield with_full_text(parsed, full_text)
 
 
 def _poll_in_processes(
@@ -254,6 +265,7 @@ def _poll_in_processes(
     clock: Clock,
     processes: int,
 ) -> list[PollOutcome]:
+    load_readers(source.kind for source in sources)  # once here, not in each process
     context: Any = multiprocessing.get_context(start_method(threading.active_count()))
     jobs: Any = context.Queue()
     in_flight = share_out(workers, processes)
@@ -415,9 +427,8 @@ def _process_main(
                         waiting.append(answer)
                     else:
                         send(*channel, answer)
-            full_text = FullText(fetcher, limits or ParseLimits(), stored=store.articles_by_code)
-            for parsed in waiting:
-                send(*channel, with_full_text(parsed, full_text))
+            for parsed in _with_articles(waiting, fetcher, store, limits):
+                send(*channel, parsed)
         except BaseException as exc:  # a storage fault, say: the caller re-raises it
             send(*channel, exc)
         records.flush()
