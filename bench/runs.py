@@ -154,8 +154,10 @@ class Ours:
         from aggregator.fetch.request import Limits
         from aggregator.store import open_store
 
-        # Imported now, as Reader imports reader before the clock starts.
+        # Imported now, with the feed reader a poll loads on its first document, as
+        # Reader imports reader and its feedparser before the clock starts.
         importlib.import_module("aggregator.run.pollrun")
+        importlib.import_module("aggregator.parse.kinds").load_readers(["feed"])
         self.params = params
         path = params.get("config") or write_config(folder, params)
         # As in the whole-command runs: the config checked first (which works its slugs
