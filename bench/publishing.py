@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from aggregator.config.loader import Config, load_config
-from aggregator.publish import atom as atom_module
-from aggregator.publish.atom import render_atom
+from aggregator.publish.atom import feed_generator, render_atom
 from aggregator.publish.documents import Document
 from aggregator.publish.publisher import Publisher, feed_info
 from aggregator.run.poll import parse_and_store
@@ -54,11 +53,7 @@ class Preloaded:
 
 def _feedgen_rss(doc: Document, config: Config) -> bytes:
     """The document as feedgen writes RSS 2.0, from what render_atom gives it."""
-    generator = atom_module._generator()
-    atom_module._set_head(generator, doc, config)
-    for view in doc.entries:
-        atom_module._add_entry(generator, view)
-    return bytes(generator.rss_str(pretty=True, encoding="UTF-8"))
+    return bytes(feed_generator(doc, config).rss_str(pretty=True, encoding="UTF-8"))
 
 
 def _feedgen_every_page(

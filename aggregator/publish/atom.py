@@ -88,11 +88,16 @@ def _generator() -> FeedGenerator:
 
 
 def render_atom(doc: Document, config: Config) -> bytes:
+    return bytes(feed_generator(doc, config).atom_str(pretty=True, encoding="UTF-8"))
+
+
+def feed_generator(doc: Document, config: Config) -> FeedGenerator:
+    """The document as feedgen holds it, head and entries, before it is written."""
     generator = _generator()
     _set_head(generator, doc, config)
     for view in doc.entries:
         _add_entry(generator, view)
-    return bytes(generator.atom_str(pretty=True, encoding="UTF-8"))
+    return generator
 
 
 _FEED_END = b"</feed>\n"
