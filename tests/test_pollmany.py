@@ -285,15 +285,16 @@ def test_a_fault_outside_the_sources_stops_the_run_and_keeps_what_was_done(
     with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
         store.sync_sources(config.sources)
         with pytest.raises(RuntimeError, match="the clock broke"):
-            poll_many(config.sources, store, fetcher, 1, clock=FailingClock(fail_at=6))
+            poll_many(config.sources, store, fetcher, 1, clock=FailingClock(fail_at=7))
         # The clock is read as each poll begins and as a parsed one is stored; with one
-        # fetch in flight, a poll begins once the one before is handed over: s0, s0
-        # stored, s1, s1 stored, s2, then s2's storing fails. The first two polls were
+        # fetch in flight, the next begins while the one before is stored: s0, s1, s0
+        # stored, s2, s1 stored, s3, then s2's storing fails. The first two polls were
         # done, and their states are stored although the run failed before a batch
         # was full.
         polled = [r["id"] for r in store.source_rows() if r["last_result"] == "ok"]
         assert polled == ["s0", "s1"]
-        # The fetcher still polls every source after the fault.
+        # The fetches under way were dropped and their host slots given back: the
+        # fetcher still polls every source.
         again = poll_many(config.sources, store, fetcher, 1, clock=Clock())
         assert [o.source_id for o in again] == [s.id for s in config.sources]
 

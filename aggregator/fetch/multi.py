@@ -74,23 +74,17 @@ class MultiRun:
 
     def _fill(self) -> None:
         """Start what can start: fetches waiting for a host slot first, then new
-        requests while fewer than in_flight are begun and not handed back. A finished
-        fetch the caller has not taken yet counts: a caller slower than the network
-        (parsing) would otherwise hold ever more bodies, and a worker process more
-        sources than it can read while the other runs out."""
+        requests while fewer than in_flight are under way."""
         for _ in range(len(self.waiting)):
             transfer = self.waiting.popleft()
             if len(self.active) >= self.in_flight or not self._try_start(transfer):
                 self.waiting.append(transfer)
-        while not self.exhausted and self._held() < self.in_flight:
+        while not self.exhausted and len(self.active) + len(self.waiting) < self.in_flight:
             pulled = next(self.requests, None)
             if pulled is None:
                 self.exhausted = True
             else:
                 self._begin(*pulled)
-
-    def _held(self) -> int:
-        return len(self.active) + len(self.waiting) + len(self.finished)
 
     def _finish(self, key: Any, outcome: FetchResult | FetchError, began: float) -> None:
         """A fetch is over: handed back with how long it took (its `seconds`)."""
