@@ -111,19 +111,3 @@ def test_every_command_is_still_there_for_help(write_config: Any) -> None:
     for name in ("add", "check", "disable", "edit", "enable", "list", "remove"):
         assert f"  {name}" in done.stdout
     assert "  posts" in run_aggregator("publish", "--help").stdout
-
-
-def test_a_new_database_is_made_without_sqlite_utils(tmp_path: Path) -> None:
-    # A first poll forks its workers once the store is made: sooner without the import.
-    code = (
-        "import sys\n"
-        "from aggregator.store import open_store\n"
-        "from aggregator.store.sqlite.schema import SCHEMA_VERSION\n"
-        f"store = open_store({str(tmp_path / 'new.db')!r})\n"
-        "assert store.schema_version == SCHEMA_VERSION, store.schema_version\n"
-        "print('sqlite_utils' in sys.modules)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert done.stdout.strip() == "False"
