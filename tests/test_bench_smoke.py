@@ -5,6 +5,7 @@ Timings are not asserted: this only proves `python -m bench` works end to end.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -33,3 +34,19 @@ def test_quick_bench_produces_rows(tmp_path: Path) -> None:
     # A full publish against feedgen on the same pages, with every format and Atom alone.
     assert "every page as Atom and RSS 2.0" in names and "every Atom page" in names
     assert "python3 dev.py bench --quick --no-reader" in text
+
+
+def test_the_stages_of_a_first_poll_are_measured() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.stages", "3", "4"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["entries"] > 0
+    for stage in ("parse", "hand_over", "store"):
+        assert result[f"{stage}_us_per_entry"] > 0
