@@ -137,6 +137,21 @@ def test_export_opml_republishes_the_feed_link_as_a_uri(
     assert outline.get("htmlUrl") == expected
 
 
+def test_a_host_in_another_script_with_characters_no_host_has_gives_no_link() -> None:
+    # IDNA encodes "}" and "%" as they are: the host in ASCII is checked as an ASCII one is.
+    for value in ("http://%41.例子%41%41}%41/", "http://a}é.cn/x", "http://é%41.cn/"):
+        assert iri.link(value) == "" and iri.ascii_link(value) == ""
+        assert iri.feed_id(value) is None
+    assert iri.link("http://a}.cn/x") == ""  # as in ASCII
+    assert iri.link("http://例子.中国/a") == "http://例子.中国/a"
+
+
+def test_an_id_with_an_ipv6_host_is_not_kept_as_the_id() -> None:
+    # The validator's rule for an id (a full URI) has no "[": a link may have one.
+    assert iri.feed_id("http://[::1]/feed") is None
+    assert iri.link("http://[::1]/feed") == "http://[::1]/feed"
+
+
 # --- any string at all -------------------------------------------------------------------
 
 PIECES = [
@@ -166,6 +181,9 @@ NUMBERS = itertools.count(1)
 )
 # User info keeps its case: an escape in it is canonical in upper case.
 @example(link="", enclosure="", feed_link="", feed_id="", moved_to="http://\x7f@http://")
+# A host in another script holding characters no host has (found by this test).
+@example(link="http://%41.例子%41%41}%41", enclosure="", feed_link="", feed_id="", moved_to="")
+@example(link="", enclosure="", feed_link="", feed_id="http://[::1]", moved_to="")
 def test_any_string_in_any_republished_uri_field_gives_valid_documents(
     write_config: Any, link: str, enclosure: str, feed_link: str, feed_id: str, moved_to: str
 ) -> None:

@@ -111,6 +111,8 @@ def _http(value: str, *, canonical: bool, script_host: bool = True) -> str | Non
     if found is None:
         return None
     host, port = found
+    if canonical and host.startswith("["):
+        return None  # the validator reads no IPv6 literal in an id (a full URI)
     if canonical and port == _DEFAULT_PORTS[scheme]:
         port = ""
     rest = _escaped(parts.path, _PATH_SAFE)
@@ -154,12 +156,12 @@ def _host_and_port(hostport: str) -> tuple[str, str] | None:
 
 @functools.lru_cache(maxsize=512)
 def _ascii_host(name: str) -> str | None:
-    if name.isascii():
-        return name if _ASCII_HOST.match(name) else None
-    try:
-        return name.encode("idna").decode("ascii")
-    except UnicodeError:
-        return None
+    if not name.isascii():
+        try:  # IDNA passes "}" or "%" through as they are: checked below as ASCII is
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+    return name if _ASCII_HOST.match(name) else None
 
 
 @functools.lru_cache(maxsize=512)
