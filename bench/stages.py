@@ -3,11 +3,11 @@
     python -m bench.stages 200 50
 
 What a first poll's processes spend on each entry apart from fetching: a worker's parse
-(aggregator.run.poll.extract and the source's rules, as parse_for_store does for a source
-never parsed), the hand-over to the storing process (the parsed feed pickled and
-unpickled), and the storing process's part (ingest_parsed of STORE_BATCH feeds per
-commit, under bulk_writes, into a new SQLite file). Beside bench.floor (lxml and SQLite
-alone), it tells how far above the floor each stage is and where a poll's CPU goes.
+(parse_for_store, for a source never parsed), the hand-over to the storing process (the
+parsed feed pickled and unpickled, as after_fetch hands it over), and the storing
+process's part (ingest_parsed of STORE_BATCH feeds per commit, under bulk_writes, into a
+new SQLite file). Beside bench.floor (lxml and SQLite alone), it tells how far above the
+floor each stage is and where a poll's CPU goes.
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ import pickle
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aggregator.config.loader import load_config
-from aggregator.identity.rules import filter_and_classify
 from aggregator.models import EntryRecord, ParsedFeed
 from aggregator.parse.kinds import load_readers
 from aggregator.parse.limits import ParseLimits
-from aggregator.run.poll import extract, ingest_parsed
+from aggregator.run.poll import ingest_parsed, parse_for_store
 from aggregator.run.pollrun import STORE_BATCH, WORKER_GC_THRESHOLD
 from aggregator.store import open_store
 from bench.corpus import Corpus
@@ -48,6 +48,8 @@ def measure(feeds: int, entries: int, folder: Path) -> dict[str, Any]:
     limits = ParseLimits.from_settings(config.settings)
     load_readers(["feed"])
     now = datetime.now(UTC)
+    store = open_store(folder / "stages.db")
+    store.sync_sources(config.sources)
 
     # As a worker process parses (pollrun._process_main): fewer young collections.
     gc.freeze()
@@ -55,17 +57,18 @@ def measure(feeds: int, entries: int, folder: Path) -> dict[str, Any]:
     started = time.process_time()
     parsed: list[Parsed] = []
     for source, (body, content_type) in zip(sources, documents, strict=True):
-        feed = extract(source, body, source.url, content_type, now, limits)
-        parsed.append((feed, filter_and_classify(feed.entries, source)))
+        feed, kept = parse_for_store(
+            source, store, body, source.url, content_type, now, limits, parsed_before=False
+        )
+        parsed.append((replace(feed, entries=()), kept))  # its entries travel as `kept`
     parsing = time.process_time() - started
     gc.set_threshold(*DEFAULT_GC)
+    gc.unfreeze()
 
     started = time.process_time()
     handed: list[Parsed] = [pickle.loads(pickle.dumps(p, pickle.HIGHEST_PROTOCOL)) for p in parsed]
     handing = time.process_time() - started
 
-    store = open_store(folder / "stages.db")
-    store.sync_sources(config.sources)
     started = time.process_time()  # the checkpointing thread's CPU is counted too
     pairs = list(zip(sources, handed, strict=True))
     with store.bulk_writes():
