@@ -366,7 +366,8 @@ class DaemonProcess:
             cwd=ROOT,
             stdout=self._log,
             stderr=self._log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # faulthandler: SIGABRT makes it write every thread's stack to the log.
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
         )
 
     @property
@@ -404,12 +405,27 @@ class DaemonProcess:
         return self.wait(timeout)
 
     def wait(self, timeout: float) -> int:
+        """The exit code. A process still running after `timeout` seconds is aborted
+        (SIGABRT): the error raised shows the end of its log, its threads' stacks."""
         assert self.process
-        code = self.process.wait(timeout)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)
+            self.process.wait(30)
+            self.close_log()
+            tail = self.log_path.read_bytes()[-20_000:].decode("utf-8", "replace")
+            raise RuntimeError(
+                f"{' '.join(self.command)} still running after {timeout}s; aborted. "
+                f"The end of {self.log_path}:\n{tail}"
+            ) from None
+        self.close_log()
+        return code
+
+    def close_log(self) -> None:
         if self._log:
             self._log.close()
             self._log = None
-        return code
 
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
