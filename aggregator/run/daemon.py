@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import IO
 
 from aggregator.config.loader import (
@@ -40,6 +39,7 @@ from aggregator.run.cluster import ClusterScheduler, config_digest, node_name
 from aggregator.run.pacing import Hold, hold, standing
 from aggregator.run.poll import PollOutcome, poll_source
 from aggregator.run.scheduler import PollScheduler
+from aggregator.run.signals import SignalInbox
 from aggregator.serve.metrics import Metrics, StoreFacts, TimedFetcher
 from aggregator.serve.server import Access, FeedServer, PrivateRoute, max_age_for
 from aggregator.serve.status import StatusReport, gather_report, report_json
@@ -552,21 +552,20 @@ class Daemon:
         log.info("stopped")
 
     def run_forever(self) -> None:
-        """Run until SIGTERM or SIGINT; SIGHUP reloads the config."""
+        """Run until SIGTERM or SIGINT; SIGHUP reloads the config. The signals are read
+        here, in the main thread's own code (run.signals says why)."""
+        with SignalInbox((signal.SIGTERM, signal.SIGINT, signal.SIGHUP)) as inbox:
+            self.start()
+            try:
+                while not self.stopping.is_set():
+                    for signum in inbox.wait(0.5):
+                        self._on_signal(signum)
+            finally:
+                self.stop()
 
-        def stop_handler(signum: int, frame: FrameType | None) -> None:
-            log.info("signal %s: stopping", signal.Signals(signum).name)
-            self.stopping.set()
-
-        def hup_handler(signum: int, frame: FrameType | None) -> None:
+    def _on_signal(self, signum: signal.Signals) -> None:
+        if signum is signal.SIGHUP:
             self.request_reload()
-
-        signal.signal(signal.SIGTERM, stop_handler)
-        signal.signal(signal.SIGINT, stop_handler)
-        signal.signal(signal.SIGHUP, hup_handler)
-        self.start()
-        try:
-            while not self.stopping.wait(0.5):
-                pass
-        finally:
-            self.stop()
+        else:
+            log.info("signal %s: stopping", signum.name)
+            self.stopping.set()
