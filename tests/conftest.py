@@ -10,8 +10,17 @@ from typing import Any
 
 import pytest
 
+from aggregator.run.fulltext import PROCESS_CACHE
 from tests.feedserver import FeedServer
 from tests.pg import postgres_database, postgres_url  # noqa: F401 (fixtures: a real PostgreSQL)
+
+
+@pytest.fixture(autouse=True)
+def _empty_article_cache() -> None:
+    """Every test starts with an empty process-wide article cache (run.fulltext). A test
+    server on a port an earlier test's server had would otherwise find that test's
+    articles there, for entries alike, and ask for none."""
+    PROCESS_CACHE.clear()
 
 
 @pytest.fixture
