@@ -97,6 +97,29 @@ def test_a_broken_edit_keeps_the_last_good_config(
         wait_for(lambda: daemon.config.source("a").interval == 90, what="fixed config")
 
 
+def test_a_config_file_rewritten_in_place_is_never_read_half_written(
+    server: FeedServer, write_config: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An editor or a script that truncates the file, then writes it: the empty file in
+    between is a valid config with no sources. The daemon must never take it."""
+    a = server.set("/a.xml", rss([A1]))
+    path = write_config([src("a", a, interval=60)], **FAST)
+    with running(path, watch_interval=0.1) as daemon:
+        caplog.set_level(logging.INFO, logger="aggregator")
+        text = path.read_text(encoding="utf-8")
+        deadline = time.monotonic() + 2.0  # some 20 looks of the watcher
+        while time.monotonic() < deadline:
+            with open(path, "w", encoding="utf-8") as handle:  # truncated: empty for 5 ms
+                handle.flush()
+                time.sleep(0.005)
+                handle.write(text)
+            time.sleep(0.02)
+        rewrite(path, [src("a", a, interval=90)], **FAST)
+        wait_for(lambda: daemon.config.source("a").interval == 90, what="the last edit")
+        assert daemon.scheduler and daemon.scheduler.job_ids() == {"a"}
+    assert "config reloaded: 0 sources" not in caplog.text
+
+
 def test_sighup_requests_a_reload(server: FeedServer, write_config: Any) -> None:
     a = server.set("/a.xml", rss([A1]))
     path = write_config([src("a", a, interval=60)], **FAST)

@@ -378,16 +378,22 @@ class Daemon:
         self._reload_requested.set()
 
     def reload(self) -> bool:
-        """Apply the config file if it is valid; keep the last good one otherwise."""
+        """Apply the config file if it is valid; keep the last good one otherwise. A file
+        that changed while it was read is left for the watcher to read again."""
+        before = self._stamp()
         try:
             config = load_config(self.config_path, slug_shelf_at=slug_shelf)
             chosen_formats(config)  # the output formats are the publisher's to know
         except ConfigError as exc:
+            if self._changed_since(before):
+                return False
             # One line per event: the problems joined, each with file:line and key.
             log.error(
                 "config reload rejected, keeping the last good config: %s",
                 " | ".join(str(p) for p in exc.problems),
             )
+            return False
+        if self._changed_since(before):
             return False
         for name in RESTART_SETTINGS:
             old, new = getattr(self.config.settings, name), getattr(config.settings, name)
@@ -395,6 +401,14 @@ class Daemon:
                 log.warning("changing %s needs a restart; keeping %s until then", name, old)
         self._apply(self._as_running(config))
         log.info("config reloaded: %d sources", len(config.sources))
+        return True
+
+    def _changed_since(self, stamp: tuple[int, int] | None) -> bool:
+        """Whether the config file changed after `stamp`: then it was being written while
+        it was read, and the watcher reads it again once it settles."""
+        if self._stamp() == stamp:
+            return False
+        log.info("the config file changed while it was read; reading it again")
         return True
 
     def _as_running(self, config: Config) -> Config:
@@ -423,9 +437,14 @@ class Daemon:
         self.scheduler.sync(config.sources, stored)
 
     def _watch(self) -> None:
+        """Reload when asked (SIGHUP), or once the config file has changed and then stayed
+        as it was for one more look: a file written in place (truncated, then written)
+        is not read half-written, which for an empty file would mean no sources."""
+        last_look = self._config_stamp
         while not self.stopping.wait(self.watch_interval):
             stamp = self._stamp()
-            if stamp != self._config_stamp or self._reload_requested.is_set():
+            settled, last_look = stamp == last_look, stamp
+            if (settled and stamp != self._config_stamp) or self._reload_requested.is_set():
                 self._config_stamp = stamp
                 self._reload_requested.clear()
                 try:
