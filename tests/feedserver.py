@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 
 @dataclass
@@ -44,6 +46,16 @@ class FeedServer(ThreadingHTTPServer):
         # Without TCP_NODELAY every keep-alive answer waits ~40 ms (Nagle).
         self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().server_bind()
+
+    def handle_error(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
+        """A client hanging up (a kept-alive connection dropped) is no error. Anything else
+        is printed as socketserver prints it: to sys.stderr, which a CliRunner captures
+        into the command's output while a command runs."""
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
     @property
     def base(self) -> str:
