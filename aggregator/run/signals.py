@@ -60,8 +60,9 @@ class SignalInbox:
         """The signals (of ours) that arrived, in order; [] after `timeout` seconds
         without one."""
         assert self._read is not None, "wait() outside the with block"
-        ready, _, _ = select.select([self._read], [], [], timeout)
-        if not ready:
+        poller = select.poll()  # not select.select: no limit on the descriptor's number
+        poller.register(self._read, select.POLLIN)
+        if not poller.poll(timeout * 1000):
             return []
         try:
             numbers = self._read.recv(256)
