@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.feedserver import FeedServer
 from tests.reliability.kit import (
     EN_CATEGORIES,
     ROOT,
     DaemonProcess,
     Outlet,
-    QuietServer,
     World,
     WorldFeeds,
     free_port,
@@ -52,7 +52,7 @@ def test_status_list_and_publish_succeed_while_the_daemon_writes(tmp_path: Path)
         world.add_outlet(Outlet(f"c{number}", "atom", EN_CATEGORIES[number % 4], ("t",), 0.3))
         world.publish(f"c{number}", 20)
     feeds = WorldFeeds(world)
-    server = QuietServer()
+    server = FeedServer()
     feeds.install(server)
     serve(server)
     port = free_port()

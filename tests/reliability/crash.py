@@ -44,7 +44,6 @@ from tests.reliability.kit import (
     TAGS,
     DaemonProcess,
     Outlet,
-    QuietServer,
     World,
     WorldFeeds,
     files_of,
@@ -224,7 +223,7 @@ def run(
     started = time.monotonic()
     world = build_world(rng, sources, names)
     feeds = WorldFeeds(world, delay=lambda: rng.choice([0.0, 0.0, 0.05, 0.2]))
-    server = QuietServer()
+    server = FeedServer()
     feeds.install(server)
     serve(server)
     port = free_port()

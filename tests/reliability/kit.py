@@ -289,13 +289,6 @@ def _send(
     return status
 
 
-class QuietServer(FeedServer):
-    """The test feed server, silent about clients that hang up (a killed daemon)."""
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass
-
-
 def serve(server: FeedServer) -> threading.Thread:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

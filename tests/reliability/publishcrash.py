@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.feedserver import FeedServer
 from tests.reliability.crash import change, rebuild
 from tests.reliability.kit import (
     EN_CATEGORIES,
     EN_TAGS,
     DaemonProcess,
     Outlet,
-    QuietServer,
     World,
     WorldFeeds,
     files_of,
@@ -177,7 +177,7 @@ def run(
     started = time.monotonic()
     world = build_world(rng, sources)
     feeds = WorldFeeds(world)
-    server = QuietServer()
+    server = FeedServer()
     feeds.install(server)
     serve(server)
     port = free_port()

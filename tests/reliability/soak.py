@@ -35,13 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.feedserver import FeedServer
 from tests.reliability.kit import (
     CATEGORIES,
     TAGS,
     Article,
     DaemonProcess,
     Outlet,
-    QuietServer,
     World,
     WorldFeeds,
     free_port,
@@ -261,7 +261,7 @@ def run(
     report = SoakReport(sources=sources)
     world = build_world(rng, sources, intervals)
     feeds = WorldFeeds(world, delay=lambda: 0.0)
-    server = QuietServer()
+    server = FeedServer()
     feeds.install(server)
     serve(server)
     port = free_port()
