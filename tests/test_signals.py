@@ -4,7 +4,7 @@ The daemon used to set its stop Event from the SIGTERM handler. Python runs a ha
 the main thread between two bytecodes, so a signal that came while that thread was inside
 Event.wait, holding the event's lock, hung the daemon for good: the handler waited for a
 lock its own thread held. The child processes below take the event's lock again and
-again while the signal comes: the old handler hung 53 such children of 100.
+again while the signal comes.
 """
 
 from __future__ import annotations
