@@ -458,8 +458,9 @@ class Settings:
     language: str = _setting("zh-CN", _string)
     title: str = _setting("aggregator", _string)
     author: str = _setting("aggregator", _string)
-    # Fetches in flight: polling is mostly waiting for servers; per_host_limit keeps it polite.
-    workers: int = _setting(64, _int, restart=True)
+    # Fetches in flight (the daemon's poll threads): polling is mostly waiting for servers;
+    # per_host_limit keeps it polite.
+    workers: int = _setting(128, _int, restart=True)
     connect_timeout: float = _setting(10.0, parse_duration, limit=("fetch", "connect_timeout"))
     read_timeout: float = _setting(30.0, parse_duration, limit=("fetch", "read_timeout"))
     fetch_deadline: float = _setting(60.0, parse_duration, limit=("fetch", "deadline"))
