@@ -1,10 +1,9 @@
 """Signals read by the main thread in its own code (aggregator.run.signals).
 
-The daemon used to set its stop Event from the SIGTERM handler. Python runs a handler in
-the main thread between two bytecodes, so a signal that came while that thread was inside
-Event.wait, holding the event's lock, hung the daemon for good: the handler waited for a
-lock its own thread held. The child processes below take the event's lock again and
-again while the signal comes.
+A handler that sets a threading.Event can hang for good: Python runs it in the main
+thread between two bytecodes, possibly while that thread holds the event's lock inside
+Event.wait. The child processes below take that lock again and again while the signal
+comes, and must still stop.
 """
 
 from __future__ import annotations
