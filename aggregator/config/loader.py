@@ -468,6 +468,8 @@ class Settings:
     max_decompressed_bytes: int = _setting(
         50 * MIB, _int, limit=("fetch", "max_decompressed_bytes")
     )
+    # The bodies all fetches in flight may hold together (a poll's processes share it out).
+    max_bytes_in_flight: int = _setting(128 * MIB, _int, limit=("fetch", "bytes_in_flight"))
     max_redirects: int = _setting(5, _int, limit=("fetch", "max_redirects"))
     publish_delay: float = _setting(2.0, _float)
     archive_entries: int = _setting(50, _int)  # per RFC 5005 archive page; fixed once pages exist

@@ -10,6 +10,7 @@ from typing import Any
 import pycurl
 
 from aggregator.errors import FetchError
+from aggregator.fetch.budget import BodyBudget
 from aggregator.fetch.decoding import BoundedDecoder
 from aggregator.fetch.guard import Guard
 from aggregator.fetch.request import Limits
@@ -25,16 +26,20 @@ class Exchange:
     curl calls header() for every header line of every response it reads
     (an interim 100 Continue too) and body() for each piece of the body; both
     enforce the caps and stop the transfer (by answering 0) when one trips,
-    keeping the reason in `error`.
+    keeping the reason in `error`. With a budget, the body's bytes are taken from
+    it for `holder`; while it is spent, body() waits for room until `wait_until`
+    (time.monotonic()), or, without one, pauses the transfer (fetch_many resumes it).
     """
 
     __slots__ = (
+        "budget",
         "chunks",
         "decoder",
         "discarded",
         "error",
         "guard",
         "headers",
+        "holder",
         "limits",
         "peer",
         "reason",
@@ -42,9 +47,18 @@ class Exchange:
         "refused",
         "size",
         "status",
+        "wait_until",
+        "waited",
     )
 
-    def __init__(self, limits: Limits, guard: Guard | None = None) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        guard: Guard | None = None,
+        budget: BodyBudget | None = None,
+        holder: object = None,
+        wait_until: float | None = None,
+    ) -> None:
         self.limits = limits
         self.guard = guard  # whose addresses this request may not connect to
         self.refused = ""  # the address the guard refused
@@ -58,6 +72,10 @@ class Exchange:
         self.size = 0
         self.error: FetchError | None = None
         self.discarded = False
+        self.budget = budget
+        self.holder = holder
+        self.wait_until = wait_until
+        self.waited = False  # turned away by the budget at least once
 
     def open_socket(self, _purpose: int, address: Any) -> socket.socket | int:
         """curl's socket(2), called with each address it is about to connect to (after
@@ -113,6 +131,11 @@ class Exchange:
         if decoder is None:  # a 304 with a body after all: not wanted
             self.discarded = True
             return 0
+        budget = self.budget
+        if budget is not None and not self._room(budget):
+            if self.wait_until is None:  # curl hands the same data again once resumed
+                return int(pycurl.WRITEFUNC_PAUSE)
+            return self._stop(self.budget_error(budget))
         limits = self.limits
         self.received += len(data)
         if self.received > limits.max_body_bytes:
@@ -122,6 +145,8 @@ class Exchange:
             if self.size > limits.max_decompressed_bytes:
                 return self._stop(_decompressed_over(limits))
             self.chunks.append(data)
+            if budget is not None:
+                budget.take(self.holder, len(data))
             return None
         try:
             for piece in decoder.decode(data):
@@ -129,9 +154,25 @@ class Exchange:
                 if self.size > limits.max_decompressed_bytes:
                     return self._stop(_decompressed_over(limits))
                 self.chunks.append(piece)
+                if budget is not None:
+                    budget.take(self.holder, len(piece))
+                    # Between the pieces of one read: waiting is possible only here.
+                    if self.wait_until is not None and not self._room(budget):
+                        return self._stop(self.budget_error(budget))
         except FetchError as exc:
             return self._stop(exc)
         return None
+
+    def _room(self, budget: BodyBudget) -> bool:
+        if self.wait_until is None:
+            room = budget.room_for(self.holder)
+        else:
+            room = budget.wait_for_room(self.holder, self.wait_until)
+        self.waited = self.waited or not room
+        return room
+
+    def budget_error(self, budget: BodyBudget) -> FetchError:
+        return FetchError(f"timed out waiting for memory: {budget_note(budget)}")
 
     def _stop(self, error: FetchError) -> int:
         self.error = error
@@ -148,6 +189,13 @@ class Exchange:
         body = b"".join(self.chunks)
         self.chunks = []  # the handle keeps this object until its next request
         return body
+
+
+def budget_note(budget: BodyBudget) -> str:
+    return (
+        f"the bodies of other fetches in flight held the {budget.total} byte budget"
+        " (max_bytes_in_flight)"
+    )
 
 
 def _decompressed_over(limits: Limits) -> FetchError:

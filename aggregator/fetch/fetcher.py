@@ -21,7 +21,7 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -32,7 +32,8 @@ import pycurl
 
 from aggregator.config.loader import DEFAULT_USER_AGENT
 from aggregator.errors import FetchError
-from aggregator.fetch.exchange import Exchange, HeaderLine, Hop, Hops, aim
+from aggregator.fetch.budget import BodyBudget
+from aggregator.fetch.exchange import Exchange, HeaderLine, Hop, Hops, aim, budget_note
 from aggregator.fetch.files import fetch_file
 from aggregator.fetch.guard import (
     Guard,
@@ -122,6 +123,8 @@ class Fetcher:
             "accept-encoding": ("Accept-Encoding", "gzip, deflate, br"),
         }
         self._base_lines = _header_lines(self._base_headers)
+        limit = self.limits.bytes_in_flight
+        self.budget = BodyBudget(limit) if limit > 0 else None
         self._host_slots: dict[str, Slots] = {}
         self._slots_lock = threading.Lock()
         self._local = threading.local()
@@ -164,14 +167,34 @@ class Fetcher:
             url, etag, last_modified, tuple(headers), allow_private, now, body, untrusted
         )
         began = time.monotonic()
+        held_for = getattr(self._local, "holder", None)
+        holder = held_for or object()
         try:
-            result = self._fetch(request)
+            result = self._fetch(request, holder)
         except FetchError as exc:
             exc.seconds = time.monotonic() - began
             raise
+        finally:
+            if held_for is None and self.budget is not None:
+                self.budget.give_back(holder)
         return evolve(result, seconds=time.monotonic() - began)
 
-    def _fetch(self, request: FetchRequest) -> FetchResult:
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """The bodies this thread fetches within the block stay counted against the
+        budget (max_bytes_in_flight) until the block ends, not only until each fetch
+        returns: for a poll, which reads its body after the fetch."""
+        if self.budget is None or getattr(self._local, "holder", None) is not None:
+            yield
+            return
+        holder = self._local.holder = object()
+        try:
+            yield
+        finally:
+            self._local.holder = None
+            self.budget.give_back(holder)
+
+    def _fetch(self, request: FetchRequest, holder: object) -> FetchResult:
         if origin_of(request.url)[0] == "file":
             if request.untrusted:
                 raise FetchError(f"only http and https URLs are fetched, not {request.url!r}")
@@ -185,7 +208,7 @@ class Fetcher:
         hop = next(hops)
         while True:
             with self.slot(hop.origin[1]):
-                exchange = self._exchange(hop)
+                exchange = self._exchange(hop, holder)
             try:
                 hop = hops.send(exchange)
             except StopIteration as finished:
@@ -342,7 +365,7 @@ class Fetcher:
             self._handles.add(handle)
         return handle
 
-    def _exchange(self, hop: Hop) -> Exchange:
+    def _exchange(self, hop: Hop, holder: object) -> Exchange:
         """One request and its answer, on this thread's handle, within the deadline."""
         left = hop.deadline - time.monotonic()
         if left <= 0:
@@ -350,7 +373,7 @@ class Fetcher:
         session = self._session()
         handle = session.curl
         fresh_if_tainted(handle, session.pool, hop.origin)
-        exchange = Exchange(self.limits, hop.guard)
+        exchange = Exchange(self.limits, hop.guard, self.budget, holder, hop.deadline)
         try:
             aim(handle, hop, exchange, left)
             handle.perform()
@@ -376,7 +399,10 @@ class Fetcher:
             return FetchError(refusal(guard.target, exchange.refused, guard.untrusted))
         if exchange.discarded:
             return None
-        return FetchError(self._curl_message(args, deadline))
+        message = self._curl_message(args, deadline)
+        if exchange.waited and exchange.budget is not None:
+            message += f"; it had waited for memory: {budget_note(exchange.budget)}"
+        return FetchError(message)
 
     def deadline_message(self) -> str:
         return f"timed out: the fetch took longer than its {self.limits.deadline:g} s deadline"

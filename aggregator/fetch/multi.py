@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pycurl
 
 from aggregator.errors import FetchError
+from aggregator.fetch.budget import BodyBudget
 from aggregator.fetch.exchange import Exchange, Hop, Hops, aim
 from aggregator.fetch.files import fetch_file
 from aggregator.fetch.pool import MultiSession, Slots, fresh_if_tainted
@@ -32,6 +33,7 @@ class _Transfer:
     hop: Hop
     began: float  # time.monotonic() when the fetch began
     exchange: Exchange | None = None
+    handle: pycurl.Curl | None = None  # the curl handle of the request under way
 
 
 # The longest fetch_many waits for its sockets before asking curl again: curl's own
@@ -42,7 +44,10 @@ LONGEST_WAIT = 0.1
 class MultiRun:
     """One fetch_many call: starts transfers as the in-flight budget and the host
     slots allow, drives them all with curl's multi interface, and hands back each
-    fetch as it finishes. A redirect's next request takes the same way in."""
+    fetch as it finishes. A redirect's next request takes the same way in. A transfer
+    the fetcher's byte budget turns away is paused, and resumed once it has room.
+    Each transfer holds its bytes until it is handed back; results are handed back
+    before the transfers are driven again, so no body waits uncounted meanwhile."""
 
     def __init__(
         self,
@@ -151,14 +156,17 @@ class MultiRun:
             if under_way.hop.origin == hop.origin
         )
         fresh_if_tainted(handle, session.pool, hop.origin, busy)
-        transfer.exchange = Exchange(self.fetcher.limits, hop.guard)
+        transfer.exchange = Exchange(self.fetcher.limits, hop.guard, self.fetcher.budget, transfer)
         aim(handle, hop, transfer.exchange, left)
         session.multi.add_handle(handle)
+        transfer.handle = handle
         self.active[handle] = transfer
 
     def _drive(self) -> None:
         """Let curl move every transfer on; wait for the sockets when none finished."""
         multi = self.session.multi
+        if self.fetcher.budget is not None and self.fetcher.budget.refused:
+            self._resume(self.fetcher.budget)
         while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
             pass
         finished = False
@@ -174,6 +182,17 @@ class MultiRun:
         if not finished:
             wanted = multi.timeout()  # ms; -1: no timer set
             multi.select(LONGEST_WAIT if wanted < 0 else min(wanted / 1000, LONGEST_WAIT))
+
+    def _resume(self, budget: BodyBudget) -> None:
+        """Resume the paused transfers the budget has room for again."""
+        for holder in list(budget.refused):  # (other threads' fetches' too)
+            handle = holder.handle if isinstance(holder, _Transfer) else None
+            ours = handle is not None and self.active.get(handle) is holder
+            if ours and handle is not None and budget.room_for(holder):
+                # curl may call the body callback from here; should it refuse, the
+                # transfer stays paused until its deadline ends it.
+                with contextlib.suppress(pycurl.error):
+                    handle.pause(pycurl.PAUSE_CONT)
 
     def _done(self, handle: pycurl.Curl, error: tuple[Any, ...] | None) -> None:
         """A request answered (or failed): the fetch ends, or its next hop waits to start."""
@@ -193,9 +212,11 @@ class MultiRun:
         try:
             transfer.hop = transfer.hops.send(exchange)
         except StopIteration as finished:
+            self._give_back(transfer)
             self._finish(transfer.key, finished.value, transfer.began)
             return
         except FetchError as exc:
+            self._give_back(transfer)
             self._finish(transfer.key, exc, transfer.began)
             return
         if not self._try_start(transfer):
@@ -203,7 +224,12 @@ class MultiRun:
 
     def _end(self, transfer: _Transfer, error: FetchError) -> None:
         transfer.hops.close()
+        self._give_back(transfer)
         self._finish(transfer.key, error, transfer.began)
+
+    def _give_back(self, transfer: _Transfer) -> None:
+        if self.fetcher.budget is not None:
+            self.fetcher.budget.give_back(transfer)
 
     def abandon(self) -> None:
         """The caller stopped early: transfers under way are dropped, slots given back."""
@@ -213,6 +239,7 @@ class MultiRun:
             self.session.spare.append(handle)
             self.slot(transfer).give_back()
             transfer.hops.close()
+            self._give_back(transfer)
         self.active.clear()
         for transfer in self.waiting:
             transfer.hops.close()

@@ -19,6 +19,7 @@ class Limits:
     deadline: float = _DEFAULT["deadline"]
     max_body_bytes: int = _DEFAULT["max_body_bytes"]
     max_decompressed_bytes: int = _DEFAULT["max_decompressed_bytes"]
+    bytes_in_flight: int = _DEFAULT["bytes_in_flight"]  # 0: no budget (see fetch.budget)
     max_redirects: int = _DEFAULT["max_redirects"]
     per_host: int = _DEFAULT["per_host"]
 

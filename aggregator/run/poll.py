@@ -352,22 +352,22 @@ def poll_source(
     fetch or parse stores nothing but the error, and the entries stay as they were."""
     start = begin_poll(source, store.source_state(source.id), clock())
     request = start.request
-    try:
-        fetched: FetchResult | FetchError = fetch_request(fetcher, request)
-    except FetchError as exc:
-        fetched = exc
-
     full_text = full_text_for(fetcher, store, limits) if source.full_text.enabled else None
-    return finish_poll(
-        start,
-        fetched,
-        store,
-        record=store.record_poll,
-        clock=clock,
-        rand=rand,
-        limits=limits,
-        full_text=full_text,
-    )
+    with fetcher.holding():  # the body counts against the fetcher's budget until stored
+        try:
+            fetched: FetchResult | FetchError = fetch_request(fetcher, request)
+        except FetchError as exc:
+            fetched = exc
+        return finish_poll(
+            start,
+            fetched,
+            store,
+            record=store.record_poll,
+            clock=clock,
+            rand=rand,
+            limits=limits,
+            full_text=full_text,
+        )
 
 
 def finish_poll(

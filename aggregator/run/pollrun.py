@@ -280,7 +280,12 @@ def _poll_in_processes(
         jobs.put((source, states[source.id]))
     for _ in range(processes):
         jobs.put(None)  # one stop sign per process
-    shared = replace(fetcher.limits, per_host=share_out(fetcher.limits.per_host, processes))
+    own = fetcher.limits
+    shared = replace(
+        own,
+        per_host=share_out(own.per_host, processes),
+        bytes_in_flight=share_out(own.bytes_in_flight, processes),
+    )
     children = [
         context.Process(
             target=_process_main,
