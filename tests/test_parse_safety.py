@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import html
 import re
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -453,3 +454,25 @@ def test_polling_hints_are_read() -> None:
     assert feed.update_period == 6 * 3600
     assert feed.skip_hours == (0, 1, 23)
     assert feed.skip_days == (5, 6)
+
+
+def test_parses_in_child_processes_run_a_few_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the daemon's poll threads would: six large documents at once get two child
+    processes at a time (RUNNING, two per core; two here), not six."""
+    from aggregator.parse import sandbox
+    from tests.sandboxjob import nap
+
+    monkeypatch.setattr(sandbox, "RUNNING", threading.BoundedSemaphore(2))
+    spans: list[tuple[float, float]] = []
+
+    def parse_one() -> None:
+        spans.append(run_in_worker(nap, {"seconds": 0.3}, ParseLimits()).result)
+
+    threads = [threading.Thread(target=parse_one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(spans) == 6
+    at_once = max(sum(1 for b, e in spans if b <= began < e) for began, _ in spans)
+    assert at_once <= 2

@@ -10,7 +10,11 @@ process, which limits its own address space before it reads the document; this
 process kills it when its wall-clock time is up. Either way the poll gets a
 ParseError. A fresh interpreter (about 0.15 s to start) rather than a fork: a
 fork of the threaded daemon could inherit a lock held by another thread, and
-multiprocessing would re-run the daemon's main module in every worker.
+multiprocessing would re-run the daemon's main module in every worker. A process
+runs at most two such parses per core at once: parsing is CPU work, and the
+daemon's poll threads would otherwise start one each, every one with the memory
+its document needs (two, so that a couple of parses running to their time limit
+do not hold up every other).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import pickle
 import resource
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +69,16 @@ def _peak_rss_kib() -> int:
     except (OSError, ValueError, IndexError):
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+RUNNING = threading.BoundedSemaphore(2 * _cores())  # parses in child processes at once
 
 
 # A parse to run in the worker: a module-level function (pickled by name, so the worker
@@ -115,9 +130,14 @@ def _environment() -> dict[str, str]:
 def run_in_worker(
     function: Callable[..., Any], arguments: dict[str, Any], limits: ParseLimits
 ) -> WorkerReport:
-    """function(**arguments) in a child process under the limits; the child is always
-    reaped. The function and the arguments must pickle (a module-level function)."""
-    job = pickle.dumps((function, arguments), pickle.HIGHEST_PROTOCOL)
+    """function(**arguments) in a child process under the limits, once one of the
+    process's RUNNING slots is free; the child is always reaped. The function and the
+    arguments must pickle (a module-level function)."""
+    with RUNNING:
+        return _run(pickle.dumps((function, arguments), pickle.HIGHEST_PROTOCOL), limits)
+
+
+def _run(job: bytes, limits: ParseLimits) -> WorkerReport:
     command = [
         sys.executable,
         "-m",
