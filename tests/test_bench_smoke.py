@@ -50,3 +50,18 @@ def test_the_stages_of_a_first_poll_are_measured() -> None:
     assert result["entries"] > 0
     for stage in ("parse", "hand_over", "store"):
         assert result[f"{stage}_us_per_entry"] > 0
+
+
+def test_large_answers_at_once_are_measured() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.large_bodies", "--sources", "3", "--mib", "1", "--runs", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["max_bytes_in_flight"] == "default" for r in runs] == [True, False]
+    assert all(r["peak_tree_pss_mb"] > 0 and r["sources"] == 3 for r in runs)
