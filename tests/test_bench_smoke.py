@@ -36,25 +36,10 @@ def test_quick_bench_produces_rows(tmp_path: Path) -> None:
     assert "python3 dev.py bench --quick --no-reader" in text
 
 
-def test_the_stages_of_a_first_poll_are_measured() -> None:
+def bench_output(*args: str) -> str:
+    """What `python -m bench.<args>` prints, once it has exited cleanly."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.stages", "3", "4"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["entries"] > 0
-    for stage in ("parse", "hand_over", "store"):
-        assert result[f"{stage}_us_per_entry"] > 0
-
-
-def test_large_answers_at_once_are_measured() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.large_bodies", "--sources", "3", "--mib", "1", "--runs", "1"],
+        [sys.executable, "-m", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -62,6 +47,18 @@ def test_large_answers_at_once_are_measured() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    runs = [json.loads(line) for line in done.stdout.splitlines()]
+    return done.stdout
+
+
+def test_the_stages_of_a_first_poll_are_measured() -> None:
+    result = json.loads(bench_output("bench.stages", "3", "4").strip().splitlines()[-1])
+    assert result["entries"] > 0
+    for stage in ("parse", "hand_over", "store"):
+        assert result[f"{stage}_us_per_entry"] > 0
+
+
+def test_large_answers_at_once_are_measured() -> None:
+    said = bench_output("bench.large_bodies", "--sources", "3", "--mib", "1", "--runs", "1")
+    runs = [json.loads(line) for line in said.splitlines()]
     assert [r["max_bytes_in_flight"] == "default" for r in runs] == [True, False]
     assert all(r["peak_tree_pss_mb"] > 0 and r["sources"] == 3 for r in runs)
