@@ -17,7 +17,7 @@ from aggregator.fetch.exchange import Exchange, Hop, Hops, aim
 from aggregator.fetch.files import fetch_file
 from aggregator.fetch.pool import MultiSession, Slots, fresh_if_tainted
 from aggregator.fetch.request import FetchRequest
-from aggregator.fetch.urls import origin_of
+from aggregator.fetch.urls import Origin, origin_of
 from aggregator.models import FetchResult, evolve
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class MultiRun:
         self.requests = requests
         self.in_flight = in_flight
         self.active: dict[pycurl.Curl, _Transfer] = {}
+        self.to_origin: dict[Origin, set[pycurl.Curl]] = {}  # the active ones, by origin
         self.waiting: deque[_Transfer] = deque()  # for a slot of their host
         self.finished: deque[tuple[Any, FetchResult | FetchError]] = deque()
         self.exhausted = False
@@ -150,17 +151,15 @@ class MultiRun:
             return
         session = self.session
         handle = self.fetcher.spare_handle(session)
-        busy = frozenset(
-            other.getinfo(pycurl.ACTIVESOCKET)
-            for other, under_way in self.active.items()
-            if under_way.hop.origin == hop.origin
-        )
+        same_origin = self.to_origin.setdefault(hop.origin, set())
+        busy = frozenset(other.getinfo(pycurl.ACTIVESOCKET) for other in same_origin)
         fresh_if_tainted(handle, session.pool, hop.origin, busy)
         transfer.exchange = Exchange(self.fetcher.limits, hop.guard, self.fetcher.budget, transfer)
         aim(handle, hop, transfer.exchange, left)
         session.multi.add_handle(handle)
         transfer.handle = handle
         self.active[handle] = transfer
+        same_origin.add(handle)
 
     def _drive(self) -> None:
         """Let curl move every transfer on; wait for the sockets when none finished."""
@@ -197,6 +196,10 @@ class MultiRun:
     def _done(self, handle: pycurl.Curl, error: tuple[Any, ...] | None) -> None:
         """A request answered (or failed): the fetch ends, or its next hop waits to start."""
         transfer = self.active.pop(handle)
+        same_origin = self.to_origin[transfer.hop.origin]
+        same_origin.discard(handle)
+        if not same_origin:
+            del self.to_origin[transfer.hop.origin]
         hop, exchange = transfer.hop, transfer.exchange
         assert exchange is not None
         exchange.peer = str(handle.getinfo(pycurl.PRIMARY_IP) or "")
@@ -241,6 +244,7 @@ class MultiRun:
             transfer.hops.close()
             self._give_back(transfer)
         self.active.clear()
+        self.to_origin.clear()
         for transfer in self.waiting:
             transfer.hops.close()
         self.waiting.clear()
