@@ -248,6 +248,7 @@ def _reference_impossible_offset(raw: str) -> bool:
 @example("Fri, 24 Dec 2021 03:00:26 +2500")
 @example("2021-12-24T10:30:00-14:30")
 @example("10:00 +25:00 ")
+@example(":2021-12-2460   ")  # blanks after an impossible offset (found by hypothesis)
 def test_impossible_offset_agrees_with_a_pattern(raw: str) -> None:
     assert impossible_offset(raw) == _reference_impossible_offset(raw)
 

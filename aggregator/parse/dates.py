@@ -152,13 +152,11 @@ def impossible_offset(raw: str) -> bool:
     "GMT+2500") beyond +-14:00 or with over 59 minutes. By hand, and the usual offsets
     let go after a look at their digits: a pattern searched for cost more than the rest
     of reading the date."""
-    colon = raw[-3:-2] == ":"
-    hours, minutes = (raw[-5:-3], raw[-2:]) if colon else (raw[-4:-2], raw[-2:])
+    text = raw.rstrip() if raw[-1:].isspace() else raw  # an offset ends before blanks
+    colon = text[-3:-2] == ":"
+    hours, minutes = (text[-5:-3], text[-2:]) if colon else (text[-4:-2], text[-2:])
     if hours < "14" and minutes < "60":  # "+0800", or no offset at all (" GMT" is < "14")
         return False
-    text = raw.rstrip()
-    if text != raw:
-        return impossible_offset(text)
     sign = len(text) - (6 if colon else 5)
     digits = hours + minutes
     if text[sign : sign + 1] not in ("+", "-") or not digits.isdigit():
