@@ -103,8 +103,7 @@ class Sources(Connection):
         polls, and a failed one counts in its day (poll_days)."""
         prepared = poll_rows(polls)
         runs, failed, day = prepared.runs, prepared.failed, prepared.day
-        with self.transaction() as db:
-            conn = db.conn
+        with self.writing() as conn:  # plain sqlite3: an all-304 poll loads no sqlite-utils
             conn.executemany(
                 "INSERT OR IGNORE INTO sources (id) VALUES (?)", [(i,) for i, _ in polls]
             )
