@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -28,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bench.commands import AGGREGATOR, run
+from bench.daemon import free_port
 from bench.runs import TreeMemory, compiled_as_installed, write_config
 
 HOSTS = 50
@@ -85,10 +85,7 @@ def measure(sources: int, mib: int, budget: int | None, daemon: bool) -> dict[st
     ):
         folder = Path(name)
         config = write_config(folder, {"feeds": sources, "entries": 0, "bases": bases})
-        with socket.socket() as probe:  # a free port for the daemon's server
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        extra = f"port = {port}\n" + (f"max_bytes_in_flight = {budget}\n" if budget else "")
+        extra = f"port = {free_port()}\n" + (f"max_bytes_in_flight = {budget}\n" if budget else "")
         text = config.read_text(encoding="utf-8").replace("[settings]\n", f"[settings]\n{extra}", 1)
         config.write_text(text, encoding="utf-8")
         run(["config", "check", "--config", str(config)])

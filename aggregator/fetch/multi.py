@@ -46,8 +46,8 @@ class MultiRun:
     slots allow, drives them all with curl's multi interface, and hands back each
     fetch as it finishes. A redirect's next request takes the same way in. A transfer
     the fetcher's byte budget turns away is paused, and resumed once it has room.
-    Each transfer holds its bytes until it is handed back; results are handed back
-    before the transfers are driven again, so no body waits uncounted meanwhile."""
+    A transfer's bytes count until it ends; its result is handed back before the
+    transfers are driven again, so no body lies uncounted while others read."""
 
     def __init__(
         self,
@@ -186,8 +186,9 @@ class MultiRun:
         """Resume the paused transfers the budget has room for again."""
         for holder in list(budget.refused):  # (other threads' fetches' too)
             handle = holder.handle if isinstance(holder, _Transfer) else None
-            ours = handle is not None and self.active.get(handle) is holder
-            if ours and handle is not None and budget.room_for(holder):
+            if handle is None or self.active.get(handle) is not holder:
+                continue
+            if budget.room_for(holder):
                 # curl may call the body callback from here; should it refuse, the
                 # transfer stays paused until its deadline ends it.
                 with contextlib.suppress(pycurl.error):
