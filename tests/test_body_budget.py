@@ -116,3 +116,46 @@ def test_waiting_for_room_past_the_deadline_fails_the_fetch(server: FeedServer, 
         assert "max_bytes_in_flight" in str(outcome)
         fetcher.budget.give_back("another poll, reading its body")
         assert isinstance(fetcher.fetch(url), FetchResult)  # room again
+
+
+def test_a_holder_waiting_for_a_host_slot_lets_the_slot_holder_read_on(
+    server: FeedServer,
+) -> None:
+    """A poll holding its feed's body fetches an article from the same host, whose one
+    slot a fetch waiting for room holds: the poll stands aside in the budget while it
+    waits for the slot, so neither waits for the other until a deadline."""
+    feed = server.set("/feed.xml", BODIES["/big0.xml"])
+    other = server.set("/other.xml", BODIES["/big1.xml"])
+    article = server.set("/article.html", b"<p>the article</p>")
+    outcomes: dict[str, object] = {}
+    with Fetcher(Limits(per_host=1, bytes_in_flight=MIB, deadline=20)) as fetcher:
+        budget = fetcher.budget
+        assert budget is not None
+        feed_read = threading.Event()
+
+        def poll() -> None:
+            with fetcher.holding():
+                outcomes["feed"] = fetcher.fetch(feed).body
+                feed_read.set()
+                while not budget.turned_away:  # the other fetch holds the slot, waiting
+                    time.sleep(0.01)
+                outcomes["article"] = fetcher.fetch(article).body
+
+        def fetch_other() -> None:
+            feed_read.wait(timeout=30)
+            try:
+                outcomes["other"] = fetcher.fetch(other).body
+            except FetchError as exc:
+                outcomes["other"] = exc
+
+        threads = [threading.Thread(target=poll), threading.Thread(target=fetch_other)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert budget.used == 0
+    assert outcomes == {
+        "feed": BODIES["/big0.xml"],
+        "other": BODIES["/big1.xml"],
+        "article": b"<p>the article</p>",
+    }

@@ -3,8 +3,10 @@ setting), so many large answers at the same time cannot add up past it."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 
 class BodyBudget:
@@ -20,6 +22,8 @@ class BodyBudget:
         self._used = 0
         self._held: dict[object, int] = {}  # holder -> bytes, oldest holder first
         self._changed = threading.Condition()
+        # Holders waiting for something another fetch may hold (a host's slot).
+        self._aside: set[object] = set()
         # Holders turned away without waiting (fetch_many pauses their transfers).
         self.refused: set[object] = set()
         self.peak = 0  # the most held at once
@@ -30,7 +34,25 @@ class BodyBudget:
         return self._used
 
     def _has_room(self, holder: object) -> bool:
-        return self._used < self.total or next(iter(self._held), None) is holder
+        if self._used < self.total:
+            return True
+        aside = self._aside
+        first = next((held for held in self._held if held not in aside), None)
+        return first is None or first is holder
+
+    @contextlib.contextmanager
+    def standing_aside(self, holder: object) -> Iterator[None]:
+        """While the holder waits for a host's slot, which a fetch waiting for room may
+        hold, the right never to wait passes to the next holder (to every fetch, if no
+        other holds bytes): the two would otherwise wait for each other."""
+        with self._changed:
+            self._aside.add(holder)
+            self._changed.notify_all()
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._aside.discard(holder)
 
     def room_for(self, holder: object) -> bool:
         """Whether the holder may read on now; if not, it is noted in `refused`."""

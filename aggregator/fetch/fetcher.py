@@ -207,13 +207,31 @@ class Fetcher:
         hops = self.hops(request)
         hop = next(hops)
         while True:
-            with self.slot(hop.origin[1]):
+            slots = self._take_slot(hop, holder)
+            try:
                 exchange = self._exchange(hop, holder)
+            finally:
+                slots.give_back()
             try:
                 hop = hops.send(exchange)
             except StopIteration as finished:
                 result: FetchResult = finished.value
                 return result
+
+    def _take_slot(self, hop: Hop, holder: object) -> Slots:
+        """A slot of the hop's host, waited for until the fetch's deadline. A holder of
+        body bytes (a full-text fetch inside Fetcher.holding()) stands aside in the
+        budget meanwhile: the slot may be held by a fetch waiting for room."""
+        slots = self.slot(hop.origin[1])
+        if slots.take():
+            return slots
+        waiting = (
+            contextlib.nullcontext() if self.budget is None else self.budget.standing_aside(holder)
+        )
+        with waiting:
+            if slots.take(wait=max(0.0, hop.deadline - time.monotonic())):
+                return slots
+        raise FetchError(self.deadline_message())
 
     def fetch_many(
         self, requests: Iterable[tuple[Key, FetchRequest]], in_flight: int
