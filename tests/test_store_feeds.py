@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from aggregator.config.loader import Source
@@ -59,6 +59,11 @@ def test_stored_times_read_back_exactly() -> None:
     assert from_iso(iso(value)) == value
     assert from_iso(iso(value)).tzinfo is UTC  # type: ignore[union-attr]
     assert from_iso("") is None
+    # The same fixed-width UTC text whatever the offset it came with.
+    beijing = value.astimezone(timezone(timedelta(hours=8)))
+    whole_second = value.replace(microsecond=0)
+    assert iso(value) == iso(beijing) == "2021-12-24T03:00:26.001234Z"
+    assert iso(whole_second) == "2021-12-24T03:00:26.000000Z"
 
 
 def test_a_new_entry_is_reported_in_exactly_the_feeds_it_joined(tmp_path: Path) -> None:

@@ -430,7 +430,7 @@ def after_fetch(
         last_modified=fetched.last_modified or state.last_modified,
     )
     if fetched.moved_to:
-        validators = replace(validators, moved_to=fetched.moved_to)
+        validators = validators._replace(moved_to=fetched.moved_to)
     facts = with_hints(
         PollFacts(source.interval, succeeded=True, max_age=fetched.max_age), state.poll_hints
     )
@@ -497,7 +497,7 @@ def after_fetch(
         state,
         replace(feed, entries=()),
         entries,
-        replace(validators, body_hash=body_hash, poll_hints=hints),
+        validators._replace(body_hash=body_hash, poll_hints=hints),
         with_hints(facts, hints),
         started,
         clock(),
@@ -633,9 +633,9 @@ def _failed(
         retry_not_before=retry_window_end(ended, retry_after),
     )
     if moved_to:
-        failure = replace(failure, moved_to=moved_to)
+        failure = failure._replace(moved_to=moved_to)
     if gone:
-        failure = replace(failure, disabled_reason=f"410 Gone at {ended:%Y-%m-%d %H:%M} UTC")
+        failure = failure._replace(disabled_reason=f"410 Gone at {ended:%Y-%m-%d %H:%M} UTC")
     record(source.id, failure)
     return PollOutcome(
         source.id,

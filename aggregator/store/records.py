@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -24,6 +24,8 @@ def iso(value: datetime) -> str:
     """Fixed-width UTC text, so stored times sort as strings (isoformat: strftime's
     twin, several times faster). Remembered: an ingest writes its `now` three times
     per entry."""
+    if value.tzinfo is UTC:  # most are: "+00:00" becomes "Z"
+        return value.isoformat(timespec="microseconds")[:-6] + "Z"
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
@@ -64,12 +66,12 @@ class _Keep:
 KEEP: Any = _Keep()
 
 
-@dataclass(frozen=True, slots=True)
-class PollRecord:
+class PollRecord(NamedTuple):
     """The outcome of one poll, as recorded in its source's state: each field set
     (None included: stored as nothing) replaces the stored value, each left at KEEP
     leaves it. A record that sets last_poll_at is a poll, counted in the source's
-    recent history."""
+    recent history. A tuple: made twice per poll, and a frozen dataclass of this
+    many fields takes several times as long to make."""
 
     last_poll_at: datetime | None = KEEP
     last_success_at: datetime | None = KEEP
@@ -90,10 +92,9 @@ class PollRecord:
 
     def changes(self) -> dict[str, Any]:
         """The fields this record sets, by name, in declaration order."""
-        return {name: value for name in _POLL_FIELDS if (value := getattr(self, name)) is not KEEP}
-
-
-_POLL_FIELDS = tuple(f.name for f in fields(PollRecord))
+        return {
+            name: value for name, value in zip(self._fields, self, strict=True) if value is not KEEP
+        }
 
 
 class PollDay(NamedTuple):
