@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aggregator.errors import ParseError
+from aggregator.machine import usable_cores
 from aggregator.parse.limits import MIB, ParseLimits
 
 
@@ -71,14 +72,7 @@ def _peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
-
-
-RUNNING = threading.BoundedSemaphore(2 * _cores())  # parses in child processes at once
+RUNNING = threading.BoundedSemaphore(2 * usable_cores())  # parses in child processes at once
 
 
 # A parse to run in the worker: a module-level function (pickled by name, so the worker

@@ -17,7 +17,6 @@ import contextlib
 import fcntl
 import gc
 import multiprocessing
-import os
 import pickle
 import queue
 import threading
@@ -30,6 +29,7 @@ from aggregator.config.loader import Source
 from aggregator.errors import AggregatorError, StoreError
 from aggregator.fetch.fetcher import Fetcher
 from aggregator.fetch.request import FetchRequest, Limits
+from aggregator.machine import usable_cores
 from aggregator.parse.kinds import load_readers
 from aggregator.parse.limits import ParseLimits
 from aggregator.run.poll import (
@@ -449,5 +449,5 @@ def poll_run(
 ) -> list[PollOutcome]:
     """poll_many in as many processes as these sources call for (processes_for):
     the `aggregator poll` command. on_done hears of each poll as it finishes."""
-    processes = processes_for(store, sources, os.cpu_count())
+    processes = processes_for(store, sources, usable_cores())
     return poll_many(sources, store, fetcher, workers, on_done, limits, processes=processes)
