@@ -7,17 +7,19 @@ by a running daemon.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import importlib
 import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -477,4 +479,31 @@ def config_check(config_path: Path, fetch: bool) -> None:
 
 
 def entry_point() -> None:
-    main(prog_name="aggregator")  # `python -m aggregator` is the same command
+    try:
+        main(prog_name="aggregator")  # `python -m aggregator` is the same command
+    except SystemExit as exc:
+        leave(exc)
+
+
+def leave(exc: SystemExit) -> NoReturn:
+    """Exit as Python would, without tearing the interpreter down (freeing every module
+    and object: 50-100 ms, a tenth of an all-304 poll's command on a slow machine): the
+    exit handlers run and the output is flushed first. With other threads still running,
+    or a message for the exit status, or output that cannot be flushed, Python exits as
+    usual and reports it."""
+    code = 0 if exc.code is None else exc.code
+    if not isinstance(code, int) or threading.active_count() > 1 or not _flushed():
+        raise exc
+    atexit._run_exitfuncs()  # logging's, multiprocessing's, weakref.finalize's
+    if not _flushed():
+        raise exc
+    os._exit(code)
+
+
+def _flushed() -> bool:
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe, a closed stream
+        return False
+    return True
