@@ -75,8 +75,12 @@ def test_a_host_slot_held_by_another_thread_is_waited_for() -> None:
 def test_waiting_for_a_host_slot_counts_towards_the_deadline(server: FeedServer) -> None:
     url = server.set("/feed.xml", FEED)
     with Fetcher(Limits(per_host=1, deadline=0.3)) as fetcher:
-        with fetcher.slot("127.0.0.1"):  # held, as by another thread's fetch, too long
+        held = fetcher.slot("127.0.0.1")  # as by another thread's fetch, too long
+        assert held.take()
+        try:
             found = fetch_all(fetcher, {"a": FetchRequest(url)}, 2)
+        finally:
+            held.give_back()
         assert fetcher.fetch(url).body == FEED  # the slot is free again
     assert isinstance(found["a"], FetchError) and "0.3 s deadline" in str(found["a"])
 

@@ -486,11 +486,10 @@ def entry_point() -> None:
 
 
 def leave(exc: SystemExit) -> NoReturn:
-    """Exit as Python would, without tearing the interpreter down (freeing every module
-    and object: 50-100 ms, a tenth of an all-304 poll's command on a slow machine): the
-    exit handlers run and the output is flushed first. With other threads still running,
-    or a message for the exit status, or output that cannot be flushed, Python exits as
-    usual and reports it."""
+    """Exit as Python would, but without tearing the interpreter down (freeing every
+    module and object, which a short command notices): the exit handlers run and the
+    output is flushed first. With other threads still running, a message for the exit
+    status, or output that cannot be flushed, Python exits as usual and reports it."""
     code = 0 if exc.code is None else exc.code
     if not isinstance(code, int) or threading.active_count() > 1 or not _flushed():
         raise exc

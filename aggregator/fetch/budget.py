@@ -13,9 +13,10 @@ class BodyBudget:
     """Shared by the fetches of one Fetcher. A fetch takes bytes as its body's pieces
     arrive and gives them all back when it ends (or, inside Fetcher.holding(), when
     its caller is done with the body). While the budget is spent, a fetch waits for
-    room before reading on, except the one that has held bytes longest: it never
-    waits, so fetches always move on, and what is held at once stays near the budget
-    (beyond it by at most what fetches read between two looks at it)."""
+    room before reading on, except the one that has held bytes longest (or, while that
+    one waits for a host's slot, the next): it never waits, so fetches always move on,
+    and what is held at once stays near the budget (beyond it by at most what fetches
+    read between two looks at it)."""
 
     def __init__(self, total: int) -> None:
         self.total = total

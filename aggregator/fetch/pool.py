@@ -28,12 +28,6 @@ class Slots:
         for _ in range(max(1, n)):
             self._tokens.put(None)
 
-    def __enter__(self) -> None:
-        self._tokens.get()
-
-    def __exit__(self, *exc: object) -> None:
-        self._tokens.put(None)
-
     def take(self, wait: float = 0.0) -> bool:
         """A token if one is free within `wait` seconds (none: at once or not at all)."""
         try:
