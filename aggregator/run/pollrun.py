@@ -62,11 +62,12 @@ STORE_BATCH = 8
 # The pipe buffer asked for between the workers and the storing process (the most
 # Linux lets a user have without privileges, by default).
 PIPE_SIZE = 1 << 20
-# Parsed feeds waiting for the storing process, counted in pickled bytes. Now and then
-# a commit copies the WAL back into the database, which takes a while: the
-# workers go on parsing into this much meanwhile instead of waiting with idle cores.
-# Counted in bytes, not feeds, so a run of huge feeds cannot pile up.
-WAITING_BYTES = 16 * 1024 * 1024
+# Parsed feeds waiting for the storing process, counted in pickled bytes: the workers
+# parse on into this much while a commit waits on the disk. Storing is the slower
+# side of a large first poll, so this fills and stays full, in the workers' memory: it
+# is sized to cover a commit's wait, not to let parsing run ahead. Counted in bytes, not
+# feeds, so a run of huge feeds cannot pile up.
+WAITING_BYTES = 8 * 1024 * 1024
 WAITING_UNIT = 64 * 1024
 
 # What a worker process sends the storing process: a poll to store, a finished one, or
