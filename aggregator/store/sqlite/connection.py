@@ -31,9 +31,8 @@ WAL_CHECKPOINT_PAGES = 16_000
 # Once a checkpoint has emptied the WAL, its file is cut back to this size.
 WAL_SIZE_LIMIT = 16 * 1024 * 1024
 # During bulk writes (Connection.bulk_writes), how often the checkpointing thread copies
-# what the WAL holds into the database. What it has not copied is copied when the store
-# closes, at the very end of a command, where nothing overlaps it.
-BULK_CHECKPOINT_EVERY = 0.1  # seconds
+# what the WAL holds into the database.
+BULK_CHECKPOINT_EVERY = 0.3  # seconds
 # The page size of a new database (one made before keeps its own: SQLite cannot change
 # it in WAL mode). An entry row carries a 2-4 KB body, often more than a 4 KB page
 # (SQLite's default) holds, so each spilled onto an overflow page of its own; in 16 KB
