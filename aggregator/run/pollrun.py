@@ -62,11 +62,9 @@ STORE_BATCH = 8
 # The pipe buffer asked for between the workers and the storing process (the most
 # Linux lets a user have without privileges, by default).
 PIPE_SIZE = 1 << 20
-# Parsed feeds waiting for the storing process, counted in pickled bytes: the workers
-# parse on into this much while a commit waits on the disk. Storing is the slower
-# side of a large first poll, so this fills and stays full, in the workers' memory: it
-# is sized to cover a commit's wait, not to let parsing run ahead. Counted in bytes, not
-# feeds, so a run of huge feeds cannot pile up.
+# Parsed feeds waiting for the storing process, in pickled bytes (not feeds, so huge
+# feeds cannot pile up): enough for the workers to parse on while a commit waits on the
+# disk. Storing is the slower side, so this stays full, in the workers' memory.
 WAITING_BYTES = 8 * 1024 * 1024
 WAITING_UNIT = 64 * 1024
 
