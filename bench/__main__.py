@@ -3,6 +3,7 @@
     python -m bench                 # the full table, results into BENCHMARKS.md
     python -m bench --quick         # small sizes, one run each (a smoke test)
     python -m bench --no-reader     # our side only
+    python -m bench --markup cms    # bodies in the markup many CMSs write (bench/corpus.py)
     (python3 dev.py bench / make bench install the extras first)
 
 For each row a corpus server (bench.server) starts in its own process; then each
@@ -31,6 +32,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.corpus import MARKUPS
 from bench.runs import READER_UPDATE, TreeMemory, compiled_as_installed, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,9 +140,9 @@ def all_rows(quick: bool, runs: int) -> list[Row]:
 
 
 @contextmanager
-def corpus_server(row: Row) -> Iterator[list[str]]:
+def corpus_server(row: Row, markup: str) -> Iterator[list[str]]:
     command = [sys.executable, "-m", "bench.server", str(row.feeds), str(row.entries)]
-    command += ["--hosts", str(row.hosts), "--latency", str(row.latency)]
+    command += ["--hosts", str(row.hosts), "--latency", str(row.latency), "--markup", markup]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
     try:
         assert process.stdout is not None
@@ -228,8 +230,8 @@ def variants(row: Row, sides: list[str]) -> list[str]:
     return both
 
 
-def measure(row: Row, sides: list[str], workers: int) -> None:
-    with corpus_server(row) as bases:
+def measure(row: Row, sides: list[str], workers: int, markup: str) -> None:
+    with corpus_server(row, markup) as bases:
         names = variants(row, sides)
         for name in names:
             row.results[name] = []
@@ -466,7 +468,7 @@ def _version(name: str) -> str:
 
 
 def write_report(
-    path: Path, sections: list[str], command: str, notes: list[str], workers: int
+    path: Path, sections: list[str], command: str, notes: list[str], workers: int, markup: str
 ) -> None:
     text = [
         "# Benchmarks",
@@ -481,7 +483,8 @@ def write_report(
         "",
         "Medians of the runs, min–max in brackets; each run is a fresh process. The corpus",
         "is synthetic and seeded (bench/corpus.py): Chinese titles, 2–4 KB HTML bodies,",
-        "share-code links, ~10% cross-source duplicates, ~10% GBK feeds, ~10% Atom.",
+        "share-code links, ~10% cross-source duplicates, ~10% GBK feeds, ~10% Atom;",
+        f"bodies in the {markup!r} markup ({MARKUP_TEXT[markup]}).",
         "",
         *conditions(workers),
         *sections,
@@ -493,6 +496,12 @@ def write_report(
     ]
     path.write_text("\n".join(text) + kept_sections(path), encoding="utf-8")
 
+
+MARKUP_TEXT = {
+    "seed": "paragraphs shaped like the seed article's",
+    "cms": "inline styles, runs of &nbsp;, XHTML line breaks, sized images: the full"
+    " sanitizer for every body",
+}
 
 # Written by hand (figures from scripts and tests/reliability): kept as they are.
 KEPT_HEADINGS = ("\n## Measured apart from the comparison", "\n## Reliability")
@@ -552,6 +561,9 @@ def main() -> int:
     parser.add_argument("--no-publish", action="store_true", help="skip the publishing rows")
     parser.add_argument("--runs", type=int, default=3, help="runs per side and row")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument(
+        "--markup", choices=MARKUPS, default="seed", help="the bodies' markup (bench/corpus.py)"
+    )
     args = parser.parse_args()
     compiled_as_installed()
     STARTED_LOAD[:] = os.getloadavg()
@@ -562,7 +574,7 @@ def main() -> int:
         if args.only and args.only not in row.name:
             continue
         print(f"{row.name}:", flush=True)
-        measure(row, sides, workers)
+        measure(row, sides, workers, args.markup)
         measured.append(row)
     publishing = []
     if not args.no_publish and not args.only:
@@ -571,6 +583,7 @@ def main() -> int:
         for formats in (None, ["atom"]):
             print(f"publishing {feeds} feeds × {entries} entries, {formats}:", flush=True)
             params = {"feeds": feeds, "entries": entries, "runs": 3 if not args.quick else 1}
+            params["markup"] = args.markup
             run = run_once("ours", "publish", {**params, "formats": formats})
             run.update(feeds=feeds, entries=entries, formats=formats)
             print(f"  {_brief(run)}", flush=True)
@@ -593,7 +606,7 @@ def main() -> int:
         ]
     print("\n".join(sections))
     command = "python3 dev.py bench " + " ".join(sys.argv[1:])
-    write_report(args.output, sections, command.strip(), NOTES, workers)
+    write_report(args.output, sections, command.strip(), NOTES, workers, args.markup)
     print(f"wrote {args.output}")
     return 0
 

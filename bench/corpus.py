@@ -4,6 +4,15 @@ Chinese titles, 2-4 KB HTML bodies, share-code links
 (``NewsShare.html?infoCode=NW...``), about 10% of entries also carried by another
 source under another guid, about 10% of feeds in GBK. Everything comes from one
 seeded random generator, so a corpus is the same bytes on every machine.
+
+The bodies come in one of two markups, the same words either way:
+
+- "seed": the shape of the seed article (tests/fixtures/seed): bare paragraphs,
+  bold headings, images and the share link, as that site publishes them;
+- "cms": the shape many newsroom editors write: indented paragraphs (inline styles
+  and runs of &nbsp;), line breaks written as XHTML, centred images with sizes,
+  spans with fonts. The sanitizer's known-shape check (aggregator.parse.sanitize)
+  takes none of it, so every body goes through the full sanitizer (nh3).
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ HANZI = (
 SECTIONS = ("要闻", "交通", "城市", "民生", "经济", "教育", "文化", "体育", "健康", "法治")
 PUNCT = "，，，。、；："
 _CST = timezone(timedelta(hours=8))  # Beijing time, as the feeds write it
+MARKUPS = ("seed", "cms")
+_INDENT = '<p style="text-indent: 2em;">&nbsp;&nbsp;'
 
 
 @dataclass(frozen=True)
@@ -73,8 +84,12 @@ class Corpus:
         duplicates: float = 0.10,
         gbk: float = 0.10,
         atom: float = 0.10,
+        markup: str = "seed",
     ) -> None:
+        if markup not in MARKUPS:
+            raise ValueError(f"markup {markup!r}: one of {', '.join(MARKUPS)}")
         self.seed = seed
+        self.markup = markup
         self.rng = random.Random(seed)
         self.start = datetime(2021, 12, 24, 3, 0, 26, tzinfo=UTC)
         self.serial = 0
@@ -111,19 +126,41 @@ class Corpus:
         if self.rng.random() < 0.2:
             title = f"“{self.words(3, 6)}”" + title
         size = self.rng.randint(2048, 4096)
+        body = self.body(published, code, size)
+        return Article(code, title, body, published, self.rng.choice(SECTIONS))
+
+    def body(self, published: datetime, code: str, size: int) -> str:
+        """Paragraphs until their seed markup holds `size` bytes, then the share link and
+        the source line: the same random draws, so the same words, in either markup."""
         paragraphs: list[str] = []
-        while sum(len(p.encode()) for p in paragraphs) < size:
-            roll = self.rng.random()
-            if roll < 0.15:
-                paragraphs.append(f"<p><strong>{self.words(6, 14)}</strong></p>")
-            elif roll < 0.2:
-                image = f"/uploads/{published:%Y%m}/{self.serial}-{len(paragraphs)}.jpg"
-                paragraphs.append(f'<p><img src="{image}" alt="{self.words(4, 8)}"></p>')
-            else:
-                paragraphs.append("<p>" + "".join(self.sentence() for _ in range(3)) + "</p>")
+        written = 0
+        while written < size:
+            seed, cms = self.paragraph(published, len(paragraphs))
+            written += len(seed.encode())
+            paragraphs.append(cms if self.markup == "cms" else seed)
         paragraphs.append(f'<p>原文：<a href="{SHARE}{code}">{self.words(4, 8)}</a></p>')
         paragraphs.append('<p class="em_media">（文章来源：三秦都市报）</p>')
-        return Article(code, title, "\n ".join(paragraphs), published, self.rng.choice(SECTIONS))
+        return "\n ".join(paragraphs)
+
+    def paragraph(self, published: datetime, number: int) -> tuple[str, str]:
+        """One paragraph in the seed's markup and in the CMS one."""
+        roll = self.rng.random()
+        if roll < 0.15:
+            words = self.words(6, 14)
+            return (
+                f"<p><strong>{words}</strong></p>",
+                f'<p><span style="font-family: 宋体;"><b>{words}</b></span></p>',
+            )
+        if roll < 0.2:
+            image = f"/uploads/{published:%Y%m}/{self.serial}-{number}.jpg"
+            alt = self.words(4, 8)
+            return (
+                f'<p><img src="{image}" alt="{alt}"></p>',
+                f'<p style="text-align: center;"><img src="{image}" alt="{alt}" '
+                'width="600" height="400" border="0" /></p>',
+            )
+        sentences = [self.sentence() for _ in range(3)]
+        return "<p>" + "".join(sentences) + "</p>", _INDENT + "<br />".join(sentences) + "</p>"
 
     # --- change over time ---
 

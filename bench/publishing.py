@@ -117,7 +117,9 @@ def _fill(config: Config, store: SqliteStore, corpus: Corpus, now: datetime) -> 
 def measure(params: dict[str, Any], folder: Path) -> dict[str, Any]:
     feeds, entries, runs = params["feeds"], params["entries"], params.get("runs", 3)
     formats = params.get("formats")  # None: the default, every format
-    corpus = Corpus(feeds, entries, seed=params.get("seed", 20211224))
+    corpus = Corpus(
+        feeds, entries, seed=params.get("seed", 20211224), markup=params.get("markup", "seed")
+    )
     config = _config(folder, feeds, "out-0", formats)
     now = datetime(2026, 1, 1, tzinfo=UTC)
     with SqliteStore(config.settings.database) as store:

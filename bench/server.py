@@ -31,7 +31,7 @@ import sys
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-from bench.corpus import Corpus
+from bench.corpus import MARKUPS, Corpus
 
 _WAITS = random.Random()  # the latency spread, seeded from --seed
 
@@ -181,9 +181,11 @@ def main() -> None:
     parser.add_argument("--spread", type=float, default=0.0)
     parser.add_argument("--no-ttl", action="store_true", help="leave the RSS <ttl> out")
     parser.add_argument("--seed", type=int, default=20211224)
+    parser.add_argument("--markup", choices=MARKUPS, default="seed", help="bench/corpus.py")
     args = parser.parse_args()
     _WAITS.seed(args.seed)
-    site = Site(Corpus(args.feeds, args.entries, seed=args.seed), ttl=not args.no_ttl)
+    corpus = Corpus(args.feeds, args.entries, seed=args.seed, markup=args.markup)
+    site = Site(corpus, ttl=not args.no_ttl)
     asyncio.run(serve(site, args.hosts, args.latency, args.spread))
 
 

@@ -1,6 +1,6 @@
 """Our first poll's own stages, one process, CPU per entry, on the bench corpus.
 
-    python -m bench.stages 200 50
+    python -m bench.stages 200 50 [--markup cms]
 
 What a first poll's processes spend on each entry apart from fetching: a worker's parse
 (parse_for_store, for a source never parsed), the hand-over to the storing process (the
@@ -31,15 +31,15 @@ from aggregator.parse.limits import ParseLimits
 from aggregator.run.poll import ingest_parsed, parse_for_store
 from aggregator.run.pollrun import STORE_BATCH, WORKER_GC_THRESHOLD
 from aggregator.store import open_store
-from bench.corpus import Corpus
+from bench.corpus import MARKUPS, Corpus
 from bench.runs import write_config
 
 Parsed = tuple[ParsedFeed, list[EntryRecord]]
 DEFAULT_GC = gc.get_threshold()
 
 
-def measure(feeds: int, entries: int, folder: Path) -> dict[str, Any]:
-    corpus = Corpus(feeds, entries)
+def measure(feeds: int, entries: int, folder: Path, markup: str = "seed") -> dict[str, Any]:
+    corpus = Corpus(feeds, entries, markup=markup)
     documents = [(corpus.render(feed), feed.content_type) for feed in corpus.feeds]
     # The corpus server's addresses do not matter here: the documents are read from memory.
     params = {"feeds": feeds, "entries": entries, "bases": ["http://127.0.0.1:9"]}
@@ -93,9 +93,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.stages")
     parser.add_argument("feeds", type=int)
     parser.add_argument("entries", type=int)
+    parser.add_argument("--markup", choices=MARKUPS, default="seed", help="bench/corpus.py")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-stages-") as name:
-        result = measure(args.feeds, args.entries, Path(name))
+        result = measure(args.feeds, args.entries, Path(name), args.markup)
     print(json.dumps(result), flush=True)
     return 0
 
