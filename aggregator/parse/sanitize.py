@@ -184,13 +184,15 @@ def _nh3(fragment: str, base: str, strip_comments: bool = True) -> str:
     return str(_cleaner(base, strip_comments).clean(fragment))
 
 
-# HTML whose sanitized form is known without sanitizing it: paragraphs of text with a
-# few inline tags, links and images, in the one spelling html5ever writes them (lower
-# case, few attributes, double-quoted), no character it escapes or drops (& < > U+00A0
-# CR, a leading U+FEFF), no control, no value the attribute filter would change but
-# the URLs, which are joined as it joins them. News sites like the one in the seed
-# article publish exactly this, and sanitizing it costs several times the check
-# (tests/test_fast_paths.py holds the result to nh3's).
+# HTML whose sanitized form is known without sanitizing it, in two shapes news sites
+# publish: sanitizing it costs several times the check (tests/test_fast_paths.py holds
+# the result to nh3's).
+#
+# The plain shape: paragraphs of text with a few inline tags, links and images, in the
+# one spelling html5ever writes them (lower case, few attributes, double-quoted), no
+# character it escapes or drops (& < > U+00A0 CR, a leading U+FEFF), no control, no
+# value the attribute filter would change but the URLs, which are joined as it joins
+# them. The seed article is written so.
 _SAFE_CHAR = f"[^<>&\r\xa0\ufeff{ILLEGAL_CHARS}]"
 _VALUE = '[^":<>&\r\xa0\x00-\x1f\ud800-\udfff\ufffe\uffff]*+'
 _URL_VALUE = '[^"<>&\\\\\\s\x00-\x1f\x7f-\xa0\ud800-\udfff\ufffe\uffff]++'
@@ -203,23 +205,59 @@ _INLINE = "|".join(
     f"<{tag}{_SAFE_ATTRIBUTE}>{_SAFE_CHAR}*+</{tag}>" for tag in ("strong", "b", "em", "i", "span")
 )
 _PHRASING = f"{_SAFE_CHAR}++|<br>|{_LINK}|{_IMAGE}"
-_KNOWN_SHAPE = f"(?:{_PHRASING}|{_INLINE}|<p{_SAFE_ATTRIBUTE}>(?:{_PHRASING}|{_INLINE})*+</p>)*+"
+_PLAIN_SHAPE = f"(?:{_PHRASING}|{_INLINE}|<p{_SAFE_ATTRIBUTE}>(?:{_PHRASING}|{_INLINE})*+</p>)*+"
+_URL_ATTRIBUTE = re.compile('<(a href|img src)="([^"]*)"')
+_LINK_REL = ' rel="noopener noreferrer"'  # added to every link (see _cleaner)
+
+# The wider shape, as many CMSs write: any double-quoted attributes (inline styles, sizes,
+# targets), "<br />", &nbsp; indents (the four references html5ever writes back as they
+# came), inline tags nested, closed in the order opened, at most three deep and none
+# left open across a paragraph's edge (_nested). Each tag keeps the attributes the
+# allow-list keeps, in their order; a duplicate is dropped, as html5ever drops it.
+_TEXT = f"(?:{_SAFE_CHAR}++|&(?:nbsp|amp|lt|gt);)"
+_ATTRIBUTES = '(?: [a-z][a-z-]*+="[^"<>\x00-\x1f\ud800-\udfff\ufffe\uffff]*+")*+'
+_INLINE_NAMES = "strong|b|em|i|span|u|sub|sup"
+_WIDER_PHRASING = "|".join(
+    (
+        _TEXT,
+        "<br(?: ?/)?>",
+        f"<a{_ATTRIBUTES}>{_TEXT}*+</a>",
+        f"<img{_ATTRIBUTES}(?: ?/)?>",
+        f"<(?:{_INLINE_NAMES}){_ATTRIBUTES}>|</(?:{_INLINE_NAMES})>",
+    )
+)
+_WIDER_SHAPE = f"(?:{_WIDER_PHRASING}|<p{_ATTRIBUTES}>(?:{_WIDER_PHRASING})*+</p>)*+"
+_NESTING = re.compile(f"<(/?)(p|{_INLINE_NAMES})[ >]")
+_MAX_DEPTH = 3  # html5ever rewrites more than three like formatting tags open at once
+# A start tag of the wider shape that cleaning may change: a link, or one with
+# attributes or a closing slash. Other bare tags ("<p>", "<strong>") stay as they are.
+_TAG_TO_CLEAN = re.compile(r"<(a(?=[ >])|[a-z]+(?=[ /]))([^>]*)>")
+_ATTRIBUTE = re.compile(r' ([a-z][a-z-]*)="([^"]*)"')
+# A value the attribute filter gives back unchanged (no scheme to judge) and html5ever
+# writes back as it came (no & or U+00A0 to escape).
+_KEPT_VALUE = re.compile('[^":&\xa0]*')
+_KEPT = {
+    tag: frozenset(names | ALLOWED_ATTRIBUTES["*"]) for tag, names in ALLOWED_ATTRIBUTES.items()
+}
 
 
 @functools.cache
-def _known_shape() -> re.Pattern[str]:
-    """_KNOWN_SHAPE compiled on first use: a command that cleans nothing never pays for it."""
-    return re.compile(_KNOWN_SHAPE)
-
-
-_URL_ATTRIBUTE = re.compile('<(a href|img src)="([^"]*)"')
-_LINK_REL = ' rel="noopener noreferrer">'  # added to every link (see _cleaner)
+def _shape(pattern: str) -> re.Pattern[str]:
+    """A shape compiled on first use: a command that cleans nothing never pays for it."""
+    return re.compile(pattern)
 
 
 def _clean_known_shape(fragment: str, base: str) -> str | None:
-    """The sanitized fragment if it has the shape above, else None."""
-    if not _known_shape().fullmatch(fragment):
-        return None
+    """The sanitized fragment if it has one of the shapes above, else None."""
+    if _shape(_PLAIN_SHAPE).fullmatch(fragment):
+        return _with_urls_joined(fragment, base)
+    if _shape(_WIDER_SHAPE).fullmatch(fragment) and _nested(fragment):
+        return _with_tags_cleaned(fragment, base)
+    return None
+
+
+def _with_urls_joined(fragment: str, base: str) -> str | None:
+    """A fragment of the plain shape cleaned: its URLs joined, its links' rel added."""
     if "<a " not in fragment and "<img " not in fragment:
         return fragment
     pieces = []
@@ -231,10 +269,72 @@ def _clean_known_shape(fragment: str, base: str) -> str | None:
         pieces += [fragment[done : found.start(2)], joined]
         done = found.end(2)
         if found[1] == "a href":
-            pieces.append('"' + _LINK_REL)
+            pieces.append('"' + _LINK_REL + ">")
             done += 2  # the closing quote and ">"
     pieces.append(fragment[done:])
     return "".join(pieces)
+
+
+def _nested(fragment: str) -> bool:
+    """Whether the inline tags of a fragment of the wider shape are closed in the order
+    they were opened, none deeper than _MAX_DEPTH nor open at a paragraph's edge."""
+    open_tags: list[str] = []
+    for closing, name in _NESTING.findall(fragment):
+        if name == "p":
+            if open_tags:
+                return False
+        elif not closing:
+            if len(open_tags) == _MAX_DEPTH:
+                return False
+            open_tags.append(name)
+        elif not open_tags or open_tags.pop() != name:
+            return False
+    return not open_tags
+
+
+class _OnlyNh3Knows(Exception):
+    """A tag whose cleaning only nh3 can tell (a URL urljoin must judge, say)."""
+
+
+def _with_tags_cleaned(fragment: str, base: str) -> str | None:
+    """A fragment of the wider shape cleaned, tag by tag."""
+
+    def clean(found: re.Match[str]) -> str:
+        tag = _clean_tag(found[1], found[2], base)
+        if tag is None:
+            raise _OnlyNh3Knows
+        return tag
+
+    try:
+        return _TAG_TO_CLEAN.sub(clean, fragment)
+    except _OnlyNh3Knows:
+        return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _clean_tag(name: str, attributes: str, base: str) -> str | None:
+    """A start tag as nh3 writes it back, or None when only nh3 can tell. Kept: a
+    feed's paragraphs repeat the same few tags."""
+    kept = _KEPT.get(name, _KEPT["*"])
+    cleaned = "<" + name
+    seen = set()
+    for key, value in _ATTRIBUTE.findall(attributes):
+        if key in seen:
+            continue  # html5ever keeps an attribute's first value
+        seen.add(key)
+        if key not in kept:
+            continue
+        if key in URL_ATTRIBUTES:
+            # http_join answers only URLs of ASCII letters, digits and marks, which
+            # html5ever writes back as they came but for "&".
+            joined = http_join(base, value) if "&" not in value else None
+            if joined is None:  # a URL only urljoin can judge
+                return None
+            value = joined
+        elif not _KEPT_VALUE.fullmatch(value):
+            return None
+        cleaned += f' {key}="{value}"'
+    return cleaned + (_LINK_REL + ">" if name == "a" else ">")
 
 
 def clean_html(fragment: str, max_length: int | None = None, base: str = "") -> str:
