@@ -51,8 +51,13 @@ def peak_rss_mb() -> float:
 
 
 def _descendants(pid: int) -> list[int]:
+    """The process's children and theirs; a process that exits meanwhile has none."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").glob("*/children"))
+    except OSError:
+        return []
     found = []
-    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+    for children in tasks:
         with contextlib.suppress(OSError):
             for child in children.read_text().split():
                 found += [int(child), *_descendants(int(child))]
