@@ -499,8 +499,8 @@ def write_report(
 
 MARKUP_TEXT = {
     "seed": "paragraphs shaped like the seed article's",
-    "cms": "inline styles, runs of &nbsp;, XHTML line breaks, sized images: the full"
-    " sanitizer for every body",
+    "cms": "as many CMSs write them: inline styles, runs of &nbsp;, XHTML line breaks,"
+    " sized images",
 }
 
 # Written by hand (figures from scripts and tests/reliability): kept as they are.

@@ -11,8 +11,8 @@ The bodies come in one of two markups, the same words either way:
   bold headings, images and the share link, as that site publishes them;
 - "cms": the shape many newsroom editors write: indented paragraphs (inline styles
   and runs of &nbsp;), line breaks written as XHTML, centred images with sizes,
-  spans with fonts. The sanitizer's known-shape check (aggregator.parse.sanitize)
-  takes none of it, so every body goes through the full sanitizer (nh3).
+  spans with fonts: not the sanitizer's plain shape but its wider one
+  (aggregator.parse.sanitize), with attributes to drop and tags to rewrite.
 """
 
 from __future__ import annotations
