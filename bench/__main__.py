@@ -582,8 +582,8 @@ def main() -> int:
         # The default formats, then Atom alone: the documents feedgen writes, exactly.
         for formats in (None, ["atom"]):
             print(f"publishing {feeds} feeds × {entries} entries, {formats}:", flush=True)
-            params = {"feeds": feeds, "entries": entries, "runs": 3 if not args.quick else 1}
-            params["markup"] = args.markup
+            runs = 3 if not args.quick else 1
+            params = {"feeds": feeds, "entries": entries, "runs": runs, "markup": args.markup}
             run = run_once("ours", "publish", {**params, "formats": formats})
             run.update(feeds=feeds, entries=entries, formats=formats)
             print(f"  {_brief(run)}", flush=True)

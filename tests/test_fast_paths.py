@@ -785,6 +785,10 @@ HTML_BASES = [
 @example('<p><img src="/uploads/202112/2-9.jpg" alt="和她"></p>', HTML_BASES[0])
 def test_html_of_a_known_shape_is_cleaned_as_nh3_cleans_it(fragment: str, base: str) -> None:
     """What the shortcut answers without nh3 is what nh3 answers."""
+    _assert_cleaned_as_nh3_cleans(fragment, base)
+
+
+def _assert_cleaned_as_nh3_cleans(fragment: str, base: str) -> None:
     known = sanitize._clean_known_shape(fragment, base)
     if known is not None:
         assert known == sanitize._nh3(fragment, base)
@@ -793,7 +797,7 @@ def test_html_of_a_known_shape_is_cleaned_as_nh3_cleans_it(fragment: str, base: 
 
 # HTML built as CMSs nest it (paragraphs of inline tags within inline tags, links,
 # images, breaks), its attributes and text drawn from values inside and just outside
-# the wider shape: most fragments are well formed, so most reach the shortcut.
+# the wider shape: about a fifth of the fragments reach the shortcut, the rest nh3.
 ATTRIBUTE_NAMES = ["style", "class", "alt", "src", "href", "width", "border", "target"] * 4 + [
     *["title", "lang", "dir", "height", "rel", "id", "data-x", "hreflang", "STYLE"],
 ]
@@ -845,10 +849,7 @@ _nested_html = st.lists(
 def test_nested_html_of_the_wider_shape_is_cleaned_as_nh3_cleans_it(
     fragment: str, base: str
 ) -> None:
-    known = sanitize._clean_known_shape(fragment, base)
-    if known is not None:
-        assert known == sanitize._nh3(fragment, base)
-    assert clean_html(fragment, base=base) == _reference_clean_html(fragment, base)
+    _assert_cleaned_as_nh3_cleans(fragment, base)
 
 
 def _reference_clean_html(fragment: str, base: str) -> str:

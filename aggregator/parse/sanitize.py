@@ -248,7 +248,8 @@ def _shape(pattern: str) -> re.Pattern[str]:
 
 
 def _clean_known_shape(fragment: str, base: str) -> str | None:
-    """The sanitized fragment if it has one of the shapes above, else None."""
+    """The sanitized fragment if it has one of the shapes above, else None. The plain
+    shape is tried first: one pass, and no tag to rewrite but its URLs."""
     if _shape(_PLAIN_SHAPE).fullmatch(fragment):
         return _with_urls_joined(fragment, base)
     if _shape(_WIDER_SHAPE).fullmatch(fragment) and _nested(fragment):
