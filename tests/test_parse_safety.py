@@ -6,12 +6,14 @@ from __future__ import annotations
 import codecs
 import html
 import re
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from aggregator.errors import ParseError
+from aggregator.parse import xmlguard
 from aggregator.parse.encoding import decode
 from aggregator.parse.feed import parse_prepared, parse_xml, prepare
 from aggregator.parse.kinds import needs_worker, parse_feed
@@ -164,6 +166,18 @@ def test_expansion_bound_is_small() -> None:
     screen(f'<!DOCTYPE r [<!ENTITY a "{value}">]><r>' + "&a;" * allowed + "</r>")
     with pytest.raises(ParseError):
         screen(f'<!DOCTYPE r [<!ENTITY a "{value}">]><r>' + "&a;" * (allowed + 1) + "</r>")
+
+
+def test_xml_names_match_the_characters_the_plain_classes_name() -> None:
+    """xmlguard spells the name classes with negated ones (they compile faster): the same
+    characters match, every code point tried."""
+    every = "".join(map(chr, range(sys.maxunicode + 1)))
+    first, rest = r"[A-Za-z_:\u00c0-\uffff]", r"[\w.:\u00b7\u00c0-\uffff-]"
+    assert re.findall(xmlguard._NAME_START, every) == re.findall(first, every)
+    assert re.findall(xmlguard._NAME_CHAR, every) == re.findall(rest, every)
+    assert screen("<x\U00010400/>").root == "x\U00010400"  # a letter past the BMP is \w
+    assert screen("<\U00010400x/>").root is None  # but cannot start a name
+    assert screen("<頻道·x-1 a='1'/>").root == "頻道·x-1"
 
 
 def test_harmless_dtd_parts_are_dropped_and_plain_entities_kept() -> None:
