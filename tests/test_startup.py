@@ -91,6 +91,22 @@ def test_polling_feeds_loads_nothing_for_pages_apis_full_text_or_a_cluster(
     assert [m for m in unused if m in loaded] == []
 
 
+def test_a_first_poll_into_a_new_database_loads_no_sqlite_utils(
+    server: FeedServer, write_config: Any
+) -> None:
+    url = server.set("/a.xml", rss([Item("NW1", "标题一"), Item("NW2", "标题二")]))
+    config = write_config([{**SOURCE, "url": url}])
+    assert run_aggregator("config", "check", "--config", str(config)).returncode == 0  # slugs
+    # The schema is made and the entries stored through plain sqlite3: sqlite-utils
+    # would be a fifth of the start-up before the poll's workers fork.
+    loaded = imported_by("poll", "--all", "--no-publish", "--config", str(config))
+    assert "feedparser" in loaded  # it did poll and parse
+    assert "sqlite_utils" not in loaded
+    server.set("/a.xml", rss([Item("NW1", "标题一"), Item("NW2", "标题二"), Item("NW3", "标题三")]))
+    again = run_aggregator("poll", "--all", "--no-publish", "--config", str(config))
+    assert "1 new, 0 updated, 0 already stored from other sources, 2 unchanged" in again.stdout
+
+
 def test_a_poll_answered_304_loads_no_reader(server: FeedServer, write_config: Any) -> None:
     url = server.set("/a.xml", rss([Item("NW1", "标题一")]))
     config = write_config([{**SOURCE, "url": url}])

@@ -1,7 +1,9 @@
-"""The SQLite backend (through sqlite-utils): WAL mode, the schema at its current
-version (schema.py) or upgraded to it (migrations.py), and every write in one
-``BEGIN IMMEDIATE`` transaction, so a kill -9 at any moment leaves either the whole
-poll or none of it. The only package that imports sqlite3."""
+"""The SQLite backend: WAL mode, the schema at its current version (schema.py) or
+upgraded to it (migrations.py), and every write in one ``BEGIN IMMEDIATE`` transaction,
+so a kill -9 at any moment leaves either the whole poll or none of it. Upgrades and the
+publishing, retention and status writes go through sqlite-utils; a poll (a new
+database's schema, its entries, its state) through the plain sqlite3 connection, so it
+never waits for sqlite-utils to load. The only package that imports sqlite3."""
 
 from __future__ import annotations
 

@@ -187,21 +187,22 @@ class Connection:
         step by step; a newer one is refused."""
         if self.schema_version == SCHEMA_VERSION:
             return  # the common case, read without a write transaction
-        with self.transaction() as db:
+        with self.writing() as conn:
             version = self.schema_version
             if version > SCHEMA_VERSION:
                 raise StoreError(
                     f"database {self.path} has schema {version}, newer than this program's "
                     f"{SCHEMA_VERSION}: upgrade aggregator"
                 )
-            if version == 0 and not db.table_names():
-                create_schema(db)
+            if version == 0 and not conn.execute("SELECT 1 FROM sqlite_master").fetchone():
+                # Plain sqlite3: a first poll forks its workers without loading sqlite-utils.
+                create_schema(conn)
             else:
                 from aggregator.store.sqlite.migrations import MIGRATIONS  # only to upgrade
 
                 for number in range(version, SCHEMA_VERSION):
-                    MIGRATIONS[number](db)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    MIGRATIONS[number](self.db)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 @contextmanager

@@ -8,7 +8,6 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from aggregator.config.loader import Source
 from aggregator.identity.dedup import (
@@ -37,9 +36,6 @@ from aggregator.store.sqlite.connection import Connection
 from aggregator.store.sqlite.publishing import feeds_holding, mark_unpublished, queue_members
 from aggregator.store.sqlite.rows import chunks, json_enclosures, json_list
 from aggregator.store.sqlite.status import count_new_entries
-
-if TYPE_CHECKING:
-    import sqlite_utils
 
 
 class NewEntries(NewEntryRows):
@@ -96,10 +92,10 @@ class Ingest(Connection):
             ).fetchall()
         return dict(rows)
 
-    def _stored(self, db: sqlite_utils.Database, codes: list[str]) -> dict[str, StoredEntry]:
+    def _stored(self, conn: sqlite3.Connection, codes: list[str]) -> dict[str, StoredEntry]:
         found: dict[str, StoredEntry] = {}
         for chunk, marks in chunks(codes):
-            rows = db.execute(
+            rows = conn.execute(
                 f"""SELECT e.code, e.updated, e.published, e.source_id, es.source_id,
                       es.entry_hash
                     FROM entries e LEFT JOIN entry_sources es ON es.code = e.code
@@ -119,16 +115,16 @@ class Ingest(Connection):
                     stored.source_hashes[source_id] = hashed
         return found
 
-    def _tombstoned(self, db: sqlite_utils.Database, codes: list[str]) -> set[str]:
+    def _tombstoned(self, conn: sqlite3.Connection, codes: list[str]) -> set[str]:
         found: set[str] = set()
         for chunk, marks in chunks(codes):
-            rows = db.execute(f"SELECT code FROM tombstones WHERE code IN ({marks})", chunk)
+            rows = conn.execute(f"SELECT code FROM tombstones WHERE code IN ({marks})", chunk)
             found.update(code for (code,) in rows.fetchall())
         return found
 
     def _resolve(
         self,
-        db: sqlite_utils.Database,
+        conn: sqlite3.Connection,
         source_id: str,
         entries: list[EntryRecord],
         stored: dict[str, StoredEntry],
@@ -143,26 +139,26 @@ class Ingest(Connection):
         legacy: dict[str, str | None] = {}
         recheck: set[str] = set()
         if self._has_legacy_codes:
-            for code, hashed, flagged in self._legacy_copies(db, source_id, unknown):
+            for code, hashed, flagged in self._legacy_copies(conn, source_id, unknown):
                 legacy[code] = hashed
                 if flagged:
                     recheck.add(code)
         prints = [e.fingerprint for e in unknown if e.fingerprint]
-        copies = SourceCopies(legacy, self._fingerprinted(db, source_id, prints))
+        copies = SourceCopies(legacy, self._fingerprinted(conn, source_id, prints))
         resolved = resolve_codes(entries, stored.keys(), copies)
         moved = [r.code for r, e in zip(resolved, entries, strict=True) if r.code != e.code]
-        stored.update(self._stored(db, [c for c in dict.fromkeys(moved) if c not in stored]))
+        stored.update(self._stored(conn, [c for c in dict.fromkeys(moved) if c not in stored]))
         return resolved, recheck & set(moved)
 
     def _legacy_copies(
-        self, db: sqlite_utils.Database, source_id: str, entries: list[EntryRecord]
+        self, conn: sqlite3.Connection, source_id: str, entries: list[EntryRecord]
     ) -> list[tuple[str, str | None, int]]:
         """(old code, the source's stored hash or None, recheck) of the source's old codes
         among these entries'."""
         codes = list(dict.fromkeys(e.legacy_code for e in entries if e.legacy_code))
         found = []
         for chunk, marks in chunks(codes):
-            found += db.execute(
+            found += conn.execute(
                 f"""SELECT l.code, es.entry_hash, l.recheck FROM legacy_codes l
                     LEFT JOIN entry_sources es ON es.code = l.code AND es.source_id = l.source_id
                     WHERE l.source_id = ? AND l.code IN ({marks})""",
@@ -171,13 +167,13 @@ class Ingest(Connection):
         return found
 
     def _fingerprinted(
-        self, db: sqlite_utils.Database, source_id: str, prints: list[str]
+        self, conn: sqlite3.Connection, source_id: str, prints: list[str]
     ) -> dict[str, str]:
         """fingerprint -> code of the source's stored copies with these fingerprints (the
         smallest code where several have one)."""
         found: dict[str, str] = {}
         for chunk, marks in chunks(list(dict.fromkeys(prints))):
-            rows = db.execute(
+            rows = conn.execute(
                 f"""SELECT fingerprint, min(code) FROM entry_sources
                     WHERE source_id = ? AND fingerprint IN ({marks}) GROUP BY fingerprint""",
                 [source_id, *chunk],
@@ -185,9 +181,9 @@ class Ingest(Connection):
             found.update(rows)
         return found
 
-    def _shows_copy(self, db: sqlite_utils.Database, entry: EntryRecord) -> bool:
+    def _shows_copy(self, conn: sqlite3.Connection, entry: EntryRecord) -> bool:
         """Whether the stored entry shows this copy's title, link and text."""
-        row: tuple[str, ...] | None = db.execute(
+        row: tuple[str, ...] | None = conn.execute(
             """SELECT title, link, author, summary, content, categories, enclosures
                FROM entries WHERE code = ?""",
             [entry.code],
@@ -207,11 +203,11 @@ class Ingest(Connection):
     ) -> IngestResult:
         """Apply one poll's entries in one transaction; returns what changed."""
         result = IngestResult()
-        with self.transaction() as db:
-            stored = self._stored(db, [e.code for e in entries])
-            entries, recheck = self._resolve(db, source.id, entries, stored)
+        with self.writing() as conn:
+            stored = self._stored(conn, [e.code for e in entries])
+            entries, recheck = self._resolve(conn, source.id, entries, stored)
             unique = first_per_code(entries)
-            removed = self._tombstoned(db, [e.code for e in unique])
+            removed = self._tombstoned(conn, [e.code for e in unique])
             if removed:
                 result.tombstoned = len(removed)
                 unique = [e for e in unique if e.code not in removed]
@@ -226,7 +222,7 @@ class Ingest(Connection):
                 hashed = "" if known is None else entry_hash(entry)
                 if known is not None:
                     known = in_current_hashes(known, entry, hashed)
-                    if entry.code in recheck and not self._shows_copy(db, entry):
+                    if entry.code in recheck and not self._shows_copy(conn, entry):
                         # Another source's copy took this source's entry (see _migration_14).
                         known = replace(known, source_hashes={**known.source_hashes, source.id: ""})
                 decision = decide(known, source.id, entry, hashed, now)
@@ -249,39 +245,39 @@ class Ingest(Connection):
                 assert known is not None
                 first_copy = source.id not in known.source_hashes
                 if decision.action in (Action.UPDATE, Action.SWITCH):
-                    self._show(db, source, entry, decision)
+                    self._show(conn, source, entry, decision)
                 if decision.action is Action.ADD_SOURCE or (
                     first_copy and decision.action is Action.SWITCH
                 ):
                     result.added_source += 1
                 elif decision.action is not Action.OTHER_COPY:
                     result.updated += 1
-                self._link_source(db, source, entry, hashed, now)
+                self._link_source(conn, source, entry, hashed, now)
                 if decision.action is not Action.OTHER_COPY:  # which shows nothing new
-                    result.changed_feeds |= self._feeds_of(db, entry.code)
-            new.write(db.conn)
+                    result.changed_feeds |= self._feeds_of(conn, entry.code)
+            new.write(conn)
             if result.new + result.added_source:  # first carried by this source
-                count_new_entries(db.conn, source.id, now, result.new + result.added_source)
+                count_new_entries(conn, source.id, now, result.new + result.added_source)
             if recheck:
-                db.conn.executemany(
+                conn.executemany(
                     "UPDATE legacy_codes SET recheck = 0 WHERE code = ? AND source_id = ?",
                     [(code, source.id) for code in recheck],
                 )
             # Same entry, other bytes (or stored before digests existed): next time it is
             # recognised before parsing.
-            db.conn.executemany(
+            conn.executemany(
                 """UPDATE entry_sources SET raw_digest = ?1
                    WHERE code = ?2 AND source_id = ?3 AND raw_digest IS NOT ?1""",
                 digests_to_keep,
             )
-            db.conn.executemany(  # an old recipe's hash, once: see dedup.HASH_VERSION
+            conn.executemany(  # an old recipe's hash, once: see dedup.HASH_VERSION
                 "UPDATE entry_sources SET entry_hash = ? WHERE code = ? AND source_id = ?",
                 hashes_to_renew,
             )
-            shown_before = db.conn.execute(
+            shown_before = conn.execute(
                 "SELECT feed_title, feed_link, feed_id FROM sources WHERE id = ?", [source.id]
             ).fetchone()
-            db.execute(
+            conn.execute(
                 """INSERT INTO sources (id, name, url, category, feed_title, feed_link, feed_id)
                    VALUES (?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT(id) DO UPDATE SET feed_title = excluded.feed_title,
@@ -300,21 +296,21 @@ class Ingest(Connection):
             # (a first poll has nothing to rename: its entries are new).
             renamed = shown_before and tuple(shown_before) != (feed.title, feed.link, feed.feed_id)
             if renamed and shown_before[0] is not None:
-                brought = db.conn.execute(
+                brought = conn.execute(
                     "SELECT code FROM entries WHERE source_id = ?", [source.id]
                 ).fetchall()
-                result.changed_feeds |= feeds_holding(db.conn, [c for (c,) in brought])
-            mark_unpublished(db.conn, result.changed_feeds)
+                result.changed_feeds |= feeds_holding(conn, [c for (c,) in brought])
+            mark_unpublished(conn, result.changed_feeds)
         return result
 
     def _show(
-        self, db: sqlite_utils.Database, source: Source, entry: EntryRecord, decision: Decision
+        self, conn: sqlite3.Connection, source: Source, entry: EntryRecord, decision: Decision
     ) -> None:
         """Make the entry show this copy: an edit of the shown copy (UPDATE), or another
         source's copy taking its place (SWITCH: its dates and source too)."""
         published = decision.published if decision.action is Action.SWITCH else entry.published
         assert decision.updated is not None
-        db.conn.execute(
+        conn.execute(
             """UPDATE entries SET code_rule = ?, guid = ?, title = ?, link = ?, updated = ?,
                  author = ?, summary = ?, content = ?, categories = ?, enclosures = ?,
                  published = COALESCE(?, published), published_raw = ?, updated_raw = ?,
@@ -341,14 +337,14 @@ class Ingest(Connection):
 
     def _link_source(
         self,
-        db: sqlite_utils.Database,
+        conn: sqlite3.Connection,
         source: Source,
         entry: EntryRecord,
         hashed: str,
         now: datetime,
     ) -> None:
         stamp = iso(now)
-        db.conn.execute(
+        conn.execute(
             """INSERT INTO entry_sources (code, source_id, guid, entry_hash, first_seen, last_seen,
                  raw_digest, fingerprint)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -368,7 +364,6 @@ class Ingest(Connection):
         )
         categories = [(entry.code, c) for c in (source.category, *entry.extra_categories)]
         tags = [(entry.code, tag) for tag in (*source.tags, *entry.extra_tags)]
-        conn = db.conn
         before = conn.total_changes
         conn.executemany(
             "INSERT OR IGNORE INTO entry_categories (code, name) VALUES (?, ?)", categories
@@ -378,8 +373,8 @@ class Ingest(Connection):
             conn.execute("DELETE FROM rendered_entries WHERE code = ?", [entry.code])
         queue_members(conn, [], [(entry.code, source.id)], categories, tags)
 
-    def _feeds_of(self, db: sqlite_utils.Database, code: str) -> set[FeedKey]:
-        return feeds_holding(db.conn, [code])
+    def _feeds_of(self, conn: sqlite3.Connection, code: str) -> set[FeedKey]:
+        return feeds_holding(conn, [code])
 
     def import_articles(
         self, articles: Iterable[StoredArticle], now: datetime, code_rule: str = "import"
@@ -392,12 +387,12 @@ class Ingest(Connection):
         """
         imported_codes: list[str] = []
         skipped = 0
-        with self.transaction() as db:
+        with self.writing() as conn:
             for article in articles:
-                if db.execute("SELECT 1 FROM entries WHERE code = ?", [article.code]).fetchone():
+                if conn.execute("SELECT 1 FROM entries WHERE code = ?", [article.code]).fetchone():
                     skipped += 1
                     continue
-                db.execute(
+                conn.execute(
                     """INSERT INTO entries (code, code_rule, guid, title, link, published,
                          updated, first_seen, author, summary, content, categories,
                          enclosures, source_id)
@@ -419,7 +414,7 @@ class Ingest(Connection):
                     ],
                 )
                 if article.source_id:
-                    db.execute(
+                    conn.execute(
                         """INSERT INTO entry_sources (code, source_id, guid, entry_hash,
                              first_seen, last_seen) VALUES (?, ?, '', ?, ?, ?)""",
                         [article.code, article.source_id, code_rule, iso(now), iso(now)],
@@ -427,11 +422,11 @@ class Ingest(Connection):
                 categories = [(article.code, name) for name in article.entry_categories]
                 tags = [(article.code, name) for name in article.tags]
                 for kind, rows in (("categories", categories), ("tags", tags)):
-                    db.conn.executemany(
+                    conn.executemany(
                         f"INSERT OR IGNORE INTO entry_{kind} (code, name) VALUES (?, ?)", rows
                     )
                 links = [(article.code, article.source_id)] if article.source_id else []
-                queue_members(db.conn, [article.code], links, categories, tags)
+                queue_members(conn, [article.code], links, categories, tags)
                 imported_codes.append(article.code)
-            mark_unpublished(db.conn, feeds_holding(db.conn, imported_codes))
+            mark_unpublished(conn, feeds_holding(conn, imported_codes))
         return len(imported_codes), skipped

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import sqlite_utils
 
 # The number of migrations.py's last migration: PRAGMA user_version of a database made
 # from DDL (migrations.py checks that the two agree).
@@ -205,8 +201,8 @@ def statements(ddl: str = DDL) -> Iterator[str]:
             pending = ""
 
 
-def create(db: sqlite_utils.Database) -> None:
+def create(conn: sqlite3.Connection) -> None:
     """Make every table, index and trigger of an empty database, in the caller's
     transaction."""
     for statement in statements():
-        db.execute(statement)
+        conn.execute(statement)
