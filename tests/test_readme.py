@@ -144,3 +144,18 @@ def test_the_first_install_prints_no_setuptools_warning() -> None:
     assert isinstance(pyproject["project"]["license"], str)
     assert "setuptools>=77" in pyproject["build-system"]["requires"][0]
     assert pyproject["tool"]["setuptools"]["package-dir"] == {"": "."}
+
+
+def test_every_dependency_says_why_it_is_there() -> None:
+    """Each package pyproject.toml installs has its row in the README's dependency table."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Dependencies, and why", 1)[1].split("\n## ", 1)[0]
+    cells = [row.split("|")[1] for row in table.splitlines() if row.startswith("|")]
+    named = {word.lower() for cell in cells for word in re.findall(r"[\w.-]+", cell)}
+    wanted = [
+        *pyproject["project"]["dependencies"],
+        *pyproject["project"]["optional-dependencies"]["postgres"],
+    ]
+    missing = [d for d in wanted if re.split(r"[<>=\[ ;]", d, maxsplit=1)[0].lower() not in named]
+    assert missing == []

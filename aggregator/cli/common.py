@@ -10,7 +10,6 @@ running daemon.
 from __future__ import annotations
 
 import sys
-import tomllib
 import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
+import tomli
 
 from aggregator.config.loader import (
     DEFAULT_CONFIG_PATH,
@@ -255,8 +255,8 @@ def apply_edit(config_path: Path, change: Callable[[str], str]) -> Config:
 def parse_value(text: str) -> Any:
     """A KEY=VALUE value: TOML when it reads as TOML (false, 600, ["a"]), else a string."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+        return tomli.loads(f"v = {text}")["v"]
+    except tomli.TOMLDecodeError:
         return text
 
 

@@ -10,11 +10,11 @@ would make it invalid.
 from __future__ import annotations
 
 import json
-import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+import tomli
 
 from aggregator.cli.common import EXIT_FAILED, apply_edit, config_option, fail, load, read_config
 from aggregator.config import sourcefile
@@ -57,7 +57,7 @@ def import_opml(
         fail(f"{opml_file}: {exc}", EXIT_FAILED)
         return
     text, _config = read_config(config_path)
-    existing = tomllib.loads(text).get("sources", []) if text else []
+    existing = tomli.loads(text).get("sources", []) if text else []
     added, skipped = plan_import(parsed.feeds, existing, default_category)
     skipped = [*parsed.skipped, *skipped]
     if added and not dry_run:
@@ -100,7 +100,7 @@ def export_opml(config_path: Path, output: Path | None, include_secrets: bool) -
     config = load(config_path)
     text = sourcefile.read(config_path)
     tables, notes = for_export(
-        tomllib.loads(text).get("sources", []), include_secrets=include_secrets
+        tomli.loads(text).get("sources", []), include_secrets=include_secrets
     )
     for note in notes:
         click.secho(note, fg="yellow", err=True)

@@ -12,13 +12,14 @@ import json
 import logging
 import os
 import re
-import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import tomli
 
 from aggregator import PROJECT_URL, __version__
 from aggregator.config.selectors import Selectors, check_selectors, html_expression
@@ -222,8 +223,13 @@ class _Problems:
 
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
-        self.lines = locate_keys(text)
+        self.text = text
         self.items: list[ConfigProblem] = []
+
+    @functools.cached_property
+    def lines(self) -> dict[tuple[str | int, ...], int]:
+        """Located on the first problem: a valid file never needs its lines."""
+        return locate_keys(self.text)
 
     def add(self, where: tuple[str | int, ...], message: str, source_id: str | None = None) -> None:
         line = None
@@ -869,8 +875,8 @@ def parse_toml(text: str, path: Path) -> dict[str, Any]:
     """The file's data; a syntax error raises ConfigError naming the file and the line.
     A byte-order mark (some Windows editors write one) is not part of the text."""
     try:
-        return tomllib.loads(text.removeprefix("\ufeff"))
-    except tomllib.TOMLDecodeError as exc:
+        return tomli.loads(text.removeprefix("\ufeff"))
+    except tomli.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
         line = int(match.group(1)) if match else None
         raise ConfigError([ConfigProblem(str(path), line, "(syntax)", str(exc))]) from None
@@ -933,11 +939,14 @@ def parse_config(
     posts = _posts(data.get("publish", {}), root, problems)
     if problems.items:
         raise ConfigError(problems.items)
-    bound = tuple(
-        replace(s, rules=tuple(r for r in rules if not r.sources or s.id in r.sources))
-        for s, _ in sources
-    )
+    bound = tuple(_with_rules(source, rules) for source, _ in sources)
     return Config(path, settings, bound, category_terms, tag_terms, posts=posts, rules=rules)
+
+
+def _with_rules(source: Source, rules: Sequence[Rule]) -> Source:
+    """The source with the rules that apply to it (a copy only when some do)."""
+    applying = tuple(r for r in rules if not r.sources or source.id in r.sources)
+    return replace(source, rules=applying) if applying else source
 
 
 def load_config(

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import copy
 import re
-import tomllib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import tomli
 import tomlkit
 from tomlkit.items import AoT, Table
 
@@ -136,8 +136,8 @@ def locate(text: str) -> tuple[tomlkit.TOMLDocument, list[Span]]:
 
 def _data(text: str) -> dict[str, Any]:
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        return tomli.loads(text)
+    except tomli.TOMLDecodeError as exc:
         raise SourceFileError(f"the config file is not valid TOML: {exc}") from None
 
 
@@ -182,8 +182,8 @@ def refuse_duplicates(text: str, values: Mapping[str, Any]) -> None:
 def _checked(new_text: str, expected: dict[str, Any]) -> str:
     """The new text, once it parses to exactly the data we meant to write."""
     try:
-        actual = tomllib.loads(new_text)
-    except tomllib.TOMLDecodeError as exc:  # pragma: no cover - a bug in the splicing
+        actual = tomli.loads(new_text)
+    except tomli.TOMLDecodeError as exc:  # pragma: no cover - a bug in the splicing
         raise SourceFileError(f"the edit would break the file ({exc}); edit it by hand") from None
     if actual != expected:
         raise SourceFileError("the edit did not come out as intended; edit the file by hand")
