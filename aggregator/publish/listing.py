@@ -10,7 +10,7 @@ per feed, and Atom by default, the fullest (updated times, every enclosure).
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from lxml import etree
 
@@ -56,49 +56,58 @@ def render_index(
     formats: Sequence[OutputFormat],
     url_of: Callable[[str], str],
 ) -> bytes:
+    """The page, encoded line by line: with tens of thousands of sources it runs to tens
+    of megabytes, and one string of it and its copies would hold several times that."""
+    lines = _index_lines(config, infos, formats, url_of)
+    return b"\n".join(strip_control(line).encode("utf-8", "replace") for line in lines)
+
+
+def _index_lines(
+    config: Config,
+    infos: Sequence[FeedInfo],
+    formats: Sequence[OutputFormat],
+    url_of: Callable[[str], str],
+) -> Iterator[str]:
     settings = config.settings
     words = headings(config)
     esc = html.escape
+    yield "<!DOCTYPE html>"
+    yield f'<html lang="{esc(settings.language)}">'
+    yield "<head>"
+    yield '<meta charset="utf-8">'
+    yield '<meta name="viewport" content="width=device-width, initial-scale=1">'
+    yield f"<title>{esc(settings.title)}</title>"
     # Autodiscovery: the first format under the feed's own title, the others marked.
-    head = [
-        f'<link rel="alternate" type="{f.media_type}" title="{esc(i.title)}{marked}" '
-        f'href="{esc(url_of(i.file(f.suffix)))}">'
-        for i in infos
-        for f, marked in zip(formats, ["", *(f" ({f.label})" for f in formats[1:])], strict=True)
-    ]
-    head.append(
-        f'<link rel="outline" type="text/x-opml" title="OPML" href="{esc(url_of(OPML_PATH))}">'
-    )
+    marks = ["", *(f" ({f.label})" for f in formats[1:])]
+    for i in infos:
+        for f, marked in zip(formats, marks, strict=True):
+            yield (
+                f'<link rel="alternate" type="{f.media_type}" title="{esc(i.title)}{marked}" '
+                f'href="{esc(url_of(i.file(f.suffix)))}">'
+            )
+    yield f'<link rel="outline" type="text/x-opml" title="OPML" href="{esc(url_of(OPML_PATH))}">'
+    yield "</head>"
+    yield "<body>"
     offered = words["formats"].format(formats=words["and"].join(f.label for f in formats))
-    body = [
-        f"<h1>{esc(settings.title)}</h1>",
-        f'<p>{esc(offered)}: <a href="{OPML_PATH}">{OPML_PATH}</a></p>',
-    ]
+    yield f"<h1>{esc(settings.title)}</h1>"
+    yield f'<p>{esc(offered)}: <a href="{OPML_PATH}">{OPML_PATH}</a></p>'
     for kind, items in _groups(infos):
         if not items:
             continue
-        body.append(f"<h2>{esc(words[kind])}</h2>\n<ul>")
+        yield f"<h2>{esc(words[kind])}</h2>\n<ul>"
         for i in items:
             links = " · ".join(
                 f'<a href="{esc(i.file(f.suffix))}" type="{f.media_type}">{esc(f.label)}</a>'
                 for f in formats
             )
-            body.append(
+            yield (
                 f'<li><a href="{esc(i.file(formats[0].suffix))}">{esc(i.title)}</a>'
                 f" — {esc(i.subtitle)} <small>({links})</small></li>"
             )
-        body.append("</ul>")
-    page = (
-        f'<!DOCTYPE html>\n<html lang="{esc(settings.language)}">\n<head>\n'
-        '<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{esc(settings.title)}</title>\n"
-        + "\n".join(head)
-        + "\n</head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body>\n</html>\n"
-    )
-    return strip_control(page).encode("utf-8", "replace")
+        yield "</ul>"
+    yield "</body>"
+    yield "</html>"
+    yield ""
 
 
 def render_opml(

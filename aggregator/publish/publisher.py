@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
@@ -183,7 +183,6 @@ class Publisher:
         # Fragments assembled before, for entries met again (publish.assembled).
         self._assembled = AssembledFragments()
         self._remembering = False  # this publish keeps what it assembles (see publish)
-        self._listings: tuple[object, list[tuple[str, bytes]]] = (None, [])
         self._meta_memo: tuple[Config, dict[SourceMeta, SourceView]] = (config, {})
         self._sources_loaded_for: tuple[Config, int] | None = None  # see _load_sources
         self._writers: ThreadPoolExecutor | None = None  # started by the first publish
@@ -358,18 +357,12 @@ class Publisher:
                 self._writers = start_pool(WRITE_THREADS)
             return self._writers
 
-    def _listing(self, infos: list[FeedInfo]) -> list[tuple[str, bytes]]:
-        """index.html and feeds.opml, rendered again only when the feeds or config change."""
-        memo_key = (self.config, tuple(infos))
-        if self._listings[0] != memo_key:
-            self._listings = (
-                memo_key,
-                [
-                    (INDEX_PATH, render_index(self.config, infos, self.formats, self.url_of)),
-                    (OPML_PATH, render_opml(self.config, infos, self.formats, self.url_of)),
-                ],
-            )
-        return self._listings[1]
+    def _listing(self, infos: list[FeedInfo]) -> Iterator[tuple[str, bytes]]:
+        """index.html and feeds.opml, one at a time. Not kept: _write asks for them only
+        when the record says the feeds or config changed, and with tens of thousands of
+        sources they run to tens of megabytes."""
+        yield INDEX_PATH, render_index(self.config, infos, self.formats, self.url_of)
+        yield OPML_PATH, render_opml(self.config, infos, self.formats, self.url_of)
 
     def _announce(self, topics: list[str]) -> None:
         hub = self.config.settings.hub
