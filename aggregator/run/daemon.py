@@ -31,6 +31,7 @@ from aggregator.config.loader import (
 from aggregator.errors import AggregatorError, ConfigError, StartError, StoreError
 from aggregator.fetch.fetcher import Fetcher
 from aggregator.fetch.request import Limits
+from aggregator.machine import give_back_free_memory
 from aggregator.parse.limits import ParseLimits
 from aggregator.publish.formats import chosen as chosen_formats
 from aggregator.publish.posts import PostWriter
@@ -277,6 +278,7 @@ class Daemon:
         written = self.publisher.publish(keys, give_up=give_up)
         self.metrics.published(len(written))
         if written:
+            give_back_free_memory()
             names = ", ".join(sorted(k[0] if k[0] == "all" else f"{k[0]}/{k[1]}" for k in keys))
             log.info("published %d file(s) for changed feeds: %s", len(written), names)
         self._announce_new_feeds()
