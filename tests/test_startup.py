@@ -79,14 +79,27 @@ def test_a_poll_with_nothing_due_imports_no_fetching_parsing_or_segmenting(
     assert imported_by("status", "--config", str(config)) == []
 
 
+TWO_ITEMS = [Item("NW1", "标题一"), Item("NW2", "标题二")]
+
+
+def first_poll_imports(
+    server: FeedServer, write_config: Any, *options: str
+) -> tuple[list[str], Path]:
+    """What `aggregator poll --all OPTIONS` imported polling a new config's one source
+    (serving TWO_ITEMS) for the first time, once `config check` worked its slugs out;
+    and the config."""
+    url = server.set("/a.xml", rss(TWO_ITEMS))
+    config = write_config([{**SOURCE, "url": url}])
+    assert run_aggregator("config", "check", "--config", str(config)).returncode == 0
+    loaded = imported_by("poll", "--all", *options, "--config", str(config))
+    assert "feedparser" in loaded  # it did poll and parse
+    return loaded, config
+
+
 def test_polling_feeds_loads_nothing_for_pages_apis_full_text_or_a_cluster(
     server: FeedServer, write_config: Any
 ) -> None:
-    url = server.set("/a.xml", rss([Item("NW1", "标题一"), Item("NW2", "标题二")]))
-    config = write_config([{**SOURCE, "url": url}])
-    assert run_aggregator("config", "check", "--config", str(config)).returncode == 0  # slugs
-    loaded = imported_by("poll", "--all", "--config", str(config))
-    assert "feedparser" in loaded  # it did poll and parse
+    loaded, _ = first_poll_imports(server, write_config)
     unused = ("gne", "jmespath", "cssselect", "procrastinate", "psycopg", "jieba", "pypinyin")
     assert [m for m in unused if m in loaded] == []
 
@@ -94,15 +107,11 @@ def test_polling_feeds_loads_nothing_for_pages_apis_full_text_or_a_cluster(
 def test_a_first_poll_into_a_new_database_loads_no_sqlite_utils(
     server: FeedServer, write_config: Any
 ) -> None:
-    url = server.set("/a.xml", rss([Item("NW1", "标题一"), Item("NW2", "标题二")]))
-    config = write_config([{**SOURCE, "url": url}])
-    assert run_aggregator("config", "check", "--config", str(config)).returncode == 0  # slugs
     # The schema is made and the entries stored through plain sqlite3: sqlite-utils
     # would be a fifth of the start-up before the poll's workers fork.
-    loaded = imported_by("poll", "--all", "--no-publish", "--config", str(config))
-    assert "feedparser" in loaded  # it did poll and parse
+    loaded, config = first_poll_imports(server, write_config, "--no-publish")
     assert "sqlite_utils" not in loaded
-    server.set("/a.xml", rss([Item("NW1", "标题一"), Item("NW2", "标题二"), Item("NW3", "标题三")]))
+    server.set("/a.xml", rss([*TWO_ITEMS, Item("NW3", "标题三")]))
     again = run_aggregator("poll", "--all", "--no-publish", "--config", str(config))
     assert "1 new, 0 updated, 0 already stored from other sources, 2 unchanged" in again.stdout
 

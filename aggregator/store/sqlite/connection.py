@@ -194,7 +194,8 @@ class Connection:
                     f"database {self.path} has schema {version}, newer than this program's "
                     f"{SCHEMA_VERSION}: upgrade aggregator"
                 )
-            if version == 0 and not conn.execute("SELECT 1 FROM sqlite_master").fetchone():
+            tables = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'").fetchone()
+            if version == 0 and not tables:
                 # Plain sqlite3: a first poll forks its workers without loading sqlite-utils.
                 create_schema(conn)
             else:
