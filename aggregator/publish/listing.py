@@ -107,7 +107,7 @@ def _index_lines(
         yield "</ul>"
     yield "</body>"
     yield "</html>"
-    yield ""
+    yield ""  # the page ends with a newline
 
 
 def render_opml(

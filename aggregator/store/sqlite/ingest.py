@@ -25,7 +25,6 @@ from aggregator.identity.dedup import (
 from aggregator.models import EntryRecord, ParsedFeed
 from aggregator.store.columns import NewEntryRows
 from aggregator.store.records import (
-    FeedKey,
     IngestResult,
     StoredArticle,
     feeds_of_new,
@@ -254,7 +253,7 @@ class Ingest(Connection):
                     result.updated += 1
                 self._link_source(conn, source, entry, hashed, now)
                 if decision.action is not Action.OTHER_COPY:  # which shows nothing new
-                    result.changed_feeds |= self._feeds_of(conn, entry.code)
+                    result.changed_feeds |= feeds_holding(conn, [entry.code])
             new.write(conn)
             if result.new + result.added_source:  # first carried by this source
                 count_new_entries(conn, source.id, now, result.new + result.added_source)
@@ -372,9 +371,6 @@ class Ingest(Connection):
         if conn.total_changes != before:  # shown with other categories or tags now
             conn.execute("DELETE FROM rendered_entries WHERE code = ?", [entry.code])
         queue_members(conn, [], [(entry.code, source.id)], categories, tags)
-
-    def _feeds_of(self, conn: sqlite3.Connection, code: str) -> set[FeedKey]:
-        return feeds_holding(conn, [code])
 
     def import_articles(
         self, articles: Iterable[StoredArticle], now: datetime, code_rule: str = "import"
