@@ -2,12 +2,11 @@
 
     python -m bench.stages 200 50 [--markup cms]
 
-What a first poll's processes spend on each entry apart from fetching: a worker's parse
-(parse_for_store, for a source never parsed), the hand-over to the storing process (the
-parsed feed pickled and unpickled, as after_fetch hands it over), and the storing
-process's part (ingest_parsed of STORE_BATCH feeds per commit, under bulk_writes, into a
-new SQLite file). Beside bench.floor (lxml and SQLite alone), it tells how far above the
-floor each stage is and where a poll's CPU goes.
+What a first poll's worker processes spend on each entry apart from fetching: the parse
+(parse_for_store, for a source never parsed) and the storing (ingest_parsed of
+STORE_BATCH feeds per commit, under bulk_writes, into a new SQLite file). Beside
+bench.floor (lxml and SQLite alone), it tells how far above the floor each stage is and
+where a poll's CPU goes.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import pickle
 import sys
 import tempfile
 import time
@@ -51,7 +49,8 @@ def measure(feeds: int, entries: int, folder: Path, markup: str = "seed") -> dic
     store = open_store(folder / "stages.db")
     store.sync_sources(config.sources)
 
-    # As a worker process parses (pollrun._process_main): fewer young collections.
+    # As a worker process parses and stores (pollrun._process_main): fewer young
+    # collections.
     gc.freeze()
     gc.set_threshold(WORKER_GC_THRESHOLD, 20, 20)
     started = time.process_time()
@@ -62,30 +61,25 @@ def measure(feeds: int, entries: int, folder: Path, markup: str = "seed") -> dic
         )
         parsed.append((replace(feed, entries=()), kept))  # its entries travel as `kept`
     parsing = time.process_time() - started
-    gc.set_threshold(*DEFAULT_GC)
-    gc.unfreeze()
-
-    started = time.process_time()
-    handed: list[Parsed] = [pickle.loads(pickle.dumps(p, pickle.HIGHEST_PROTOCOL)) for p in parsed]
-    handing = time.process_time() - started
 
     started = time.process_time()  # the checkpointing thread's CPU is counted too
-    pairs = list(zip(sources, handed, strict=True))
+    pairs = list(zip(sources, parsed, strict=True))
     with store.bulk_writes():
         for first in range(0, len(pairs), STORE_BATCH):
             with store.batch():
                 for source, (feed, kept) in pairs[first : first + STORE_BATCH]:
                     ingest_parsed(store, source, feed, kept, now)
     storing = time.process_time() - started
+    gc.set_threshold(*DEFAULT_GC)
+    gc.unfreeze()
     store.close()
 
     count = sum(len(kept) for _, kept in parsed)
     return {
         "entries": count,
         "parse_us_per_entry": round(parsing / count * 1e6, 1),
-        "hand_over_us_per_entry": round(handing / count * 1e6, 1),
         "store_us_per_entry": round(storing / count * 1e6, 1),
-        "entries_per_cpu_second": round(count / (parsing + handing + storing)),
+        "entries_per_cpu_second": round(count / (parsing + storing)),
     }
 
 

@@ -54,6 +54,10 @@ def ingest(
 # --- sources and poll state ----------------------------------------------------------
 
 
+def test_a_store_with_no_other_writer_can_write_now(storage: Storage) -> None:
+    assert storage.can_write_now()
+
+
 def test_an_unknown_source_has_a_blank_state(storage: Storage) -> None:
     state = storage.source_state("nobody")
     assert (state.id, state.etag, state.error_count, state.next_poll_at) == (

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
-import queue
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -19,12 +17,13 @@ from aggregator.parse import fast as fastparse
 from aggregator.run.poll import after_fetch, begin_poll, poll_source
 from aggregator.run.pollrun import (
     MAX_PROCESSES,
-    PIPE_SIZE,
     PROCESS_MIN_SOURCES,
-    WAITING_UNIT,
-    ByteBudget,
+    STORE_BATCH,
+    UNSTORED_MAX,
+    UNSTORED_TEXT_MAX,
     PollRecords,
     _store_all,
+    _time_to_store,
     poll_many,
     process_count,
     processes_for,
@@ -32,7 +31,6 @@ from aggregator.run.pollrun import (
     send,
     share_out,
     start_method,
-    widen_pipe,
 )
 from aggregator.store.records import PollRecord
 from aggregator.store.sqlite import SqliteStore
@@ -143,6 +141,38 @@ def test_poll_many_in_worker_processes_stores_the_same(
     assert all(o.result == "ok" for o in outcomes[:-1])
     assert table(config.settings.database) == table(one_by_one)
     assert poll_states(config.settings.database) == poll_states(one_by_one)
+
+
+def test_worker_processes_store_what_they_parse(
+    server: FeedServer, write_config: Any, clock: Clock
+) -> None:
+    """Each worker writes its own share's entries; the calling process writes none."""
+    config = corpus_config(server, write_config, Corpus(6, 3, seed=13))
+    statements: list[str] = []
+    with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
+        store.sync_sources(config.sources)
+        store.db.conn.set_trace_callback(statements.append)
+        outcomes = poll_many(config.sources, store, fetcher, 4, clock=clock, processes=2)
+        store.db.conn.set_trace_callback(None)
+        stored = store.db.execute("SELECT count(*) FROM entries").fetchone()[0]
+    assert all(o.result == "ok" for o in outcomes[:-1])
+    assert stored == sum(o.new for o in outcomes) > 0
+    assert not [s for s in statements if "INSERT" in s or "BEGIN" in s]
+
+
+def test_a_worker_stores_a_batch_when_the_lock_is_free_or_it_holds_too_many(
+    tmp_path: Path,
+) -> None:
+    with SqliteStore(tmp_path / "a.db") as store, SqliteStore(tmp_path / "a.db") as other:
+        assert not _time_to_store(STORE_BATCH - 1, 0, store)
+        assert _time_to_store(STORE_BATCH, 0, store)
+        assert _time_to_store(1, UNSTORED_TEXT_MAX, store)  # one huge feed goes alone
+        with other.writing():  # another writer holds the lock
+            assert not store.can_write_now()
+            assert not _time_to_store(STORE_BATCH, 0, store)
+            assert _time_to_store(UNSTORED_MAX, 0, store)
+            assert _time_to_store(2, UNSTORED_TEXT_MAX, store)
+        assert store.can_write_now()
 
 
 def test_process_count_uses_the_cores_only_for_much_parsing() -> None:
@@ -411,55 +441,14 @@ def test_a_storage_fault_in_a_batch_fails_that_source_alone(
         assert [states[s.id] for s in sources] == ["ok", "ok", "error", "ok", "ok"]
 
 
-def test_the_pipe_from_the_workers_is_widened() -> None:
-    """The buffer is PIPE_SIZE where the system allows that much, and a parsed feed's
-    worth of bytes goes through in one write."""
-    read, write = os.pipe()
-    try:
-        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
-        assert widen_pipe(read) == min(PIPE_SIZE, limit)
-        os.write(write, b"x" * 200_000)  # a parsed feed's size, in one write
-        assert len(os.read(read, 300_000)) == 200_000
-    finally:
-        os.close(read)
-        os.close(write)
-
-
-def test_waiting_answers_are_bounded_by_their_bytes() -> None:
-    """A sender waits while what is unread holds the budget; a message larger than the
-    whole budget still goes, alone, once everything before it has been read."""
-    context = multiprocessing.get_context()
-    results = context.Queue()
-    budget = ByteBudget(context, total=4 * WAITING_UNIT)
-    assert (budget.units_for(1), budget.units_for(WAITING_UNIT + 1)) == (1, 2)
-    assert budget.units_for(100 * WAITING_UNIT) == 4
-    small = ["一" * 100] * 3
-    for message in small:  # one unit each
-        send(results, budget, message)
-    big = "报" * (2 * WAITING_UNIT)  # 6 units of UTF-8: takes the whole budget
-    sender = threading.Thread(target=send, args=(results, budget, big))
-    sender.start()
-    sender.join(timeout=0.2)
-    assert sender.is_alive()  # waiting for room
-    assert [receive(results, budget, 5) for _ in small] == small
-    sender.join(timeout=5)
-    assert not sender.is_alive()
-    assert receive(results, budget, 5) == big
-    with pytest.raises(queue.Empty):
-        receive(results, budget, 0)
-    results.close()
-    results.join_thread()
-
-
 def test_an_answer_that_cannot_be_pickled_arrives_as_an_error() -> None:
-    """A worker's exception that pickle refuses still reaches the storing process,
+    """A worker's exception that pickle refuses still reaches the calling process,
     named and short, instead of being lost in the queue's feeder thread."""
     context = multiprocessing.get_context()
     results = context.Queue()
-    budget = ByteBudget(context)
     refused = ValueError("x" * 10_000, lambda: None)  # a lambda cannot be pickled
-    send(results, budget, refused)
-    got = receive(results, budget, 5)
+    send(results, refused)
+    got = receive(results, 5)
     assert isinstance(got, AggregatorError)
     assert str(got).startswith("ValueError: ") and len(str(got)) < 700
     results.close()

@@ -5,16 +5,16 @@ flight from one thread (Fetcher.fetch_many), so a hundred sources do not take a
 hundred fetch times, and reads and stores each answer as it comes. Parsing is CPU
 work that threads cannot spread over cores (the GIL), so a large first run also
 splits the sources over worker processes, each with its own fetches in flight,
-database connection and fetcher (the per-host limit shared out between them). The
-workers fetch and parse; the calling process stores what they parsed, so entries
-have one writer. On a terminal, a long run shows a progress bar instead of
-scrolling lines (drawn by the CLI from each finished poll).
+database connection and fetcher (the per-host limit shared out between them). Each
+worker fetches, parses and stores its share, the workers taking SQLite's write lock
+in turn; the calling process hears each finished poll. On a terminal, a long run
+shows a progress bar instead of scrolling lines (drawn by the CLI from each finished
+poll).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gc
 import multiprocessing
 import pickle
@@ -28,7 +28,7 @@ from typing import Any
 from aggregator.config.loader import Source
 from aggregator.errors import AggregatorError, StoreError
 from aggregator.fetch.fetcher import Fetcher
-from aggregator.fetch.request import FetchRequest, Limits
+from aggregator.fetch.request import Limits
 from aggregator.machine import usable_cores
 from aggregator.parse.kinds import load_readers
 from aggregator.parse.limits import ParseLimits
@@ -46,7 +46,7 @@ from aggregator.run.poll import (
 )
 from aggregator.store import open_store
 from aggregator.store.interface import Storage
-from aggregator.store.records import PollRecord
+from aggregator.store.records import PollRecord, SourceState
 
 # Below this many sources a run is over before worker processes would have started.
 PROCESS_MIN_SOURCES = 100
@@ -59,18 +59,15 @@ RECORD_BATCH = 64
 # rewrites the index pages its entries touched, and a feed's few entries touch
 # nearly as many as several feeds' (see _store_all).
 STORE_BATCH = 8
-# The pipe buffer asked for between the workers and the storing process (the most
-# Linux lets a user have without privileges, by default).
-PIPE_SIZE = 1 << 20
-# Parsed feeds waiting for the storing process, in pickled bytes (not feeds, so huge
-# feeds cannot pile up): enough for the workers to parse on while a commit waits on the
-# disk. Storing is the slower side, so this stays full, in the workers' memory.
-WAITING_BYTES = 8 * 1024 * 1024
-WAITING_UNIT = 64 * 1024
+# Parsed feeds a worker process holds before it waits for the write lock: while
+# another process writes, it parses on instead (see _time_to_store). Also bounded by
+# the characters of their entries' text, so that huge feeds are not held by the dozen.
+UNSTORED_MAX = 4 * STORE_BATCH
+UNSTORED_TEXT_MAX = 8 * 1024 * 1024
 
-# What a worker process sends the storing process: a poll to store, a finished one, or
-# the exception that stopped the worker.
-Answer = PollOutcome | ReadyToStore | BaseException
+# What a worker process sends the calling process: a finished poll, or the exception
+# that stopped the worker.
+Answer = PollOutcome | BaseException
 
 
 class PollRecords:
@@ -96,65 +93,20 @@ class PollRecords:
             self.store.record_polls(batch)
 
 
-class ByteBudget:
-    """A number of bytes shared by processes, taken by whoever sends a message and
-    given back by whoever has read it (in units of WAITING_UNIT)."""
-
-    def __init__(self, context: Any, total: int = WAITING_BYTES) -> None:
-        self.units = max(1, total // WAITING_UNIT)
-        self._free = context.Semaphore(self.units)
-        # One taker at a time: two takers each holding part of what they need could
-        # otherwise wait on each other for ever.
-        self._taking = context.Lock()
-
-    def units_for(self, size: int) -> int:
-        """A message's share: never more than the whole, so even a huge one can go
-        (alone) once everything before it has been read."""
-        return max(1, min(self.units, -(-size // WAITING_UNIT)))
-
-    def take(self, units: int) -> None:
-        with self._taking:
-            for _ in range(units):
-                self._free.acquire()
-
-    def give(self, units: int) -> None:
-        for _ in range(units):
-            self._free.release()
-
-
-def send(results: Any, budget: ByteBudget, answer: object) -> None:
-    """Put an answer in the results queue once the budget has room for its bytes."""
+def send(results: Any, answer: object) -> None:
+    """Put an answer in the results queue, pickled here so that one pickle refuses
+    (an exception holding a lambda, say) still arrives, as its text."""
     try:
         blob = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:  # an exception that cannot be pickled: its text can
+    except Exception as exc:
         text = f"{type(answer).__name__}: {str(answer)[:500]} (could not be sent: {exc})"
         blob = pickle.dumps(AggregatorError(text))
-    units = budget.units_for(len(blob))
-    budget.take(units)
-    results.put((units, blob))
+    results.put(blob)
 
 
-def receive(results: Any, budget: ByteBudget, timeout: float | None) -> Any:
+def receive(results: Any, timeout: float | None) -> Any:
     """The next answer (queue.Empty after timeout; None waits, 0 does not)."""
-    units, blob = results.get(block=timeout != 0, timeout=timeout or None)
-    try:
-        return pickle.loads(blob)
-    finally:
-        budget.give(units)
-
-
-def widen_pipe(fd: int, size: int = PIPE_SIZE) -> int:
-    """Ask for a pipe buffer of `size` bytes (Linux; elsewhere, or when refused, the
-    pipe keeps its own); returns the size it has. A worker's parsed feed is often
-    larger than the default pipe: each write would wait on the reader several times,
-    and the reader would find fewer feeds waiting to store together."""
-    setter = getattr(fcntl, "F_SETPIPE_SZ", None)
-    getter = getattr(fcntl, "F_GETPIPE_SZ", None)
-    if setter is None or getter is None:
-        return 0
-    with contextlib.suppress(OSError):  # above the system's limit, say
-        fcntl.fcntl(fd, setter, size)
-    return int(fcntl.fcntl(fd, getter))
+    return pickle.loads(results.get(block=timeout != 0, timeout=timeout or None))
 
 
 def process_count(to_parse: int, cpus: int | None) -> int:
@@ -266,19 +218,10 @@ def _poll_in_processes(
 ) -> list[PollOutcome]:
     load_readers(source.kind for source in sources)  # once here, not in each process
     context: Any = multiprocessing.get_context(start_method(threading.active_count()))
-    jobs: Any = context.Queue()
-    in_flight = share_out(workers, processes)
-    # Parsing may run ahead of storing, but not with the whole run in memory: the
-    # queue holds what the budget lets the workers send.
     results: Any = context.Queue()
-    budget = ByteBudget(context)
-    widen_pipe(results._reader.fileno())  # the queue's pipe (private, but long stable)
     # Read here in one query, not by each worker in one query per source.
     states = store.source_states([source.id for source in sources])
-    for source in sources:
-        jobs.put((source, states[source.id]))
-    for _ in range(processes):
-        jobs.put(None)  # one stop sign per process
+    jobs = [(source, states[source.id]) for source in sources]
     own = fetcher.limits
     shared = replace(
         own,
@@ -294,60 +237,33 @@ def _poll_in_processes(
                 fetcher.user_agent,
                 limits,
                 clock,
-                in_flight,
-                jobs,
-                (results, budget),
+                share_out(workers, processes),
+                jobs[number::processes],
+                results,
             ),
             daemon=True,
         )
-        for _ in range(processes)
+        for number in range(processes)
     ]
     for child in children:
         child.start()
     by_id: dict[str, PollOutcome] = {}
-    answers = 0
-    records = PollRecords(store)
     try:
-        with store.bulk_writes():  # the workers' output is written back to back
-            while answers < len(sources):
+        with store.bulk_writes():  # the workers' writes come back to back
+            while len(by_id) < len(sources):
                 try:
-                    first: Answer = receive(results, budget, 1.0)
+                    answer: Answer = receive(results, 1.0)
                 except queue.Empty:
                     if not any(child.is_alive() for child in children):
                         raise AggregatorError("the poll worker processes stopped early") from None
                     continue
-                # The workers fetch and parse; this process alone writes entries, so no
-                # write waits for another process and the page cache stays warm.
-                waiting, fault = _waiting(lambda: receive(results, budget, 0), first)
-                for outcome in _store_all(waiting, store, records):
-                    answers += 1
-                    by_id[outcome.source_id] = outcome
-                    on_done(outcome)
-                if fault is not None:
-                    raise fault  # after storing what came before it
+                if isinstance(answer, BaseException):
+                    raise answer  # the worker stored what it had parsed before it
+                by_id[answer.source_id] = answer
+                on_done(answer)
     finally:
-        _end(children, (jobs, results), finished=answers == len(sources))
-        records.flush()
+        _end(children, (results,), finished=len(by_id) == len(sources))
     return [by_id[source.id] for source in sources]
-
-
-def _waiting(
-    next_waiting: Callable[[], Answer],
-    first: Answer,
-) -> tuple[list[PollOutcome | ReadyToStore], BaseException | None]:
-    """The first answer and those already waiting behind it, up to STORE_BATCH, and
-    the exception a worker sent, if one came among them (the answers stop there)."""
-    found: list[PollOutcome | ReadyToStore] = []
-    done = first
-    while not isinstance(done, BaseException):
-        found.append(done)
-        if len(found) == STORE_BATCH:
-            return found, None
-        try:
-            done = next_waiting()
-        except queue.Empty:
-            return found, None
-    return found, done
 
 
 def _store_all(
@@ -399,13 +315,18 @@ def _process_main(
     limits: ParseLimits | None,
     clock: Clock,
     in_flight: int,
-    jobs: Any,
-    channel: tuple[Any, ByteBudget],
+    jobs: Sequence[tuple[Source, SourceState]],
+    results: Any,
 ) -> None:
-    """A worker process: takes sources (each with its stored state) until it meets a
-    stop sign, fetches them (up to `in_flight` at a time, from one thread) and parses
-    what they bring; sends each ReadyToStore (or finished outcome) through `channel` (the
-    results queue and its byte budget), or the exception that stopped it."""
+    """A worker process: polls its share of the sources (each with its stored state),
+    fetching up to `in_flight` at a time from one thread, parsing what they bring and
+    storing it; sends each finished outcome through `results`, or the exception that
+    stopped it.
+
+    The shares are fixed (every processes-th source) rather than taken from a queue:
+    a worker takes a new source as a fetch ends, not as it finishes parsing and
+    storing, so from a queue one worker took far more than the other, which then
+    stood idle at the end."""
     # Parsing makes and drops many small objects, nearly all freed by reference
     # counting: collect the young generation less often, and leave what a fork
     # inherited out of collections (scanning it would copy the parent's pages).
@@ -413,29 +334,61 @@ def _process_main(
     gc.set_threshold(WORKER_GC_THRESHOLD, 20, 20)
     with open_store(database) as store, Fetcher(fetch_limits, user_agent) as fetcher:
         records = PollRecords(store)
-
-        def starts() -> Iterator[tuple[PollStart, FetchRequest]]:
-            while (job := jobs.get()) is not None:
-                source, state = job
-                start = begin_poll(source, state, clock())
-                yield start, start.request
-
-        waiting: list[ReadyToStore] = []  # sent once their articles are in (see poll_many)
+        starts = ((start, start.request) for start in _begun(jobs, clock))
+        unstored: list[PollOutcome | ReadyToStore] = []
+        text = 0  # the characters of the unstored entries' text
+        waiting: list[ReadyToStore] = []  # stored once their articles are in (see poll_many)
         try:
-            with contextlib.closing(fetcher.fetch_many(starts(), in_flight)) as fetches:
+            with contextlib.closing(fetcher.fetch_many(starts, in_flight)) as fetches:
                 for start, fetched in fetches:
                     answer = after_fetch(
                         start, fetched, store, record=records, clock=clock, limits=limits
                     )
                     if isinstance(answer, ReadyToStore) and answer.source.full_text.enabled:
                         waiting.append(answer)
+                    elif isinstance(answer, ReadyToStore):
+                        unstored.append(answer)
+                        text += sum(len(e.content) + len(e.summary) for e in answer.entries)
+                        if _time_to_store(len(unstored), text, store):
+                            batch, unstored, text = unstored, [], 0
+                            _store_and_send(batch, store, records, results)
                     else:
-                        send(*channel, answer)
-            for parsed in _with_articles(waiting, fetcher, store, limits):
-                send(*channel, parsed)
+                        send(results, answer)
+            unstored += _with_articles(waiting, fetcher, store, limits)
         except BaseException as exc:  # a storage fault, say: the caller re-raises it
-            send(*channel, exc)
+            _store_and_send(unstored, store, records, results)
+            send(results, exc)
+        else:
+            _store_and_send(unstored, store, records, results)
         records.flush()
+
+
+def _begun(jobs: Sequence[tuple[Source, SourceState]], clock: Clock) -> Iterator[PollStart]:
+    """Each job's poll begun as the fetcher takes it, so its clock starts with its fetch."""
+    for source, state in jobs:
+        yield begin_poll(source, state, clock())
+
+
+def _time_to_store(feeds: int, text: int, store: Storage) -> bool:
+    """Whether a worker should store the feeds it has parsed (`text`: the characters
+    of their entries' text): a batch of them while no other process is writing, or,
+    once it holds UNSTORED_MAX feeds or UNSTORED_TEXT_MAX characters, whether one is
+    or not."""
+    if feeds >= UNSTORED_MAX or text >= UNSTORED_TEXT_MAX:
+        return True
+    return feeds >= STORE_BATCH and store.can_write_now()
+
+
+def _store_and_send(
+    answers: Sequence[PollOutcome | ReadyToStore],
+    store: Storage,
+    records: PollRecords,
+    results: Any,
+) -> None:
+    """Store parsed feeds STORE_BATCH at a time (see _store_all) and send each outcome."""
+    for first in range(0, len(answers), STORE_BATCH):
+        for outcome in _store_all(answers[first : first + STORE_BATCH], store, records):
+            send(results, outcome)
 
 
 def poll_run(

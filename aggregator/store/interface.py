@@ -45,6 +45,10 @@ class Storage(Protocol):
         """Several writes committed as one, all or none: if any fails, the whole batch
         is rolled back and BatchFailed raised."""
 
+    def can_write_now(self) -> bool:
+        """Whether a write transaction would begin without waiting for another
+        process's to end (a hint: another may begin first)."""
+
     def bulk_writes(self) -> AbstractContextManager[None]:
         """A long run of writes is under way (a large first poll): the backend may do its
         upkeep alongside instead of in the writers' way (SQLite copies its write-ahead

@@ -217,6 +217,11 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise StoreError(f"database error: {exc}") from None
 
+    def can_write_now(self) -> bool:
+        """Always: writers wait only on the rows they share (row locks), not on a lock
+        over the whole database."""
+        return True
+
     @contextmanager
     def bulk_writes(self) -> Iterator[None]:
         """Nothing to do alongside: the server keeps its own log (autovacuum and

@@ -111,6 +111,18 @@ class Connection:
         finally:
             checkpointer.stop()
 
+    def can_write_now(self) -> bool:
+        """Whether no other process holds the write lock (see _open_write_lock)."""
+        lock = self._write_lock
+        if lock is None:
+            return True
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return True
+
     def close(self) -> None:
         with self._lock:
             self.conn.close()
