@@ -24,6 +24,7 @@ from aggregator.run.pollrun import (
     PollRecords,
     _store_all,
     _time_to_store,
+    deal_out,
     poll_many,
     process_count,
     processes_for,
@@ -173,6 +174,21 @@ def test_a_worker_stores_a_batch_when_the_lock_is_free_or_it_holds_too_many(
             assert _time_to_store(UNSTORED_MAX, 0, store)
             assert _time_to_store(2, UNSTORED_TEXT_MAX, store)
         assert store.can_write_now()
+
+
+def test_jobs_are_dealt_out_evenly_and_each_hosts_too() -> None:
+    """With hosts taking turns in the list, every other job would give each worker
+    only half the hosts; dealt by host, each gets half of every host's, in list order."""
+    jobs = [f"h{i % 4}/{i}" for i in range(18)]  # 4 hosts, 4 or 5 jobs each
+    shares = deal_out(jobs, 2, lambda job: job.split("/")[0])
+    assert sorted(len(share) for share in shares) == [9, 9]
+    assert sorted(job for share in shares for job in share) == sorted(jobs)
+    for share in shares:
+        assert share == sorted(share, key=jobs.index)  # the jobs' order kept
+        per_host = [sum(job.startswith(f"h{h}/") for job in share) for h in range(4)]
+        assert all(count in (2, 3) for count in per_host)
+    assert deal_out(jobs, 1, lambda job: "") == [jobs]
+    assert deal_out([], 3, lambda job: "") == [[], [], []]
 
 
 def test_process_count_uses_the_cores_only_for_much_parsing() -> None:

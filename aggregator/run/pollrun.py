@@ -23,12 +23,13 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aggregator.config.loader import Source
 from aggregator.errors import AggregatorError, StoreError
 from aggregator.fetch.fetcher import Fetcher
 from aggregator.fetch.request import Limits
+from aggregator.fetch.urls import origin_of
 from aggregator.machine import usable_cores
 from aggregator.parse.kinds import load_readers
 from aggregator.parse.limits import ParseLimits
@@ -47,6 +48,8 @@ from aggregator.run.poll import (
 from aggregator.store import open_store
 from aggregator.store.interface import Storage
 from aggregator.store.records import PollRecord, SourceState
+
+T = TypeVar("T")
 
 # Below this many sources a run is over before worker processes would have started.
 PROCESS_MIN_SOURCES = 100
@@ -206,6 +209,20 @@ def _with_articles(
         yield with_full_text(parsed, full_text)
 
 
+def deal_out(jobs: Sequence[T], parts: int, host: Callable[[T], str]) -> list[list[T]]:
+    """The jobs dealt out to `parts` workers, each share in the jobs' order: as many
+    each (give or take one), and each host's jobs as evenly. A worker has its share of
+    the per-host limit: a host whose sources all went to one worker would be polled at
+    a fraction of the pace the limit allows."""
+    by_host = sorted(range(len(jobs)), key=lambda index: host(jobs[index]))
+    part_of = [0] * len(jobs)
+    for turn, index in enumerate(by_host):
+        part_of[index] = turn % parts
+    return [
+        [job for job, part in zip(jobs, part_of, strict=True) if part == p] for p in range(parts)
+    ]
+
+
 def _poll_in_processes(
     sources: Sequence[Source],
     store: Storage,
@@ -222,6 +239,7 @@ def _poll_in_processes(
     # Read here in one query, not by each worker in one query per source.
     states = store.source_states([source.id for source in sources])
     jobs = [(source, states[source.id]) for source in sources]
+    dealt = deal_out(jobs, processes, lambda job: origin_of(job[0].url)[1])
     own = fetcher.limits
     shared = replace(
         own,
@@ -238,12 +256,12 @@ def _poll_in_processes(
                 limits,
                 clock,
                 share_out(workers, processes),
-                jobs[number::processes],
+                share,
                 results,
             ),
             daemon=True,
         )
-        for number in range(processes)
+        for share in dealt
     ]
     for child in children:
         child.start()
@@ -323,10 +341,9 @@ def _process_main(
     storing it; sends each finished outcome through `results`, or the exception that
     stopped it.
 
-    The shares are fixed (every processes-th source) rather than taken from a queue:
-    a worker takes a new source as a fetch ends, not as it finishes parsing and
-    storing, so from a queue one worker took far more than the other, which then
-    stood idle at the end."""
+    The shares are fixed (deal_out) rather than taken from a queue: a worker takes a
+    new source as a fetch ends, not as it finishes parsing and storing, so from a
+    queue one worker took far more than the other, which then stood idle at the end."""
     # Parsing makes and drops many small objects, nearly all freed by reference
     # counting: collect the young generation less often, and leave what a fork
     # inherited out of collections (scanning it would copy the parent's pages).
@@ -335,8 +352,7 @@ def _process_main(
     with open_store(database) as store, Fetcher(fetch_limits, user_agent) as fetcher:
         records = PollRecords(store)
         starts = ((start, start.request) for start in _begun(jobs, clock))
-        unstored: list[PollOutcome | ReadyToStore] = []
-        text = 0  # the characters of the unstored entries' text
+        unstored = Unstored(store, records, results)
         waiting: list[ReadyToStore] = []  # stored once their articles are in (see poll_many)
         try:
             with contextlib.closing(fetcher.fetch_many(starts, in_flight)) as fetches:
@@ -347,20 +363,43 @@ def _process_main(
                     if isinstance(answer, ReadyToStore) and answer.source.full_text.enabled:
                         waiting.append(answer)
                     elif isinstance(answer, ReadyToStore):
-                        unstored.append(answer)
-                        text += sum(len(e.content) + len(e.summary) for e in answer.entries)
-                        if _time_to_store(len(unstored), text, store):
-                            batch, unstored, text = unstored, [], 0
-                            _store_and_send(batch, store, records, results)
+                        unstored.add(answer)
                     else:
                         send(results, answer)
-            unstored += _with_articles(waiting, fetcher, store, limits)
+            for parsed in _with_articles(waiting, fetcher, store, limits):
+                unstored.add(parsed)
         except BaseException as exc:  # a storage fault, say: the caller re-raises it
-            _store_and_send(unstored, store, records, results)
+            unstored.store()
             send(results, exc)
         else:
-            _store_and_send(unstored, store, records, results)
+            unstored.store()
         records.flush()
+
+
+class Unstored:
+    """A worker's parsed feeds not stored yet: each stored outcome is sent through
+    `results` (see _time_to_store for when)."""
+
+    def __init__(self, store: Storage, records: PollRecords, results: Any) -> None:
+        self.writer = store
+        self.records = records
+        self.results = results
+        self.feeds: list[ReadyToStore] = []
+        self.text = 0  # the characters of their entries' text
+
+    def add(self, parsed: ReadyToStore) -> None:
+        self.feeds.append(parsed)
+        self.text += sum(len(e.content) + len(e.summary) for e in parsed.entries)
+        if _time_to_store(len(self.feeds), self.text, self.writer):
+            self.store()
+
+    def store(self) -> None:
+        """Store them all, STORE_BATCH to a transaction (see _store_all)."""
+        feeds, self.feeds, self.text = self.feeds, [], 0
+        for first in range(0, len(feeds), STORE_BATCH):
+            batch = feeds[first : first + STORE_BATCH]
+            for outcome in _store_all(batch, self.writer, self.records):
+                send(self.results, outcome)
 
 
 def _begun(jobs: Sequence[tuple[Source, SourceState]], clock: Clock) -> Iterator[PollStart]:
@@ -377,18 +416,6 @@ def _time_to_store(feeds: int, text: int, store: Storage) -> bool:
     if feeds >= UNSTORED_MAX or text >= UNSTORED_TEXT_MAX:
         return True
     return feeds >= STORE_BATCH and store.can_write_now()
-
-
-def _store_and_send(
-    answers: Sequence[PollOutcome | ReadyToStore],
-    store: Storage,
-    records: PollRecords,
-    results: Any,
-) -> None:
-    """Store parsed feeds STORE_BATCH at a time (see _store_all) and send each outcome."""
-    for first in range(0, len(answers), STORE_BATCH):
-        for outcome in _store_all(answers[first : first + STORE_BATCH], store, records):
-            send(results, outcome)
 
 
 def poll_run(
