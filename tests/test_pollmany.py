@@ -359,10 +359,11 @@ def test_a_source_named_twice_is_answered_twice(
 ) -> None:
     config = corpus_config(server, write_config, Corpus(2, 2, seed=8))
     twice = [config.sources[0], *config.sources]
-    with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
-        store.sync_sources(config.sources)
-        outcomes = poll_many(twice, store, fetcher, 1, clock=clock)
-    assert [o.source_id for o in outcomes] == [s.id for s in twice]
+    for processes in (1, 2):
+        with SqliteStore(config.settings.database) as store, Fetcher() as fetcher:
+            store.sync_sources(config.sources)
+            outcomes = poll_many(twice, store, fetcher, 1, clock=clock, processes=processes)
+        assert [o.source_id for o in outcomes] == [s.id for s in twice]
 
 
 def test_a_batch_commits_its_transactions_together_or_none_of_them(tmp_path: Path) -> None:

@@ -266,9 +266,10 @@ def _poll_in_processes(
     for child in children:
         child.start()
     by_id: dict[str, PollOutcome] = {}
+    answers = 0  # a source named twice is answered twice
     try:
         with store.bulk_writes():  # the workers' writes come back to back
-            while len(by_id) < len(sources):
+            while answers < len(sources):
                 try:
                     answer: Answer = receive(results, 1.0)
                 except queue.Empty:
@@ -277,10 +278,11 @@ def _poll_in_processes(
                     continue
                 if isinstance(answer, BaseException):
                     raise answer  # the worker stored what it had parsed before it
+                answers += 1
                 by_id[answer.source_id] = answer
                 on_done(answer)
     finally:
-        _end(children, (results,), finished=len(by_id) == len(sources))
+        _end(children, (results,), finished=answers == len(sources))
     return [by_id[source.id] for source in sources]
 
 
