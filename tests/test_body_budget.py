@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -53,8 +55,28 @@ def test_a_waiting_holder_goes_on_once_bytes_come_back() -> None:
     assert waited == [True]
 
 
-def serve_big(server: FeedServer) -> dict[str, FetchRequest]:
-    return {path: FetchRequest(server.set(path, body)) for path, body in BODIES.items()}
+def serve_big(server: FeedServer, together: bool = False) -> dict[str, FetchRequest]:
+    """Each body at its own path; `together`: none is answered before all are asked for,
+    so the bodies arrive at once even on a busy machine."""
+    if not together:
+        return {path: FetchRequest(server.set(path, body)) for path, body in BODIES.items()}
+    everyone = threading.Barrier(len(BODIES), timeout=30)
+
+    def answer_with(body: bytes) -> Callable[[BaseHTTPRequestHandler], None]:
+        def answer(handler: BaseHTTPRequestHandler) -> None:
+            everyone.wait()
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/rss+xml")
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
+
+        return answer
+
+    return {
+        path: FetchRequest(server.set(path, handler=answer_with(body)))
+        for path, body in BODIES.items()
+    }
 
 
 def within(budget: BodyBudget | None, total: int) -> None:
@@ -67,7 +89,7 @@ def within(budget: BodyBudget | None, total: int) -> None:
 
 
 def test_fetch_many_pauses_transfers_while_the_budget_is_spent(server: FeedServer) -> None:
-    requests = serve_big(server)
+    requests = serve_big(server, together=True)
     total = 2 * MIB
     with Fetcher(Limits(per_host=12, bytes_in_flight=total)) as fetcher:
         found = dict(fetcher.fetch_many(requests.items(), in_flight=12))
