@@ -430,8 +430,8 @@ def test_parsed_feeds_waiting_together_are_committed_once(
 def test_a_storage_fault_in_a_batch_fails_that_source_alone(
     server: FeedServer, write_config: Any, clock: Clock
 ) -> None:
-    # Feeds parsed as a worker process parses them, then stored as the calling
-    # process stores what is waiting: one batch. The database refuses s2's entries.
+    # Feeds parsed as a worker process parses them, then stored together as it stores
+    # them: one batch. The database refuses s2's entries.
     config = corpus_config(server, write_config, Corpus(5, 4, seed=13))
     sources = list(config.sources[:5])
     with SqliteStore(config.settings.database) as store:

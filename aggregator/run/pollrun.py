@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from aggregator.config.loader import Source
 from aggregator.errors import AggregatorError, StoreError
 from aggregator.fetch.fetcher import Fetcher
-from aggregator.fetch.request import Limits
+from aggregator.fetch.request import FetchRequest, Limits
 from aggregator.fetch.urls import origin_of
 from aggregator.machine import usable_cores
 from aggregator.parse.kinds import load_readers
@@ -97,8 +97,8 @@ class PollRecords:
 
 
 def send(results: Any, answer: object) -> None:
-    """Put an answer in the results queue, pickled here so that one pickle refuses
-    (an exception holding a lambda, say) still arrives, as its text."""
+    """Put an answer in the results queue. It is pickled here, so that one pickle
+    refuses (an exception holding a lambda, say) still arrives, as its text."""
     try:
         blob = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
@@ -287,27 +287,24 @@ def _poll_in_processes(
 
 
 def _store_all(
-    answers: Sequence[PollOutcome | ReadyToStore], store: Storage, records: PollRecords
+    parsed: Sequence[ReadyToStore], store: Storage, records: PollRecords
 ) -> list[PollOutcome]:
     """Each parsed feed stored by its own transaction, all of them committed together
     (see STORE_BATCH); the polls' states are recorded once their entries are
     committed. If any feed fails to store, or the batch cannot commit, nothing of it
     stays and each feed is stored alone, to succeed or fail alone."""
-    parsed = [a for a in answers if isinstance(a, ReadyToStore)]
     if len(parsed) > 1:
         held: list[tuple[str, PollRecord]] = []
         try:
             with store.batch():
-                stored = iter(
-                    [store_parsed(p, store, lambda *poll: held.append(poll)) for p in parsed]
-                )
+                stored = [store_parsed(p, store, lambda *poll: held.append(poll)) for p in parsed]
         except StoreError:  # BatchFailed, or the commit failed
             pass  # nothing of it was committed: one by one below
         else:
             for poll in held:
                 records(*poll)
-            return [next(stored) if isinstance(a, ReadyToStore) else a for a in answers]
-    return [store_parsed(a, store, records) if isinstance(a, ReadyToStore) else a for a in answers]
+            return stored
+    return [store_parsed(p, store, records) for p in parsed]
 
 
 def _end(children: Sequence[Any], channels: Sequence[Any], finished: bool) -> None:
@@ -353,7 +350,7 @@ def _process_main(
     gc.set_threshold(WORKER_GC_THRESHOLD, 20, 20)
     with open_store(database) as store, Fetcher(fetch_limits, user_agent) as fetcher:
         records = PollRecords(store)
-        starts = ((start, start.request) for start in _begun(jobs, clock))
+        starts = _starts(jobs, clock)
         unstored = Unstored(store, records, results)
         waiting: list[ReadyToStore] = []  # stored once their articles are in (see poll_many)
         try:
@@ -404,10 +401,13 @@ class Unstored:
                 send(self.results, outcome)
 
 
-def _begun(jobs: Sequence[tuple[Source, SourceState]], clock: Clock) -> Iterator[PollStart]:
+def _starts(
+    jobs: Sequence[tuple[Source, SourceState]], clock: Clock
+) -> Iterator[tuple[PollStart, FetchRequest]]:
     """Each job's poll begun as the fetcher takes it, so its clock starts with its fetch."""
     for source, state in jobs:
-        yield begin_poll(source, state, clock())
+        start = begin_poll(source, state, clock())
+        yield start, start.request
 
 
 def _time_to_store(feeds: int, text: int, store: Storage) -> bool:
